@@ -1,0 +1,119 @@
+//! What every Gantry service's HTTP surface has in common: request ids,
+//! `X-Instance-Id`, size limits, JSON errors for every refusal, and serving
+//! with graceful shutdown on a listener the caller bound.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, HeaderValue, StatusCode};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+
+/// The largest request body any endpoint accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The largest total size of request headers (names and values) accepted.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_INSTANCE_ID: HeaderName = HeaderName::from_static("x-instance-id");
+
+/// The total size of a header map, as counted against [`MAX_HEADER_BYTES`].
+pub fn header_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
+/// A request id that is safe to echo: the caller's when it is short and
+/// printable, else a fresh one.
+pub fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(v) = incoming {
+        let ok = v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
+        if ok && !v.is_empty() {
+            return v.clone();
+        }
+    }
+    HeaderValue::from_str(&crate::jwt::random_id(12)).expect("base64url is a valid header value")
+}
+
+struct Context {
+    service: &'static str,
+    instance_id: HeaderValue,
+}
+
+/// Wraps a service's routes with the common behaviour. `service` names the
+/// span; `instance_id` goes out on every response.
+pub fn standard(router: Router, service: &'static str, instance_id: &str) -> Router {
+    let ctx = Arc::new(Context {
+        service,
+        instance_id: HeaderValue::from_str(instance_id).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+    });
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(ctx, request_context))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn request_context(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
+    let rid = request_id(req.headers().get(&X_REQUEST_ID));
+    let span = tracing::info_span!(
+        "request",
+        service = ctx.service,
+        request_id = rid.to_str().unwrap_or(""),
+        method = %req.method(),
+        path = req.uri().path(),
+    );
+    let mut response = async {
+        if header_bytes(req.headers()) > MAX_HEADER_BYTES {
+            return ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!("request headers exceed {MAX_HEADER_BYTES} bytes"),
+            )
+            .into_response();
+        }
+        let response = next.run(req).await;
+        let status = response.status();
+        let has_body_type = response.headers().contains_key(http::header::CONTENT_TYPE);
+        if status == StatusCode::METHOD_NOT_ALLOWED && !has_body_type {
+            let mut replaced = ApiError::new(status, "method_not_allowed", "method not allowed on this route").into_response();
+            if let Some(allow) = response.headers().get(http::header::ALLOW) {
+                replaced.headers_mut().insert(http::header::ALLOW, allow.clone());
+            }
+            return replaced;
+        }
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), "answered with a server error");
+        } else {
+            tracing::debug!(status = status.as_u16(), "answered");
+        }
+        response
+    }
+    .instrument(span)
+    .await;
+    let headers = response.headers_mut();
+    headers.insert(X_INSTANCE_ID.clone(), ctx.instance_id.clone());
+    headers.insert(X_REQUEST_ID.clone(), rid);
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

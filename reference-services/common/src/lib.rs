@@ -1,0 +1,15 @@
+//! Shared by every Gantry service: typed configuration, JWT keys and
+//! validation, the registry client and watch, the common HTTP surface,
+//! logging and shutdown.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod jwt;
+pub mod jwks;
+pub mod registration;
+pub mod registry;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+pub mod watch;

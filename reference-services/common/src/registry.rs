@@ -1,0 +1,353 @@
+//! A client for the part of Consul's HTTP API the stack uses: agent service
+//! registration with TTL checks, check updates, and health queries with
+//! blocking. It speaks to real Consul and to Gantry's dev registry alike.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, ConfigError};
+
+/// Where Consul's agent listens unless `CONSUL_HTTP_ADDR` says otherwise.
+pub const DEFAULT_CONSUL_HTTP_ADDR: &str = "http://127.0.0.1:8500";
+/// How long to wait to connect to the registry.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a non-blocking registry call may take.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A registry call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry at {addr} is unreachable: {source}")]
+    Unreachable {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("registry answered {status} to {what}: {body}")]
+    Status { what: String, status: u16, body: String },
+    #[error("registry answered {what} with a body we cannot read: {source}")]
+    Decode {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+impl RegistryError {
+    /// True when the registry does not know the service or check (it was
+    /// restarted, or reaped us): the caller should register again.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RegistryError::Status { status: 404, .. })
+            || matches!(self, RegistryError::Status { status: 500, body, .. } if body.contains("Unknown"))
+    }
+}
+
+/// What a service registers about itself.
+#[derive(Debug, Clone)]
+pub struct ServiceRegistration {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    /// The TTL of the service's check; it must be passed more often than this.
+    pub ttl: Duration,
+    /// Consul removes the service once its check has been critical this long.
+    pub deregister_critical_after: Duration,
+}
+
+impl ServiceRegistration {
+    /// The id of the TTL check, as Consul names a service's own check.
+    pub fn check_id(&self) -> String {
+        format!("service:{}", self.id)
+    }
+}
+
+/// One healthy (or not) instance, as `/v1/health/service/<name>` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    /// True when every check of the instance (and its node) is passing.
+    pub passing: bool,
+}
+
+/// Consul's `HealthServiceNodes` element, as much of it as we read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthEntry {
+    node: HealthNode,
+    service: HealthService,
+    #[serde(default)]
+    checks: Vec<HealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthNode {
+    #[serde(default)]
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthService {
+    #[serde(rename = "ID")]
+    id: String,
+    service: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    port: u16,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    meta: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthCheck {
+    status: String,
+}
+
+impl From<HealthEntry> for Instance {
+    fn from(e: HealthEntry) -> Self {
+        let address = if e.service.address.is_empty() {
+            e.node.address
+        } else {
+            e.service.address
+        };
+        Instance {
+            passing: e.checks.iter().all(|c| c.status == "passing"),
+            id: e.service.id,
+            name: e.service.service,
+            address,
+            port: e.service.port,
+            tags: e.service.tags.unwrap_or_default(),
+            meta: e.service.meta.unwrap_or_default(),
+        }
+    }
+}
+
+/// The body of `PUT /v1/agent/service/register`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RegisterBody<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    name: &'a str,
+    address: &'a str,
+    port: u16,
+    tags: &'a [String],
+    meta: &'a BTreeMap<String, String>,
+    check: CheckBody,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct CheckBody {
+    #[serde(rename = "CheckID")]
+    check_id: String,
+    name: String,
+    #[serde(rename = "TTL")]
+    ttl: String,
+    deregister_critical_service_after: String,
+}
+
+/// A registry result together with the `X-Consul-Index` it was read at.
+#[derive(Debug, Clone)]
+pub struct Indexed<T> {
+    pub value: T,
+    pub index: u64,
+}
+
+/// A handle on a Consul agent's HTTP API. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl RegistryClient {
+    /// A client for the agent at `addr` (`host:port` or a URL, as `CONSUL_HTTP_ADDR` allows).
+    pub fn new(addr: &str) -> Self {
+        let base = if addr.contains("://") {
+            addr.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{}", addr.trim_end_matches('/'))
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client without TLS always builds");
+        Self {
+            http,
+            base,
+            token: None,
+        }
+    }
+
+    /// `CONSUL_HTTP_ADDR` (default [`DEFAULT_CONSUL_HTTP_ADDR`]) and `CONSUL_HTTP_TOKEN`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let addr = config::string_or("CONSUL_HTTP_ADDR", DEFAULT_CONSUL_HTTP_ADDR);
+        if addr.starts_with("https://") {
+            return Err(ConfigError::new(
+                "CONSUL_HTTP_ADDR",
+                addr,
+                "an http:// address (TLS to the agent is not supported; use a local agent)",
+            ));
+        }
+        let mut client = Self::new(&addr);
+        client.token = config::raw("CONSUL_HTTP_TOKEN");
+        Ok(client)
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            req = req.header("X-Consul-Token", token);
+        }
+        req
+    }
+
+    async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, RegistryError> {
+        let resp = req.send().await.map_err(|source| RegistryError::Unreachable {
+            addr: self.base.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        Err(RegistryError::Status {
+            what: what.to_owned(),
+            status: status.as_u16(),
+            body: body.chars().take(300).collect(),
+        })
+    }
+
+    /// Registers (or re-registers) a service with its TTL check. The check
+    /// starts critical, as Consul's do: pass it right after.
+    pub async fn register(&self, reg: &ServiceRegistration) -> Result<(), RegistryError> {
+        let body = RegisterBody {
+            id: &reg.id,
+            name: &reg.name,
+            address: &reg.address,
+            port: reg.port,
+            tags: &reg.tags,
+            meta: &reg.meta,
+            check: CheckBody {
+                check_id: reg.check_id(),
+                name: format!("{} TTL", reg.name),
+                ttl: config::format_duration(reg.ttl),
+                deregister_critical_service_after: config::format_duration(reg.deregister_critical_after),
+            },
+        };
+        let req = self
+            .request(reqwest::Method::PUT, "/v1/agent/service/register?replace-existing-checks=true")
+            .timeout(DEFAULT_CALL_TIMEOUT)
+            .json(&body);
+        self.send("service register", req).await.map(drop)
+    }
+
+    pub async fn deregister(&self, service_id: &str) -> Result<(), RegistryError> {
+        let req = self
+            .request(reqwest::Method::PUT, &format!("/v1/agent/service/deregister/{service_id}"))
+            .timeout(DEFAULT_CALL_TIMEOUT);
+        self.send("service deregister", req).await.map(drop)
+    }
+
+    /// Sets a TTL check to `pass`, `warn` or `fail`.
+    pub async fn update_ttl(&self, check_id: &str, state: TtlState, note: &str) -> Result<(), RegistryError> {
+        let req = self
+            .request(reqwest::Method::PUT, &format!("/v1/agent/check/{}/{check_id}", state.verb()))
+            .query(&[("note", note)])
+            .timeout(DEFAULT_CALL_TIMEOUT);
+        self.send("check update", req).await.map(drop)
+    }
+
+    /// `GET /v1/health/service/<name>`; with `index`, a blocking query that
+    /// returns when the result changes or `wait` passes.
+    pub async fn health_service(
+        &self,
+        name: &str,
+        passing_only: bool,
+        index: Option<u64>,
+        wait: Duration,
+    ) -> Result<Indexed<Vec<Instance>>, RegistryError> {
+        let mut req = self.request(reqwest::Method::GET, &format!("/v1/health/service/{name}"));
+        let mut timeout = DEFAULT_CALL_TIMEOUT;
+        if passing_only {
+            req = req.query(&[("passing", "true")]);
+        }
+        if let Some(index) = index {
+            req = req.query(&[("index", index.to_string()), ("wait", config::format_duration(wait))]);
+            // Consul adds up to wait/16 of jitter; leave room for it.
+            timeout += wait + wait / 16;
+        }
+        let resp = self.send("health query", req.timeout(timeout)).await?;
+        let index = consul_index(resp.headers());
+        let entries: Vec<HealthEntry> = resp.json().await.map_err(|source| RegistryError::Decode {
+            what: "health query".into(),
+            source,
+        })?;
+        Ok(Indexed {
+            value: entries.into_iter().map(Instance::from).collect(),
+            index,
+        })
+    }
+
+    /// `GET /v1/status/leader`: answers once the agent can serve reads.
+    pub async fn leader(&self) -> Result<String, RegistryError> {
+        let req = self
+            .request(reqwest::Method::GET, "/v1/status/leader")
+            .timeout(DEFAULT_CALL_TIMEOUT);
+        let resp = self.send("leader query", req).await?;
+        resp.json().await.map_err(|source| RegistryError::Decode {
+            what: "leader query".into(),
+            source,
+        })
+    }
+}
+
+/// The value of `X-Consul-Index`, 0 when absent or unreadable.
+fn consul_index(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The states a TTL check can be set to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlState {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl TtlState {
+    fn verb(self) -> &'static str {
+        match self {
+            TtlState::Pass => "pass",
+            TtlState::Warn => "warn",
+            TtlState::Fail => "fail",
+        }
+    }
+}
