@@ -3,6 +3,7 @@
 //! logging and shutdown.
 
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod jwt;
@@ -10,6 +11,8 @@ pub mod jwks;
 pub mod registration;
 pub mod registry;
 pub mod service;
+pub mod session;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;
 pub mod watch;

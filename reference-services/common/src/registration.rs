@@ -1,6 +1,7 @@
 //! A service's own presence in the registry: register with a TTL check,
 //! heartbeat it, re-register if the registry forgot us, deregister on the way out.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -34,6 +35,21 @@ impl Registration {
     pub async fn deregister(self) -> Result<(), RegistryError> {
         self.heartbeat.abort();
         self.client.deregister(&self.service_id).await
+    }
+}
+
+impl Registration {
+    /// A future that waits for `shutdown`, then deregisters, so callers stop
+    /// being sent new requests before the server drains the ones in flight.
+    pub fn leave_on(self, shutdown: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            shutdown.await;
+            let id = self.service_id.clone();
+            match self.deregister().await {
+                Ok(()) => tracing::info!(service_id = %id, "deregistered"),
+                Err(e) => tracing::warn!(error = %e, "deregistration failed; the TTL check will expire instead"),
+            }
+        }
     }
 }
 

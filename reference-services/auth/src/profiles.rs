@@ -1,0 +1,96 @@
+//! Creating a profile in the user service, which owns `user:` keys. Auth
+//! finds it through the registry and calls it with a short-lived service
+//! token; it never writes another service's keys.
+
+use std::time::Duration;
+
+use gantry_common::discovery::Discovered;
+use gantry_common::jwt::{Claims, Signer, now_secs, random_id};
+use serde::Serialize;
+
+/// The user service's internal endpoint for new profiles.
+pub const CREATE_PATH: &str = "/internal/users";
+/// The scope a service token needs to create profiles.
+pub const WRITE_SCOPE: &str = "users:write";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("no user service instance is passing in the registry")]
+    NoInstance,
+    #[error("the user service failed: {0}")]
+    Upstream(String),
+}
+
+#[derive(Serialize)]
+pub struct NewProfile<'a> {
+    pub id: &'a str,
+    pub username: &'a str,
+    pub display_name: &'a str,
+}
+
+pub struct Profiles {
+    users: Discovered,
+    http: reqwest::Client,
+    issuer: String,
+    audience: String,
+}
+
+impl Profiles {
+    pub fn new(users: Discovered, issuer: String, audience: String) -> Self {
+        Self {
+            users,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("an HTTP client without TLS always builds"),
+            issuer,
+            audience,
+        }
+    }
+
+    fn service_token(&self, signer: &Signer) -> String {
+        let now = now_secs();
+        signer.sign(&Claims {
+            sub: "service:auth".into(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            exp: now + 60,
+            iat: now,
+            nbf: Some(now),
+            jti: random_id(16),
+            username: None,
+            scope: Some(WRITE_SCOPE.into()),
+        })
+    }
+
+    /// Creates the profile on the first instance that accepts it, trying the
+    /// next one when an instance cannot be reached.
+    pub async fn create(&self, signer: &Signer, profile: &NewProfile<'_>) -> Result<(), ProfileError> {
+        let urls = self.users.base_urls();
+        if urls.is_empty() {
+            return Err(ProfileError::NoInstance);
+        }
+        let token = self.service_token(signer);
+        let mut last = ProfileError::NoInstance;
+        for base in urls.iter().take(3) {
+            let sent = self
+                .http
+                .post(format!("{base}{CREATE_PATH}"))
+                .bearer_auth(&token)
+                .json(profile)
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => return Ok(()),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    return Err(ProfileError::Upstream(format!("{status}: {body}")));
+                }
+                Err(e) => last = ProfileError::Upstream(e.to_string()),
+            }
+        }
+        Err(last)
+    }
+}

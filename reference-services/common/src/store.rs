@@ -1,0 +1,65 @@
+//! A Redis connection that a service can hold before Redis is up.
+//!
+//! Services start even when Redis is down (the gateway must keep serving
+//! bearer requests); the first command connects, and a dead Redis answers
+//! fast with an error instead of hanging the request.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
+
+/// How long one connection attempt to Redis may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long one Redis command may take before the request fails with 503.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub struct Store {
+    client: redis::Client,
+    url: String,
+    conn: OnceCell<ConnectionManager>,
+}
+
+impl Store {
+    /// Parses `url` (as in `REDIS_URL`); connects later, on first use.
+    pub fn new(url: &str) -> Result<Self, crate::config::ConfigError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| crate::config::ConfigError::new("REDIS_URL", url, format!("a redis:// URL ({e})")))?;
+        Ok(Self {
+            client,
+            url: url.to_owned(),
+            conn: OnceCell::new(),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A multiplexed connection that reconnects by itself after an outage.
+    pub async fn conn(&self) -> redis::RedisResult<ConnectionManager> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT)
+                    .set_number_of_retries(1)
+                    .set_factor(50)
+                    .set_max_delay(200);
+                ConnectionManager::new_with_config(self.client.clone(), config).await
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    /// `PING`, for readiness.
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)
+    }
+}
