@@ -1,1 +1,146 @@
+//! The Gantry API gateway.
+//!
+//! Built on hyper directly: the request path reads an immutable per-service
+//! snapshot (no lock), verifies identity from caches, balances, and retries
+//! around dead instances. Background tasks keep the snapshots, the JWKS, the
+//! Redis health flag and the revocation feed current.
 
+pub mod config;
+mod error;
+mod headers;
+mod identity;
+mod metrics;
+mod openapi;
+mod proxy;
+mod routes;
+mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use gantry_common::jwks::KeyStore;
+use gantry_common::store::Store;
+use gantry_common::watch::{DEFAULT_WATCH_WAIT, watch_service};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use config::{GatewayConfig, LbPolicy};
+pub use proxy::Gateway;
+
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often Redis reachability is checked for `/readyz`.
+pub const REDIS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] gantry_common::config::ConfigError),
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Serves the gateway on `listener` until `shutdown`, then drains.
+pub async fn run(
+    listener: TcpListener,
+    cfg: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let bound = listener.local_addr()?;
+    let instance_id = cfg
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| format!("gateway-{}", bound.port()));
+    let store = Store::new(&cfg.redis_url)?;
+    let identity = Arc::new(identity::Identity::new(KeyStore::new(&cfg.jwt), store, cfg.session_cache_ttl));
+    let gateway = Arc::new(Gateway::new(cfg, identity.clone(), &instance_id));
+    let tasks = spawn_background(&gateway);
+    tracing::info!(%bound, %instance_id, lb = ?gateway.cfg.lb, "gateway serving");
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gateway.clone();
+        let service = service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
+        });
+        let conn = http1::Builder::new()
+            .keep_alive(true)
+            .max_buf_size(gantry_common::http::MAX_HEADER_BYTES * 4)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("draining");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain timed out; closing remaining connections");
+    }
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for (i, name) in routes::SERVICES.iter().enumerate() {
+        let gw = gateway.clone();
+        tasks.push(tokio::spawn(watch_service(
+            gateway.cfg.registry.clone(),
+            (*name).to_owned(),
+            DEFAULT_WATCH_WAIT,
+            move |instances| {
+                tracing::info!(service = routes::SERVICES[i], count = instances.len(), "instances changed");
+                gw.upstreams[i].update(&instances);
+            },
+            |e| tracing::warn!(error = %e, "registry watch failed; serving from the last snapshot"),
+        )));
+    }
+    tasks.push(tokio::spawn(gateway.identity.clone().follow_revocations()));
+    let gw = gateway.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let ok = gw.identity.store().ping().await.is_ok();
+            if gw.redis_ok.swap(ok, Ordering::Relaxed) != ok {
+                tracing::info!(reachable = ok, "redis reachability changed");
+            }
+            tokio::time::sleep(REDIS_PROBE_INTERVAL).await;
+        }
+    }));
+    let gw = gateway.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let pause = match gw.identity.keys().refresh(&gw.upstreams[0].base_urls()).await {
+                Ok(_) => Duration::from_secs(300),
+                Err(_) => Duration::from_millis(250),
+            };
+            tokio::time::sleep(pause).await;
+        }
+    }));
+    tasks
+}

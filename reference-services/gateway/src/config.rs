@@ -1,0 +1,89 @@
+//! The gateway's configuration, parsed once at start.
+
+use std::time::Duration;
+
+use gantry_common::config::{self, ConfigError};
+use gantry_common::jwt::JwtConfig;
+use gantry_common::registry::RegistryClient;
+use gantry_common::service::DEFAULT_REDIS_URL;
+
+/// Where the gateway listens unless `GANTRY_LISTEN` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Time allowed to open a connection to an upstream instance.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time allowed for one upstream attempt to answer with its headers.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Extra attempts on other instances after a failure that is safe to retry.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// How long a session lookup is trusted without asking Redis again.
+pub const DEFAULT_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
+/// The most a session lookup may be cached: revocations are pushed, but a
+/// missed push must not keep a dead session alive for long.
+pub const MAX_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// How the gateway picks among healthy instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    /// Each instance in turn.
+    RoundRobin,
+    /// Two at random; the one with fewer requests in flight.
+    P2c,
+}
+
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `GANTRY_LISTEN` | `127.0.0.1:8000` | where the gateway listens |
+/// | `GANTRY_LB` | `round_robin` | `round_robin` or `p2c` (least outstanding of two) |
+/// | `GANTRY_CONNECT_TIMEOUT` | `1s` | upstream connect timeout |
+/// | `GANTRY_REQUEST_TIMEOUT` | `30s` | per-attempt time to upstream response headers |
+/// | `GANTRY_MAX_RETRIES` | `2` | retries on other instances (connect failures; any failure for idempotent methods) |
+/// | `GANTRY_SESSION_CACHE_TTL` | `5s` | session lookup cache, at most 5 s |
+/// | `GANTRY_INSTANCE_ID` | `gateway-<port>` | sent as `X-Instance-Id` on the gateway's own answers |
+/// | `REDIS_URL`, `CONSUL_HTTP_ADDR`, `GANTRY_JWT_*` | | as for every service |
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: std::net::SocketAddr,
+    pub instance_id: Option<String>,
+    pub jwt: JwtConfig,
+    pub registry: RegistryClient,
+    pub redis_url: String,
+    pub lb: LbPolicy,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    pub session_cache_ttl: Duration,
+}
+
+impl GatewayConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let lb = match config::string_or("GANTRY_LB", "round_robin").as_str() {
+            "round_robin" | "rr" => LbPolicy::RoundRobin,
+            "p2c" | "least_outstanding" => LbPolicy::P2c,
+            other => return Err(ConfigError::new("GANTRY_LB", other, "round_robin or p2c")),
+        };
+        let session_cache_ttl = config::duration_or("GANTRY_SESSION_CACHE_TTL", DEFAULT_SESSION_CACHE_TTL)?;
+        if session_cache_ttl > MAX_SESSION_CACHE_TTL {
+            return Err(ConfigError::new(
+                "GANTRY_SESSION_CACHE_TTL",
+                config::format_duration(session_cache_ttl),
+                "at most 5s",
+            ));
+        }
+        let max_retries = config::parse_or("GANTRY_MAX_RETRIES", DEFAULT_MAX_RETRIES, "a whole number from 0 to 5")?;
+        if max_retries > 5 {
+            return Err(ConfigError::new("GANTRY_MAX_RETRIES", max_retries.to_string(), "a whole number from 0 to 5"));
+        }
+        Ok(Self {
+            listen: config::parse_or("GANTRY_LISTEN", DEFAULT_LISTEN.parse().expect("valid default"), "host:port")?,
+            instance_id: config::raw("GANTRY_INSTANCE_ID"),
+            jwt: JwtConfig::from_env()?,
+            registry: RegistryClient::from_env()?,
+            redis_url: config::string_or("REDIS_URL", DEFAULT_REDIS_URL),
+            lb,
+            connect_timeout: config::duration_or("GANTRY_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)?,
+            request_timeout: config::duration_or("GANTRY_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)?,
+            max_retries,
+            session_cache_ttl,
+        })
+    }
+}

@@ -1,0 +1,394 @@
+//! The request path: admin endpoints, identity, balancing, retries.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use gantry_common::error::ApiError;
+use gantry_common::http::{MAX_BODY_BYTES, MAX_HEADER_BYTES, X_INSTANCE_ID, X_REQUEST_ID, header_bytes, request_id};
+use gantry_common::session;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::time::Instant;
+
+use crate::config::GatewayConfig;
+use crate::error::ProxyError;
+use crate::headers::{strip_hop_by_hop, strip_identity};
+use crate::identity::{Denied, Identity};
+use crate::metrics::Metrics;
+use crate::routes::{self, SERVICES};
+use crate::upstream::{Clock, Endpoint, Upstream};
+
+/// What the gateway answers with: an upstream's streamed body or its own.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+pub struct Gateway {
+    pub cfg: GatewayConfig,
+    pub upstreams: [Upstream; SERVICES.len()],
+    pub identity: Arc<Identity>,
+    pub metrics: Metrics,
+    pub redis_ok: AtomicBool,
+    client: Client<HttpConnector, Full<Bytes>>,
+    clock: Clock,
+    instance_id: HeaderValue,
+}
+
+/// Decrements an endpoint's in-flight count however the attempt ends,
+/// including when the caller goes away and the future is dropped.
+struct InFlight<'a>(&'a Endpoint);
+
+impl<'a> InFlight<'a> {
+    fn start(e: &'a Endpoint) -> Self {
+        e.outstanding.fetch_add(1, Ordering::Relaxed);
+        e.requests.fetch_add(1, Ordering::Relaxed);
+        Self(e)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn cookie_session(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::from_cookie_header)
+}
+
+impl Gateway {
+    pub fn new(cfg: GatewayConfig, identity: Arc<Identity>, instance_id: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Self {
+            cfg,
+            upstreams: Default::default(),
+            identity,
+            metrics: Metrics::default(),
+            redis_ok: AtomicBool::new(false),
+            client,
+            clock: Clock::default(),
+            instance_id: HeaderValue::from_str(instance_id).unwrap_or_else(|_| HeaderValue::from_static("gateway")),
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let rid = request_id(req.headers().get(&X_REQUEST_ID));
+        let (mut response, service) = match self.dispatch(req, peer, &rid).await {
+            Ok(answer) => answer,
+            Err((e, service)) => (self.own_response(&e), service),
+        };
+        let headers = response.headers_mut();
+        if !headers.contains_key(&X_REQUEST_ID) {
+            headers.insert(X_REQUEST_ID.clone(), rid);
+        }
+        self.metrics.record(service, response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    /// An answer of the gateway's own (errors and admin endpoints).
+    fn own_response(&self, e: &ApiError) -> Response<Body> {
+        let mut r = Response::new(Either::Right(Full::new(Bytes::from(e.body()))));
+        *r.status_mut() = e.status;
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(X_INSTANCE_ID.clone(), self.instance_id.clone());
+        if e.status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = e.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
+    }
+
+    fn own_body(&self, status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+        let mut r = Response::new(Either::Right(Full::new(Bytes::from(body))));
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r.headers_mut().insert(X_INSTANCE_ID.clone(), self.instance_id.clone());
+        r
+    }
+
+    fn auth_urls(&self) -> Vec<String> {
+        self.upstreams[0].base_urls()
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        rid: &HeaderValue,
+    ) -> Result<(Response<Body>, Option<usize>), (ApiError, Option<usize>)> {
+        if header_bytes(req.headers()) > MAX_HEADER_BYTES {
+            let e = ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!("request headers exceed {MAX_HEADER_BYTES} bytes"),
+            );
+            return Err((e, None));
+        }
+        let path = req.uri().path();
+        let Some(route) = routes::find(path) else {
+            return match (req.method(), path) {
+                (&Method::GET, "/healthz") => Ok((
+                    self.own_body(StatusCode::OK, "application/json", r#"{"status":"ok"}"#.into()),
+                    None,
+                )),
+                (&Method::GET, "/readyz") => Ok((self.readiness(), None)),
+                (&Method::GET, "/metrics") => Ok((
+                    self.own_body(StatusCode::OK, "text/plain; version=0.0.4", self.render_metrics()),
+                    None,
+                )),
+                (&Method::GET, "/openapi.json") => Ok((
+                    self.own_body(StatusCode::OK, "application/json", crate::openapi::DOCUMENT.into()),
+                    None,
+                )),
+                _ => Err((ApiError::not_found("no route for this path"), None)),
+            };
+        };
+        let service = route.service;
+        let fail = |e: ApiError| (e, Some(service));
+
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        strip_identity(&mut parts.headers);
+
+        if route.requires_identity {
+            let denied = if let Some(token) = bearer(&parts.headers) {
+                self.identity.bearer(token, || self.auth_urls()).await.err()
+            } else if let Some(sid) = cookie_session(&parts.headers) {
+                match self.identity.session(sid, || self.auth_urls()).await {
+                    Ok(authorization) => {
+                        parts.headers.insert(header::AUTHORIZATION, authorization);
+                        None
+                    }
+                    Err(d) => Some(d),
+                }
+            } else {
+                Some(Denied::Unauthorized("a bearer token or session cookie is required"))
+            };
+            if let Some(d) = denied {
+                return Err(fail(d.to_api_error()));
+            }
+        }
+
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(fail(too_large()));
+        }
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(fail(too_large())),
+            Err(_) => {
+                return Err(fail(ApiError::bad_request("unreadable_body", "the request body could not be read")));
+            }
+        };
+
+        parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
+        let forwarded = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prior) => format!("{prior}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            parts.headers.insert("x-forwarded-for", v);
+        }
+
+        let response = self.forward(service, parts, body).await.map_err(|e| fail(e.to_api_error()))?;
+        Ok((response, Some(service)))
+    }
+
+    /// Sends the request to an instance of `service`, retrying on others
+    /// when that is safe, within the retry budget.
+    async fn forward(&self, service: usize, parts: http::request::Parts, body: Bytes) -> Result<Response<Body>, ProxyError> {
+        let upstream = &self.upstreams[service];
+        let snapshot = upstream.snapshot.load();
+        let idempotent = is_idempotent(&parts.method);
+        let path_and_query = parts.uri.path_and_query().cloned();
+        let mut tried = [usize::MAX; 8];
+        let mut attempts = 0usize;
+        let mut last_error = ProxyError::NoInstance {
+            service: SERVICES[service],
+        };
+        while attempts <= self.cfg.max_retries as usize {
+            let now_ms = self.clock.now_ms();
+            let Some(i) = upstream.pick(&snapshot, self.cfg.lb, &tried[..attempts], now_ms) else {
+                break;
+            };
+            tried[attempts] = i;
+            attempts += 1;
+            if attempts > 1 {
+                upstream.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let endpoint = &snapshot.endpoints[i];
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority = Some(endpoint.authority.clone());
+            uri.path_and_query = path_and_query.clone();
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = parts.headers.clone();
+
+            let in_flight = InFlight::start(endpoint);
+            let outcome = tokio::time::timeout(self.cfg.request_timeout, self.client.request(request)).await;
+            drop(in_flight);
+            let error = match outcome {
+                Ok(Ok(mut response)) => {
+                    endpoint.succeeded();
+                    strip_hop_by_hop(response.headers_mut());
+                    return Ok(response.map(Either::Left));
+                }
+                Ok(Err(e)) if e.is_connect() => ProxyError::Connect {
+                    instance: endpoint.id.clone(),
+                    detail: source_chain(&e),
+                },
+                Ok(Err(e)) => ProxyError::Upstream {
+                    instance: endpoint.id.clone(),
+                    detail: source_chain(&e),
+                },
+                Err(_) => ProxyError::Timeout {
+                    instance: endpoint.id.clone(),
+                },
+            };
+            upstream.failures.fetch_add(1, Ordering::Relaxed);
+            if error.ejects() {
+                let backoff = endpoint.eject(self.clock.now_ms());
+                upstream.ejections.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(service = SERVICES[service], instance = %endpoint.id, ?backoff, error = %error, "ejected instance");
+            }
+            let retry = error.retry_safe(idempotent);
+            last_error = error;
+            if !retry {
+                break;
+            }
+        }
+        Err(last_error)
+    }
+
+    fn readiness(&self) -> Response<Body> {
+        let mut problems = Vec::new();
+        let mut counts = serde_json::Map::new();
+        for (name, upstream) in SERVICES.iter().zip(&self.upstreams) {
+            let snap = upstream.snapshot.load();
+            counts.insert((*name).into(), snap.endpoints.len().into());
+            if !snap.received {
+                problems.push(format!("no registry answer yet for {name}"));
+            } else if snap.endpoints.is_empty() {
+                problems.push(format!("no passing instance of {name}"));
+            }
+        }
+        let redis = self.redis_ok.load(Ordering::Relaxed);
+        if !redis {
+            problems.push("redis unreachable".to_owned());
+        }
+        let keys = self.identity.keys().current().len();
+        if keys == 0 {
+            problems.push("no token verification keys yet (JWKS not fetched)".to_owned());
+        }
+        let ready = problems.is_empty();
+        let body = serde_json::json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "instances": counts,
+            "redis": if redis { "ok" } else { "unreachable" },
+            "verification_keys": keys,
+            "problems": problems,
+        });
+        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        self.own_body(status, "application/json", body.to_string())
+    }
+
+    fn render_metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(4096);
+        self.metrics.render_requests(&mut out);
+        let series = [
+            ("gantry_gateway_upstream_retries_total", "Retries on another instance.", 0),
+            ("gantry_gateway_upstream_ejections_total", "Instances ejected after a failure.", 1),
+            ("gantry_gateway_upstream_failures_total", "Failed upstream attempts.", 2),
+        ];
+        for (name, help, which) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (service, u) in SERVICES.iter().zip(&self.upstreams) {
+                let v = [&u.retries, &u.ejections, &u.failures][which].load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{service=\"{service}\"}} {v}");
+            }
+        }
+        out.push_str("# HELP gantry_gateway_upstream_requests_total Attempts sent to each current instance.\n");
+        out.push_str("# TYPE gantry_gateway_upstream_requests_total counter\n");
+        for (service, u) in SERVICES.iter().zip(&self.upstreams) {
+            for e in &u.snapshot.load().endpoints {
+                let _ = writeln!(
+                    out,
+                    "gantry_gateway_upstream_requests_total{{service=\"{service}\",instance=\"{}\"}} {}",
+                    e.id,
+                    e.requests.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let s = &self.identity.stats;
+        for (name, v) in [
+            ("gantry_gateway_token_cache_hits_total", &s.token_hits),
+            ("gantry_gateway_token_cache_misses_total", &s.token_misses),
+            ("gantry_gateway_session_cache_hits_total", &s.session_hits),
+            ("gantry_gateway_session_lookups_total", &s.session_lookups),
+            ("gantry_gateway_revocations_total", &s.revocations),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        out
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

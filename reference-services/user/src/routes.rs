@@ -1,0 +1,97 @@
+//! The user service's HTTP API.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gantry_common::error::{ApiError, Json};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::identity::Caller;
+
+/// The scope a service token needs to create profiles.
+pub const WRITE_SCOPE: &str = "users:write";
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/users/me", get(me))
+        .route("/users/{id}", get(by_id))
+        .route("/internal/users", post(create))
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Profile {
+    id: String,
+    username: String,
+    display_name: String,
+}
+
+fn profile_key(id: &str) -> String {
+    format!("user:{id}")
+}
+
+/// Ids are ours (`u_` + base64url); anything else cannot exist.
+fn plausible_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn store_down(e: redis::RedisError) -> ApiError {
+    tracing::warn!(error = %e, "redis unavailable");
+    ApiError::unavailable("profile_store_unavailable", "the profile store is unavailable; retry shortly")
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Response, ApiError> {
+    if !plausible_id(id) {
+        return Err(ApiError::not_found("no such user"));
+    }
+    let mut conn = state.store.conn().await.map_err(store_down)?;
+    let raw: Option<String> = conn.get(profile_key(id)).await.map_err(store_down)?;
+    let profile = raw
+        .and_then(|r| serde_json::from_str::<Profile>(&r).ok())
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    Ok(axum::Json(profile).into_response())
+}
+
+async fn me(State(state): State<Arc<AppState>>, Caller(claims): Caller) -> Result<Response, ApiError> {
+    load(&state, &claims.sub).await
+}
+
+async fn by_id(State(state): State<Arc<AppState>>, _caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    load(&state, &id).await
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    Caller(claims): Caller,
+    Json(profile): Json<Profile>,
+) -> Result<Response, ApiError> {
+    if !claims.has_scope(WRITE_SCOPE) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token may not create profiles"));
+    }
+    if !plausible_id(&profile.id) || profile.username.is_empty() || profile.display_name.is_empty() {
+        return Err(ApiError::bad_request("invalid_profile", "id, username and display_name are required"));
+    }
+    let mut conn = state.store.conn().await.map_err(store_down)?;
+    let record = serde_json::to_string(&profile).expect("a profile serializes");
+    let created: bool = conn.set_nx(profile_key(&profile.id), record).await.map_err(store_down)?;
+    if !created {
+        return Err(ApiError::new(StatusCode::CONFLICT, "profile_exists", "a profile with this id exists"));
+    }
+    Ok((StatusCode::CREATED, axum::Json(profile)).into_response())
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    state.store.ping().await.map_err(|e| {
+        ApiError::unavailable("profile_store_unavailable", format!("redis: {e}"))
+    })?;
+    Ok(axum::Json(json!({"status": "ready"})).into_response())
+}
