@@ -2,4 +2,49 @@
 //! processes), breaks it on purpose, and drives it. Also home of the dev
 //! registry, the Consul-compatible registry used when no Consul is at hand.
 
+pub mod ports;
+pub mod process;
 pub mod registry;
+pub mod stack;
+pub mod wait;
+
+use std::time::Duration;
+
+pub use stack::{Infra, Progress, Stack, StackBuilder};
+
+/// Why the harness could not do what was asked. Every message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{program} was not found: {hint}")]
+    Missing { program: String, hint: String },
+    #[error("could not start {name} ({program}): {source}")]
+    Spawn {
+        name: String,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} exited ({status}) before it was ready; its log is {log}:\n{tail}")]
+    Exited {
+        name: String,
+        status: String,
+        log: String,
+        tail: String,
+    },
+    #[error("gave up waiting {waited:?} for {what}: {last}")]
+    NotReady { what: String, waited: Duration, last: String },
+    #[error("port {0} is already in use: stop what holds it or choose another with --port")]
+    PortBusy(u16),
+    #[error("{0} is not running")]
+    NotRunning(String),
+    #[error("could not signal {name}: {source}")]
+    Signal {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}

@@ -1,0 +1,436 @@
+//! The one place that knows how to start and stop a whole stack: Redis, the
+//! registry, auth, N user instances and the gateway(s), each a real process.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gantry_common::jwt;
+use gantry_common::registry::RegistryClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::HarnessError;
+use crate::ports::{free_port, is_free};
+use crate::process::{Process, Spec};
+use crate::wait;
+
+/// How long any one component may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The TTL the harness gives service checks: short, so failover shows quickly.
+pub const DEFAULT_CHECK_TTL: Duration = Duration::from_secs(2);
+
+/// Where Redis and the registry come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Infra {
+    /// Containers when a Docker engine answers, else local processes.
+    Auto,
+    /// `redis-server` from PATH and the dev registry as processes.
+    Local,
+    /// testcontainers (not built yet).
+    Containers,
+}
+
+impl std::str::FromStr for Infra {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Infra::Auto),
+            "local" => Ok(Infra::Local),
+            "containers" => Ok(Infra::Containers),
+            other => Err(format!("{other:?} is not a provider: expected auto, local or containers")),
+        }
+    }
+}
+
+/// A step of starting or stopping, for progress displays.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    Starting(&'a str),
+    Ready(&'a str, Duration),
+    Stopping(&'a str),
+}
+
+/// Describes a stack; [`StackBuilder::start`] makes it real.
+#[derive(Debug, Clone)]
+pub struct StackBuilder {
+    binary: PathBuf,
+    infra: Infra,
+    users: usize,
+    gateways: usize,
+    gateway_port: Option<u16>,
+    check_ttl: Duration,
+    env: Vec<(String, String)>,
+}
+
+impl StackBuilder {
+    /// `binary` is the `gantry` executable, whose `serve <component>` runs each part.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            infra: Infra::Auto,
+            users: 3,
+            gateways: 1,
+            gateway_port: None,
+            check_ttl: DEFAULT_CHECK_TTL,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn infra(mut self, infra: Infra) -> Self {
+        self.infra = infra;
+        self
+    }
+
+    /// How many user-service instances (at least 1).
+    pub fn users(mut self, n: usize) -> Self {
+        self.users = n.max(1);
+        self
+    }
+
+    /// How many gateways (at least 1); the second and later get free ports.
+    pub fn gateways(mut self, n: usize) -> Self {
+        self.gateways = n.max(1);
+        self
+    }
+
+    /// The first gateway's port; a free one when not set.
+    pub fn gateway_port(mut self, port: u16) -> Self {
+        self.gateway_port = Some(port);
+        self
+    }
+
+    pub fn check_ttl(mut self, ttl: Duration) -> Self {
+        self.check_ttl = ttl;
+        self
+    }
+
+    /// An environment variable for every service process (e.g. `GANTRY_LB=p2c`).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts everything and waits until it is really ready: Redis answers
+    /// PING, the registry answers, every instance is passing, every gateway's
+    /// `/readyz` is 200.
+    pub async fn start(self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<Stack, HarnessError> {
+        match self.infra {
+            Infra::Local | Infra::Auto => {}
+            Infra::Containers => {
+                return Err(HarnessError::Unsupported(
+                    "the containers provider is not built yet; use --infra local (redis-server on PATH)".into(),
+                ));
+            }
+        }
+        if let Some(port) = self.gateway_port {
+            if !is_free(port) {
+                return Err(HarnessError::PortBusy(port));
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("gantry-stack-")
+            .tempdir()
+            .map_err(|e| HarnessError::Io("creating the stack's temp dir".into(), e))?;
+        let mut stack = Stack {
+            dir,
+            redis: None,
+            registry: None,
+            auth: Vec::new(),
+            users: Vec::new(),
+            gateways: Vec::new(),
+            redis_url: String::new(),
+            registry_addr: String::new(),
+            gateway_urls: Vec::new(),
+            service_env: Vec::new(),
+            binary: self.binary.clone(),
+        };
+        // A stack that fails half-way is torn down by Drop (kill_on_drop).
+        stack.start_redis(progress).await?;
+        stack.start_registry(progress).await?;
+
+        let seed = jwt::generate_seed();
+        let ttl = gantry_common::config::format_duration(self.check_ttl);
+        stack.service_env = vec![
+            ("REDIS_URL".into(), stack.redis_url.clone()),
+            ("CONSUL_HTTP_ADDR".into(), format!("http://{}", stack.registry_addr)),
+            ("GANTRY_JWT_SIGNING_KEY".into(), jwt::encode_seed(&seed)),
+            ("GANTRY_COOKIE_SECURE".into(), "false".into()),
+            ("GANTRY_CHECK_TTL".into(), ttl),
+            ("GANTRY_DEREGISTER_AFTER".into(), "30s".into()),
+            ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+        ];
+        stack.service_env.extend(self.env.iter().cloned());
+
+        stack.start_service("auth", "auth-1", None, progress).await?;
+        for i in 1..=self.users {
+            stack.start_service("user", &format!("user-{i}"), None, progress).await?;
+        }
+        for i in 1..=self.gateways {
+            let port = if i == 1 { self.gateway_port } else { None };
+            stack.start_gateway(&format!("gateway-{i}"), port, progress).await?;
+        }
+        Ok(stack)
+    }
+}
+
+/// A running stack. Dropping it kills every process; [`Stack::stop`] stops
+/// them gracefully, gateways first.
+#[derive(Debug)]
+pub struct Stack {
+    dir: tempfile::TempDir,
+    redis: Option<Process>,
+    registry: Option<Process>,
+    auth: Vec<Process>,
+    users: Vec<Process>,
+    gateways: Vec<Process>,
+    redis_url: String,
+    registry_addr: String,
+    gateway_urls: Vec<String>,
+    service_env: Vec<(String, String)>,
+    binary: PathBuf,
+}
+
+impl Stack {
+    pub fn gateway_url(&self) -> &str {
+        &self.gateway_urls[0]
+    }
+
+    pub fn gateway_urls(&self) -> &[String] {
+        &self.gateway_urls
+    }
+
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
+    }
+
+    /// `host:port` of the registry's HTTP API.
+    pub fn registry_addr(&self) -> &str {
+        &self.registry_addr
+    }
+
+    pub fn registry(&self) -> RegistryClient {
+        RegistryClient::new(&self.registry_addr)
+    }
+
+    /// Where the processes' logs are.
+    pub fn log_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The user instances, in order (`user-1` first).
+    pub fn users_mut(&mut self) -> &mut [Process] {
+        &mut self.users
+    }
+
+    pub fn gateways_mut(&mut self) -> &mut [Process] {
+        &mut self.gateways
+    }
+
+    pub fn redis_mut(&mut self) -> Option<&mut Process> {
+        self.redis.as_mut()
+    }
+
+    pub fn registry_mut(&mut self) -> Option<&mut Process> {
+        self.registry.as_mut()
+    }
+
+    /// Process ids of everything running, for checks that nothing is left behind.
+    pub fn pids(&self) -> Vec<u32> {
+        self.all().filter_map(Process::pid).collect()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Process> {
+        self.gateways
+            .iter()
+            .chain(&self.users)
+            .chain(&self.auth)
+            .chain(&self.registry)
+            .chain(&self.redis)
+    }
+
+    fn spec(&self, name: &str, program: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Spec {
+        Spec {
+            name: name.to_owned(),
+            program,
+            args,
+            env,
+            log: self.dir.path().join(format!("{name}.log")),
+        }
+    }
+
+    async fn start_redis(&mut self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<(), HarnessError> {
+        progress(Progress::Starting("redis"));
+        let program = which("redis-server").ok_or_else(|| HarnessError::Missing {
+            program: "redis-server".into(),
+            hint: "install Redis (Debian: apt-get install redis-server) or put redis-server on PATH".into(),
+        })?;
+        let port = free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
+        let args = [
+            "--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--protected-mode", "no", "--daemonize", "no", "--dir", &self.dir.path().display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let spec = self.spec("redis", program, args, vec![]);
+        let mut process = Process::start(spec)?;
+        let addr = format!("127.0.0.1:{port}");
+        let took = wait::until("redis to answer PING", READY_TIMEOUT, Some(&mut process), || redis_ping(&addr)).await?;
+        self.redis_url = format!("redis://{addr}");
+        self.redis = Some(process);
+        progress(Progress::Ready("redis", took));
+        Ok(())
+    }
+
+    async fn start_registry(&mut self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<(), HarnessError> {
+        progress(Progress::Starting("registry"));
+        let port = free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
+        let addr = format!("127.0.0.1:{port}");
+        let spec = self.spec(
+            "registry",
+            self.binary.clone(),
+            vec!["serve".into(), "registry".into()],
+            vec![("GANTRY_LISTEN".into(), addr.clone())],
+        );
+        let mut process = Process::start(spec)?;
+        let client = RegistryClient::new(&addr);
+        let took = wait::until("the registry to answer", READY_TIMEOUT, Some(&mut process), || {
+            let client = client.clone();
+            async move { client.leader().await.map(|_| true).map_err(|e| e.to_string()) }
+        })
+        .await?;
+        self.registry_addr = addr;
+        self.registry = Some(process);
+        progress(Progress::Ready("registry", took));
+        Ok(())
+    }
+
+    async fn start_service(
+        &mut self,
+        service: &str,
+        id: &str,
+        port: Option<u16>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), HarnessError> {
+        progress(Progress::Starting(id));
+        let port = match port {
+            Some(p) => p,
+            None => free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?,
+        };
+        let mut env = self.service_env.clone();
+        env.push(("GANTRY_LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.push(("GANTRY_INSTANCE_ID".into(), id.into()));
+        let spec = self.spec(id, self.binary.clone(), vec!["serve".into(), service.into()], env);
+        let mut process = Process::start(spec)?;
+        let took = self.wait_passing_of(service, id, Some(&mut process)).await?;
+        match service {
+            "auth" => self.auth.push(process),
+            _ => self.users.push(process),
+        }
+        progress(Progress::Ready(id, took));
+        Ok(())
+    }
+
+    async fn start_gateway(
+        &mut self,
+        id: &str,
+        port: Option<u16>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), HarnessError> {
+        progress(Progress::Starting(id));
+        let port = match port {
+            Some(p) => p,
+            None => free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?,
+        };
+        let mut env = self.service_env.clone();
+        env.push(("GANTRY_LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.push(("GANTRY_INSTANCE_ID".into(), id.into()));
+        let spec = self.spec(id, self.binary.clone(), vec!["serve".into(), "gateway".into()], env);
+        let mut process = Process::start(spec)?;
+        let url = format!("http://127.0.0.1:{port}");
+        let took = wait_gateway_ready(&url, Some(&mut process)).await?;
+        self.gateways.push(process);
+        self.gateway_urls.push(url);
+        progress(Progress::Ready(id, took));
+        Ok(())
+    }
+
+    async fn wait_passing_of(&self, service: &str, id: &str, process: Option<&mut Process>) -> Result<Duration, HarnessError> {
+        let client = self.registry();
+        wait::until(&format!("{id} to pass in the registry"), READY_TIMEOUT, process, || {
+            let client = client.clone();
+            async move {
+                let found = client
+                    .health_service(service, true, None, Duration::ZERO)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(found.value.iter().any(|i| i.id == id))
+            }
+        })
+        .await
+    }
+
+    /// Waits until instance `id` of `service` is passing in the registry.
+    pub async fn wait_passing(&self, service: &str, id: &str) -> Result<Duration, HarnessError> {
+        self.wait_passing_of(service, id, None).await
+    }
+
+    /// Waits until every gateway answers `/readyz` with 200.
+    pub async fn wait_gateways_ready(&self) -> Result<(), HarnessError> {
+        for url in &self.gateway_urls {
+            wait_gateway_ready(url, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops everything gracefully, gateways first and Redis last.
+    pub async fn stop(mut self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<(), HarnessError> {
+        let groups = [
+            std::mem::take(&mut self.gateways),
+            std::mem::take(&mut self.users),
+            std::mem::take(&mut self.auth),
+            self.registry.take().into_iter().collect(),
+            self.redis.take().into_iter().collect(),
+        ];
+        for mut group in groups {
+            for p in &mut group {
+                progress(Progress::Stopping(p.name()));
+                p.stop().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn wait_gateway_ready(url: &str, process: Option<&mut Process>) -> Result<Duration, HarnessError> {
+    let http = reqwest::Client::new();
+    let readyz = format!("{url}/readyz");
+    wait::until("the gateway's /readyz to answer 200", READY_TIMEOUT, process, || {
+        let req = http.get(&readyz).timeout(Duration::from_secs(2)).send();
+        async move {
+            let resp = req.await.map_err(|e| e.to_string())?;
+            if resp.status().is_success() {
+                Ok(true)
+            } else {
+                Err(resp.text().await.unwrap_or_default())
+            }
+        }
+    })
+    .await
+}
+
+/// `PING` over a plain socket: true on `+PONG`.
+async fn redis_ping(addr: &str) -> Result<bool, String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    stream.write_all(b"PING\r\n").await.map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 16];
+    let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+    Ok(buf[..n].starts_with(b"+PONG"))
+}
+
+/// The full path of `program` on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
