@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gantry_harness::{Infra, Progress, StackBuilder};
 
 #[derive(Parser)]
-#[command(name = "gantry", version, about = "A reference Rust microservice stack and the harness that proves it")]
+#[command(
+    name = "gantry",
+    version,
+    about = "A reference Rust microservice stack and the harness that proves it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,7 +130,10 @@ async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
         other => other,
     };
     let binary = std::env::current_exe().context("locating the gantry executable")?;
-    println!("Starting the Gantry stack ({users} user instance{}):", if users == 1 { "" } else { "s" });
+    println!(
+        "Starting the Gantry stack ({users} user instance{}):",
+        if users == 1 { "" } else { "s" }
+    );
     let started = std::time::Instant::now();
     let stack = StackBuilder::new(binary)
         .infra(infra)

@@ -32,7 +32,11 @@ pub enum HarnessError {
         tail: String,
     },
     #[error("gave up waiting {waited:?} for {what}: {last}")]
-    NotReady { what: String, waited: Duration, last: String },
+    NotReady {
+        what: String,
+        waited: Duration,
+        last: String,
+    },
     #[error("port {0} is already in use: stop what holds it or choose another with --port")]
     PortBusy(u16),
     #[error("{0} is not running")]

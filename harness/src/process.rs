@@ -64,7 +64,9 @@ impl Process {
     }
 
     fn signal(&self, signal: libc::c_int) -> Result<(), HarnessError> {
-        let pid = self.pid().ok_or_else(|| HarnessError::NotRunning(self.spec.name.clone()))?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| HarnessError::NotRunning(self.spec.name.clone()))?;
         // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
         let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
         if rc == 0 {
@@ -93,14 +95,14 @@ impl Process {
         }
         // A paused process cannot act on SIGTERM.
         let _ = self.signal(libc::SIGCONT);
-        if self.signal(libc::SIGTERM).is_ok() {
-            if let Some(child) = self.child.as_mut() {
-                if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_ok() {
-                    self.child = None;
-                    return Ok(());
-                }
-                tracing::warn!(name = %self.spec.name, "did not stop in time; killing");
+        if self.signal(libc::SIGTERM).is_ok()
+            && let Some(child) = self.child.as_mut()
+        {
+            if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_ok() {
+                self.child = None;
+                return Ok(());
             }
+            tracing::warn!(name = %self.spec.name, "did not stop in time; killing");
         }
         self.kill().await
     }

@@ -36,7 +36,9 @@ impl std::str::FromStr for Infra {
             "auto" => Ok(Infra::Auto),
             "local" => Ok(Infra::Local),
             "containers" => Ok(Infra::Containers),
-            other => Err(format!("{other:?} is not a provider: expected auto, local or containers")),
+            other => Err(format!(
+                "{other:?} is not a provider: expected auto, local or containers"
+            )),
         }
     }
 }
@@ -121,10 +123,10 @@ impl StackBuilder {
                 ));
             }
         }
-        if let Some(port) = self.gateway_port {
-            if !is_free(port) {
-                return Err(HarnessError::PortBusy(port));
-            }
+        if let Some(port) = self.gateway_port
+            && !is_free(port)
+        {
+            return Err(HarnessError::PortBusy(port));
         }
         let dir = tempfile::Builder::new()
             .prefix("gantry-stack-")
@@ -156,13 +158,18 @@ impl StackBuilder {
             ("GANTRY_COOKIE_SECURE".into(), "false".into()),
             ("GANTRY_CHECK_TTL".into(), ttl),
             ("GANTRY_DEREGISTER_AFTER".into(), "30s".into()),
-            ("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
+            (
+                "RUST_LOG".into(),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ),
         ];
         stack.service_env.extend(self.env.iter().cloned());
 
         stack.start_service("auth", "auth-1", None, progress).await?;
         for i in 1..=self.users {
-            stack.start_service("user", &format!("user-{i}"), None, progress).await?;
+            stack
+                .start_service("user", &format!("user-{i}"), None, progress)
+                .await?;
         }
         for i in 1..=self.gateways {
             let port = if i == 1 { self.gateway_port } else { None };
@@ -265,15 +272,30 @@ impl Stack {
         })?;
         let port = free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
         let args = [
-            "--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--protected-mode", "no", "--daemonize", "no", "--dir", &self.dir.path().display().to_string(),
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            &self.dir.path().display().to_string(),
         ]
         .map(String::from)
         .to_vec();
         let spec = self.spec("redis", program, args, vec![]);
         let mut process = Process::start(spec)?;
         let addr = format!("127.0.0.1:{port}");
-        let took = wait::until("redis to answer PING", READY_TIMEOUT, Some(&mut process), || redis_ping(&addr)).await?;
+        let took = wait::until("redis to answer PING", READY_TIMEOUT, Some(&mut process), || {
+            redis_ping(&addr)
+        })
+        .await?;
         self.redis_url = format!("redis://{addr}");
         self.redis = Some(process);
         progress(Progress::Ready("redis", took));
@@ -353,7 +375,12 @@ impl Stack {
         Ok(())
     }
 
-    async fn wait_passing_of(&self, service: &str, id: &str, process: Option<&mut Process>) -> Result<Duration, HarnessError> {
+    async fn wait_passing_of(
+        &self,
+        service: &str,
+        id: &str,
+        process: Option<&mut Process>,
+    ) -> Result<Duration, HarnessError> {
         let client = self.registry();
         wait::until(&format!("{id} to pass in the registry"), READY_TIMEOUT, process, || {
             let client = client.clone();

@@ -31,15 +31,15 @@ where
             Ok(false) => "not ready yet".to_owned(),
             Err(why) => why,
         };
-        if let Some(p) = process.as_deref_mut() {
-            if let Some(status) = p.exited() {
-                return Err(HarnessError::Exited {
-                    name: p.name().to_owned(),
-                    status: status.to_string(),
-                    log: p.log_path().display().to_string(),
-                    tail: p.log_tail(20),
-                });
-            }
+        if let Some(p) = process.as_deref_mut()
+            && let Some(status) = p.exited()
+        {
+            return Err(HarnessError::Exited {
+                name: p.name().to_owned(),
+                status: status.to_string(),
+                log: p.log_path().display().to_string(),
+                tail: p.log_tail(20),
+            });
         }
         if started.elapsed() > timeout {
             return Err(HarnessError::NotReady {

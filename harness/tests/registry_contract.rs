@@ -22,7 +22,10 @@ async fn registries() -> Vec<(String, RegistryClient)> {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", gantry_common::jwt::random_id(6).to_lowercase().replace(['-', '_'], "x"))
+    format!(
+        "{prefix}-{}",
+        gantry_common::jwt::random_id(6).to_lowercase().replace(['-', '_'], "x")
+    )
 }
 
 fn registration(name: &str, id: &str, port: u16, ttl: Duration) -> ServiceRegistration {
@@ -56,7 +59,11 @@ async fn a_ttl_service_is_passing_only_after_its_check_passes() {
         let passing = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
         assert_eq!(passing.value.len(), 1, "{label}");
         let i = &passing.value[0];
-        assert_eq!((i.id.as_str(), i.address.as_str(), i.port), (reg.id.as_str(), "127.0.0.1", 9001), "{label}");
+        assert_eq!(
+            (i.id.as_str(), i.address.as_str(), i.port),
+            (reg.id.as_str(), "127.0.0.1", 9001),
+            "{label}"
+        );
         assert_eq!(i.tags, vec!["contract".to_owned()], "{label}");
         assert_eq!(i.meta.get("k").map(String::as_str), Some("v"), "{label}");
 
@@ -138,7 +145,10 @@ async fn a_blocking_query_wakes_on_change_and_times_out_without_one() {
 #[tokio::test]
 async fn unknown_ids_are_not_found() {
     for (label, client) in registries().await {
-        let err = client.update_ttl("service:nope-nope", TtlState::Pass, "").await.unwrap_err();
+        let err = client
+            .update_ttl("service:nope-nope", TtlState::Pass, "")
+            .await
+            .unwrap_err();
         assert!(err.is_not_found(), "{label}: {err}");
         let err = client.deregister("nope-nope").await.unwrap_err();
         assert!(err.is_not_found(), "{label}: {err}");

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::catalog::{CheckSpec, Service, Status};
 use super::Registry;
+use super::catalog::{CheckSpec, Service, Status};
 use gantry_common::config::parse_duration;
 
 /// The node every service of the dev registry lives on.
@@ -108,7 +108,10 @@ async fn register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
             );
         }
         let Some(ttl) = check.ttl.as_deref().and_then(parse_duration) else {
-            return refuse(StatusCode::BAD_REQUEST, "Invalid check: TTL must be a duration such as 10s");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "Invalid check: TTL must be a duration such as 10s",
+            );
         };
         let deregister_after = match check.deregister_critical_service_after.as_deref() {
             None | Some("") => None,
@@ -124,7 +127,11 @@ async fn register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
                 None => return refuse(StatusCode::BAD_REQUEST, format!("Invalid check status {s:?}")),
             },
         };
-        let default_id = if i == 0 { format!("service:{id}") } else { format!("service:{id}:{}", i + 1) };
+        let default_id = if i == 0 {
+            format!("service:{id}")
+        } else {
+            format!("service:{id}:{}", i + 1)
+        };
         specs.push(CheckSpec {
             id: check.check_id.filter(|c| !c.is_empty()).unwrap_or(default_id),
             name: check.name.unwrap_or_else(|| format!("Service '{name}' check")),
@@ -184,7 +191,10 @@ async fn check_update(State(reg): State<Arc<Registry>>, Path(id): Path<String>, 
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("Request decode failed: {e}")),
     };
     let Some(status) = Status::parse(&body.status) else {
-        return refuse(StatusCode::BAD_REQUEST, format!("Invalid check status: {:?}", body.status));
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid check status: {:?}", body.status),
+        );
     };
     reg.write(|c| c.update_check(&id, status, &body.output, Instant::now()))
 }
@@ -260,7 +270,8 @@ fn serf_check() -> Value {
 }
 
 async fn agent_services(State(reg): State<Arc<Registry>>) -> Response {
-    let map: serde_json::Map<String, Value> = reg.read(|c| c.services().map(|s| (s.id.clone(), service_json(s))).collect());
+    let map: serde_json::Map<String, Value> =
+        reg.read(|c| c.services().map(|s| (s.id.clone(), service_json(s))).collect());
     axum::Json(map).into_response()
 }
 
@@ -282,19 +293,19 @@ struct BlockingQuery {
 }
 
 impl BlockingQuery {
-    fn parse(&self) -> Result<(Option<u64>, Duration), Response> {
+    fn parse(&self) -> Result<(Option<u64>, Duration), Box<Response>> {
         let index = match self.index.as_deref() {
             None | Some("") => None,
             Some(text) => match text.parse::<u64>() {
                 Ok(i) => Some(i),
-                Err(_) => return Err(refuse(StatusCode::BAD_REQUEST, "Invalid index")),
+                Err(_) => return Err(Box::new(refuse(StatusCode::BAD_REQUEST, "Invalid index"))),
             },
         };
         let wait = match self.wait.as_deref() {
             None | Some("") => DEFAULT_WAIT,
             Some(text) => match parse_duration(text) {
                 Some(w) => w.min(MAX_WAIT),
-                None => return Err(refuse(StatusCode::BAD_REQUEST, "Invalid wait time")),
+                None => return Err(Box::new(refuse(StatusCode::BAD_REQUEST, "Invalid wait time"))),
             },
         };
         Ok((index, wait))
@@ -324,7 +335,7 @@ async fn health_service(
 ) -> Response {
     let (index, wait) = match q.parse() {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let passing = q.passing();
     reg.block_on_name(&name, index, wait).await;
@@ -346,7 +357,7 @@ async fn health_service(
 async fn catalog_services(State(reg): State<Arc<Registry>>, Query(q): Query<BlockingQuery>) -> Response {
     let (index, wait) = match q.parse() {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     reg.block_on_catalog(index, wait).await;
     let (index, body) = reg.read(|c| {
@@ -371,7 +382,7 @@ async fn catalog_service(
 ) -> Response {
     let (index, wait) = match q.parse() {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     reg.block_on_name(&name, index, wait).await;
     let (index, body) = reg.read(|c| {

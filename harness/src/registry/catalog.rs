@@ -178,7 +178,13 @@ impl Catalog {
     }
 
     /// Sets a check's status; a TTL check's timer restarts with every update.
-    pub fn update_check(&mut self, check_id: &str, status: Status, output: &str, now: Instant) -> Result<(), CatalogError> {
+    pub fn update_check(
+        &mut self,
+        check_id: &str,
+        status: Status,
+        output: &str,
+        now: Instant,
+    ) -> Result<(), CatalogError> {
         let next_index = self.index + 1;
         let (service, check) = self
             .services
@@ -275,7 +281,16 @@ mod tests {
     }
 
     fn register(c: &mut Catalog, id: &str, name: &str, check: CheckSpec, now: Instant) {
-        c.register(id.into(), name.into(), "127.0.0.1".into(), 1, vec![], BTreeMap::new(), vec![check], now);
+        c.register(
+            id.into(),
+            name.into(),
+            "127.0.0.1".into(),
+            1,
+            vec![],
+            BTreeMap::new(),
+            vec![check],
+            now,
+        );
     }
 
     #[test]
@@ -313,12 +328,20 @@ mod tests {
         register(&mut c, "a1", "auth", ttl_check("service:a1", 1_000, None), t0);
         let user_index = c.index_of("user");
         c.update_check("service:a1", Status::Passing, "", t0).unwrap();
-        assert_eq!(c.index_of("user"), user_index, "auth's change must not move user's index");
+        assert_eq!(
+            c.index_of("user"),
+            user_index,
+            "auth's change must not move user's index"
+        );
         c.update_check("service:u1", Status::Passing, "", t0).unwrap();
         let after_pass = c.index_of("user");
         assert!(after_pass > user_index);
         c.update_check("service:u1", Status::Passing, "", t0).unwrap();
-        assert_eq!(c.index_of("user"), after_pass, "a heartbeat that changes nothing keeps the index");
+        assert_eq!(
+            c.index_of("user"),
+            after_pass,
+            "a heartbeat that changes nothing keeps the index"
+        );
         assert!(c.index_of("nothing") >= 1);
     }
 

@@ -130,7 +130,9 @@ fn api_error(e: CatalogError) -> Response {
 pub async fn run(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let registry = Arc::new(Registry::default());
     let reaper = tokio::spawn(registry.clone().reaper());
-    let result = axum::serve(listener, api::router(registry)).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, api::router(registry))
+        .with_graceful_shutdown(shutdown)
+        .await;
     reaper.abort();
     result
 }

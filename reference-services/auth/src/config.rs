@@ -39,11 +39,19 @@ impl AuthConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let session_ttl = config::duration_or("GANTRY_SESSION_TTL", DEFAULT_SESSION_TTL)?;
         if session_ttl < Duration::from_secs(1) {
-            return Err(ConfigError::new("GANTRY_SESSION_TTL", config::format_duration(session_ttl), "at least 1s"));
+            return Err(ConfigError::new(
+                "GANTRY_SESSION_TTL",
+                config::format_duration(session_ttl),
+                "at least 1s",
+            ));
         }
         let token_ttl = config::duration_or("GANTRY_TOKEN_TTL", session_ttl)?;
         if token_ttl < Duration::from_secs(1) {
-            return Err(ConfigError::new("GANTRY_TOKEN_TTL", config::format_duration(token_ttl), "at least 1s"));
+            return Err(ConfigError::new(
+                "GANTRY_TOKEN_TTL",
+                config::format_duration(token_ttl),
+                "at least 1s",
+            ));
         }
         Ok(Self {
             service: ServiceSettings::from_env("auth", DEFAULT_LISTEN)?,

@@ -34,7 +34,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 fn store_down(e: redis::RedisError) -> ApiError {
     tracing::warn!(error = %e, "redis unavailable");
-    ApiError::unavailable("session_store_unavailable", "the session store is unavailable; retry shortly")
+    ApiError::unavailable(
+        "session_store_unavailable",
+        "the session store is unavailable; retry shortly",
+    )
 }
 
 fn account_key(username: &str) -> String {
@@ -71,7 +74,11 @@ async fn register(State(state): State<Arc<AppState>>, Json(body): Json<RegisterB
     validate::display_name(&display_name)?;
 
     let mut conn = state.store.conn().await.map_err(store_down)?;
-    if conn.exists::<_, bool>(account_key(&key_name)).await.map_err(store_down)? {
+    if conn
+        .exists::<_, bool>(account_key(&key_name))
+        .await
+        .map_err(store_down)?
+    {
         return Err(username_taken());
     }
     let account = Account {
@@ -98,7 +105,11 @@ async fn register(State(state): State<Arc<AppState>>, Json(body): Json<RegisterB
         ));
     }
     tracing::info!(user_id = %account.id, "registered");
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": account.id, "username": account.username}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"id": account.id, "username": account.username})),
+    )
+        .into_response())
 }
 
 fn username_taken() -> ApiError {
@@ -113,7 +124,11 @@ struct LoginBody {
 
 fn invalid_credentials() -> ApiError {
     // One body for unknown users and wrong passwords alike.
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "invalid username or password")
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "invalid username or password",
+    )
 }
 
 async fn login(State(state): State<Arc<AppState>>, Json(body): Json<LoginBody>) -> Result<Response, ApiError> {
@@ -130,7 +145,9 @@ async fn login(State(state): State<Arc<AppState>>, Json(body): Json<LoginBody>) 
 
     let record: Option<String> = conn.get(account_key(&name)).await.map_err(store_down)?;
     let account = record.and_then(|r| serde_json::from_str::<Account>(&r).ok());
-    let phc = account.as_ref().map_or_else(|| state.decoy_hash.clone(), |a| a.hash.clone());
+    let phc = account
+        .as_ref()
+        .map_or_else(|| state.decoy_hash.clone(), |a| a.hash.clone());
     let matches = password::verify_async(body.password, phc).await;
     let Some(account) = account.filter(|_| matches) else {
         record_failure(&state, &mut conn, &name).await?;
@@ -204,7 +221,14 @@ async fn open_session(
     let key = session::key(&sid);
     let _: () = redis::pipe()
         .atomic()
-        .hset_multiple(&key, &[(session::JWT_FIELD, token.as_str()), ("sub", user_id), ("jti", &claims.jti)])
+        .hset_multiple(
+            &key,
+            &[
+                (session::JWT_FIELD, token.as_str()),
+                ("sub", user_id),
+                ("jti", &claims.jti),
+            ],
+        )
         .ignore()
         .expire(&key, state.cfg.session_ttl.as_secs() as i64)
         .ignore()
@@ -216,7 +240,10 @@ async fn open_session(
 
 fn session_cookie(state: &AppState, sid: &str, max_age: u64) -> HeaderValue {
     let secure = if state.cfg.cookie_secure { "; Secure" } else { "" };
-    let cookie = format!("{}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}", session::COOKIE);
+    let cookie = format!(
+        "{}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        session::COOKIE
+    );
     HeaderValue::from_str(&cookie).expect("session ids are cookie-safe")
 }
 
@@ -228,7 +255,10 @@ fn token_response(state: &AppState, token: &str, claims: &Claims, sid: &str) -> 
     });
     let mut response = axum::Json(body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::SET_COOKIE, session_cookie(state, sid, state.cfg.session_ttl.as_secs()));
+    headers.insert(
+        header::SET_COOKIE,
+        session_cookie(state, sid, state.cfg.session_ttl.as_secs()),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -286,7 +316,10 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
     let mut conn = state.store.conn().await.map_err(store_down)?;
     let sid = cookie_session(&headers);
     let session_token: Option<String> = match sid {
-        Some(sid) => conn.hget(session::key(sid), session::JWT_FIELD).await.map_err(store_down)?,
+        Some(sid) => conn
+            .hget(session::key(sid), session::JWT_FIELD)
+            .await
+            .map_err(store_down)?,
         None => None,
     };
     let token = bearer(&headers).map(str::to_owned).or(session_token.clone());
@@ -312,13 +345,21 @@ async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resu
         return Err(ApiError::unauthorized("refresh needs a session cookie"));
     };
     let mut conn = state.store.conn().await.map_err(store_down)?;
-    let token: Option<String> = conn.hget(session::key(sid), session::JWT_FIELD).await.map_err(store_down)?;
+    let token: Option<String> = conn
+        .hget(session::key(sid), session::JWT_FIELD)
+        .await
+        .map_err(store_down)?;
     let claims = token
         .as_deref()
         .and_then(|t| state.keys.verify(t).ok())
         .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
-    let (token, new_claims, new_sid) =
-        open_session(&state, &mut conn, &claims.sub, claims.username.as_deref().unwrap_or_default()).await?;
+    let (token, new_claims, new_sid) = open_session(
+        &state,
+        &mut conn,
+        &claims.sub,
+        claims.username.as_deref().unwrap_or_default(),
+    )
+    .await?;
     revoke(&mut conn, Some(sid), Some(&claims)).await?;
     Ok(token_response(&state, &token, &new_claims, &new_sid))
 }

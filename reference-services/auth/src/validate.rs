@@ -9,7 +9,9 @@ pub const MAX_DISPLAY_NAME: usize = 64;
 /// 3–32 characters of letters, digits, `_`, `.` and `-`. Returned lower-cased
 /// as the account key, so `Ada` and `ada` are one account.
 pub fn username(name: &str) -> Result<String, ApiError> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if !(3..=32).contains(&name.len()) || !ok_chars {
         return Err(ApiError::bad_request(
             "invalid_username",
@@ -33,7 +35,10 @@ pub fn password(password: &str, username: &str) -> Result<(), ApiError> {
         ));
     }
     if password.eq_ignore_ascii_case(username) {
-        return Err(ApiError::bad_request("weak_password", "password must differ from the username"));
+        return Err(ApiError::bad_request(
+            "weak_password",
+            "password must differ from the username",
+        ));
     }
     Ok(())
 }

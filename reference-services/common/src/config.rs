@@ -63,8 +63,9 @@ pub fn bool_or(var: &'static str, default: bool) -> Result<bool, ConfigError> {
 pub fn duration_or(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
     match raw(var) {
         None => Ok(default),
-        Some(v) => parse_duration(&v)
-            .ok_or_else(|| ConfigError::new(var, v, "a duration such as 500ms, 10s, 5m or 1h")),
+        Some(v) => {
+            parse_duration(&v).ok_or_else(|| ConfigError::new(var, v, "a duration such as 500ms, 10s, 5m or 1h"))
+        }
     }
 }
 
@@ -72,7 +73,9 @@ pub fn duration_or(var: &'static str, default: Duration) -> Result<Duration, Con
 /// a bare number is seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
     if !number.is_finite() || number < 0.0 {

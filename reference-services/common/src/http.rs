@@ -87,7 +87,8 @@ async fn request_context(State(ctx): State<Arc<Context>>, req: Request, next: Ne
         let status = response.status();
         let has_body_type = response.headers().contains_key(http::header::CONTENT_TYPE);
         if status == StatusCode::METHOD_NOT_ALLOWED && !has_body_type {
-            let mut replaced = ApiError::new(status, "method_not_allowed", "method not allowed on this route").into_response();
+            let mut replaced =
+                ApiError::new(status, "method_not_allowed", "method not allowed on this route").into_response();
             if let Some(allow) = response.headers().get(http::header::ALLOW) {
                 replaced.headers_mut().insert(http::header::ALLOW, allow.clone());
             }

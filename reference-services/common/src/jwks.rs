@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::jwt::{Claims, Jwks, JwtConfig, JwtError, KeySet, KeyKind, VerificationKey};
+use crate::jwt::{Claims, Jwks, JwtConfig, JwtError, KeyKind, KeySet, VerificationKey};
 
 /// Unknown-`kid` refreshes happen at most this often.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);

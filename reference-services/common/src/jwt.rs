@@ -53,9 +53,7 @@ pub struct Claims {
 
 impl Claims {
     pub fn has_scope(&self, wanted: &str) -> bool {
-        self.scope
-            .as_deref()
-            .is_some_and(|s| s.split(' ').any(|x| x == wanted))
+        self.scope.as_deref().is_some_and(|s| s.split(' ').any(|x| x == wanted))
     }
 }
 
@@ -171,7 +169,11 @@ impl JwtConfig {
         let signing_seed = match config::raw("GANTRY_JWT_SIGNING_KEY") {
             None => None,
             Some(v) => Some(decode_key32(&v).ok_or_else(|| {
-                ConfigError::new("GANTRY_JWT_SIGNING_KEY", "<hidden>", "a base64url Ed25519 seed of 32 bytes")
+                ConfigError::new(
+                    "GANTRY_JWT_SIGNING_KEY",
+                    "<hidden>",
+                    "a base64url Ed25519 seed of 32 bytes",
+                )
             })?),
         };
         let mut extra_public_keys = Vec::new();
@@ -182,7 +184,11 @@ impl JwtConfig {
                     None => (kid_for(item), item),
                 };
                 let key = decode_key32(x).ok_or_else(|| {
-                    ConfigError::new("GANTRY_JWT_VERIFY_KEYS", item, "kid=x pairs of base64url Ed25519 public keys")
+                    ConfigError::new(
+                        "GANTRY_JWT_VERIFY_KEYS",
+                        item,
+                        "kid=x pairs of base64url Ed25519 public keys",
+                    )
                 })?;
                 extra_public_keys.push((kid, key));
             }
@@ -219,10 +225,8 @@ impl JwtConfig {
     /// The keys a verifier trusts before it has fetched any JWKS.
     pub fn static_keys(&self) -> Vec<VerificationKey> {
         let mut keys = Vec::new();
-        if self.kind == KeyKind::Hs256 {
-            if let Some(secret) = &self.secret {
-                keys.push(VerificationKey::hs256(HS256_KID, secret));
-            }
+        if let (KeyKind::Hs256, Some(secret)) = (self.kind, &self.secret) {
+            keys.push(VerificationKey::hs256(HS256_KID, secret));
         }
         for (kid, x) in &self.extra_public_keys {
             keys.push(VerificationKey::ed25519(kid.clone(), *x));
@@ -253,9 +257,7 @@ pub fn encode_seed(seed: &[u8; 32]) -> String {
 
 /// The Ed25519 public key of a seed.
 pub fn public_key(seed: &[u8; 32]) -> [u8; 32] {
-    ed25519_dalek::SigningKey::from_bytes(seed)
-        .verifying_key()
-        .to_bytes()
+    ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes()
 }
 
 /// The `kid` of a public key: a stable, short function of the key itself, so
@@ -317,8 +319,7 @@ impl Signer {
     pub fn ed25519(seed: [u8; 32]) -> Self {
         // PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410 §7): a fixed prefix.
         const PKCS8_PREFIX: [u8; 16] = [
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
         ];
         let mut der = PKCS8_PREFIX.to_vec();
         der.extend_from_slice(&seed);
@@ -372,8 +373,7 @@ impl Signer {
     pub fn sign(&self, claims: &Claims) -> String {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.key)
-            .expect("signing with a key validated at start cannot fail")
+        jsonwebtoken::encode(&header, claims, &self.key).expect("signing with a key validated at start cannot fail")
     }
 }
 
@@ -410,7 +410,12 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    pub fn new(keys: impl IntoIterator<Item = VerificationKey>, issuer: &str, audience: &str, leeway: Duration) -> Self {
+    pub fn new(
+        keys: impl IntoIterator<Item = VerificationKey>,
+        issuer: &str,
+        audience: &str,
+        leeway: Duration,
+    ) -> Self {
         let keys = keys
             .into_iter()
             .map(|key| {
@@ -579,8 +584,7 @@ mod tests {
         let x = signer.jwk().unwrap().x.clone().unwrap();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(signer.kid().to_owned());
-        let token =
-            jsonwebtoken::encode(&header, &claims(60), &EncodingKey::from_secret(x.as_bytes())).unwrap();
+        let token = jsonwebtoken::encode(&header, &claims(60), &EncodingKey::from_secret(x.as_bytes())).unwrap();
         assert_eq!(keys.verify(&token), Err(JwtError::WrongAlgorithm));
     }
 

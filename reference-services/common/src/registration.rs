@@ -41,14 +41,12 @@ impl Registration {
 impl Registration {
     /// A future that waits for `shutdown`, then deregisters, so callers stop
     /// being sent new requests before the server drains the ones in flight.
-    pub fn leave_on(self, shutdown: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> + Send + 'static {
-        async move {
-            shutdown.await;
-            let id = self.service_id.clone();
-            match self.deregister().await {
-                Ok(()) => tracing::info!(service_id = %id, "deregistered"),
-                Err(e) => tracing::warn!(error = %e, "deregistration failed; the TTL check will expire instead"),
-            }
+    pub async fn leave_on(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        let id = self.service_id.clone();
+        match self.deregister().await {
+            Ok(()) => tracing::info!(service_id = %id, "deregistered"),
+            Err(e) => tracing::warn!(error = %e, "deregistration failed; the TTL check will expire instead"),
         }
     }
 }

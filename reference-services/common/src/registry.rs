@@ -259,7 +259,10 @@ impl RegistryClient {
             },
         };
         let req = self
-            .request(reqwest::Method::PUT, "/v1/agent/service/register?replace-existing-checks=true")
+            .request(
+                reqwest::Method::PUT,
+                "/v1/agent/service/register?replace-existing-checks=true",
+            )
             .timeout(DEFAULT_CALL_TIMEOUT)
             .json(&body);
         self.send("service register", req).await.map(drop)
@@ -267,7 +270,10 @@ impl RegistryClient {
 
     pub async fn deregister(&self, service_id: &str) -> Result<(), RegistryError> {
         let req = self
-            .request(reqwest::Method::PUT, &format!("/v1/agent/service/deregister/{service_id}"))
+            .request(
+                reqwest::Method::PUT,
+                &format!("/v1/agent/service/deregister/{service_id}"),
+            )
             .timeout(DEFAULT_CALL_TIMEOUT);
         self.send("service deregister", req).await.map(drop)
     }
@@ -275,7 +281,10 @@ impl RegistryClient {
     /// Sets a TTL check to `pass`, `warn` or `fail`.
     pub async fn update_ttl(&self, check_id: &str, state: TtlState, note: &str) -> Result<(), RegistryError> {
         let req = self
-            .request(reqwest::Method::PUT, &format!("/v1/agent/check/{}/{check_id}", state.verb()))
+            .request(
+                reqwest::Method::PUT,
+                &format!("/v1/agent/check/{}/{check_id}", state.verb()),
+            )
             .query(&[("note", note)])
             .timeout(DEFAULT_CALL_TIMEOUT);
         self.send("check update", req).await.map(drop)

@@ -71,10 +71,18 @@ impl GatewayConfig {
         }
         let max_retries = config::parse_or("GANTRY_MAX_RETRIES", DEFAULT_MAX_RETRIES, "a whole number from 0 to 5")?;
         if max_retries > 5 {
-            return Err(ConfigError::new("GANTRY_MAX_RETRIES", max_retries.to_string(), "a whole number from 0 to 5"));
+            return Err(ConfigError::new(
+                "GANTRY_MAX_RETRIES",
+                max_retries.to_string(),
+                "a whole number from 0 to 5",
+            ));
         }
         Ok(Self {
-            listen: config::parse_or("GANTRY_LISTEN", DEFAULT_LISTEN.parse().expect("valid default"), "host:port")?,
+            listen: config::parse_or(
+                "GANTRY_LISTEN",
+                DEFAULT_LISTEN.parse().expect("valid default"),
+                "host:port",
+            )?,
             instance_id: config::raw("GANTRY_INSTANCE_ID"),
             jwt: JwtConfig::from_env()?,
             registry: RegistryClient::from_env()?,

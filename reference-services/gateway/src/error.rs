@@ -41,7 +41,9 @@ impl ProxyError {
             ProxyError::Connect { .. } | ProxyError::Upstream { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", self.to_string())
             }
-            ProxyError::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", self.to_string()),
+            ProxyError::Timeout { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", self.to_string())
+            }
             ProxyError::NoInstance { .. } => {
                 let mut e = ApiError::unavailable("no_healthy_upstream", self.to_string());
                 e.retry_after = Some(1);

@@ -18,7 +18,14 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Names a client might use to claim an identity the gateway did not verify.
 fn is_identity_header(name: &str) -> bool {
-    const PREFIXES: [&str; 6] = ["x-user", "x-auth", "x-consumer-", "x-remote-user", "x-forwarded-user", "remote-user"];
+    const PREFIXES: [&str; 6] = [
+        "x-user",
+        "x-auth",
+        "x-consumer-",
+        "x-remote-user",
+        "x-forwarded-user",
+        "remote-user",
+    ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -78,7 +85,14 @@ mod tests {
     #[test]
     fn spoofed_identity_goes() {
         let mut h = HeaderMap::new();
-        for name in ["x-user-id", "x-userid", "x-authenticated-userid", "x-consumer-id", "x-forwarded-user", "remote-user"] {
+        for name in [
+            "x-user-id",
+            "x-userid",
+            "x-authenticated-userid",
+            "x-consumer-id",
+            "x-forwarded-user",
+            "remote-user",
+        ] {
             h.insert(HeaderName::from_static(name), "admin".parse().unwrap());
         }
         h.insert(header::AUTHORIZATION, "Bearer t".parse().unwrap());

@@ -112,11 +112,11 @@ impl Identity {
     /// is unknown and the JWKS must be fetched.
     pub async fn bearer(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<(), Denied> {
         let now = now_secs();
-        if let Some(entry) = self.tokens.get(token) {
-            if entry.exp > now {
-                self.stats.token_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
+        if let Some(entry) = self.tokens.get(token)
+            && entry.exp > now
+        {
+            self.stats.token_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
         }
         self.stats.token_misses.fetch_add(1, Ordering::Relaxed);
         self.verify_and_cache(token, auth_urls).await.map(drop)
@@ -175,16 +175,18 @@ impl Identity {
         if !session::is_well_formed(sid) {
             return Err(Denied::Unauthorized("invalid session"));
         }
-        if let Some(entry) = self.sessions.get(sid) {
-            if entry.fetched.elapsed() < self.session_ttl && entry.exp > now_secs() {
-                self.stats.session_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(entry.authorization.clone());
-            }
+        if let Some(entry) = self.sessions.get(sid)
+            && entry.fetched.elapsed() < self.session_ttl
+            && entry.exp > now_secs()
+        {
+            self.stats.session_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(entry.authorization.clone());
         }
         self.stats.session_lookups.fetch_add(1, Ordering::Relaxed);
         let lookup = async {
             let mut conn = self.store.conn().await?;
-            conn.hget::<_, _, Option<String>>(session::key(sid), session::JWT_FIELD).await
+            conn.hget::<_, _, Option<String>>(session::key(sid), session::JWT_FIELD)
+                .await
         };
         let jwt = lookup
             .await
@@ -194,8 +196,8 @@ impl Identity {
             })?
             .ok_or(Denied::Unauthorized("session has ended; log in again"))?;
         let (exp, jti) = self.verify_and_cache(&jwt, auth_urls).await?;
-        let authorization = HeaderValue::from_str(&format!("Bearer {jwt}"))
-            .map_err(|_| Denied::Unauthorized("invalid session"))?;
+        let authorization =
+            HeaderValue::from_str(&format!("Bearer {jwt}")).map_err(|_| Denied::Unauthorized("invalid session"))?;
         if self.sessions.len() >= MAX_CACHE_ENTRIES {
             self.sessions.clear();
         }

@@ -58,7 +58,11 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| format!("gateway-{}", bound.port()));
     let store = Store::new(&cfg.redis_url)?;
-    let identity = Arc::new(identity::Identity::new(KeyStore::new(&cfg.jwt), store, cfg.session_cache_ttl));
+    let identity = Arc::new(identity::Identity::new(
+        KeyStore::new(&cfg.jwt),
+        store,
+        cfg.session_cache_ttl,
+    ));
     let gateway = Arc::new(Gateway::new(cfg, identity.clone(), &instance_id));
     let tasks = spawn_background(&gateway);
     tracing::info!(%bound, %instance_id, lb = ?gateway.cfg.lb, "gateway serving");
@@ -115,7 +119,11 @@ fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
             (*name).to_owned(),
             DEFAULT_WATCH_WAIT,
             move |instances| {
-                tracing::info!(service = routes::SERVICES[i], count = instances.len(), "instances changed");
+                tracing::info!(
+                    service = routes::SERVICES[i],
+                    count = instances.len(),
+                    "instances changed"
+                );
                 gw.upstreams[i].update(&instances);
             },
             |e| tracing::warn!(error = %e, "registry watch failed; serving from the last snapshot"),

@@ -31,8 +31,7 @@ impl Metrics {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn render_requests(&self, out: &mut String) {
@@ -54,10 +53,16 @@ impl Metrics {
         let mut cumulative = 0;
         for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += n.load(Ordering::Relaxed);
-            let _ = writeln!(out, "gantry_gateway_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "gantry_gateway_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "gantry_gateway_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "gantry_gateway_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "gantry_gateway_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "gantry_gateway_request_duration_seconds_count {count}");

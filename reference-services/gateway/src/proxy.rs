@@ -111,7 +111,8 @@ impl Gateway {
         if !headers.contains_key(&X_REQUEST_ID) {
             headers.insert(X_REQUEST_ID.clone(), rid);
         }
-        self.metrics.record(service, response.status().as_u16(), started.elapsed());
+        self.metrics
+            .record(service, response.status().as_u16(), started.elapsed());
         response
     }
 
@@ -222,7 +223,10 @@ impl Gateway {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(fail(too_large())),
             Err(_) => {
-                return Err(fail(ApiError::bad_request("unreadable_body", "the request body could not be read")));
+                return Err(fail(ApiError::bad_request(
+                    "unreadable_body",
+                    "the request body could not be read",
+                )));
             }
         };
 
@@ -235,13 +239,21 @@ impl Gateway {
             parts.headers.insert("x-forwarded-for", v);
         }
 
-        let response = self.forward(service, parts, body).await.map_err(|e| fail(e.to_api_error()))?;
+        let response = self
+            .forward(service, parts, body)
+            .await
+            .map_err(|e| fail(e.to_api_error()))?;
         Ok((response, Some(service)))
     }
 
     /// Sends the request to an instance of `service`, retrying on others
     /// when that is safe, within the retry budget.
-    async fn forward(&self, service: usize, parts: http::request::Parts, body: Bytes) -> Result<Response<Body>, ProxyError> {
+    async fn forward(
+        &self,
+        service: usize,
+        parts: http::request::Parts,
+        body: Bytes,
+    ) -> Result<Response<Body>, ProxyError> {
         let upstream = &self.upstreams[service];
         let snapshot = upstream.snapshot.load();
         let idempotent = is_idempotent(&parts.method);
@@ -336,7 +348,11 @@ impl Gateway {
             "verification_keys": keys,
             "problems": problems,
         });
-        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
         self.own_body(status, "application/json", body.to_string())
     }
 
@@ -345,8 +361,16 @@ impl Gateway {
         let mut out = String::with_capacity(4096);
         self.metrics.render_requests(&mut out);
         let series = [
-            ("gantry_gateway_upstream_retries_total", "Retries on another instance.", 0),
-            ("gantry_gateway_upstream_ejections_total", "Instances ejected after a failure.", 1),
+            (
+                "gantry_gateway_upstream_retries_total",
+                "Retries on another instance.",
+                0,
+            ),
+            (
+                "gantry_gateway_upstream_ejections_total",
+                "Instances ejected after a failure.",
+                1,
+            ),
             ("gantry_gateway_upstream_failures_total", "Failed upstream attempts.", 2),
         ];
         for (name, help, which) in series {

@@ -13,8 +13,20 @@ pub struct Route {
 }
 
 const TABLE: [(&str, Route); 2] = [
-    ("/auth", Route { service: 0, requires_identity: false }),
-    ("/users", Route { service: 1, requires_identity: true }),
+    (
+        "/auth",
+        Route {
+            service: 0,
+            requires_identity: false,
+        },
+    ),
+    (
+        "/users",
+        Route {
+            service: 1,
+            requires_identity: true,
+        },
+    ),
 ];
 
 /// The route for `path`: a prefix that matches whole segments, so `/users`

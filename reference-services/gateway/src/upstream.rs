@@ -170,7 +170,11 @@ fn p2c(snapshot: &Snapshot, n: usize, healthy: &impl Fn(usize) -> bool) -> Optio
         return None;
     }
     let a = fastrand::usize(..n);
-    let b = if n > 1 { (a + 1 + fastrand::usize(..n - 1)) % n } else { a };
+    let b = if n > 1 {
+        (a + 1 + fastrand::usize(..n - 1)) % n
+    } else {
+        a
+    };
     let load = |i: usize| snapshot.endpoints[i].outstanding.load(Ordering::Relaxed);
     match (healthy(a), healthy(b)) {
         (true, true) => Some(if load(b) < load(a) { b } else { a }),
@@ -209,7 +213,9 @@ mod tests {
     fn round_robin_visits_each_in_turn() {
         let u = upstream(3);
         let snap = u.snapshot.load();
-        let picks: Vec<_> = (0..6).map(|_| u.pick(&snap, LbPolicy::RoundRobin, &[], 0).unwrap()).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| u.pick(&snap, LbPolicy::RoundRobin, &[], 0).unwrap())
+            .collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
     }
 

@@ -46,7 +46,10 @@ fn plausible_id(id: &str) -> bool {
 
 fn store_down(e: redis::RedisError) -> ApiError {
     tracing::warn!(error = %e, "redis unavailable");
-    ApiError::unavailable("profile_store_unavailable", "the profile store is unavailable; retry shortly")
+    ApiError::unavailable(
+        "profile_store_unavailable",
+        "the profile store is unavailable; retry shortly",
+    )
 }
 
 async fn load(state: &AppState, id: &str) -> Result<Response, ApiError> {
@@ -65,7 +68,11 @@ async fn me(State(state): State<Arc<AppState>>, Caller(claims): Caller) -> Resul
     load(&state, &claims.sub).await
 }
 
-async fn by_id(State(state): State<Arc<AppState>>, _caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn by_id(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     load(&state, &id).await
 }
 
@@ -75,23 +82,39 @@ async fn create(
     Json(profile): Json<Profile>,
 ) -> Result<Response, ApiError> {
     if !claims.has_scope(WRITE_SCOPE) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token may not create profiles"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token may not create profiles",
+        ));
     }
     if !plausible_id(&profile.id) || profile.username.is_empty() || profile.display_name.is_empty() {
-        return Err(ApiError::bad_request("invalid_profile", "id, username and display_name are required"));
+        return Err(ApiError::bad_request(
+            "invalid_profile",
+            "id, username and display_name are required",
+        ));
     }
     let mut conn = state.store.conn().await.map_err(store_down)?;
     let record = serde_json::to_string(&profile).expect("a profile serializes");
-    let created: bool = conn.set_nx(profile_key(&profile.id), record).await.map_err(store_down)?;
+    let created: bool = conn
+        .set_nx(profile_key(&profile.id), record)
+        .await
+        .map_err(store_down)?;
     if !created {
-        return Err(ApiError::new(StatusCode::CONFLICT, "profile_exists", "a profile with this id exists"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "profile_exists",
+            "a profile with this id exists",
+        ));
     }
     Ok((StatusCode::CREATED, axum::Json(profile)).into_response())
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    state.store.ping().await.map_err(|e| {
-        ApiError::unavailable("profile_store_unavailable", format!("redis: {e}"))
-    })?;
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::unavailable("profile_store_unavailable", format!("redis: {e}")))?;
     Ok(axum::Json(json!({"status": "ready"})).into_response())
 }
