@@ -11,7 +11,8 @@ use axum::routing::{get, post};
 use gantry_common::error::{ApiError, Json};
 use gantry_common::jwt::{Claims, Jwk, Jwks, now_secs, random_id};
 use gantry_common::session::{self, Revocation};
-use redis::AsyncCommands;
+use gantry_common::store::Store;
+use redis::Cmd;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -73,9 +74,9 @@ async fn register(State(state): State<Arc<AppState>>, Json(body): Json<RegisterB
     let display_name = body.display_name.clone().unwrap_or_else(|| body.username.clone());
     validate::display_name(&display_name)?;
 
-    let mut conn = state.store.conn().await.map_err(store_down)?;
-    if conn
-        .exists::<_, bool>(account_key(&key_name))
+    let store = &state.store;
+    if store
+        .run::<bool>(&Cmd::exists(account_key(&key_name)))
         .await
         .map_err(store_down)?
     {
@@ -87,7 +88,10 @@ async fn register(State(state): State<Arc<AppState>>, Json(body): Json<RegisterB
         hash: password::hash_async(body.password).await,
     };
     let record = serde_json::to_string(&account).expect("an account serializes");
-    let created: bool = conn.set_nx(account_key(&key_name), record).await.map_err(store_down)?;
+    let created: bool = store
+        .run(&Cmd::set_nx(account_key(&key_name), record))
+        .await
+        .map_err(store_down)?;
     if !created {
         return Err(username_taken());
     }
@@ -98,7 +102,7 @@ async fn register(State(state): State<Arc<AppState>>, Json(body): Json<RegisterB
     };
     if let Err(e) = state.profiles.create(&state.signer, &profile).await {
         tracing::warn!(error = %e, "profile creation failed; undoing the registration");
-        let _: Result<(), _> = conn.del(account_key(&key_name)).await;
+        let _: Result<(), _> = store.run(&Cmd::del(account_key(&key_name))).await;
         return Err(ApiError::unavailable(
             "user_service_unavailable",
             "the user service could not create the profile; retry shortly",
@@ -136,50 +140,44 @@ async fn login(State(state): State<Arc<AppState>>, Json(body): Json<LoginBody>) 
         return Err(invalid_credentials());
     }
     let name = body.username.to_ascii_lowercase();
-    let mut conn = state.store.conn().await.map_err(store_down)?;
-
-    let locked_ms: i64 = conn.pttl(lockout_key(&name)).await.map_err(store_down)?;
+    let store = &state.store;
+    let locked_ms: i64 = store.run(&Cmd::pttl(lockout_key(&name))).await.map_err(store_down)?;
     if locked_ms > 0 {
         return Err(too_many_attempts(Duration::from_millis(locked_ms as u64)));
     }
 
-    let record: Option<String> = conn.get(account_key(&name)).await.map_err(store_down)?;
+    let record: Option<String> = store.run(&Cmd::get(account_key(&name))).await.map_err(store_down)?;
     let account = record.and_then(|r| serde_json::from_str::<Account>(&r).ok());
     let phc = account
         .as_ref()
         .map_or_else(|| state.decoy_hash.clone(), |a| a.hash.clone());
     let matches = password::verify_async(body.password, phc).await;
     let Some(account) = account.filter(|_| matches) else {
-        record_failure(&state, &mut conn, &name).await?;
+        record_failure(&state, &name).await?;
         return Err(invalid_credentials());
     };
-    let _: () = conn.del(failures_key(&name)).await.map_err(store_down)?;
+    let _: () = store.run(&Cmd::del(failures_key(&name))).await.map_err(store_down)?;
 
-    let (token, claims, sid) = open_session(&state, &mut conn, &account.id, &account.username).await?;
+    let (token, claims, sid) = open_session(&state, &account.id, &account.username).await?;
     tracing::info!(user_id = %account.id, "logged in");
     Ok(token_response(&state, &token, &claims, &sid))
 }
 
 /// Counts a failure; from the `max_failures`-th on, each failure doubles a
 /// lockout (1 s, 2 s, 4 s … up to 15 min) during which logins get 429.
-async fn record_failure(
-    state: &AppState,
-    conn: &mut redis::aio::ConnectionManager,
-    name: &str,
-) -> Result<(), ApiError> {
-    let (count,): (u32,) = redis::pipe()
-        .atomic()
+async fn record_failure(state: &AppState, name: &str) -> Result<(), ApiError> {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
         .incr(failures_key(name), 1)
         .expire(failures_key(name), crate::config::MAX_LOCKOUT.as_secs() as i64)
-        .ignore()
-        .query_async(conn)
-        .await
-        .map_err(store_down)?;
+        .ignore();
+    let (count,): (u32,) = state.store.run_pipe(&pipe).await.map_err(store_down)?;
     if count >= state.cfg.max_failures {
         let exponent = (count - state.cfg.max_failures).min(20);
         let lockout = Duration::from_secs(1u64 << exponent).min(crate::config::MAX_LOCKOUT);
-        let _: () = conn
-            .pset_ex(lockout_key(name), 1, lockout.as_millis() as u64)
+        let _: () = state
+            .store
+            .run(&Cmd::pset_ex(lockout_key(name), 1, lockout.as_millis() as u64))
             .await
             .map_err(store_down)?;
     }
@@ -198,12 +196,7 @@ fn too_many_attempts(wait: Duration) -> ApiError {
 }
 
 /// Signs a token for the user and stores it under a new session id.
-async fn open_session(
-    state: &AppState,
-    conn: &mut redis::aio::ConnectionManager,
-    user_id: &str,
-    username: &str,
-) -> Result<(String, Claims, String), ApiError> {
+async fn open_session(state: &AppState, user_id: &str, username: &str) -> Result<(String, Claims, String), ApiError> {
     let now = now_secs();
     let claims = Claims {
         sub: user_id.to_owned(),
@@ -219,8 +212,8 @@ async fn open_session(
     let token = state.signer.sign(&claims);
     let sid = session::new_id();
     let key = session::key(&sid);
-    let _: () = redis::pipe()
-        .atomic()
+    let mut pipe = redis::pipe();
+    pipe.atomic()
         .hset_multiple(
             &key,
             &[
@@ -231,10 +224,8 @@ async fn open_session(
         )
         .ignore()
         .expire(&key, state.cfg.session_ttl.as_secs() as i64)
-        .ignore()
-        .query_async(conn)
-        .await
-        .map_err(store_down)?;
+        .ignore();
+    let _: () = state.store.run_pipe(&pipe).await.map_err(store_down)?;
     Ok((token, claims, sid))
 }
 
@@ -280,11 +271,7 @@ fn cookie_session(headers: &HeaderMap) -> Option<&str> {
 
 /// Deletes the session (if any), denylists the token's `jti` until its `exp`,
 /// and tells every gateway.
-async fn revoke(
-    conn: &mut redis::aio::ConnectionManager,
-    sid: Option<&str>,
-    claims: Option<&Claims>,
-) -> Result<(), ApiError> {
+async fn revoke(store: &Store, sid: Option<&str>, claims: Option<&Claims>) -> Result<(), ApiError> {
     let mut pipe = redis::pipe();
     if let Some(sid) = sid {
         pipe.del(session::key(sid)).ignore();
@@ -308,16 +295,16 @@ async fn revoke(
         serde_json::to_string(&message).expect("a revocation serializes"),
     )
     .ignore();
-    let _: () = pipe.query_async(conn).await.map_err(store_down)?;
+    let _: () = store.run_pipe(&pipe).await.map_err(store_down)?;
     Ok(())
 }
 
 async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let mut conn = state.store.conn().await.map_err(store_down)?;
+    let store = &state.store;
     let sid = cookie_session(&headers);
     let session_token: Option<String> = match sid {
-        Some(sid) => conn
-            .hget(session::key(sid), session::JWT_FIELD)
+        Some(sid) => store
+            .run(&Cmd::hget(session::key(sid), session::JWT_FIELD))
             .await
             .map_err(store_down)?,
         None => None,
@@ -329,9 +316,9 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
     }
     // A session's own token is revoked with it even if a different bearer was sent.
     let session_claims = session_token.as_deref().and_then(|t| state.keys.verify(t).ok());
-    revoke(&mut conn, sid.filter(|_| session_token.is_some()), claims.as_ref()).await?;
+    revoke(store, sid.filter(|_| session_token.is_some()), claims.as_ref()).await?;
     if let Some(sc) = session_claims.filter(|sc| Some(&sc.jti) != claims.as_ref().map(|c| &c.jti)) {
-        revoke(&mut conn, None, Some(&sc)).await?;
+        revoke(store, None, Some(&sc)).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -344,23 +331,18 @@ async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resu
     let Some(sid) = cookie_session(&headers) else {
         return Err(ApiError::unauthorized("refresh needs a session cookie"));
     };
-    let mut conn = state.store.conn().await.map_err(store_down)?;
-    let token: Option<String> = conn
-        .hget(session::key(sid), session::JWT_FIELD)
+    let store = &state.store;
+    let token: Option<String> = store
+        .run(&Cmd::hget(session::key(sid), session::JWT_FIELD))
         .await
         .map_err(store_down)?;
     let claims = token
         .as_deref()
         .and_then(|t| state.keys.verify(t).ok())
         .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
-    let (token, new_claims, new_sid) = open_session(
-        &state,
-        &mut conn,
-        &claims.sub,
-        claims.username.as_deref().unwrap_or_default(),
-    )
-    .await?;
-    revoke(&mut conn, Some(sid), Some(&claims)).await?;
+    let (token, new_claims, new_sid) =
+        open_session(&state, &claims.sub, claims.username.as_deref().unwrap_or_default()).await?;
+    revoke(store, Some(sid), Some(&claims)).await?;
     Ok(token_response(&state, &token, &new_claims, &new_sid))
 }
 

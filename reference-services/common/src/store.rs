@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 use tokio::sync::OnceCell;
 
 /// How long one connection attempt to Redis may take.
@@ -41,7 +42,7 @@ impl Store {
     }
 
     /// A multiplexed connection that reconnects by itself after an outage.
-    pub async fn conn(&self) -> redis::RedisResult<ConnectionManager> {
+    pub async fn conn(&self) -> RedisResult<ConnectionManager> {
         let conn = self
             .conn
             .get_or_try_init(|| async {
@@ -57,9 +58,33 @@ impl Store {
         Ok(conn.clone())
     }
 
-    /// `PING`, for readiness.
-    pub async fn ping(&self) -> redis::RedisResult<()> {
-        let mut conn = self.conn().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)
+    /// Runs one command. If it fails because the connection was lost (Redis
+    /// restarted), it runs once more on the connection the manager has been
+    /// re-opening meanwhile, so the first request after an outage succeeds.
+    pub async fn run<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        let first = cmd.query_async(&mut self.conn().await?).await;
+        match first {
+            Err(e) if worth_retrying(&e) => cmd.query_async(&mut self.conn().await?).await,
+            other => other,
+        }
     }
+
+    /// [`Store::run`] for a pipeline.
+    pub async fn run_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> RedisResult<T> {
+        let first = pipe.query_async(&mut self.conn().await?).await;
+        match first {
+            Err(e) if worth_retrying(&e) => pipe.query_async(&mut self.conn().await?).await,
+            other => other,
+        }
+    }
+
+    /// `PING`, for readiness.
+    pub async fn ping(&self) -> RedisResult<()> {
+        self.run::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+}
+
+/// A lost connection is worth one more try; a refused one (Redis is down) is not.
+fn worth_retrying(e: &redis::RedisError) -> bool {
+    (e.is_io_error() || e.is_connection_dropped()) && !e.is_connection_refusal()
 }

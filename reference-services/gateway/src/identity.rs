@@ -17,7 +17,7 @@ use gantry_common::jwt::now_secs;
 use gantry_common::session::{self, Revocation};
 use gantry_common::store::Store;
 use http::HeaderValue;
-use redis::AsyncCommands;
+use redis::Cmd;
 use tokio::time::Instant;
 
 /// Beyond this many cached tokens or sessions the cache is emptied rather
@@ -156,10 +156,8 @@ impl Identity {
         // Revocations from before this gateway subscribed live in Redis. If
         // Redis cannot answer, the signature stands: bearer requests must
         // keep working through a Redis outage.
-        let check = async {
-            let mut conn = self.store.conn().await?;
-            conn.exists::<_, bool>(session::revoked_key(iss, jti)).await
-        };
+        let cmd = Cmd::exists(session::revoked_key(iss, jti));
+        let check = self.store.run::<bool>(&cmd);
         match tokio::time::timeout(DENYLIST_TIMEOUT, check).await {
             Ok(Ok(revoked)) => revoked,
             Ok(Err(e)) => {
@@ -183,11 +181,8 @@ impl Identity {
             return Ok(entry.authorization.clone());
         }
         self.stats.session_lookups.fetch_add(1, Ordering::Relaxed);
-        let lookup = async {
-            let mut conn = self.store.conn().await?;
-            conn.hget::<_, _, Option<String>>(session::key(sid), session::JWT_FIELD)
-                .await
-        };
+        let cmd = Cmd::hget(session::key(sid), session::JWT_FIELD);
+        let lookup = self.store.run::<Option<String>>(&cmd);
         let jwt = lookup
             .await
             .map_err(|e| {

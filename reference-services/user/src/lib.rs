@@ -32,6 +32,9 @@ pub enum UserError {
 
 pub(crate) struct AppState {
     pub store: Store,
+    /// Profiles read recently, served when Redis is unreachable. Profiles
+    /// never change once created, so a stale copy is a correct copy.
+    pub recent: std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>,
     pub keys: KeyStore,
     pub auth: Discovered,
 }
@@ -50,6 +53,7 @@ pub async fn run(
     let (auth, watch) = Discovered::watch(cfg.registry.clone(), "auth");
     let state = Arc::new(AppState {
         store: Store::new(&cfg.service.redis_url)?,
+        recent: Default::default(),
         keys: KeyStore::new(&cfg.jwt),
         auth,
     });

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gantry_common::error::{ApiError, Json};
-use redis::AsyncCommands;
+use redis::Cmd;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -52,15 +52,33 @@ fn store_down(e: redis::RedisError) -> ApiError {
     )
 }
 
+/// The most profiles kept for outages; beyond it the memory is emptied.
+const MAX_RECENT: usize = 10_000;
+
 async fn load(state: &AppState, id: &str) -> Result<Response, ApiError> {
     if !plausible_id(id) {
         return Err(ApiError::not_found("no such user"));
     }
-    let mut conn = state.store.conn().await.map_err(store_down)?;
-    let raw: Option<String> = conn.get(profile_key(id)).await.map_err(store_down)?;
-    let profile = raw
-        .and_then(|r| serde_json::from_str::<Profile>(&r).ok())
-        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    let raw: Arc<str> = match state.store.run::<Option<String>>(&Cmd::get(profile_key(id))).await {
+        Ok(Some(raw)) => {
+            let raw: Arc<str> = raw.into();
+            let mut recent = state.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() >= MAX_RECENT {
+                recent.clear();
+            }
+            recent.insert(id.to_owned(), raw.clone());
+            raw
+        }
+        Ok(None) => return Err(ApiError::not_found("no such user")),
+        Err(e) => {
+            let recent = state.recent.lock().unwrap_or_else(|p| p.into_inner());
+            match recent.get(id) {
+                Some(raw) => raw.clone(),
+                None => return Err(store_down(e)),
+            }
+        }
+    };
+    let profile = serde_json::from_str::<Profile>(&raw).map_err(|_| ApiError::not_found("no such user"))?;
     Ok(axum::Json(profile).into_response())
 }
 
@@ -94,10 +112,10 @@ async fn create(
             "id, username and display_name are required",
         ));
     }
-    let mut conn = state.store.conn().await.map_err(store_down)?;
     let record = serde_json::to_string(&profile).expect("a profile serializes");
-    let created: bool = conn
-        .set_nx(profile_key(&profile.id), record)
+    let created: bool = state
+        .store
+        .run(&Cmd::set_nx(profile_key(&profile.id), record))
         .await
         .map_err(store_down)?;
     if !created {
