@@ -395,6 +395,14 @@ impl Stack {
         .await
     }
 
+    /// Starts one more user instance (`user-<n+1>`) and waits until it passes.
+    /// Returns its instance id.
+    pub async fn add_user(&mut self) -> Result<String, HarnessError> {
+        let id = format!("user-{}", self.users.len() + 1);
+        self.start_service("user", &id, None, &mut |_| {}).await?;
+        Ok(id)
+    }
+
     /// Waits until instance `id` of `service` is passing in the registry.
     pub async fn wait_passing(&self, service: &str, id: &str) -> Result<Duration, HarnessError> {
         self.wait_passing_of(service, id, None).await

@@ -1,0 +1,220 @@
+//! The stack under stress of its own kind: the registry going away, other
+//! balancing and signing modes, and configuration mistakes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use gantry_harness::{Infra, StackBuilder, wait};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn builder() -> StackBuilder {
+    StackBuilder::new(env!("CARGO_BIN_EXE_gantry")).infra(Infra::Local)
+}
+
+async fn login(http: &reqwest::Client, gw: &str, username: &str) -> (String, String) {
+    let creds = json!({"username": username, "password": "correct-horse-battery"});
+    let r = http
+        .post(format!("{gw}/auth/register"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let r = http.post(format!("{gw}/auth/login")).json(&creds).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let token = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (token, cookie)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_flows_through_a_registry_outage_and_new_instances_appear_after_it() {
+    let mut stack = builder().users(2).start(&mut |_| {}).await.unwrap();
+    let gw = stack.gateway_url().to_owned();
+    let http = reqwest::Client::new();
+    let (token, _) = login(&http, &gw, "reg").await;
+    let get = || http.get(format!("{gw}/users/me")).bearer_auth(&token).send();
+
+    stack.registry_mut().unwrap().kill().await.unwrap();
+    let mut served_by = HashMap::<String, u32>::new();
+    for _ in 0..40 {
+        let r = get().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "the last snapshot must keep serving");
+        *served_by
+            .entry(r.headers()["x-instance-id"].to_str().unwrap().into())
+            .or_default() += 1;
+    }
+    assert_eq!(served_by.len(), 2, "both instances stay in use: {served_by:?}");
+
+    // Back on the same port with an empty catalog: the services register
+    // again on their next heartbeat, and the gateway's watch starts over.
+    stack.registry_mut().unwrap().start_again().unwrap();
+    stack.wait_passing("user", "user-1").await.unwrap();
+    stack.wait_passing("user", "user-2").await.unwrap();
+    let added = stack.add_user().await.unwrap();
+    wait::until(
+        "the new instance to get traffic",
+        Duration::from_secs(10),
+        None,
+        || async {
+            let r = get().await.map_err(|e| e.to_string())?;
+            if r.status() != StatusCode::OK {
+                return Err(format!("status {}", r.status()));
+            }
+            Ok(r.headers()["x-instance-id"] == added.as_str())
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2c_balancing_spreads_requests_evenly() {
+    let stack = builder()
+        .users(3)
+        .env("GANTRY_LB", "p2c")
+        .start(&mut |_| {})
+        .await
+        .unwrap();
+    let gw = stack.gateway_url();
+    let http = reqwest::Client::new();
+    let (token, _) = login(&http, gw, "pat").await;
+    let mut counts = HashMap::<String, f64>::new();
+    let n = 600;
+    for _ in 0..n {
+        let r = http
+            .get(format!("{gw}/users/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        *counts
+            .entry(r.headers()["x-instance-id"].to_str().unwrap().into())
+            .or_default() += 1.0;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let expected = f64::from(n) / 3.0;
+    let chi2: f64 = counts.values().map(|c| (c - expected).powi(2) / expected).sum();
+    // 13.82 is the chi-square critical value for 2 degrees of freedom at p = 0.001.
+    assert!(chi2 < 13.82, "uneven split {counts:?}, chi-square {chi2:.2}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hs256_mode_accepts_tokens_minted_with_the_shared_secret() {
+    let secret = "a-shared-secret-of-at-least-32-bytes!";
+    let stack = builder()
+        .users(1)
+        .env("GANTRY_JWT_ALG", "HS256")
+        .env("GANTRY_JWT_SECRET", secret)
+        .start(&mut |_| {})
+        .await
+        .unwrap();
+    let gw = stack.gateway_url();
+    let http = reqwest::Client::new();
+    let (token, cookie) = login(&http, gw, "hal").await;
+    let me = http
+        .get(format!("{gw}/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let id = me.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let by_cookie = http
+        .get(format!("{gw}/users/me"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), StatusCode::OK);
+    let jwks: Value = http
+        .get(format!("{gw}/auth/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"], json!([]), "a shared secret is never published");
+
+    // A test can mint its own token with the secret…
+    let now = gantry_common::jwt::now_secs();
+    let claims = gantry_common::jwt::Claims {
+        sub: id,
+        iss: "gantry-auth".into(),
+        aud: "gantry".into(),
+        exp: now + 60,
+        iat: now,
+        nbf: None,
+        jti: gantry_common::jwt::random_id(16),
+        username: None,
+        scope: None,
+    };
+    let minted = gantry_common::jwt::Signer::hs256(secret.as_bytes()).sign(&claims);
+    let r = http
+        .get(format!("{gw}/users/me"))
+        .bearer_auth(&minted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // …and one minted with another secret is refused.
+    let forged = gantry_common::jwt::Signer::hs256(b"another-secret-of-at-least-32-bytes").sign(&claims);
+    let r = http
+        .get(format!("{gw}/users/me"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn bad_configuration_stops_a_service_naming_the_variable() {
+    let cases: [(&str, &[(&str, &str)], &[&str]); 4] = [
+        (
+            "gateway",
+            &[("GANTRY_LB", "fastest")],
+            &["GANTRY_LB", "round_robin or p2c"],
+        ),
+        (
+            "auth",
+            &[("GANTRY_JWT_ALG", "HS256")],
+            &["GANTRY_JWT_SECRET", "32 bytes"],
+        ),
+        (
+            "user",
+            &[("GANTRY_JWT_SECRET", "short")],
+            &["GANTRY_JWT_SECRET", "at least 32 bytes"],
+        ),
+        (
+            "gateway",
+            &[("GANTRY_SESSION_CACHE_TTL", "1m")],
+            &["GANTRY_SESSION_CACHE_TTL", "at most 5s"],
+        ),
+    ];
+    for (component, env, expected) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["serve", component])
+            .envs(env.iter().copied())
+            .env("GANTRY_LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{component} {env:?} started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for word in expected {
+            assert!(stderr.contains(word), "{component} {env:?}: {stderr}");
+        }
+    }
+}
