@@ -182,7 +182,13 @@ async fn hs256_mode_accepts_tokens_minted_with_the_shared_secret() {
 
 #[test]
 fn bad_configuration_stops_a_service_naming_the_variable() {
-    let cases: [(&str, &[(&str, &str)], &[&str]); 4] = [
+    /// component, its environment, words the error must contain
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+    );
+    let cases: [Case; 4] = [
         (
             "gateway",
             &[("GANTRY_LB", "fastest")],
