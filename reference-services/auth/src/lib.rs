@@ -6,6 +6,7 @@
 //! the configured port.
 
 pub mod config;
+mod openapi;
 mod password;
 mod profiles;
 mod routes;

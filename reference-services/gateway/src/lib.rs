@@ -145,7 +145,8 @@ fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
         loop {
             let pause = match gw.identity.keys().refresh(&gw.upstreams[0].base_urls()).await {
                 Ok(_) => Duration::from_secs(300),
-                Err(_) => Duration::from_millis(250),
+                // Until auth is discovered: readiness waits on this.
+                Err(_) => Duration::from_millis(50),
             };
             tokio::time::sleep(pause).await;
         }

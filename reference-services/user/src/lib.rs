@@ -5,6 +5,7 @@
 
 pub mod config;
 mod identity;
+mod openapi;
 mod routes;
 
 use std::future::Future;

@@ -25,6 +25,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/internal/users", post(create))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    crate::openapi::DOCUMENT,
+                )
+            }),
+        )
         .with_state(state)
 }
 
