@@ -2,10 +2,14 @@
 //! processes), breaks it on purpose, and drives it. Also home of the dev
 //! registry, the Consul-compatible registry used when no Consul is at hand.
 
+pub mod client;
+pub mod load;
 pub mod ports;
 pub mod process;
+pub mod redis_stats;
 pub mod registry;
 pub mod stack;
+pub mod stats;
 pub mod wait;
 
 use std::time::Duration;

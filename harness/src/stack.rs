@@ -144,12 +144,13 @@ impl StackBuilder {
             gateway_urls: Vec::new(),
             service_env: Vec::new(),
             binary: self.binary.clone(),
+            signing_seed: jwt::generate_seed(),
         };
         // A stack that fails half-way is torn down by Drop (kill_on_drop).
         stack.start_redis(progress).await?;
         stack.start_registry(progress).await?;
 
-        let seed = jwt::generate_seed();
+        let seed = stack.signing_seed;
         let ttl = gantry_common::config::format_duration(self.check_ttl);
         stack.service_env = vec![
             ("REDIS_URL".into(), stack.redis_url.clone()),
@@ -194,6 +195,7 @@ pub struct Stack {
     gateway_urls: Vec<String>,
     service_env: Vec<(String, String)>,
     binary: PathBuf,
+    signing_seed: [u8; 32],
 }
 
 impl Stack {
@@ -216,6 +218,48 @@ impl Stack {
 
     pub fn registry(&self) -> RegistryClient {
         RegistryClient::new(&self.registry_addr)
+    }
+
+    /// The Ed25519 seed auth signs with, so tests can mint tokens the
+    /// stack trusts (expired, wrong audience, …).
+    pub fn signing_seed(&self) -> [u8; 32] {
+        self.signing_seed
+    }
+
+    /// Environment every service process was given (with test overrides).
+    pub fn service_env(&self) -> &[(String, String)] {
+        &self.service_env
+    }
+
+    /// Rotates auth's signing key: auth restarts signing with a new key and
+    /// still publishes the old public key, so tokens signed before keep
+    /// working until they expire. Returns the new seed.
+    pub async fn rotate_signing_key(&mut self) -> Result<[u8; 32], HarnessError> {
+        let old_public = jwt::public_key(&self.signing_seed);
+        let old_x = jwt::encode_seed(&old_public);
+        let new_seed = jwt::generate_seed();
+        set_env(
+            &mut self.service_env,
+            "GANTRY_JWT_SIGNING_KEY",
+            &jwt::encode_seed(&new_seed),
+        );
+        set_env(
+            &mut self.service_env,
+            "GANTRY_JWT_VERIFY_KEYS",
+            &format!("{}={old_x}", jwt::kid_for(&old_x)),
+        );
+        self.signing_seed = new_seed;
+        let mut old = std::mem::take(&mut self.auth);
+        for p in &mut old {
+            p.stop().await?;
+        }
+        for i in 1..=old.len().max(1) {
+            self.start_service("auth", &format!("auth-{i}"), None, &mut |_| {})
+                .await?;
+        }
+        // Done when every gateway routes to auth again.
+        self.wait_gateways_ready().await?;
+        Ok(new_seed)
     }
 
     /// Where the processes' logs are.
@@ -278,8 +322,11 @@ impl Stack {
             "127.0.0.1",
             "--save",
             "",
+            // Persist every write, so a restarted Redis still has its sessions.
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "always",
             "--protected-mode",
             "no",
             "--daemonize",
@@ -450,6 +497,11 @@ async fn wait_gateway_ready(url: &str, process: Option<&mut Process>) -> Result<
         }
     })
     .await
+}
+
+fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_owned(), value.to_owned()));
 }
 
 /// `PING` over a plain socket: true on `+PONG`.

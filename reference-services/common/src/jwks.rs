@@ -5,15 +5,17 @@
 //! [`MIN_REFRESH_INTERVAL`], so hostile tokens cannot make us hammer auth),
 //! which is how a key rotation reaches every verifier without a restart.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 
 use crate::jwt::{Claims, Jwks, JwtConfig, JwtError, KeyKind, KeySet, VerificationKey};
 
 /// Unknown-`kid` refreshes happen at most this often.
-pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// The path of the JWKS on the auth service.
 pub const JWKS_PATH: &str = "/auth/.well-known/jwks.json";
 
@@ -38,7 +40,8 @@ pub struct KeyStore {
     leeway: Duration,
     fetches_keys: bool,
     http: reqwest::Client,
-    last_refresh: Mutex<Option<Instant>>,
+    /// When the last unknown-`kid` refresh finished; the lock serializes them.
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl KeyStore {
@@ -57,7 +60,7 @@ impl KeyStore {
                 .timeout(Duration::from_secs(3))
                 .build()
                 .expect("an HTTP client without TLS always builds"),
-            last_refresh: Mutex::new(None),
+            last_refresh: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -72,31 +75,33 @@ impl KeyStore {
     }
 
     /// Verifies, refreshing the keys first when the token names a `kid` we
-    /// do not hold and a refresh is allowed. `base_urls` are auth instances.
+    /// do not hold. Refreshes are serialized and at most one per
+    /// [`MIN_REFRESH_INTERVAL`]; callers that queued behind a refresh use its
+    /// result instead of starting another, so a burst of new-key tokens costs
+    /// auth one fetch and hostile `kid`s cannot make verifiers hammer it.
+    /// `base_urls` are auth instances.
     pub async fn verify(&self, token: &str, base_urls: &[String]) -> Result<Claims, JwtError> {
         match self.verify_cached(token) {
-            Err(JwtError::UnknownKid) if self.take_refresh_slot() => {
-                if let Err(e) = self.refresh(base_urls).await {
-                    tracing::warn!(error = %e, "JWKS refresh failed");
+            Err(JwtError::UnknownKid) if self.fetches_keys => {}
+            other => return other,
+        }
+        let asked = Instant::now();
+        let mut last = self.last_refresh.lock().await;
+        let answered_since = last.is_some_and(|at| at >= asked);
+        if !answered_since {
+            if let Some(at) = *last {
+                let since = at.elapsed();
+                if since < MIN_REFRESH_INTERVAL {
+                    tokio::time::sleep(MIN_REFRESH_INTERVAL - since).await;
                 }
-                self.verify_cached(token)
             }
-            other => other,
-        }
-    }
-
-    fn take_refresh_slot(&self) -> bool {
-        if !self.fetches_keys {
-            return false;
-        }
-        let mut last = self.last_refresh.lock().unwrap_or_else(|p| p.into_inner());
-        match *last {
-            Some(at) if at.elapsed() < MIN_REFRESH_INTERVAL => false,
-            _ => {
-                *last = Some(Instant::now());
-                true
+            if let Err(e) = self.refresh(base_urls).await {
+                tracing::warn!(error = %e, "JWKS refresh failed");
             }
+            *last = Some(Instant::now());
         }
+        drop(last);
+        self.verify_cached(token)
     }
 
     /// Fetches the JWKS from the first auth instance that answers and swaps

@@ -370,7 +370,9 @@ impl Signer {
         }
     }
 
-    pub fn sign(&self, claims: &Claims) -> String {
+    /// Signs `claims` (normally [`Claims`]; tests sign other shapes to check
+    /// that verifiers refuse them).
+    pub fn sign<T: Serialize>(&self, claims: &T) -> String {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.key).expect("signing with a key validated at start cannot fail")

@@ -58,6 +58,11 @@ pub async fn run(
         keys: KeyStore::new(&cfg.jwt),
         auth,
     });
+    // Register only once tokens can be verified: an instance that passes
+    // its health check must be able to serve.
+    if !load_keys(&state, KEYS_AT_START).await {
+        tracing::warn!("no JWKS from auth yet; registering anyway, tokens will be refused until it arrives");
+    }
     let prefetch = tokio::spawn(keep_keys_fresh(state.clone()));
     let app = gantry_common::http::standard(routes::router(state), "user", &instance_id);
     let registration = Registration::start(cfg.registry.clone(), cfg.service.registration(bound))
@@ -74,19 +79,31 @@ pub async fn run(
     Ok(())
 }
 
-/// Fetches the JWKS as soon as an auth instance is known, then periodically.
-async fn keep_keys_fresh(state: Arc<AppState>) {
+/// How long start-up waits for the first JWKS before registering anyway.
+pub const KEYS_AT_START: Duration = Duration::from_secs(10);
+
+/// Tries to fetch the JWKS until it works or `within` passes.
+async fn load_keys(state: &AppState, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
-        let pause = match state.keys.refresh(&state.auth.base_urls()).await {
+        match state.keys.refresh(&state.auth.base_urls()).await {
             Ok(n) => {
                 tracing::debug!(keys = n, "JWKS fetched");
-                JWKS_REFRESH
+                return true;
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "JWKS not fetched yet");
-                Duration::from_millis(500)
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(error = %e, "JWKS not fetched");
+                return false;
             }
-        };
-        tokio::time::sleep(pause).await;
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Fetches the JWKS again periodically, so removed keys stop being trusted.
+async fn keep_keys_fresh(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(JWKS_REFRESH).await;
+        load_keys(&state, JWKS_REFRESH).await;
     }
 }

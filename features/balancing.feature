@@ -1,0 +1,28 @@
+Feature: Load balancing
+  Requests are spread evenly across the passing instances, new instances get
+  traffic as soon as they pass, and deregistered ones get none.
+
+  @managed @fresh @serial
+  Scenario: Three instances share 3,000 requests evenly
+    Given a fresh stack with 3 user instances
+    And a logged-in user "bal"
+    When "bal" sends 3000 requests to /users/me with 8 concurrent callers
+    Then every answer is 200
+    And the answers are spread evenly over 3 instances by a chi-square test
+
+  @managed @fresh @serial
+  Scenario: A new instance gets traffic once it passes
+    Given a fresh stack with 3 user instances
+    And a logged-in user "newt"
+    When a 4th user instance starts and passes its health check
+    Then it answers requests soon after it passed
+
+  @managed @fresh @serial
+  Scenario: A deregistered instance gets no traffic
+    Given a fresh stack with 3 user instances
+    And a logged-in user "dee"
+    When user instance 2 stops gracefully
+    And "dee" sends 300 requests to /users/me with 4 concurrent callers
+    Then every answer is 200
+    And no answer came from user instance 2
+    And the gateway never tried user instance 2

@@ -1,0 +1,23 @@
+Feature: Failover
+  A dead or hung instance costs callers nothing: the gateway ejects it and
+  retries idempotent requests on another.
+
+  @managed @fresh @serial
+  Scenario: SIGKILL of one of three instances under load fails no request
+    Given a fresh stack with 3 user instances
+    And a logged-in user "fay"
+    When "fay" loads /users/me with 8 concurrent callers for 10 seconds, and user instance 2 is killed after 3 seconds
+    Then no request failed
+    And user instance 2 leaves the passing set within its TTL
+    When user instance 2 starts again
+    Then user instance 2 takes traffic again
+
+  @managed @fresh @serial
+  Scenario: A hung instance costs at most the request timeout and fails nothing
+    Given a fresh stack with 3 user instances and a request timeout of 1 second
+    And a logged-in user "hugh"
+    When "hugh" loads /users/me with 4 concurrent callers for 5 seconds, and user instance 2 is paused after 1 second
+    Then no request failed
+    And no request took longer than twice the request timeout
+    When user instance 2 resumes
+    Then user instance 2 takes traffic again

@@ -1,0 +1,52 @@
+Feature: Identity at the gateway
+  The gateway verifies bearer tokens itself and turns a SESSION cookie into a
+  token; anything it cannot verify is 401 with WWW-Authenticate: Bearer.
+
+  Background:
+    Given a running stack
+    And a logged-in user "alice"
+
+  Scenario: Login gives a token and a session, and both reach /users/me
+    Then "alice" gets 200 from /users/me by session
+    And "alice" gets 200 from /users/me by bearer
+    And the answer names "alice" and comes from a user instance
+
+  Scenario Outline: A token that anyone could forge is refused
+    When "alice" calls /users/me with a token that is <forgery>
+    Then the answer is 401 with a Bearer challenge
+
+    Examples:
+      | forgery                             |
+      | signed with alg none                |
+      | tampered after signing              |
+      | signed with an unknown key          |
+      | HS256-signed with the public key    |
+      | garbage                             |
+
+  @managed
+  Scenario Outline: A token signed with the real key but invalid claims is refused
+    When "alice" calls /users/me with a token signed by the stack's key that is <claims>
+    Then the answer is 401 with a Bearer challenge
+
+    Examples:
+      | claims                  |
+      | expired                 |
+      | not yet valid           |
+      | from the wrong issuer   |
+      | for the wrong audience  |
+      | missing its jti         |
+
+  @managed
+  Scenario: A token signed by the stack's key with valid claims is accepted
+    When "alice" calls /users/me with a token signed by the stack's key that is valid
+    Then the answer is 200
+
+  @managed @fresh
+  Scenario: Key rotation keeps old tokens valid until they expire
+    Given a fresh stack with 1 user instance
+    And a logged-in user "rotor"
+    When auth's signing key is rotated
+    Then "rotor" gets 200 from /users/me by bearer
+    When "rotor" logs in again
+    Then "rotor" gets 200 from /users/me by bearer
+    And the new token is signed with a different key than the old one

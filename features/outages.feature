@@ -1,0 +1,27 @@
+Feature: Outages of Redis and the registry
+  Sessions fail closed without Redis while bearer tokens keep working; without
+  the registry the gateway serves from its last snapshot.
+
+  @managed @fresh
+  Scenario: Redis down, then back
+    Given a fresh stack with 1 user instance
+    And a logged-in user "rex"
+    And "rex" gets 200 from /users/me by session
+    When Redis stops
+    Then "rex" gets 503 from /users/me by session, eventually
+    And the answer says "session_store_unavailable"
+    And "rex" gets 200 from /users/me by bearer
+    When Redis starts again
+    Then "rex" gets 200 from /users/me by session, eventually
+
+  @managed @fresh
+  Scenario: Registry down, then back
+    Given a fresh stack with 2 user instances
+    And a logged-in user "reg"
+    When the registry stops
+    And "reg" sends 100 requests to /users/me with 4 concurrent callers
+    Then every answer is 200
+    And the answers came from 2 instances
+    When the registry starts again
+    And a 3rd user instance starts and passes its health check
+    Then it answers requests soon after it passed

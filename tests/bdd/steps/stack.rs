@@ -1,0 +1,128 @@
+//! Which stack a scenario runs against, and its users.
+
+use std::time::Duration;
+
+use cucumber::{given, then, when};
+use gantry_harness::client::{Auth, UserClient};
+
+use super::{eventually, unique};
+use crate::target::{self, Target};
+use crate::world::GantryWorld;
+
+#[given("a running stack")]
+async fn a_running_stack(w: &mut GantryWorld) {
+    w.target = Some(target::shared().await);
+}
+
+#[given(
+    regex = r"^a fresh stack with (\d+) user instances?(?: and (\d+) gateways)?(?: and sessions that last (\d+) seconds)?(?: and a request timeout of (\d+) seconds?)?$"
+)]
+async fn a_fresh_stack(
+    w: &mut GantryWorld,
+    users: usize,
+    gateways: String,
+    session_secs: String,
+    timeout_secs: String,
+) {
+    let mut builder = target::builder().users(users);
+    if let Ok(n) = gateways.parse() {
+        builder = builder.gateways(n);
+    }
+    if let Ok(secs) = session_secs.parse::<u64>() {
+        builder = builder.env("GANTRY_SESSION_TTL", format!("{secs}s"));
+    }
+    if let Ok(secs) = timeout_secs.parse::<u64>() {
+        builder = builder.env("GANTRY_REQUEST_TIMEOUT", format!("{secs}s"));
+        w.request_timeout = Some(Duration::from_secs(secs));
+    }
+    let stack = builder
+        .start(&mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("the fresh stack did not start: {e}"));
+    w.target = Some(Target::of(&stack));
+    w.fresh = Some(stack);
+}
+
+#[given(regex = r#"^a logged-in user "(\w+)"$"#)]
+async fn a_logged_in_user(w: &mut GantryWorld, name: String) {
+    let mut user = UserClient::new(&w.gateway(), &unique(&name));
+    let registered = user.register().await.expect("register");
+    assert_eq!(registered.status, 201, "register: {}", registered.body);
+    let login = user.login().await.expect("login");
+    assert_eq!(login.status, 200, "login: {}", login.body);
+    assert!(
+        user.token.is_some() && user.cookie.is_some(),
+        "login gives a token and a session"
+    );
+    w.users.insert(name, user);
+}
+
+#[when(regex = r#"^"(\w+)" logs in again$"#)]
+async fn logs_in_again(w: &mut GantryWorld, name: String) {
+    let user = w.user_mut(&name);
+    let previous = user.token.clone();
+    let login = user.login().await.expect("login");
+    assert_eq!(login.status, 200, "{}", login.body);
+    w.previous_token = previous;
+}
+
+#[when(regex = r#"^"(\w+)" logs out by session( on the first gateway)?$"#)]
+async fn logs_out(w: &mut GantryWorld, name: String) {
+    let answer = w
+        .user_mut(&name)
+        .post("/auth/logout", Auth::Session)
+        .await
+        .expect("logout");
+    assert_eq!(answer.status, 204, "{}", answer.body);
+}
+
+#[when("Redis stops")]
+async fn redis_stops(w: &mut GantryWorld) {
+    w.stack()
+        .redis_mut()
+        .expect("a managed Redis")
+        .stop()
+        .await
+        .expect("stopping Redis");
+}
+
+#[when("Redis starts again")]
+async fn redis_starts(w: &mut GantryWorld) {
+    w.stack()
+        .redis_mut()
+        .expect("a managed Redis")
+        .start_again()
+        .expect("starting Redis");
+}
+
+#[when("the registry stops")]
+async fn registry_stops(w: &mut GantryWorld) {
+    w.stack()
+        .registry_mut()
+        .expect("a managed registry")
+        .kill()
+        .await
+        .expect("stopping the registry");
+}
+
+#[when("the registry starts again")]
+async fn registry_starts(w: &mut GantryWorld) {
+    let stack = w.stack();
+    stack
+        .registry_mut()
+        .expect("a managed registry")
+        .start_again()
+        .expect("starting the registry");
+    let client = stack.registry();
+    eventually("the registry to answer", Duration::from_secs(10), || {
+        let client = client.clone();
+        async move { client.leader().await.is_ok() }
+    })
+    .await;
+}
+
+#[then("the gateway is healthy")]
+async fn gateway_healthy(w: &mut GantryWorld) {
+    let r = reqwest::get(format!("{}/healthz", w.gateway())).await.expect("healthz");
+    assert_eq!(r.status(), 200);
+}

@@ -1,0 +1,75 @@
+//! The state one scenario carries from step to step.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use gantry_harness::Stack;
+use gantry_harness::client::{Answer, UserClient};
+use gantry_harness::load::LoadReport;
+
+use crate::target::Target;
+
+#[derive(Debug, Default, cucumber::World)]
+pub struct GantryWorld {
+    /// The stack this scenario started for itself, if any.
+    pub fresh: Option<Stack>,
+    pub target: Option<Target>,
+    /// Users by the name the scenario gives them.
+    pub users: HashMap<String, UserClient>,
+    pub last: Option<Answer>,
+    pub answers: Vec<Answer>,
+    pub load: Option<LoadReport>,
+    pub request_timeout: Option<Duration>,
+    pub previous_token: Option<String>,
+    /// Session lookups Redis had counted before the step that measures them.
+    pub hget_before: u64,
+    /// `(instance id, when it passed)` of an instance started by a step.
+    pub added: Option<(String, tokio::time::Instant)>,
+    /// Gateway retry and ejection counters before a step that must not move them.
+    pub counters_before: Option<(f64, f64)>,
+}
+
+impl GantryWorld {
+    pub fn target(&self) -> &Target {
+        self.target
+            .as_ref()
+            .expect("a step must say which stack first (Given a running/fresh stack)")
+    }
+
+    pub fn gateway(&self) -> String {
+        self.target().gateway().to_owned()
+    }
+
+    pub fn stack(&mut self) -> &mut Stack {
+        self.fresh
+            .as_mut()
+            .expect("this step needs a fresh stack (Given a fresh stack …)")
+    }
+
+    pub fn user(&self, name: &str) -> &UserClient {
+        self.users
+            .get(name)
+            .unwrap_or_else(|| panic!("no user {name:?} in this scenario"))
+    }
+
+    pub fn user_mut(&mut self, name: &str) -> &mut UserClient {
+        self.users
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no user {name:?} in this scenario"))
+    }
+
+    pub fn last(&self) -> &Answer {
+        self.last.as_ref().expect("no answer yet")
+    }
+
+    pub fn load(&self) -> &gantry_harness::load::LoadReport {
+        self.load.as_ref().expect("no load was run")
+    }
+
+    /// Stops this scenario's own stack gracefully.
+    pub async fn tear_down(&mut self) {
+        if let Some(stack) = self.fresh.take() {
+            let _ = stack.stop(&mut |_| {}).await;
+        }
+    }
+}
