@@ -119,16 +119,12 @@ fn show(step: Progress<'_>) {
         }
         Progress::Ready(_, took) => println!("ready ({} ms)", took.as_millis()),
         Progress::Stopping(what) => println!("  stopping {what}"),
+        Progress::Note(what) => println!("  {what}"),
     }
 }
 
 async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
     let infra: Infra = infra.parse().map_err(anyhow::Error::msg)?;
-    let infra = match infra {
-        // Until the containers provider lands, auto means local processes.
-        Infra::Auto => Infra::Local,
-        other => other,
-    };
     let binary = std::env::current_exe().context("locating the gantry executable")?;
     println!(
         "Starting the Gantry stack ({users} user instance{}):",

@@ -58,7 +58,7 @@ async fn traffic_flows_through_a_registry_outage_and_new_instances_appear_after_
 
     // Back on the same port with an empty catalog: the services register
     // again on their next heartbeat, and the gateway's watch starts over.
-    stack.registry_mut().unwrap().start_again().unwrap();
+    stack.registry_mut().unwrap().start_again().await.unwrap();
     stack.wait_passing("user", "user-1").await.unwrap();
     stack.wait_passing("user", "user-2").await.unwrap();
     let added = stack.add_user().await.unwrap();

@@ -532,7 +532,7 @@ async fn with_redis_down_sessions_fail_closed_and_bearers_keep_working() {
 
     // Redis back on the same port (its data kept on disk): the same session
     // works again without restarting anything.
-    stack.redis_mut().unwrap().start_again().unwrap();
+    stack.redis_mut().unwrap().start_again().await.unwrap();
     gantry_harness::wait::until(
         "the gateway to see Redis again",
         Duration::from_secs(15),

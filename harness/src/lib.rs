@@ -3,6 +3,8 @@
 //! registry, the Consul-compatible registry used when no Consul is at hand.
 
 pub mod client;
+pub mod component;
+pub mod containers;
 pub mod load;
 pub mod ports;
 pub mod process;
@@ -53,6 +55,8 @@ pub enum HarnessError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error("container {name}: {detail}")]
+    Container { name: String, detail: String },
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
 }

@@ -9,6 +9,8 @@ use gantry_common::registry::RegistryClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::HarnessError;
+use crate::component::Component;
+use crate::containers;
 use crate::ports::{free_port, is_free};
 use crate::process::{Process, Spec};
 use crate::wait;
@@ -25,7 +27,7 @@ pub enum Infra {
     Auto,
     /// `redis-server` from PATH and the dev registry as processes.
     Local,
-    /// testcontainers (not built yet).
+    /// Redis and the registry in containers, through testcontainers.
     Containers,
 }
 
@@ -49,6 +51,8 @@ pub enum Progress<'a> {
     Starting(&'a str),
     Ready(&'a str, Duration),
     Stopping(&'a str),
+    /// Something worth telling, such as which provider was chosen and why.
+    Note(&'a str),
 }
 
 /// Describes a stack; [`StackBuilder::start`] makes it real.
@@ -115,13 +119,23 @@ impl StackBuilder {
     /// PING, the registry answers, every instance is passing, every gateway's
     /// `/readyz` is 200.
     pub async fn start(self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<Stack, HarnessError> {
-        match self.infra {
-            Infra::Local | Infra::Auto => {}
-            Infra::Containers => {
-                return Err(HarnessError::Unsupported(
-                    "the containers provider is not built yet; use --infra local (redis-server on PATH)".into(),
-                ));
-            }
+        let images = containers::Images::from_env();
+        let infra = match self.infra {
+            Infra::Auto => match containers::unavailable_because(&images).await {
+                None => Infra::Containers,
+                Some(why) => {
+                    progress(Progress::Note(&format!("using local processes: {why}")));
+                    Infra::Local
+                }
+            },
+            other => other,
+        };
+        if infra == Infra::Containers {
+            progress(Progress::Note(&format!(
+                "using containers: {} and {}",
+                images.redis,
+                images.registry.image()
+            )));
         }
         if let Some(port) = self.gateway_port
             && !is_free(port)
@@ -147,8 +161,13 @@ impl StackBuilder {
             signing_seed: jwt::generate_seed(),
         };
         // A stack that fails half-way is torn down by Drop (kill_on_drop).
-        stack.start_redis(progress).await?;
-        stack.start_registry(progress).await?;
+        match infra {
+            Infra::Containers => stack.start_infra_containers(&images, progress).await?,
+            _ => {
+                stack.start_redis(progress).await?;
+                stack.start_registry(progress).await?;
+            }
+        }
 
         let seed = stack.signing_seed;
         let ttl = gantry_common::config::format_duration(self.check_ttl);
@@ -185,8 +204,8 @@ impl StackBuilder {
 #[derive(Debug)]
 pub struct Stack {
     dir: tempfile::TempDir,
-    redis: Option<Process>,
-    registry: Option<Process>,
+    redis: Option<Component>,
+    registry: Option<Component>,
     auth: Vec<Process>,
     users: Vec<Process>,
     gateways: Vec<Process>,
@@ -276,26 +295,27 @@ impl Stack {
         &mut self.gateways
     }
 
-    pub fn redis_mut(&mut self) -> Option<&mut Process> {
+    /// Redis, to break and mend.
+    pub fn redis_mut(&mut self) -> Option<&mut Component> {
         self.redis.as_mut()
     }
 
-    pub fn registry_mut(&mut self) -> Option<&mut Process> {
+    /// The registry, to break and mend.
+    pub fn registry_mut(&mut self) -> Option<&mut Component> {
         self.registry.as_mut()
     }
 
-    /// Process ids of everything running, for checks that nothing is left behind.
+    /// Process ids of everything running as a process, for checks that
+    /// nothing is left behind.
     pub fn pids(&self) -> Vec<u32> {
-        self.all().filter_map(Process::pid).collect()
-    }
-
-    fn all(&self) -> impl Iterator<Item = &Process> {
-        self.gateways
+        let services = self
+            .gateways
             .iter()
             .chain(&self.users)
             .chain(&self.auth)
-            .chain(&self.registry)
-            .chain(&self.redis)
+            .filter_map(Process::pid);
+        let infra = self.registry.iter().chain(&self.redis).filter_map(Component::pid);
+        services.chain(infra).collect()
     }
 
     fn spec(&self, name: &str, program: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Spec {
@@ -344,8 +364,42 @@ impl Stack {
         })
         .await?;
         self.redis_url = format!("redis://{addr}");
-        self.redis = Some(process);
+        self.redis = Some(Component::Process(process));
         progress(Progress::Ready("redis", took));
+        Ok(())
+    }
+
+    /// Redis and the registry in containers, on fixed host ports.
+    async fn start_infra_containers(
+        &mut self,
+        images: &containers::Images,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), HarnessError> {
+        let free = || free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e));
+        progress(Progress::Starting("redis"));
+        let started = tokio::time::Instant::now();
+        let port = free()?;
+        let redis = containers::redis(images, port).await?;
+        let addr = format!("127.0.0.1:{port}");
+        wait::until("redis to answer PING", READY_TIMEOUT, None, || redis_ping(&addr)).await?;
+        self.redis_url = format!("redis://{addr}");
+        self.redis = Some(Component::Container(redis));
+        progress(Progress::Ready("redis", started.elapsed()));
+
+        progress(Progress::Starting("registry"));
+        let started = tokio::time::Instant::now();
+        let port = free()?;
+        let registry = containers::registry(images, port).await?;
+        let addr = format!("127.0.0.1:{port}");
+        let client = RegistryClient::new(&addr);
+        wait::until("the registry to answer", READY_TIMEOUT, None, || {
+            let client = client.clone();
+            async move { client.leader().await.map(|_| true).map_err(|e| e.to_string()) }
+        })
+        .await?;
+        self.registry_addr = addr;
+        self.registry = Some(Component::Container(registry));
+        progress(Progress::Ready("registry", started.elapsed()));
         Ok(())
     }
 
@@ -367,7 +421,7 @@ impl Stack {
         })
         .await?;
         self.registry_addr = addr;
-        self.registry = Some(process);
+        self.registry = Some(Component::Process(process));
         progress(Progress::Ready("registry", took));
         Ok(())
     }
@@ -469,14 +523,16 @@ impl Stack {
             std::mem::take(&mut self.gateways),
             std::mem::take(&mut self.users),
             std::mem::take(&mut self.auth),
-            self.registry.take().into_iter().collect(),
-            self.redis.take().into_iter().collect(),
         ];
         for mut group in groups {
             for p in &mut group {
                 progress(Progress::Stopping(p.name()));
                 p.stop().await?;
             }
+        }
+        for mut c in [self.registry.take(), self.redis.take()].into_iter().flatten() {
+            progress(Progress::Stopping(c.name()));
+            c.shut_down().await?;
         }
         Ok(())
     }

@@ -29,8 +29,6 @@ impl Mode {
                     redis: std::env::var("REDIS_URL").ok(),
                 })
             }
-            // Until the containers provider lands, auto means local processes.
-            "auto" | "local" => Ok(Mode::Managed(Infra::Local)),
             other => other
                 .parse::<Infra>()
                 .map(Mode::Managed)

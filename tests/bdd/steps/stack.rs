@@ -92,6 +92,7 @@ async fn redis_starts(w: &mut GantryWorld) {
         .redis_mut()
         .expect("a managed Redis")
         .start_again()
+        .await
         .expect("starting Redis");
 }
 
@@ -112,6 +113,7 @@ async fn registry_starts(w: &mut GantryWorld) {
         .registry_mut()
         .expect("a managed registry")
         .start_again()
+        .await
         .expect("starting the registry");
     let client = stack.registry();
     eventually("the registry to answer", Duration::from_secs(10), || {

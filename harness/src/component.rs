@@ -1,0 +1,77 @@
+//! A piece of infrastructure a test can break, whichever provider runs it.
+
+use crate::HarnessError;
+use crate::containers::Container;
+use crate::process::Process;
+
+// A stack holds two of these; their size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Component {
+    Process(Process),
+    Container(Container),
+}
+
+impl Component {
+    pub fn name(&self) -> &str {
+        match self {
+            Component::Process(p) => p.name(),
+            Component::Container(c) => c.name(),
+        }
+    }
+
+    /// SIGKILL.
+    pub async fn kill(&mut self) -> Result<(), HarnessError> {
+        match self {
+            Component::Process(p) => p.kill().await,
+            Component::Container(c) => c.kill().await,
+        }
+    }
+
+    /// SIGTERM and wait; SIGKILL if it does not stop in time.
+    pub async fn stop(&mut self) -> Result<(), HarnessError> {
+        match self {
+            Component::Process(p) => p.stop().await,
+            Component::Container(c) => c.stop().await,
+        }
+    }
+
+    /// Starts it again on the same port, after a kill or stop.
+    pub async fn start_again(&mut self) -> Result<(), HarnessError> {
+        match self {
+            Component::Process(p) => p.start_again(),
+            Component::Container(c) => c.start_again().await,
+        }
+    }
+
+    /// SIGSTOP / `docker pause`.
+    pub async fn pause(&mut self) -> Result<(), HarnessError> {
+        match self {
+            Component::Process(p) => p.pause(),
+            Component::Container(c) => c.pause().await,
+        }
+    }
+
+    /// SIGCONT / `docker unpause`.
+    pub async fn resume(&mut self) -> Result<(), HarnessError> {
+        match self {
+            Component::Process(p) => p.resume(),
+            Component::Container(c) => c.resume().await,
+        }
+    }
+
+    /// Stops it for good (a container is removed).
+    pub async fn shut_down(&mut self) -> Result<(), HarnessError> {
+        match self {
+            Component::Process(p) => p.stop().await,
+            Component::Container(c) => c.remove().await,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Component::Process(p) => p.pid(),
+            Component::Container(_) => None,
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The `containers` provider: Redis and the registry in Docker containers,
+//! through testcontainers.
+//!
+//! Host ports are fixed at start, so a container stopped and started again
+//! (a fault a test injects) comes back where it was. Every container carries
+//! the label `gantry.stack`, so `docker ps -a --filter label=gantry.stack`
+//! shows anything a run left behind.
+
+use std::time::Duration;
+
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use crate::HarnessError;
+
+/// The Redis image unless `GANTRY_REDIS_IMAGE` says otherwise: a current Redis 7.
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.2";
+/// The Consul image unless `GANTRY_CONSUL_IMAGE` says otherwise: a current Consul 1.x.
+pub const DEFAULT_CONSUL_IMAGE: &str = "hashicorp/consul:1.20.5";
+/// The label every container of a stack carries.
+pub const LABEL: &str = "gantry.stack";
+/// How long a container may take to start.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which images the provider runs.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `GANTRY_REDIS_IMAGE` | `redis:7.4.2` | Redis |
+/// | `GANTRY_CONSUL_IMAGE` | `hashicorp/consul:1.20.5` | Consul, run as `agent -dev` |
+/// | `GANTRY_REGISTRY_IMAGE` | — | Gantry's dev registry instead of Consul (`ci/images/build.sh` builds `gantry/registry`) |
+#[derive(Debug, Clone)]
+pub struct Images {
+    pub redis: String,
+    pub registry: Registry,
+}
+
+#[derive(Debug, Clone)]
+pub enum Registry {
+    Consul(String),
+    Dev(String),
+}
+
+impl Registry {
+    pub fn image(&self) -> &str {
+        match self {
+            Registry::Consul(i) | Registry::Dev(i) => i,
+        }
+    }
+}
+
+impl Images {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let registry = match var("GANTRY_REGISTRY_IMAGE") {
+            Some(dev) => Registry::Dev(dev),
+            None => Registry::Consul(var("GANTRY_CONSUL_IMAGE").unwrap_or_else(|| DEFAULT_CONSUL_IMAGE.into())),
+        };
+        Self {
+            redis: var("GANTRY_REDIS_IMAGE").unwrap_or_else(|| DEFAULT_REDIS_IMAGE.into()),
+            registry,
+        }
+    }
+}
+
+/// Why containers cannot be used here, or `None` when they can: a Docker
+/// engine answers and the images are present (this workplace cannot pull).
+pub async fn unavailable_because(images: &Images) -> Option<String> {
+    let docker = match testcontainers::bollard::Docker::connect_with_local_defaults() {
+        Ok(d) => d,
+        Err(e) => return Some(format!("no Docker engine ({e})")),
+    };
+    if let Err(e) = docker.ping().await {
+        return Some(format!("the Docker engine does not answer ({e})"));
+    }
+    for image in [images.redis.as_str(), images.registry.image()] {
+        if docker.inspect_image(image).await.is_err() {
+            return Some(format!(
+                "image {image} is not present (build it with ci/images/build.sh, or pull it)"
+            ));
+        }
+    }
+    None
+}
+
+fn split_image(image: &str) -> (String, String) {
+    // A colon after the last slash separates the tag (a registry port does not).
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
+        _ => (image.to_owned(), "latest".to_owned()),
+    }
+}
+
+/// A running container with the faults a test can inflict on it.
+pub struct Container {
+    name: String,
+    // Boxed: the handle is large and lives beside small process handles.
+    inner: Option<Box<ContainerAsync<GenericImage>>>,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("name", &self.name)
+            .field("id", &self.inner.as_ref().map(|c| c.id().to_owned()))
+            .finish()
+    }
+}
+
+fn failed(name: &str, what: &str, e: impl std::fmt::Display) -> HarnessError {
+    HarnessError::Container {
+        name: name.to_owned(),
+        detail: format!("{what}: {e}"),
+    }
+}
+
+impl Container {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn inner(&self) -> Result<&ContainerAsync<GenericImage>, HarnessError> {
+        self.inner
+            .as_deref()
+            .ok_or_else(|| HarnessError::NotRunning(self.name.clone()))
+    }
+
+    /// Stops at once (SIGKILL); the container stays, to be started again.
+    pub async fn kill(&mut self) -> Result<(), HarnessError> {
+        self.inner()?
+            .stop_with_timeout(Some(0))
+            .await
+            .map_err(|e| failed(&self.name, "kill", e))
+    }
+
+    /// `docker stop`: SIGTERM, then SIGKILL after 10 s.
+    pub async fn stop(&mut self) -> Result<(), HarnessError> {
+        self.inner()?
+            .stop_with_timeout(Some(10))
+            .await
+            .map_err(|e| failed(&self.name, "stop", e))
+    }
+
+    /// `docker start` on the stopped container: same ports, same data.
+    pub async fn start_again(&mut self) -> Result<(), HarnessError> {
+        self.inner()?.start().await.map_err(|e| failed(&self.name, "start", e))
+    }
+
+    pub async fn pause(&self) -> Result<(), HarnessError> {
+        self.inner()?.pause().await.map_err(|e| failed(&self.name, "pause", e))
+    }
+
+    pub async fn resume(&self) -> Result<(), HarnessError> {
+        self.inner()?
+            .unpause()
+            .await
+            .map_err(|e| failed(&self.name, "unpause", e))
+    }
+
+    /// Stops and removes the container.
+    pub async fn remove(&mut self) -> Result<(), HarnessError> {
+        match self.inner.take() {
+            Some(c) => (*c).rm().await.map_err(|e| failed(&self.name, "remove", e)),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn start(name: &str, request: testcontainers::ContainerRequest<GenericImage>) -> Result<Container, HarnessError> {
+    let inner = request
+        .with_label(LABEL, std::process::id().to_string())
+        .with_startup_timeout(STARTUP_TIMEOUT)
+        .start()
+        .await
+        .map_err(|e| failed(name, "start", e))?;
+    Ok(Container {
+        name: name.to_owned(),
+        inner: Some(Box::new(inner)),
+    })
+}
+
+/// Redis on `127.0.0.1:host_port`, persisting every write so a restart keeps sessions.
+pub async fn redis(images: &Images, host_port: u16) -> Result<Container, HarnessError> {
+    let (name, tag) = split_image(&images.redis);
+    let request = GenericImage::new(name, tag)
+        .with_exposed_port(6379.tcp())
+        .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+        .with_mapped_port(host_port, 6379.tcp())
+        .with_cmd([
+            "redis-server",
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ]);
+    start("redis", request).await
+}
+
+/// Consul (`agent -dev`) or the dev registry on `127.0.0.1:host_port`.
+pub async fn registry(images: &Images, host_port: u16) -> Result<Container, HarnessError> {
+    let (name, tag) = split_image(images.registry.image());
+    let request = match &images.registry {
+        Registry::Consul(_) => GenericImage::new(name, tag)
+            .with_exposed_port(8500.tcp())
+            .with_wait_for(WaitFor::message_on_stdout("Synced node info"))
+            .with_mapped_port(host_port, 8500.tcp())
+            .with_cmd(["agent", "-dev", "-client", "0.0.0.0"]),
+        Registry::Dev(_) => GenericImage::new(name, tag)
+            .with_exposed_port(8500.tcp())
+            .with_wait_for(WaitFor::message_on_stderr("dev registry serving"))
+            .with_mapped_port(host_port, 8500.tcp())
+            .with_env_var("GANTRY_LISTEN", "0.0.0.0:8500"),
+    };
+    start("registry", request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_image;
+
+    #[test]
+    fn image_names_split_into_name_and_tag() {
+        assert_eq!(split_image("redis:7.4.2"), ("redis".into(), "7.4.2".into()));
+        assert_eq!(
+            split_image("gantry/registry"),
+            ("gantry/registry".into(), "latest".into())
+        );
+        assert_eq!(
+            split_image("localhost:5000/redis"),
+            ("localhost:5000/redis".into(), "latest".into())
+        );
+        assert_eq!(
+            split_image("localhost:5000/redis:7"),
+            ("localhost:5000/redis".into(), "7".into())
+        );
+    }
+}
