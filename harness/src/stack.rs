@@ -403,26 +403,44 @@ impl Stack {
         Ok(())
     }
 
+    /// The registry as a process: `consul agent -dev` when `consul` is on
+    /// PATH (and `GANTRY_NO_CONSUL` is unset), else Gantry's dev registry.
     async fn start_registry(&mut self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<(), HarnessError> {
-        progress(Progress::Starting("registry"));
-        let port = free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
+        let free = || free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e));
+        let port = free()?;
         let addr = format!("127.0.0.1:{port}");
-        let spec = self.spec(
-            "registry",
-            self.binary.clone(),
-            vec!["serve".into(), "registry".into()],
-            vec![("GANTRY_LISTEN".into(), addr.clone())],
-        );
+        let (label, spec) = match which("consul").filter(|_| std::env::var_os("GANTRY_NO_CONSUL").is_none()) {
+            Some(consul) => {
+                let args = consul_dev_args(port, [free()?, free()?, free()?]);
+                ("registry (consul)", self.spec("registry", consul, args, vec![]))
+            }
+            None => (
+                "registry",
+                self.spec(
+                    "registry",
+                    self.binary.clone(),
+                    vec!["serve".into(), "registry".into()],
+                    vec![("GANTRY_LISTEN".into(), addr.clone())],
+                ),
+            ),
+        };
+        progress(Progress::Starting(label));
         let mut process = Process::start(spec)?;
         let client = RegistryClient::new(&addr);
-        let took = wait::until("the registry to answer", READY_TIMEOUT, Some(&mut process), || {
-            let client = client.clone();
-            async move { client.leader().await.map(|_| true).map_err(|e| e.to_string()) }
-        })
+        let took = wait::until(
+            "the registry to elect a leader",
+            READY_TIMEOUT,
+            Some(&mut process),
+            || {
+                let client = client.clone();
+                // Consul answers "" until it has a leader.
+                async move { client.leader().await.map(|l| !l.is_empty()).map_err(|e| e.to_string()) }
+            },
+        )
         .await?;
         self.registry_addr = addr;
         self.registry = Some(Component::Process(process));
-        progress(Progress::Ready("registry", took));
+        progress(Progress::Ready(label, took));
         Ok(())
     }
 
@@ -555,6 +573,27 @@ async fn wait_gateway_ready(url: &str, process: Option<&mut Process>) -> Result<
     .await
 }
 
+/// `consul agent -dev` on loopback with every port chosen, so several stacks
+/// (and a restart on the same ports) never collide; DNS and gRPC are off.
+fn consul_dev_args(http: u16, [serf_lan, serf_wan, server]: [u16; 3]) -> Vec<String> {
+    let mut args: Vec<String> = ["agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1"]
+        .map(String::from)
+        .to_vec();
+    for (flag, port) in [
+        ("-http-port", i32::from(http)),
+        ("-serf-lan-port", i32::from(serf_lan)),
+        ("-serf-wan-port", i32::from(serf_wan)),
+        ("-server-port", i32::from(server)),
+        ("-dns-port", -1),
+        ("-grpc-port", -1),
+        ("-grpc-tls-port", -1),
+    ] {
+        args.push(flag.to_owned());
+        args.push(port.to_string());
+    }
+    args
+}
+
 fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     env.retain(|(k, _)| k != key);
     env.push((key.to_owned(), value.to_owned()));
@@ -576,4 +615,24 @@ pub fn which(program: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(program))
             .find(|candidate| candidate.is_file())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consul_dev_args;
+
+    #[test]
+    fn consul_dev_gets_every_port_explicitly() {
+        let args = consul_dev_args(8501, [9001, 9002, 9003]).join(" ");
+        assert!(args.starts_with("agent -dev -bind 127.0.0.1 -client 127.0.0.1"));
+        for part in [
+            "-http-port 8501",
+            "-serf-lan-port 9001",
+            "-serf-wan-port 9002",
+            "-server-port 9003",
+            "-dns-port -1",
+        ] {
+            assert!(args.contains(part), "{args}");
+        }
+    }
 }
