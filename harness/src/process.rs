@@ -49,6 +49,16 @@ impl Process {
         self.child.as_ref().and_then(Child::id)
     }
 
+    /// The value of an environment variable the process was started with.
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.spec
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.spec.log
     }

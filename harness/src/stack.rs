@@ -65,6 +65,7 @@ pub struct StackBuilder {
     gateway_port: Option<u16>,
     check_ttl: Duration,
     env: Vec<(String, String)>,
+    gateway_env: Vec<(usize, String, String)>,
 }
 
 impl StackBuilder {
@@ -78,6 +79,7 @@ impl StackBuilder {
             gateway_port: None,
             check_ttl: DEFAULT_CHECK_TTL,
             env: Vec::new(),
+            gateway_env: Vec::new(),
         }
     }
 
@@ -112,6 +114,13 @@ impl StackBuilder {
     /// An environment variable for every service process (e.g. `GANTRY_LB=p2c`).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// An environment variable for gateway number `n` only (1-based), e.g. a
+    /// second gateway with its session cache off.
+    pub fn gateway_env(mut self, n: usize, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.gateway_env.push((n, key.into(), value.into()));
         self
     }
 
@@ -193,7 +202,15 @@ impl StackBuilder {
         }
         for i in 1..=self.gateways {
             let port = if i == 1 { self.gateway_port } else { None };
-            stack.start_gateway(&format!("gateway-{i}"), port, progress).await?;
+            let extra: Vec<(String, String)> = self
+                .gateway_env
+                .iter()
+                .filter(|(n, _, _)| *n == i)
+                .map(|(_, k, v)| (k.clone(), v.clone()))
+                .collect();
+            stack
+                .start_gateway(&format!("gateway-{i}"), port, &extra, progress)
+                .await?;
         }
         Ok(stack)
     }
@@ -284,6 +301,14 @@ impl Stack {
     /// Where the processes' logs are.
     pub fn log_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `host:port` of each user instance, for calling one directly.
+    pub fn user_addrs(&self) -> Vec<String> {
+        self.users
+            .iter()
+            .filter_map(|p| p.env("GANTRY_LISTEN").map(str::to_owned))
+            .collect()
     }
 
     /// The user instances, in order (`user-1` first).
@@ -474,6 +499,7 @@ impl Stack {
         &mut self,
         id: &str,
         port: Option<u16>,
+        extra_env: &[(String, String)],
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), HarnessError> {
         progress(Progress::Starting(id));
@@ -484,6 +510,7 @@ impl Stack {
         let mut env = self.service_env.clone();
         env.push(("GANTRY_LISTEN".into(), format!("127.0.0.1:{port}")));
         env.push(("GANTRY_INSTANCE_ID".into(), id.into()));
+        env.extend(extra_env.iter().cloned());
         let spec = self.spec(id, self.binary.clone(), vec!["serve".into(), "gateway".into()], env);
         let mut process = Process::start(spec)?;
         let url = format!("http://127.0.0.1:{port}");

@@ -125,7 +125,11 @@ pub async fn shared() -> Target {
                 Mode::Managed(_) => {
                     let stack = builder()
                         .users(3)
-                        .start(&mut |_| {})
+                        .start(&mut |step| {
+                            if let gantry_harness::Progress::Note(note) = step {
+                                println!("bdd: {note}");
+                            }
+                        })
                         .await
                         .unwrap_or_else(|e| panic!("the shared stack did not start: {e}"));
                     let target = Target::of(&stack);

@@ -40,7 +40,20 @@ pub fn request_id(incoming: Option<&HeaderValue>) -> HeaderValue {
             return v.clone();
         }
     }
-    HeaderValue::from_str(&crate::jwt::random_id(12)).expect("base64url is a valid header value")
+    new_request_id()
+}
+
+/// 64 random bits as 16 hex digits, from a thread-local generator: request
+/// ids must be unique, not secret, and this is on every request's path.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u64(..);
+    let mut out = [0u8; 16];
+    for b in out.iter_mut().rev() {
+        *b = HEX[(n & 15) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&out).expect("hex digits are a valid header value")
 }
 
 struct Context {

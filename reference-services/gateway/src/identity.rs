@@ -27,6 +27,10 @@ pub const MAX_CACHE_ENTRIES: usize = 100_000;
 /// before letting it through on its signature alone.
 pub const DENYLIST_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// A fast, randomly seeded hasher: tokens are long, and only verified ones
+/// are ever inserted, so SipHash's flood resistance buys nothing here.
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Debug)]
 struct TokenEntry {
     exp: u64,
@@ -79,10 +83,10 @@ pub struct IdentityStats {
 pub struct Identity {
     keys: KeyStore,
     store: Store,
-    tokens: DashMap<Box<str>, TokenEntry>,
-    sessions: DashMap<Box<str>, SessionEntry>,
+    tokens: DashMap<Box<str>, TokenEntry, Hasher>,
+    sessions: DashMap<Box<str>, SessionEntry, Hasher>,
     /// jti → exp of tokens revoked while this gateway was listening.
-    revoked: DashMap<Box<str>, u64>,
+    revoked: DashMap<Box<str>, u64, Hasher>,
     session_ttl: Duration,
     pub stats: IdentityStats,
 }
@@ -92,9 +96,9 @@ impl Identity {
         Self {
             keys,
             store,
-            tokens: DashMap::new(),
-            sessions: DashMap::new(),
-            revoked: DashMap::new(),
+            tokens: DashMap::with_hasher(Hasher::default()),
+            sessions: DashMap::with_hasher(Hasher::default()),
+            revoked: DashMap::with_hasher(Hasher::default()),
             session_ttl,
             stats: IdentityStats::default(),
         }

@@ -84,9 +84,11 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
+        let client_ip = http::HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
         let service = service_fn(move |req| {
             let gw = gw.clone();
-            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
+            let client_ip = client_ip.clone();
+            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, &client_ip).await) }
         });
         let conn = http1::Builder::new()
             .keep_alive(true)

@@ -1,6 +1,5 @@
 //! The request path: admin endpoints, identity, balancing, retries.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,6 +22,8 @@ use crate::identity::{Denied, Identity};
 use crate::metrics::Metrics;
 use crate::routes::{self, SERVICES};
 use crate::upstream::{Clock, Endpoint, Upstream};
+
+static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// What the gateway answers with: an upstream's streamed body or its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
@@ -100,10 +101,12 @@ impl Gateway {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Answers one request. `client_ip` is the peer's address as a header
+    /// value, made once per connection.
+    pub async fn handle(&self, req: Request<Incoming>, client_ip: &HeaderValue) -> Response<Body> {
         let started = Instant::now();
         let rid = request_id(req.headers().get(&X_REQUEST_ID));
-        let (mut response, service) = match self.dispatch(req, peer, &rid).await {
+        let (mut response, service) = match self.dispatch(req, client_ip, &rid).await {
             Ok(answer) => answer,
             Err((e, service)) => (self.own_response(&e), service),
         };
@@ -148,7 +151,7 @@ impl Gateway {
     async fn dispatch(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        client_ip: &HeaderValue,
         rid: &HeaderValue,
     ) -> Result<(Response<Body>, Option<usize>), (ApiError, Option<usize>)> {
         if header_bytes(req.headers()) > MAX_HEADER_BYTES {
@@ -231,12 +234,14 @@ impl Gateway {
         };
 
         parts.headers.insert(X_REQUEST_ID.clone(), rid.clone());
-        let forwarded = match parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) => format!("{prior}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+        // X-Forwarded-For: append to what an earlier proxy said, as nginx's
+        // $proxy_add_x_forwarded_for does; no allocation in the common case.
+        let forwarded = match parts.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) => HeaderValue::from_str(&format!("{prior}, {}", client_ip.to_str().unwrap_or(""))).ok(),
+            None => Some(client_ip.clone()),
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded) {
-            parts.headers.insert("x-forwarded-for", v);
+        if let Some(v) = forwarded {
+            parts.headers.insert(X_FORWARDED_FOR.clone(), v);
         }
 
         let response = self
