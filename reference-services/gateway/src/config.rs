@@ -38,6 +38,7 @@ pub enum LbPolicy {
 /// | `GANTRY_REQUEST_TIMEOUT` | `30s` | per-attempt time to upstream response headers |
 /// | `GANTRY_MAX_RETRIES` | `2` | retries on other instances (connect failures; any failure for idempotent methods) |
 /// | `GANTRY_SESSION_CACHE_TTL` | `5s` | session lookup cache, at most 5 s |
+/// | `GANTRY_WORKERS` | the number of cores | worker threads (thread per core) |
 /// | `GANTRY_INSTANCE_ID` | `gateway-<port>` | sent as `X-Instance-Id` on the gateway's own answers |
 /// | `REDIS_URL`, `CONSUL_HTTP_ADDR`, `GANTRY_JWT_*` | | as for every service |
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub struct GatewayConfig {
     pub request_timeout: Duration,
     pub max_retries: u32,
     pub session_cache_ttl: Duration,
+    /// Worker threads, each with its own runtime and upstream pool.
+    pub workers: usize,
 }
 
 impl GatewayConfig {
@@ -92,6 +95,18 @@ impl GatewayConfig {
             request_timeout: config::duration_or("GANTRY_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)?,
             max_retries,
             session_cache_ttl,
+            workers: {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let n = config::parse_or("GANTRY_WORKERS", cores, "a whole number from 1 to 256")?;
+                if !(1..=256).contains(&n) {
+                    return Err(ConfigError::new(
+                        "GANTRY_WORKERS",
+                        n.to_string(),
+                        "a whole number from 1 to 256",
+                    ));
+                }
+                n
+            },
         })
     }
 }

@@ -65,51 +65,90 @@ pub async fn run(
     ));
     let gateway = Arc::new(Gateway::new(cfg, identity.clone(), &instance_id));
     let tasks = spawn_background(&gateway);
-    tracing::info!(%bound, %instance_id, lb = ?gateway.cfg.lb, "gateway serving");
+    tracing::info!(%bound, %instance_id, lb = ?gateway.cfg.lb, workers = gateway.cfg.workers, "gateway serving");
 
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let gw = gateway.clone();
-        let client_ip = http::HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
-        let service = service_fn(move |req| {
-            let gw = gw.clone();
-            let client_ip = client_ip.clone();
-            async move { Ok::<_, std::convert::Infallible>(gw.handle(req, &client_ip).await) }
-        });
-        let conn = http1::Builder::new()
-            .keep_alive(true)
-            .max_buf_size(gantry_common::http::MAX_HEADER_BYTES * 4)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+    // Thread per core, as nginx runs a worker per core: each worker has its
+    // own single-threaded runtime, accept loop and upstream pool, so a
+    // request never crosses threads. Shared state is read through atomics.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let std_listener = listener.into_std()?;
+    let mut workers = Vec::new();
+    for n in 0..gateway.cfg.workers {
+        let listener = std_listener.try_clone()?;
+        let (gateway, stop) = (gateway.clone(), stop_rx.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-worker-{n}"))
+            .spawn(move || worker(listener, gateway, stop))?;
+        workers.push(thread);
     }
-    drop(listener);
+    drop(std_listener);
+    shutdown.await;
     tracing::info!("draining");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("drain timed out; closing remaining connections");
-    }
+    let _ = stop_tx.send(true);
+    let joined = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            if let Ok(Err(e)) = w.join() {
+                tracing::warn!(error = %e, "worker ended with an error");
+            }
+        }
+    });
+    let _ = joined.await;
     for t in tasks {
         t.abort();
     }
     Ok(())
+}
+
+/// One worker thread: accepts and serves connections until told to stop,
+/// then drains them for up to [`DRAIN_TIMEOUT`].
+fn worker(
+    listener: std::net::TcpListener,
+    gateway: Arc<Gateway>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        let client = proxy::upstream_client(&gateway.cfg);
+        let graceful = GracefulShutdown::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let (gw, client) = (gateway.clone(), client.clone());
+            let client_ip =
+                http::HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
+            let service = service_fn(move |req| {
+                let (gw, client, client_ip) = (gw.clone(), client.clone(), client_ip.clone());
+                async move { Ok::<_, std::convert::Infallible>(gw.handle(&client, req, &client_ip).await) }
+            });
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                .max_buf_size(gantry_common::http::MAX_HEADER_BYTES * 4)
+                .serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::warn!("drain timed out; closing remaining connections");
+        }
+        Ok(())
+    })
 }
 
 fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {

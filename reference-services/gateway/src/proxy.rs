@@ -34,7 +34,6 @@ pub struct Gateway {
     pub identity: Arc<Identity>,
     pub metrics: Metrics,
     pub redis_ok: AtomicBool,
-    client: Client<HttpConnector, Full<Bytes>>,
     clock: Clock,
     instance_id: HeaderValue,
 }
@@ -78,23 +77,30 @@ fn cookie_session(headers: &http::HeaderMap) -> Option<&str> {
         .find_map(session::from_cookie_header)
 }
 
+/// The pooled keep-alive client to upstreams. Each worker thread has its
+/// own, so a request and its upstream connection stay on one thread.
+pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A client for one worker thread.
+pub fn upstream_client(cfg: &GatewayConfig) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(cfg.connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        .build(connector)
+}
+
 impl Gateway {
     pub fn new(cfg: GatewayConfig, identity: Arc<Identity>, instance_id: &str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         Self {
             cfg,
             upstreams: Default::default(),
             identity,
             metrics: Metrics::default(),
             redis_ok: AtomicBool::new(false),
-            client,
             clock: Clock::default(),
             instance_id: HeaderValue::from_str(instance_id).unwrap_or_else(|_| HeaderValue::from_static("gateway")),
         }
@@ -103,10 +109,15 @@ impl Gateway {
     /// Answers one request.
     /// Answers one request. `client_ip` is the peer's address as a header
     /// value, made once per connection.
-    pub async fn handle(&self, req: Request<Incoming>, client_ip: &HeaderValue) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        client: &UpstreamClient,
+        req: Request<Incoming>,
+        client_ip: &HeaderValue,
+    ) -> Response<Body> {
         let started = Instant::now();
         let rid = request_id(req.headers().get(&X_REQUEST_ID));
-        let (mut response, service) = match self.dispatch(req, client_ip, &rid).await {
+        let (mut response, service) = match self.dispatch(client, req, client_ip, &rid).await {
             Ok(answer) => answer,
             Err((e, service)) => (self.own_response(&e), service),
         };
@@ -150,6 +161,7 @@ impl Gateway {
 
     async fn dispatch(
         &self,
+        client: &UpstreamClient,
         req: Request<Incoming>,
         client_ip: &HeaderValue,
         rid: &HeaderValue,
@@ -245,7 +257,7 @@ impl Gateway {
         }
 
         let response = self
-            .forward(service, parts, body)
+            .forward(client, service, parts, body)
             .await
             .map_err(|e| fail(e.to_api_error()))?;
         Ok((response, Some(service)))
@@ -255,6 +267,7 @@ impl Gateway {
     /// when that is safe, within the retry budget.
     async fn forward(
         &self,
+        client: &UpstreamClient,
         service: usize,
         parts: http::request::Parts,
         body: Bytes,
@@ -290,7 +303,7 @@ impl Gateway {
             *request.headers_mut() = parts.headers.clone();
 
             let in_flight = InFlight::start(endpoint);
-            let outcome = tokio::time::timeout(self.cfg.request_timeout, self.client.request(request)).await;
+            let outcome = tokio::time::timeout(self.cfg.request_timeout, client.request(request)).await;
             drop(in_flight);
             let error = match outcome {
                 Ok(Ok(mut response)) => {
