@@ -115,15 +115,21 @@ impl Identity {
     /// Checks a bearer token. `auth_urls` is called only when the token's key
     /// is unknown and the JWKS must be fetched.
     pub async fn bearer(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<(), Denied> {
-        let now = now_secs();
-        if let Some(entry) = self.tokens.get(token)
-            && entry.exp > now
-        {
+        // The hot path: a map lookup, no allocation, no signature check.
+        if self.tokens.get(token).is_some_and(|e| e.exp > now_secs()) {
             self.stats.token_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         self.stats.token_misses.fetch_add(1, Ordering::Relaxed);
         self.verify_and_cache(token, auth_urls).await.map(drop)
+    }
+
+    /// The `(exp, jti)` of a token verified before and not expired since.
+    /// Revocations remove tokens from the cache, so a hit is still good.
+    fn cached_token(&self, token: &str) -> Option<(u64, Box<str>)> {
+        let entry = self.tokens.get(token).filter(|e| e.exp > now_secs())?;
+        self.stats.token_hits.fetch_add(1, Ordering::Relaxed);
+        Some((entry.exp, entry.jti.clone()))
     }
 
     async fn verify_and_cache(
@@ -194,7 +200,12 @@ impl Identity {
                 Denied::StoreDown
             })?
             .ok_or(Denied::Unauthorized("session has ended; log in again"))?;
-        let (exp, jti) = self.verify_and_cache(&jwt, auth_urls).await?;
+        // The session's token was most likely verified already: then the
+        // lookup costs one Redis round trip and no signature check.
+        let (exp, jti) = match self.cached_token(&jwt) {
+            Some(hit) => hit,
+            None => self.verify_and_cache(&jwt, auth_urls).await?,
+        };
         let authorization =
             HeaderValue::from_str(&format!("Bearer {jwt}")).map_err(|_| Denied::Unauthorized("invalid session"))?;
         if self.sessions.len() >= MAX_CACHE_ENTRIES {
