@@ -45,6 +45,8 @@ enum Command {
     },
     /// Run the dev registry (same as `serve registry`).
     Registry,
+    /// Print a fresh Ed25519 signing key for GANTRY_JWT_SIGNING_KEY.
+    Keygen,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -70,6 +72,13 @@ fn main() -> Result<()> {
             Command::Status => status().await,
             Command::Serve { component } => serve(component).await,
             Command::Registry => serve(Component::Registry).await,
+            Command::Keygen => {
+                println!(
+                    "{}",
+                    gantry_common::jwt::encode_seed(&gantry_common::jwt::generate_seed())
+                );
+                Ok(())
+            }
         }
     })
 }

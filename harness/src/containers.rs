@@ -167,27 +167,73 @@ impl Container {
     }
 }
 
-async fn start(name: &str, request: testcontainers::ContainerRequest<GenericImage>) -> Result<Container, HarnessError> {
-    let inner = request
-        .with_label(LABEL, std::process::id().to_string())
-        .with_startup_timeout(STARTUP_TIMEOUT)
-        .start()
-        .await
-        .map_err(|e| failed(name, "start", e))?;
-    Ok(Container {
-        name: name.to_owned(),
-        inner: Some(Box::new(inner)),
-    })
+/// How many host ports to try before giving up: a port found free can be
+/// taken by another stack starting at the same moment.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Starts the container built by `request(host_port)` on a free host port,
+/// trying another port when the chosen one was taken meanwhile.
+async fn start(
+    name: &str,
+    request: impl Fn(u16) -> testcontainers::ContainerRequest<GenericImage>,
+) -> Result<(Container, u16), HarnessError> {
+    let mut last = None;
+    for _ in 0..PORT_ATTEMPTS {
+        let port = crate::ports::free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
+        // Named, so a start that fails half-way can be cleaned up exactly.
+        let container_name = format!("gantry-{name}-{}-{port}", std::process::id());
+        let started = request(port)
+            .with_container_name(&container_name)
+            .with_label(LABEL, std::process::id().to_string())
+            .with_startup_timeout(STARTUP_TIMEOUT)
+            .start()
+            .await;
+        match started {
+            Ok(inner) => {
+                let container = Container {
+                    name: name.to_owned(),
+                    inner: Some(Box::new(inner)),
+                };
+                return Ok((container, port));
+            }
+            Err(e)
+                if e.to_string().contains("already allocated") || e.to_string().contains("address already in use") =>
+            {
+                // The container was created but could not start: remove it.
+                remove_unstarted(&container_name).await;
+                last = Some(e);
+            }
+            Err(e) => return Err(failed(name, "start", e)),
+        }
+    }
+    Err(failed(name, "start", last.map_or_else(String::new, |e| e.to_string())))
 }
 
-/// Redis on `127.0.0.1:host_port`, persisting every write so a restart keeps sessions.
-pub async fn redis(images: &Images, host_port: u16) -> Result<Container, HarnessError> {
+/// Removes a container that was created but could not start
+/// (testcontainers leaves it behind when starting fails).
+async fn remove_unstarted(container_name: &str) {
+    use testcontainers::bollard::query_parameters::RemoveContainerOptions;
+    let Ok(docker) = testcontainers::bollard::Docker::connect_with_local_defaults() else {
+        return;
+    };
+    let force = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    if let Err(e) = docker.remove_container(container_name, Some(force)).await {
+        tracing::warn!(container = container_name, error = %e, "could not remove a container that failed to start");
+    }
+}
+
+/// Redis on a free host port (returned), persisting every write so a
+/// restart keeps sessions.
+pub async fn redis(images: &Images) -> Result<(Container, u16), HarnessError> {
     let (name, tag) = split_image(&images.redis);
-    let request = GenericImage::new(name, tag)
+    let image = GenericImage::new(name, tag)
         .with_exposed_port(6379.tcp())
-        .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
-        .with_mapped_port(host_port, 6379.tcp())
-        .with_cmd([
+        .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"));
+    start("redis", |host_port| {
+        image.clone().with_mapped_port(host_port, 6379.tcp()).with_cmd([
             "redis-server",
             "--bind",
             "0.0.0.0",
@@ -197,26 +243,37 @@ pub async fn redis(images: &Images, host_port: u16) -> Result<Container, Harness
             "yes",
             "--appendfsync",
             "always",
-        ]);
-    start("redis", request).await
+        ])
+    })
+    .await
 }
 
-/// Consul (`agent -dev`) or the dev registry on `127.0.0.1:host_port`.
-pub async fn registry(images: &Images, host_port: u16) -> Result<Container, HarnessError> {
+/// Consul (`agent -dev`) or the dev registry on a free host port (returned).
+pub async fn registry(images: &Images) -> Result<(Container, u16), HarnessError> {
     let (name, tag) = split_image(images.registry.image());
-    let request = match &images.registry {
-        Registry::Consul(_) => GenericImage::new(name, tag)
-            .with_exposed_port(8500.tcp())
-            .with_wait_for(WaitFor::message_on_stdout("Synced node info"))
-            .with_mapped_port(host_port, 8500.tcp())
-            .with_cmd(["agent", "-dev", "-client", "0.0.0.0"]),
-        Registry::Dev(_) => GenericImage::new(name, tag)
-            .with_exposed_port(8500.tcp())
-            .with_wait_for(WaitFor::message_on_stderr("dev registry serving"))
-            .with_mapped_port(host_port, 8500.tcp())
-            .with_env_var("GANTRY_LISTEN", "0.0.0.0:8500"),
-    };
-    start("registry", request).await
+    let image = GenericImage::new(name, tag).with_exposed_port(8500.tcp());
+    match &images.registry {
+        Registry::Consul(_) => {
+            let image = image.with_wait_for(WaitFor::message_on_stdout("Synced node info"));
+            start("registry", |host_port| {
+                image
+                    .clone()
+                    .with_mapped_port(host_port, 8500.tcp())
+                    .with_cmd(["agent", "-dev", "-client", "0.0.0.0"])
+            })
+            .await
+        }
+        Registry::Dev(_) => {
+            let image = image.with_wait_for(WaitFor::message_on_stderr("dev registry serving"));
+            start("registry", |host_port| {
+                image
+                    .clone()
+                    .with_mapped_port(host_port, 8500.tcp())
+                    .with_env_var("GANTRY_LISTEN", "0.0.0.0:8500")
+            })
+            .await
+        }
+    }
 }
 
 #[cfg(test)]

@@ -359,35 +359,46 @@ impl Stack {
             program: "redis-server".into(),
             hint: "install Redis (Debian: apt-get install redis-server) or put redis-server on PATH".into(),
         })?;
-        let port = free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
-        let args = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            // Persist every write, so a restarted Redis still has its sessions.
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--protected-mode",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            &self.dir.path().display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec();
-        let spec = self.spec("redis", program, args, vec![]);
-        let mut process = Process::start(spec)?;
-        let addr = format!("127.0.0.1:{port}");
-        let took = wait::until("redis to answer PING", READY_TIMEOUT, Some(&mut process), || {
-            redis_ping(&addr)
-        })
-        .await?;
+        // A port found free can be taken by another stack starting at the
+        // same moment: then Redis exits at once and another port is tried.
+        let mut attempt = 0;
+        let (process, addr, took) = loop {
+            attempt += 1;
+            let port = free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
+            let args = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                // Persist every write, so a restarted Redis still has its sessions.
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                &self.dir.path().display().to_string(),
+            ]
+            .map(String::from)
+            .to_vec();
+            let spec = self.spec("redis", program.clone(), args, vec![]);
+            let mut process = Process::start(spec)?;
+            let addr = format!("127.0.0.1:{port}");
+            match wait::until("redis to answer PING", READY_TIMEOUT, Some(&mut process), || {
+                redis_ping(&addr)
+            })
+            .await
+            {
+                Ok(took) => break (process, addr, took),
+                Err(e) if port_was_taken(&e, attempt) => {}
+                Err(e) => return Err(e),
+            }
+        };
         self.redis_url = format!("redis://{addr}");
         self.redis = Some(Component::Process(process));
         progress(Progress::Ready("redis", took));
@@ -400,11 +411,9 @@ impl Stack {
         images: &containers::Images,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), HarnessError> {
-        let free = || free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e));
         progress(Progress::Starting("redis"));
         let started = tokio::time::Instant::now();
-        let port = free()?;
-        let redis = containers::redis(images, port).await?;
+        let (redis, port) = containers::redis(images).await?;
         let addr = format!("127.0.0.1:{port}");
         wait::until("redis to answer PING", READY_TIMEOUT, None, || redis_ping(&addr)).await?;
         self.redis_url = format!("redis://{addr}");
@@ -413,8 +422,7 @@ impl Stack {
 
         progress(Progress::Starting("registry"));
         let started = tokio::time::Instant::now();
-        let port = free()?;
-        let registry = containers::registry(images, port).await?;
+        let (registry, port) = containers::registry(images).await?;
         let addr = format!("127.0.0.1:{port}");
         let client = RegistryClient::new(&addr);
         wait::until("the registry to answer", READY_TIMEOUT, None, || {
@@ -477,16 +485,21 @@ impl Stack {
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), HarnessError> {
         progress(Progress::Starting(id));
-        let port = match port {
-            Some(p) => p,
-            None => free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?,
+        let mut attempt = 0;
+        let (process, took) = loop {
+            attempt += 1;
+            let port = pick_port(port)?;
+            let mut env = self.service_env.clone();
+            env.push(("GANTRY_LISTEN".into(), format!("127.0.0.1:{port}")));
+            env.push(("GANTRY_INSTANCE_ID".into(), id.into()));
+            let spec = self.spec(id, self.binary.clone(), vec!["serve".into(), service.into()], env);
+            let mut process = Process::start(spec)?;
+            match self.wait_passing_of(service, id, Some(&mut process)).await {
+                Ok(took) => break (process, took),
+                Err(e) if port_was_taken(&e, attempt) => {}
+                Err(e) => return Err(e),
+            }
         };
-        let mut env = self.service_env.clone();
-        env.push(("GANTRY_LISTEN".into(), format!("127.0.0.1:{port}")));
-        env.push(("GANTRY_INSTANCE_ID".into(), id.into()));
-        let spec = self.spec(id, self.binary.clone(), vec!["serve".into(), service.into()], env);
-        let mut process = Process::start(spec)?;
-        let took = self.wait_passing_of(service, id, Some(&mut process)).await?;
         match service {
             "auth" => self.auth.push(process),
             _ => self.users.push(process),
@@ -503,18 +516,23 @@ impl Stack {
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), HarnessError> {
         progress(Progress::Starting(id));
-        let port = match port {
-            Some(p) => p,
-            None => free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?,
+        let mut attempt = 0;
+        let (process, url, took) = loop {
+            attempt += 1;
+            let chosen = pick_port(port)?;
+            let mut env = self.service_env.clone();
+            env.push(("GANTRY_LISTEN".into(), format!("127.0.0.1:{chosen}")));
+            env.push(("GANTRY_INSTANCE_ID".into(), id.into()));
+            env.extend(extra_env.iter().cloned());
+            let spec = self.spec(id, self.binary.clone(), vec!["serve".into(), "gateway".into()], env);
+            let mut process = Process::start(spec)?;
+            let url = format!("http://127.0.0.1:{chosen}");
+            match wait_gateway_ready(&url, Some(&mut process)).await {
+                Ok(took) => break (process, url, took),
+                Err(e) if port.is_none() && port_was_taken(&e, attempt) => {}
+                Err(e) => return Err(e),
+            }
         };
-        let mut env = self.service_env.clone();
-        env.push(("GANTRY_LISTEN".into(), format!("127.0.0.1:{port}")));
-        env.push(("GANTRY_INSTANCE_ID".into(), id.into()));
-        env.extend(extra_env.iter().cloned());
-        let spec = self.spec(id, self.binary.clone(), vec!["serve".into(), "gateway".into()], env);
-        let mut process = Process::start(spec)?;
-        let url = format!("http://127.0.0.1:{port}");
-        let took = wait_gateway_ready(&url, Some(&mut process)).await?;
         self.gateways.push(process);
         self.gateway_urls.push(url);
         progress(Progress::Ready(id, took));
@@ -619,6 +637,20 @@ fn consul_dev_args(http: u16, [serf_lan, serf_wan, server]: [u16; 3]) -> Vec<Str
         args.push(port.to_string());
     }
     args
+}
+
+/// `fixed`, or a port that is free now.
+fn pick_port(fixed: Option<u16>) -> Result<u16, HarnessError> {
+    match fixed {
+        Some(p) => Ok(p),
+        None => free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e)),
+    }
+}
+
+/// True when a process died because its port was taken in the moment
+/// between choosing it and binding it, and another try is allowed.
+fn port_was_taken(e: &HarnessError, attempt: usize) -> bool {
+    attempt < 5 && matches!(e, HarnessError::Exited { tail, .. } if tail.contains("Address already in use"))
 }
 
 fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
