@@ -19,22 +19,12 @@ use std::sync::Arc;
 use gantry_common::discovery::Discovered;
 use gantry_common::jwt::KeySet;
 use gantry_common::registration::Registration;
-use gantry_common::registry::RegistryError;
 use gantry_common::store::Store;
 use tokio::net::TcpListener;
 
 pub use config::AuthConfig;
 
-/// Why the service could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error(transparent)]
-    Config(#[from] gantry_common::config::ConfigError),
-    #[error("could not register in the registry at {addr}: {source}")]
-    Register { addr: String, source: RegistryError },
-    #[error("serving HTTP failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
+pub use gantry_common::service::ServiceError as AuthError;
 
 /// Serves auth on `listener`, registered in the registry, until `shutdown`.
 pub async fn run(
@@ -67,7 +57,7 @@ pub async fn run(
         profiles,
         decoy_hash,
     });
-    let app = gantry_common::http::standard(routes::router(state), "auth", &instance_id);
+    let app = gantry_common::http::standard(routes::router(state), "auth", &instance_id, openapi::DOCUMENT);
     let registration = Registration::start(registry.clone(), registration_spec)
         .await
         .map_err(|source| AuthError::Register {

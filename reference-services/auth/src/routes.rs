@@ -28,17 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/auth/logout", post(logout))
         .route("/auth/refresh", post(refresh))
         .route("/auth/.well-known/jwks.json", get(jwks))
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .route(
-            "/openapi.json",
-            get(|| async {
-                (
-                    [(http::header::CONTENT_TYPE, "application/json")],
-                    crate::openapi::DOCUMENT,
-                )
-            }),
-        )
         .with_state(state)
 }
 

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use http::{HeaderName, HeaderValue, StatusCode};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -61,14 +62,23 @@ struct Context {
     instance_id: HeaderValue,
 }
 
-/// Wraps a service's routes with the common behaviour. `service` names the
-/// span; `instance_id` goes out on every response.
-pub fn standard(router: Router, service: &'static str, instance_id: &str) -> Router {
+/// Wraps a service's routes with the common behaviour: `/healthz`,
+/// `/openapi.json` (serving `openapi`), request ids, limits and JSON errors.
+/// `service` names the span; `instance_id` goes out on every response.
+pub fn standard(router: Router, service: &'static str, instance_id: &str, openapi: &'static str) -> Router {
     let ctx = Arc::new(Context {
         service,
         instance_id: HeaderValue::from_str(instance_id).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
     });
     router
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(http::header::CONTENT_TYPE, "application/json")], openapi) }),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(ctx, request_context))

@@ -6,7 +6,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{self, ConfigError};
-use crate::registry::ServiceRegistration;
+use crate::registry::{RegistryError, ServiceRegistration};
+
+/// Why a service could not start, or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("could not register in the registry at {addr}: {source}")]
+    Register { addr: String, source: RegistryError },
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
 
 /// TTL of a service's health check unless `GANTRY_CHECK_TTL` says otherwise.
 pub const DEFAULT_CHECK_TTL: Duration = Duration::from_secs(10);

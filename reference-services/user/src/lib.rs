@@ -15,21 +15,12 @@ use std::time::Duration;
 use gantry_common::discovery::Discovered;
 use gantry_common::jwks::KeyStore;
 use gantry_common::registration::Registration;
-use gantry_common::registry::RegistryError;
 use gantry_common::store::Store;
 use tokio::net::TcpListener;
 
 pub use config::UserConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum UserError {
-    #[error(transparent)]
-    Config(#[from] gantry_common::config::ConfigError),
-    #[error("could not register in the registry at {addr}: {source}")]
-    Register { addr: String, source: RegistryError },
-    #[error("serving HTTP failed: {0}")]
-    Serve(#[from] std::io::Error),
-}
+pub use gantry_common::service::ServiceError as UserError;
 
 pub(crate) struct AppState {
     pub store: Store,
@@ -64,7 +55,7 @@ pub async fn run(
         tracing::warn!("no JWKS from auth yet; registering anyway, tokens will be refused until it arrives");
     }
     let prefetch = tokio::spawn(keep_keys_fresh(state.clone()));
-    let app = gantry_common::http::standard(routes::router(state), "user", &instance_id);
+    let app = gantry_common::http::standard(routes::router(state), "user", &instance_id, openapi::DOCUMENT);
     let registration = Registration::start(cfg.registry.clone(), cfg.service.registration(bound))
         .await
         .map_err(|source| UserError::Register {

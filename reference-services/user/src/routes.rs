@@ -23,17 +23,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/users/me", get(me))
         .route("/users/{id}", get(by_id))
         .route("/internal/users", post(create))
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .route(
-            "/openapi.json",
-            get(|| async {
-                (
-                    [(http::header::CONTENT_TYPE, "application/json")],
-                    crate::openapi::DOCUMENT,
-                )
-            }),
-        )
         .with_state(state)
 }
 
