@@ -20,6 +20,8 @@ use http::HeaderValue;
 use redis::Cmd;
 use tokio::time::Instant;
 
+use crate::shard::Sharded;
+
 /// Beyond this many cached tokens or sessions the cache is emptied rather
 /// than grown: a bound against memory exhaustion, not an eviction policy.
 pub const MAX_CACHE_ENTRIES: usize = 100_000;
@@ -88,11 +90,11 @@ pub struct Identity {
     /// jti → exp of tokens revoked while this gateway was listening.
     revoked: DashMap<Box<str>, u64, Hasher>,
     session_ttl: Duration,
-    pub stats: IdentityStats,
+    pub stats: Sharded<IdentityStats>,
 }
 
 impl Identity {
-    pub fn new(keys: KeyStore, store: Store, session_ttl: Duration) -> Self {
+    pub fn new(keys: KeyStore, store: Store, session_ttl: Duration, workers: usize) -> Self {
         Self {
             keys,
             store,
@@ -100,7 +102,7 @@ impl Identity {
             sessions: DashMap::with_hasher(Hasher::default()),
             revoked: DashMap::with_hasher(Hasher::default()),
             session_ttl,
-            stats: IdentityStats::default(),
+            stats: Sharded::new(workers),
         }
     }
 
@@ -117,10 +119,10 @@ impl Identity {
     pub async fn bearer(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<(), Denied> {
         // The hot path: a map lookup, no allocation, no signature check.
         if self.tokens.get(token).is_some_and(|e| e.exp > now_secs()) {
-            self.stats.token_hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.local().token_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        self.stats.token_misses.fetch_add(1, Ordering::Relaxed);
+        self.stats.local().token_misses.fetch_add(1, Ordering::Relaxed);
         self.verify_and_cache(token, auth_urls).await.map(drop)
     }
 
@@ -128,7 +130,7 @@ impl Identity {
     /// Revocations remove tokens from the cache, so a hit is still good.
     fn cached_token(&self, token: &str) -> Option<(u64, Box<str>)> {
         let entry = self.tokens.get(token).filter(|e| e.exp > now_secs())?;
-        self.stats.token_hits.fetch_add(1, Ordering::Relaxed);
+        self.stats.local().token_hits.fetch_add(1, Ordering::Relaxed);
         Some((entry.exp, entry.jti.clone()))
     }
 
@@ -187,10 +189,10 @@ impl Identity {
             && entry.fetched.elapsed() < self.session_ttl
             && entry.exp > now_secs()
         {
-            self.stats.session_hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.local().session_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(entry.authorization.clone());
         }
-        self.stats.session_lookups.fetch_add(1, Ordering::Relaxed);
+        self.stats.local().session_lookups.fetch_add(1, Ordering::Relaxed);
         let cmd = Cmd::hget(session::key(sid), session::JWT_FIELD);
         let lookup = self.store.run::<Option<String>>(&cmd);
         let jwt = lookup
@@ -225,7 +227,7 @@ impl Identity {
 
     /// Applies a revocation message from auth.
     pub fn apply(&self, revocation: &Revocation) {
-        self.stats.revocations.fetch_add(1, Ordering::Relaxed);
+        self.stats.local().revocations.fetch_add(1, Ordering::Relaxed);
         if let Some(sid) = &revocation.sid {
             self.sessions.remove(sid.as_str());
         }

@@ -13,6 +13,7 @@ mod metrics;
 mod openapi;
 mod proxy;
 mod routes;
+mod shard;
 mod upstream;
 
 use std::future::Future;
@@ -62,6 +63,7 @@ pub async fn run(
         KeyStore::new(&cfg.jwt),
         store,
         cfg.session_cache_ttl,
+        cfg.workers,
     ));
     let gateway = Arc::new(Gateway::new(cfg, identity.clone(), &instance_id));
     let tasks = spawn_background(&gateway);
@@ -78,7 +80,7 @@ pub async fn run(
         let (gateway, stop) = (gateway.clone(), stop_rx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{n}"))
-            .spawn(move || worker(listener, gateway, stop))?;
+            .spawn(move || worker(n, listener, gateway, stop))?;
         workers.push(thread);
     }
     drop(std_listener);
@@ -99,17 +101,28 @@ pub async fn run(
     Ok(())
 }
 
+/// What one worker thread's requests share.
+struct Worker {
+    gateway: Arc<Gateway>,
+    client: proxy::UpstreamClient,
+}
+
 /// One worker thread: accepts and serves connections until told to stop,
 /// then drains them for up to [`DRAIN_TIMEOUT`].
 fn worker(
+    n: usize,
     listener: std::net::TcpListener,
     gateway: Arc<Gateway>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    shard::set_worker(n);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
+        // Cloned per request, so it must belong to this thread alone: a
+        // shared Arc's count would bounce between cores on every request.
         let client = proxy::upstream_client(&gateway.cfg);
+        let ctx = Arc::new(Worker { gateway, client });
         let graceful = GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -125,12 +138,12 @@ fn worker(
                 _ = stop.wait_for(|stop| *stop) => break,
             };
             let _ = stream.set_nodelay(true);
-            let (gw, client) = (gateway.clone(), client.clone());
+            let ctx = ctx.clone();
             let client_ip =
                 http::HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
             let service = service_fn(move |req| {
-                let (gw, client, client_ip) = (gw.clone(), client.clone(), client_ip.clone());
-                async move { Ok::<_, std::convert::Infallible>(gw.handle(&client, req, &client_ip).await) }
+                let (ctx, client_ip) = (ctx.clone(), client_ip.clone());
+                async move { Ok::<_, std::convert::Infallible>(ctx.gateway.handle(&ctx.client, req, &client_ip).await) }
             });
             let conn = http1::Builder::new()
                 .keep_alive(true)

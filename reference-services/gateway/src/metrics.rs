@@ -5,15 +5,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::routes::SERVICES;
+use crate::shard::Sharded;
 
 /// Histogram bucket upper bounds, in seconds.
 pub const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
 ];
 
-/// Requests by route (services, then "none") and status class.
+/// Requests by route (services, then "none") and status class, and latency;
+/// one copy per worker (see [`crate::shard`]).
 #[derive(Default)]
 pub struct Metrics {
+    shards: Sharded<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
     requests: [[AtomicU64; 5]; SERVICES.len() + 1],
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
@@ -21,8 +28,24 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn new(workers: usize) -> Self {
+        Self {
+            shards: Sharded::new(workers),
+        }
+    }
+
     /// Records one answered request. `service` is `None` for the gateway's own answers.
     pub fn record(&self, service: Option<usize>, status: u16, elapsed: Duration) {
+        self.shards.local().record(service, status, elapsed);
+    }
+
+    fn sum(&self, read: impl Fn(&Counts) -> &AtomicU64) -> u64 {
+        self.shards.all().map(|c| read(c).load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl Counts {
+    fn record(&self, service: Option<usize>, status: u16, elapsed: Duration) {
         let route = service.unwrap_or(SERVICES.len());
         let class = usize::from((status / 100).clamp(1, 5)) - 1;
         self.requests[route][class].fetch_add(1, Ordering::Relaxed);
@@ -33,37 +56,39 @@ impl Metrics {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
+}
 
+impl Metrics {
     pub fn render_requests(&self, out: &mut String) {
         out.push_str("# HELP gantry_gateway_requests_total Requests answered, by route and status class.\n");
         out.push_str("# TYPE gantry_gateway_requests_total counter\n");
-        for (route, classes) in self.requests.iter().enumerate() {
+        for route in 0..=SERVICES.len() {
             let name = SERVICES.get(route).copied().unwrap_or("none");
-            for (class, n) in classes.iter().enumerate() {
+            for class in 0..5 {
+                let n = self.sum(|c| &c.requests[route][class]);
                 let _ = writeln!(
                     out,
-                    "gantry_gateway_requests_total{{route=\"{name}\",status=\"{}xx\"}} {}",
+                    "gantry_gateway_requests_total{{route=\"{name}\",status=\"{}xx\"}} {n}",
                     class + 1,
-                    n.load(Ordering::Relaxed)
                 );
             }
         }
         out.push_str("# HELP gantry_gateway_request_duration_seconds Time from request to response headers.\n");
         out.push_str("# TYPE gantry_gateway_request_duration_seconds histogram\n");
         let mut cumulative = 0;
-        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += n.load(Ordering::Relaxed);
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.sum(|c| &c.buckets[i]);
             let _ = writeln!(
                 out,
                 "gantry_gateway_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
             );
         }
-        let count = self.count.load(Ordering::Relaxed);
+        let count = self.sum(|c| &c.count);
         let _ = writeln!(
             out,
             "gantry_gateway_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
         );
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let sum = self.sum(|c| &c.sum_micros) as f64 / 1e6;
         let _ = writeln!(out, "gantry_gateway_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "gantry_gateway_request_duration_seconds_count {count}");
     }

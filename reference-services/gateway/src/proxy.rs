@@ -96,10 +96,10 @@ pub fn upstream_client(cfg: &GatewayConfig) -> UpstreamClient {
 impl Gateway {
     pub fn new(cfg: GatewayConfig, identity: Arc<Identity>, instance_id: &str) -> Self {
         Self {
+            metrics: Metrics::new(cfg.workers),
             cfg,
             upstreams: Default::default(),
             identity,
-            metrics: Metrics::default(),
             redis_ok: AtomicBool::new(false),
             clock: Clock::default(),
             instance_id: HeaderValue::from_str(instance_id).unwrap_or_else(|_| HeaderValue::from_static("gateway")),
@@ -410,15 +410,19 @@ impl Gateway {
                 );
             }
         }
-        let s = &self.identity.stats;
-        for (name, v) in [
-            ("gantry_gateway_token_cache_hits_total", &s.token_hits),
-            ("gantry_gateway_token_cache_misses_total", &s.token_misses),
-            ("gantry_gateway_session_cache_hits_total", &s.session_hits),
-            ("gantry_gateway_session_lookups_total", &s.session_lookups),
-            ("gantry_gateway_revocations_total", &s.revocations),
-        ] {
-            let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        let stats = &self.identity.stats;
+        let sum = |read: fn(&crate::identity::IdentityStats) -> &std::sync::atomic::AtomicU64| -> u64 {
+            stats.all().map(|s| read(s).load(Ordering::Relaxed)).sum()
+        };
+        let identity: [(&str, u64); 5] = [
+            ("gantry_gateway_token_cache_hits_total", sum(|s| &s.token_hits)),
+            ("gantry_gateway_token_cache_misses_total", sum(|s| &s.token_misses)),
+            ("gantry_gateway_session_cache_hits_total", sum(|s| &s.session_hits)),
+            ("gantry_gateway_session_lookups_total", sum(|s| &s.session_lookups)),
+            ("gantry_gateway_revocations_total", sum(|s| &s.revocations)),
+        ];
+        for (name, v) in identity {
+            let _ = writeln!(out, "# TYPE {name} counter\n{name} {v}");
         }
         out
     }
