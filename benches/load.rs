@@ -118,7 +118,7 @@ fn main() {
         for case in &fixture.cases {
             fixture::check(&probe, case).await;
         }
-        let cases: Vec<Case> = ["1 ", "3 ", "6 "]
+        let cases: Vec<Case> = ["1 ", "3 ", "6 ", "7 ", "2 ", "8 "]
             .iter()
             .filter_map(|p| fixture.case(p).cloned())
             .collect();
@@ -144,7 +144,7 @@ fn main() {
         let mut p50 = std::collections::HashMap::new();
         for pct in LOAD_LEVELS {
             let rate = gateway_max * f64::from(pct) / 100.0;
-            for case in &cases {
+            for case in cases.iter().filter(|c| ["1 ", "3 ", "6 "].iter().any(|p| c.name.starts_with(p))) {
                 let (h, failed) = open_loop(case, 64, rate, open_for).await;
                 let _ = writeln!(
                     out,
@@ -167,6 +167,15 @@ fn main() {
                     out,
                     "- throughput gateway/nginx at {conns} connections: {ratio:.2}× (target ≥ 1.25×)"
                 );
+            }
+            if let (Some(gw), Some(ng)) = (fixture.case("2 "), fixture.case("8 ")) {
+                for conns in CONNECTIONS {
+                    let ratio = max[&(gw.name, conns)] / max[&(ng.name, conns)];
+                    let _ = writeln!(
+                        out,
+                        "- throughput gateway/nginx on the cheap upstream (auth JWKS, no identity) at {conns} connections: {ratio:.2}×"
+                    );
+                }
             }
             let direct = fixture.case("1 ").expect("the direct case").name;
             for pct in LOAD_LEVELS {

@@ -311,6 +311,14 @@ impl Stack {
             .collect()
     }
 
+    /// `host:port` of each auth instance.
+    pub fn auth_addrs(&self) -> Vec<String> {
+        self.auth
+            .iter()
+            .filter_map(|p| p.env("GANTRY_LISTEN").map(str::to_owned))
+            .collect()
+    }
+
     /// The user instances, in order (`user-1` first).
     pub fn users_mut(&mut self) -> &mut [Process] {
         &mut self.users

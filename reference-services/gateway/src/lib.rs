@@ -70,21 +70,41 @@ pub async fn run(
     tracing::info!(%bound, %instance_id, lb = ?gateway.cfg.lb, workers = gateway.cfg.workers, "gateway serving");
 
     // Thread per core, as nginx runs a worker per core: each worker has its
-    // own single-threaded runtime, accept loop and upstream pool, so a
-    // request never crosses threads. Shared state is read through atomics.
+    // own single-threaded runtime and upstream pool, so a request never
+    // crosses threads; shared state is read through atomics. One acceptor
+    // deals connections out in turn, so the workers stay evenly loaded.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let std_listener = listener.into_std()?;
     let mut workers = Vec::new();
+    let mut inboxes = Vec::new();
     for n in 0..gateway.cfg.workers {
-        let listener = std_listener.try_clone()?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (gateway, stop) = (gateway.clone(), stop_rx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{n}"))
-            .spawn(move || worker(n, listener, gateway, stop))?;
+            .spawn(move || worker(n, rx, gateway, stop))?;
         workers.push(thread);
+        inboxes.push(tx);
     }
-    drop(std_listener);
-    shutdown.await;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
+            Ok(conn) => {
+                let _ = inboxes[next % inboxes.len()].send(conn);
+                next = next.wrapping_add(1);
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
     tracing::info!("draining");
     let _ = stop_tx.send(true);
     let joined = tokio::task::spawn_blocking(move || {
@@ -111,14 +131,13 @@ struct Worker {
 /// then drains them for up to [`DRAIN_TIMEOUT`].
 fn worker(
     n: usize,
-    listener: std::net::TcpListener,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, std::net::SocketAddr)>,
     gateway: Arc<Gateway>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     shard::set_worker(n);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = TcpListener::from_std(listener)?;
         // Cloned per request, so it must belong to this thread alone: a
         // shared Arc's count would bounce between cores on every request.
         let client = proxy::upstream_client(&gateway.cfg);
@@ -126,16 +145,14 @@ fn worker(
         let graceful = GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+                conn = inbox.recv() => match conn {
+                    Some(conn) => conn,
+                    None => break,
                 },
                 _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                continue;
             };
             let _ = stream.set_nodelay(true);
             let ctx = ctx.clone();
@@ -156,7 +173,6 @@ fn worker(
                 }
             });
         }
-        drop(listener);
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             tracing::warn!("drain timed out; closing remaining connections");
         }
