@@ -12,29 +12,14 @@ fn builder() -> StackBuilder {
     StackBuilder::new(env!("CARGO_BIN_EXE_gantry")).infra(Infra::Local)
 }
 
-async fn login(http: &reqwest::Client, gw: &str, username: &str) -> (String, String) {
-    let creds = json!({"username": username, "password": "correct-horse-battery"});
-    let r = http
-        .post(format!("{gw}/auth/register"))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
-    let r = http.post(format!("{gw}/auth/login")).json(&creds).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let token = r.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (token, cookie)
+/// Registers and logs in a user; returns its token and `SESSION=…` cookie.
+async fn login(gw: &str, username: &str) -> (String, String) {
+    let mut user = gantry_harness::client::UserClient::new(gw, username);
+    let registered = user.register().await.unwrap();
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let login = user.login().await.unwrap();
+    assert_eq!(login.status, 200, "{}", login.body);
+    (user.token.unwrap(), user.cookie.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,7 +27,7 @@ async fn traffic_flows_through_a_registry_outage_and_new_instances_appear_after_
     let mut stack = builder().users(2).start(&mut |_| {}).await.unwrap();
     let gw = stack.gateway_url().to_owned();
     let http = reqwest::Client::new();
-    let (token, _) = login(&http, &gw, "reg").await;
+    let (token, _) = login(&gw, "reg").await;
     let get = || http.get(format!("{gw}/users/me")).bearer_auth(&token).send();
 
     stack.registry_mut().unwrap().kill().await.unwrap();
@@ -88,7 +73,7 @@ async fn p2c_balancing_spreads_requests_evenly() {
         .unwrap();
     let gw = stack.gateway_url();
     let http = reqwest::Client::new();
-    let (token, _) = login(&http, gw, "pat").await;
+    let (token, _) = login(gw, "pat").await;
     let mut counts = HashMap::<String, f64>::new();
     let n = 600;
     for _ in 0..n {
@@ -122,7 +107,7 @@ async fn hs256_mode_accepts_tokens_minted_with_the_shared_secret() {
         .unwrap();
     let gw = stack.gateway_url();
     let http = reqwest::Client::new();
-    let (token, cookie) = login(&http, gw, "hal").await;
+    let (token, cookie) = login(gw, "hal").await;
     let me = http
         .get(format!("{gw}/users/me"))
         .bearer_auth(&token)
