@@ -89,13 +89,27 @@ impl Process {
         }
     }
 
-    /// SIGKILL, and reap it.
+    /// SIGKILL to the process and anything it forked (its process group),
+    /// and reap it.
     pub async fn kill(&mut self) -> Result<(), HarnessError> {
+        self.kill_group();
         if let Some(mut child) = self.child.take() {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
         Ok(())
+    }
+
+    /// SIGKILL to the whole process group: a program that forks workers
+    /// (nginx) must not leave them behind when its master is killed.
+    fn kill_group(&self) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on the group we created with process_group(0);
+            // the leader is not reaped yet, so the group id cannot be reused.
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
     }
 
     /// SIGTERM, wait for a graceful exit, SIGKILL after [`STOP_TIMEOUT`].
@@ -140,6 +154,12 @@ impl Process {
             self.child = Some(spawn(&self.spec)?);
         }
         Ok(())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_group();
     }
 }
 
