@@ -275,6 +275,7 @@ impl Gateway {
         let upstream = &self.upstreams[service];
         let snapshot = upstream.snapshot.load();
         let idempotent = is_idempotent(&parts.method);
+        let mut headers = parts.headers;
         let path_and_query = parts.uri.path_and_query().cloned();
         let mut tried = [usize::MAX; 8];
         let mut attempts = 0usize;
@@ -300,7 +301,15 @@ impl Gateway {
             *request.method_mut() = parts.method.clone();
             *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
             *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = parts.headers.clone();
+            // Clone the headers only when another attempt could still need
+            // them; the last possible attempt (the only one, with one
+            // instance) takes them, so the common case copies nothing.
+            let could_retry = attempts <= self.cfg.max_retries as usize && attempts < snapshot.endpoints.len();
+            *request.headers_mut() = if could_retry {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
 
             let in_flight = InFlight::start(endpoint);
             let outcome = tokio::time::timeout(self.cfg.request_timeout, client.request(request)).await;
