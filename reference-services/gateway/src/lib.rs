@@ -11,6 +11,7 @@ mod headers;
 mod identity;
 mod metrics;
 mod openapi;
+mod pool;
 mod proxy;
 mod routes;
 mod shard;
@@ -121,12 +122,6 @@ pub async fn run(
     Ok(())
 }
 
-/// What one worker thread's requests share.
-struct Worker {
-    gateway: Arc<Gateway>,
-    client: proxy::UpstreamClient,
-}
-
 /// One worker thread: accepts and serves connections until told to stop,
 /// then drains them for up to [`DRAIN_TIMEOUT`].
 fn worker(
@@ -138,10 +133,9 @@ fn worker(
     shard::set_worker(n);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        // Cloned per request, so it must belong to this thread alone: a
+        // Cloned per request, so it must belong to this thread alone: the
         // shared Arc's count would bounce between cores on every request.
-        let client = proxy::upstream_client(&gateway.cfg);
-        let ctx = Arc::new(Worker { gateway, client });
+        let local = Arc::new(gateway);
         let graceful = GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -155,12 +149,12 @@ fn worker(
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let ctx = ctx.clone();
+            let gateway = local.clone();
             let client_ip =
                 http::HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
             let service = service_fn(move |req| {
-                let (ctx, client_ip) = (ctx.clone(), client_ip.clone());
-                async move { Ok::<_, std::convert::Infallible>(ctx.gateway.handle(&ctx.client, req, &client_ip).await) }
+                let (gateway, client_ip) = (gateway.clone(), client_ip.clone());
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_ip).await) }
             });
             let conn = http1::Builder::new()
                 .keep_alive(true)

@@ -11,8 +11,6 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 
 use crate::config::GatewayConfig;
@@ -20,6 +18,7 @@ use crate::error::ProxyError;
 use crate::headers::{strip_hop_by_hop, strip_identity};
 use crate::identity::{Denied, Identity};
 use crate::metrics::Metrics;
+use crate::pool;
 use crate::routes::{self, SERVICES};
 use crate::upstream::{Clock, Endpoint, Upstream};
 
@@ -77,22 +76,6 @@ fn cookie_session(headers: &http::HeaderMap) -> Option<&str> {
         .find_map(session::from_cookie_header)
 }
 
-/// The pooled keep-alive client to upstreams. Each worker thread has its
-/// own, so a request and its upstream connection stay on one thread.
-pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
-
-/// A client for one worker thread.
-pub fn upstream_client(cfg: &GatewayConfig) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(cfg.connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .pool_max_idle_per_host(1024)
-        .build(connector)
-}
-
 impl Gateway {
     pub fn new(cfg: GatewayConfig, identity: Arc<Identity>, instance_id: &str) -> Self {
         Self {
@@ -106,18 +89,12 @@ impl Gateway {
         }
     }
 
-    /// Answers one request.
     /// Answers one request. `client_ip` is the peer's address as a header
     /// value, made once per connection.
-    pub async fn handle(
-        &self,
-        client: &UpstreamClient,
-        req: Request<Incoming>,
-        client_ip: &HeaderValue,
-    ) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, client_ip: &HeaderValue) -> Response<Body> {
         let started = Instant::now();
         let rid = request_id(req.headers().get(&X_REQUEST_ID));
-        let (mut response, service) = match self.dispatch(client, req, client_ip, &rid).await {
+        let (mut response, service) = match self.dispatch(req, client_ip, &rid).await {
             Ok(answer) => answer,
             Err((e, service)) => (self.own_response(&e), service),
         };
@@ -161,7 +138,6 @@ impl Gateway {
 
     async fn dispatch(
         &self,
-        client: &UpstreamClient,
         req: Request<Incoming>,
         client_ip: &HeaderValue,
         rid: &HeaderValue,
@@ -257,7 +233,7 @@ impl Gateway {
         }
 
         let response = self
-            .forward(client, service, parts, body)
+            .forward(service, parts, body)
             .await
             .map_err(|e| fail(e.to_api_error()))?;
         Ok((response, Some(service)))
@@ -267,7 +243,6 @@ impl Gateway {
     /// when that is safe, within the retry budget.
     async fn forward(
         &self,
-        client: &UpstreamClient,
         service: usize,
         parts: http::request::Parts,
         body: Bytes,
@@ -275,8 +250,17 @@ impl Gateway {
         let upstream = &self.upstreams[service];
         let snapshot = upstream.snapshot.load();
         let idempotent = is_idempotent(&parts.method);
-        let mut headers = parts.headers;
-        let path_and_query = parts.uri.path_and_query().cloned();
+        let http::request::Parts {
+            method,
+            uri,
+            mut headers,
+            ..
+        } = parts;
+        // Upstreams get the origin form (`/path?query`), as nginx sends it.
+        let mut uri = match (uri.scheme(), uri.path_and_query()) {
+            (Some(_), Some(pq)) => Uri::from(pq.clone()),
+            _ => uri,
+        };
         let mut tried = [usize::MAX; 8];
         let mut attempts = 0usize;
         let mut last_error = ProxyError::NoInstance {
@@ -293,26 +277,29 @@ impl Gateway {
                 upstream.retries.fetch_add(1, Ordering::Relaxed);
             }
             let endpoint = &snapshot.endpoints[i];
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(http::uri::Scheme::HTTP);
-            uri.authority = Some(endpoint.authority.clone());
-            uri.path_and_query = path_and_query.clone();
-            let mut request = Request::new(Full::new(body.clone()));
-            *request.method_mut() = parts.method.clone();
-            *request.uri_mut() = Uri::from_parts(uri).expect("scheme, authority and path make a URI");
-            *request.version_mut() = Version::HTTP_11;
-            // Clone the headers only when another attempt could still need
-            // them; the last possible attempt (the only one, with one
-            // instance) takes them, so the common case copies nothing.
+            // Copy the request only when another attempt could still need
+            // it; the last possible attempt (the only one, with one
+            // instance) takes it, so the common case copies nothing.
             let could_retry = attempts <= self.cfg.max_retries as usize && attempts < snapshot.endpoints.len();
-            *request.headers_mut() = if could_retry {
-                headers.clone()
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.version_mut() = Version::HTTP_11;
+            if could_retry {
+                *request.uri_mut() = uri.clone();
+                *request.headers_mut() = headers.clone();
             } else {
-                std::mem::take(&mut headers)
-            };
+                *request.uri_mut() = std::mem::take(&mut uri);
+                *request.headers_mut() = std::mem::take(&mut headers);
+            }
+            if !request.headers().contains_key(header::HOST) {
+                let host = HeaderValue::from_str(endpoint.authority.as_str());
+                request
+                    .headers_mut()
+                    .insert(header::HOST, host.expect("an authority is a header value"));
+            }
 
             let in_flight = InFlight::start(endpoint);
-            let outcome = tokio::time::timeout(self.cfg.request_timeout, client.request(request)).await;
+            let outcome = tokio::time::timeout(self.cfg.request_timeout, self.send(endpoint, request, now_ms)).await;
             drop(in_flight);
             let error = match outcome {
                 Ok(Ok(mut response)) => {
@@ -320,14 +307,7 @@ impl Gateway {
                     strip_hop_by_hop(response.headers_mut());
                     return Ok(response.map(Either::Left));
                 }
-                Ok(Err(e)) if e.is_connect() => ProxyError::Connect {
-                    instance: endpoint.id.clone(),
-                    detail: source_chain(&e),
-                },
-                Ok(Err(e)) => ProxyError::Upstream {
-                    instance: endpoint.id.clone(),
-                    detail: source_chain(&e),
-                },
+                Ok(Err(e)) => e,
                 Err(_) => ProxyError::Timeout {
                     instance: endpoint.id.clone(),
                 },
@@ -345,6 +325,55 @@ impl Gateway {
             }
         }
         Err(last_error)
+    }
+
+    /// One attempt on one instance: on a pooled connection when one is
+    /// ready, else on a new one. A pooled connection the upstream closed
+    /// before the request was written is not a failure: hyper hands the
+    /// request back and it goes out on a fresh connection.
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        mut request: Request<Full<Bytes>>,
+        now_ms: u64,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        loop {
+            let (mut sender, pooled) = match endpoint.pool.checkout(now_ms) {
+                Some(sender) => (sender, true),
+                None => {
+                    let sender = pool::connect(&endpoint.authority, self.cfg.connect_timeout)
+                        .await
+                        .map_err(|e| ProxyError::Connect {
+                            instance: endpoint.id.clone(),
+                            detail: e.to_string(),
+                        })?;
+                    (sender, false)
+                }
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    endpoint.pool.checkin(sender, now_ms);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if pooled => request = unsent,
+                    // A new connection closed before the request was written:
+                    // nothing reached the upstream, like a refused connect.
+                    Some(_) => {
+                        return Err(ProxyError::Connect {
+                            instance: endpoint.id.clone(),
+                            detail: source_chain(e.error()),
+                        });
+                    }
+                    None => {
+                        return Err(ProxyError::Upstream {
+                            instance: endpoint.id.clone(),
+                            detail: source_chain(e.error()),
+                        });
+                    }
+                },
+            }
+        }
     }
 
     fn readiness(&self) -> Response<Body> {

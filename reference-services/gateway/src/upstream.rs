@@ -30,6 +30,8 @@ pub struct Endpoint {
     /// Milliseconds since [`Clock`]'s origin until which the endpoint is ejected.
     ejected_until_ms: AtomicU64,
     pub requests: AtomicU64,
+    /// Idle keep-alive connections to this instance; they close with it.
+    pub pool: crate::pool::Pool,
 }
 
 impl Endpoint {
@@ -41,6 +43,7 @@ impl Endpoint {
             consecutive_failures: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            pool: crate::pool::Pool::default(),
         }
     }
 
