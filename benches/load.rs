@@ -1,8 +1,12 @@
 //! Throughput and tail latency under load: the direct call, the gateway with
 //! a bearer token, and nginx, on one stack in one run.
 //!
-//! 1. Closed loop: the most requests per second with 16 and 64 connections.
-//! 2. Open loop: requests sent on a fixed schedule at 50% and 80% of the
+//! 1. One request at a time, the cases taking turns request by request so a
+//!    noisy neighbour slows them all alike: p50/p90/p99 and the latency each
+//!    proxy adds over calling the instance directly.
+//! 2. Closed loop: the most requests per second with 16 and 64 connections,
+//!    and the CPU each request cost the process serving it (from /proc).
+//! 3. Open loop: requests sent on a fixed schedule at 50% and 80% of the
 //!    gateway's maximum, latency measured from when each request *should*
 //!    have been sent, so a stall counts against every request it delayed
 //!    (no coordinated omission); p50/p99/p99.9 from an HDR histogram.
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use fixture::cpu::{self, CpuTime};
 use fixture::{Case, HttpClient};
 use hdrhistogram::Histogram;
 use http_body_util::BodyExt;
@@ -24,6 +29,15 @@ use tokio::time::Instant;
 
 const CONNECTIONS: [usize; 2] = [16, 64];
 const LOAD_LEVELS: [u32; 2] = [50, 80];
+/// Which direct case each proxied case is compared with.
+const BASELINE: [(&str, &str); 6] = [
+    ("2 ", "7 "),
+    ("3 ", "1 "),
+    ("4 ", "1 "),
+    ("5 ", "1 "),
+    ("6 ", "1 "),
+    ("8 ", "7 "),
+];
 
 async fn send(client: &HttpClient, case: &Case) -> bool {
     match client.request(case.request()).await {
@@ -35,9 +49,18 @@ async fn send(client: &HttpClient, case: &Case) -> bool {
     }
 }
 
+/// What a closed-loop run measured.
+struct Closed {
+    rps: f64,
+    failed: u64,
+    /// CPU per request of the case's first hop, in µs.
+    cpu: Option<CpuTime>,
+}
+
 /// Requests per second with `connections` callers each sending back to back.
-async fn closed_loop(case: &Case, connections: usize, duration: Duration) -> (f64, u64) {
+async fn closed_loop(case: &Case, connections: usize, duration: Duration) -> Closed {
     let client = fixture::client(connections);
+    let cpu_before = case.pgid.and_then(cpu::group);
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let workers: Vec<_> = (0..connections)
@@ -62,7 +85,67 @@ async fn closed_loop(case: &Case, connections: usize, duration: Duration) -> (f6
         ok += o;
         failed += f;
     }
-    (ok as f64 / started.elapsed().as_secs_f64(), failed)
+    let elapsed = started.elapsed().as_secs_f64();
+    let per_request = |t: CpuTime| CpuTime {
+        user: t.user * 1e6 / (ok + failed).max(1) as f64,
+        system: t.system * 1e6 / (ok + failed).max(1) as f64,
+    };
+    let cpu = cpu_before
+        .zip(case.pgid.and_then(cpu::group))
+        .map(|(before, after)| per_request(after - before));
+    Closed {
+        rps: ok as f64 / elapsed,
+        failed,
+        cpu,
+    }
+}
+
+/// Latencies (µs) of one request at a time per case, the cases taking turns
+/// request by request for `duration`, each over its own keep-alive
+/// connection, on a single-threaded runtime as a lone caller would be.
+fn one_at_a_time(cases: Vec<Case>, duration: Duration) -> Vec<(Histogram<u64>, u64)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let clients: Vec<HttpClient> = cases.iter().map(|_| fixture::client(1)).collect();
+        let mut results: Vec<_> = cases
+            .iter()
+            .map(|_| {
+                (
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+                    0u64,
+                )
+            })
+            .collect();
+        // Open every connection before timing anything.
+        for (case, client) in cases.iter().zip(&clients) {
+            send(client, case).await;
+        }
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline {
+            for ((case, client), (hist, failed)) in cases.iter().zip(&clients).zip(&mut results) {
+                let sent = Instant::now();
+                if !send(client, case).await {
+                    *failed += 1;
+                }
+                let _ = hist.record(sent.elapsed().as_micros().max(1) as u64);
+            }
+        }
+        results
+    })
+}
+
+fn cpu_cell(cpu: Option<CpuTime>) -> String {
+    cpu.map_or_else(
+        || "–".to_owned(),
+        |c| format!("{:.1} ({:.1} + {:.1})", c.user + c.system, c.user, c.system),
+    )
+}
+
+fn verdict(holds: bool) -> &'static str {
+    if holds { "holds" } else { "does not hold" }
 }
 
 /// Latencies (µs) of requests sent on a fixed schedule of `rate` per second.
@@ -106,10 +189,14 @@ async fn open_loop(case: &Case, connections: usize, rate: f64, duration: Duratio
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--test");
-    let (closed_for, open_for) = if quick {
-        (Duration::from_millis(300), Duration::from_millis(300))
+    let (one_for, closed_for, open_for) = if quick {
+        (
+            Duration::from_millis(300),
+            Duration::from_millis(300),
+            Duration::from_millis(300),
+        )
     } else {
-        (Duration::from_secs(4), Duration::from_secs(5))
+        (Duration::from_secs(8), Duration::from_secs(4), Duration::from_secs(5))
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -118,30 +205,67 @@ fn main() {
         for case in &fixture.cases {
             fixture::check(&probe, case).await;
         }
+        let name = |prefix: &str| fixture.case(prefix).map(|c| c.name);
+        let mut out = String::from("# Gantry load benchmark\n\n");
+
+        out.push_str("## One request at a time (cases interleaved)\n\n");
+        out.push_str("| case | p50 µs | p90 µs | p99 µs | p50 added over direct µs | failed |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|\n");
+        let all = fixture.cases.clone();
+        let results = tokio::task::spawn_blocking(move || one_at_a_time(all, one_for))
+            .await
+            .expect("latency run");
+        let mut p50 = std::collections::HashMap::new();
+        for (case, (hist, _)) in fixture.cases.iter().zip(&results) {
+            p50.insert(case.name, hist.value_at_quantile(0.5) as f64);
+        }
+        let added = |prefix: &str| -> Option<f64> {
+            let (_, base) = BASELINE.iter().find(|(p, _)| *p == prefix)?;
+            Some(p50[name(prefix)?] - p50[name(base)?])
+        };
+        for (case, (hist, failed)) in fixture.cases.iter().zip(&results) {
+            let prefix = &case.name[..2];
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {failed} |",
+                case.name,
+                hist.value_at_quantile(0.5),
+                hist.value_at_quantile(0.9),
+                hist.value_at_quantile(0.99),
+                added(prefix).map_or_else(|| "–".to_owned(), |a| format!("{a:.0}")),
+            );
+        }
+
         let cases: Vec<Case> = ["1 ", "3 ", "6 ", "7 ", "2 ", "8 "]
             .iter()
             .filter_map(|p| fixture.case(p).cloned())
             .collect();
-
-        let mut out = String::from("# Gantry load benchmark\n\n## Closed loop: maximum throughput\n\n");
-        out.push_str("| case | connections | req/s | failed |\n|---|---:|---:|---:|\n");
+        out.push_str("\n## Closed loop: maximum throughput\n\n");
+        out.push_str("| case | connections | req/s | CPU µs/req of the first hop (user + sys) | failed |\n");
+        out.push_str("|---|---:|---:|---:|---:|\n");
         let mut max = std::collections::HashMap::new();
         for case in &cases {
             for conns in CONNECTIONS {
-                let (rps, failed) = closed_loop(case, conns, closed_for).await;
-                let _ = writeln!(out, "| {} | {conns} | {rps:.0} | {failed} |", case.name);
-                max.insert((case.name, conns), rps);
+                let run = closed_loop(case, conns, closed_for).await;
+                let _ = writeln!(
+                    out,
+                    "| {} | {conns} | {:.0} | {} | {} |",
+                    case.name,
+                    run.rps,
+                    cpu_cell(run.cpu),
+                    run.failed
+                );
+                max.insert((case.name, conns), run);
             }
         }
-        let gateway = fixture.case("3 ").expect("the bearer case").name;
-        let nginx = fixture.case("6 ").map(|c| c.name);
-        let gateway_max = CONNECTIONS.iter().map(|c| max[&(gateway, *c)]).fold(0.0, f64::max);
+        let gateway = name("3 ").expect("the bearer case");
+        let nginx = name("6 ");
+        let gateway_max = CONNECTIONS.iter().map(|c| max[&(gateway, *c)].rps).fold(0.0, f64::max);
 
         out.push_str("\n## Open loop at a fixed rate (latency from the intended send time)\n\n");
         out.push_str(
             "| case | rate | p50 µs | p99 µs | p99.9 µs | max µs | failed |\n|---|---:|---:|---:|---:|---:|---:|\n",
         );
-        let mut p50 = std::collections::HashMap::new();
         for pct in LOAD_LEVELS {
             let rate = gateway_max * f64::from(pct) / 100.0;
             for case in cases.iter().filter(|c| ["1 ", "3 ", "6 "].iter().any(|p| c.name.starts_with(p))) {
@@ -155,36 +279,57 @@ fn main() {
                     h.value_at_quantile(0.999),
                     h.max()
                 );
-                p50.insert((case.name, pct), h.value_at_quantile(0.5) as f64);
             }
         }
 
-        out.push_str("\n## Ratios\n\n");
+        out.push_str("\n## Targets\n\n");
+        if let (Some(gw), Some(ng)) = (added("3 "), added("6 ")) {
+            let _ = writeln!(
+                out,
+                "- p50 added at one connection, bearer: gateway {gw:.0} µs, nginx {ng:.0} µs (target: gateway ≤ nginx): {}",
+                verdict(gw <= ng)
+            );
+        }
+        if let (Some(gw), Some(ng)) = (added("2 "), added("8 ")) {
+            let _ = writeln!(
+                out,
+                "- the same on the cheap upstream (auth JWKS, no identity): gateway {gw:.0} µs, nginx {ng:.0} µs: {}",
+                verdict(gw <= ng)
+            );
+        }
+        if let (Some(session), Some(bearer)) = (name("4 "), name("3 ")) {
+            let ratio = p50[session] / p50[bearer];
+            let _ = writeln!(
+                out,
+                "- session cache hit p50 / bearer p50: {ratio:.2} (target ≤ 1.10): {}",
+                verdict(ratio <= 1.10)
+            );
+        }
         if let Some(nginx) = nginx {
             for conns in CONNECTIONS {
-                let ratio = max[&(gateway, conns)] / max[&(nginx, conns)];
+                let (g, n) = (&max[&(gateway, conns)], &max[&(nginx, conns)]);
+                let ratio = g.rps / n.rps;
+                let cpu = g.cpu.zip(n.cpu).map_or_else(String::new, |(g, n)| {
+                    format!("; CPU per request gateway/nginx {:.2}×", (g.user + g.system) / (n.user + n.system))
+                });
                 let _ = writeln!(
                     out,
-                    "- throughput gateway/nginx at {conns} connections: {ratio:.2}× (target ≥ 1.25×)"
+                    "- throughput gateway/nginx at {conns} connections: {ratio:.2}× (target ≥ 1.25×): {}{cpu}",
+                    verdict(ratio >= 1.25)
                 );
             }
-            if let (Some(gw), Some(ng)) = (fixture.case("2 "), fixture.case("8 ")) {
+            if let (Some(gw), Some(ng)) = (name("2 "), name("8 ")) {
                 for conns in CONNECTIONS {
-                    let ratio = max[&(gw.name, conns)] / max[&(ng.name, conns)];
+                    let (g, n) = (&max[&(gw, conns)], &max[&(ng, conns)]);
+                    let cpu = g.cpu.zip(n.cpu).map_or_else(String::new, |(g, n)| {
+                        format!("; CPU per request gateway/nginx {:.2}×", (g.user + g.system) / (n.user + n.system))
+                    });
                     let _ = writeln!(
                         out,
-                        "- throughput gateway/nginx on the cheap upstream (auth JWKS, no identity) at {conns} connections: {ratio:.2}×"
+                        "- throughput gateway/nginx on the cheap upstream at {conns} connections: {:.2}×{cpu}",
+                        g.rps / n.rps
                     );
                 }
-            }
-            let direct = fixture.case("1 ").expect("the direct case").name;
-            for pct in LOAD_LEVELS {
-                let added_gw = p50[&(gateway, pct)] - p50[&(direct, pct)];
-                let added_nginx = p50[&(nginx, pct)] - p50[&(direct, pct)];
-                let _ = writeln!(
-                    out,
-                    "- p50 added over direct at {pct}% load: gateway {added_gw:.0} µs, nginx {added_nginx:.0} µs"
-                );
             }
         } else {
             out.push_str("- nginx is not installed: no comparison\n");

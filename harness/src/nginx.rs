@@ -85,6 +85,11 @@ http {{
         &self.url
     }
 
+    /// The master's pid, which is also its workers' process group.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     pub async fn stop(mut self) -> Result<(), HarnessError> {
         self.process.stop().await
     }

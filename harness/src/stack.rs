@@ -338,6 +338,17 @@ impl Stack {
         self.registry.as_mut()
     }
 
+    /// The process id of the service process named `name` (`gateway-1`,
+    /// `user-2`, `auth-1`), e.g. to read what CPU it has used.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        self.gateways
+            .iter()
+            .chain(&self.users)
+            .chain(&self.auth)
+            .find(|p| p.name() == name)
+            .and_then(Process::pid)
+    }
+
     /// Process ids of everything running as a process, for checks that
     /// nothing is left behind.
     pub fn pids(&self) -> Vec<u32> {

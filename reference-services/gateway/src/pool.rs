@@ -183,12 +183,8 @@ mod tests {
             assert_eq!(get(&pool, &authority).await, "ok");
             // Wait until hyper has seen the close, then the pool must skip it.
             let sender_closed = async {
-                loop {
-                    let idle = pool.idle.local().lock().unwrap();
-                    if idle.iter().all(|c| c.sender.is_closed()) {
-                        break;
-                    }
-                    drop(idle);
+                let all_closed = || pool.idle.local().lock().unwrap().iter().all(|c| c.sender.is_closed());
+                while !all_closed() {
                     tokio::task::yield_now().await;
                 }
             };
