@@ -144,6 +144,24 @@ fn cpu_cell(cpu: Option<CpuTime>) -> String {
     )
 }
 
+/// What 1.25× nginx's throughput would leave the gateway to spend. The load
+/// generator, the proxy and the upstream saturate the machine's cores, so
+/// each request costs `cores / rps` of CPU in all; serving `ratio` times as
+/// many leaves `cores / (ratio * rps)`, of which only nginx's share minus
+/// the difference is the proxy's.
+fn budget_for_target(nginx: &Closed, ratio: f64) -> Option<String> {
+    let cpu = nginx.cpu?;
+    let cores = std::thread::available_parallelism().ok()?.get() as f64;
+    let per_request = cores / nginx.rps * 1e6;
+    let budget = cpu.user + cpu.system - per_request * (1.0 - 1.0 / ratio);
+    Some(format!(
+        "(at {ratio}× the machine's {per_request:.0} µs of CPU per request shrinks to {:.0}: the gateway could spend \
+         {budget:.1} µs, while nginx spends {:.1} µs in the kernel alone)",
+        per_request / ratio,
+        cpu.system
+    ))
+}
+
 fn verdict(holds: bool) -> &'static str {
     if holds { "holds" } else { "does not hold" }
 }
@@ -317,6 +335,9 @@ fn main() {
                     "- throughput gateway/nginx at {conns} connections: {ratio:.2}× (target ≥ 1.25×): {}{cpu}",
                     verdict(ratio >= 1.25)
                 );
+                if let Some(budget) = budget_for_target(n, 1.25) {
+                    let _ = writeln!(out, "  {budget}");
+                }
             }
             if let (Some(gw), Some(ng)) = (name("2 "), name("8 ")) {
                 for conns in CONNECTIONS {
