@@ -410,6 +410,24 @@ async fn round_robin_spreads_requests_evenly() {
     // Sequential requests under round robin: exactly a third each.
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.values().all(|&n| n == 30), "{seen:?}");
+
+    // And over kept-alive connections: at most one per instance and gateway
+    // worker (one per core by default), not one per request.
+    let metrics = http
+        .get(format!("{gw}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let connects = metric(&metrics, "gantry_gateway_upstream_connects_total{service=\"user\"}");
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!("90 requests to 3 instances opened {connects} upstream connections");
+    assert!(
+        (3.0..=3.0 * workers).contains(&connects),
+        "{connects} connections for 90 requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

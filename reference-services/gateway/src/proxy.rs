@@ -299,7 +299,8 @@ impl Gateway {
             }
 
             let in_flight = InFlight::start(endpoint);
-            let outcome = tokio::time::timeout(self.cfg.request_timeout, self.send(endpoint, request, now_ms)).await;
+            let outcome =
+                tokio::time::timeout(self.cfg.request_timeout, self.send(upstream, endpoint, request, now_ms)).await;
             drop(in_flight);
             let error = match outcome {
                 Ok(Ok(mut response)) => {
@@ -333,6 +334,7 @@ impl Gateway {
     /// request back and it goes out on a fresh connection.
     async fn send(
         &self,
+        upstream: &Upstream,
         endpoint: &Endpoint,
         mut request: Request<Full<Bytes>>,
         now_ms: u64,
@@ -341,6 +343,7 @@ impl Gateway {
             let (mut sender, pooled) = match endpoint.pool.checkout(now_ms) {
                 Some(sender) => (sender, true),
                 None => {
+                    upstream.connects.fetch_add(1, Ordering::Relaxed);
                     let sender = pool::connect(&endpoint.authority, self.cfg.connect_timeout)
                         .await
                         .map_err(|e| ProxyError::Connect {
@@ -428,11 +431,16 @@ impl Gateway {
                 1,
             ),
             ("gantry_gateway_upstream_failures_total", "Failed upstream attempts.", 2),
+            (
+                "gantry_gateway_upstream_connects_total",
+                "Upstream connections opened (idle ones are reused).",
+                3,
+            ),
         ];
         for (name, help, which) in series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (service, u) in SERVICES.iter().zip(&self.upstreams) {
-                let v = [&u.retries, &u.ejections, &u.failures][which].load(Ordering::Relaxed);
+                let v = [&u.retries, &u.ejections, &u.failures, &u.connects][which].load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}{{service=\"{service}\"}} {v}");
             }
         }

@@ -126,6 +126,8 @@ pub struct Upstream {
     pub retries: AtomicU64,
     pub ejections: AtomicU64,
     pub failures: AtomicU64,
+    /// Connections opened; requests reuse idle ones whenever they can.
+    pub connects: AtomicU64,
 }
 
 impl Upstream {
