@@ -4,6 +4,8 @@
 use gantry_common::error::ApiError;
 use http::StatusCode;
 
+use crate::pool::SendError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// No connection could be opened: nothing was sent, any method may retry.
@@ -12,6 +14,11 @@ pub enum ProxyError {
     /// The upstream failed after the request may have been sent.
     #[error("{instance} failed mid-request: {detail}")]
     Upstream { instance: Box<str>, detail: String },
+    /// A kept-alive connection closed before any answer: likely idle-closed
+    /// by the upstream, so no reason to eject it; safe to retry only for
+    /// idempotent methods, since the request may have been seen.
+    #[error("{instance}: {detail}")]
+    Stale { instance: Box<str>, detail: String },
     /// The upstream did not answer within the request timeout.
     #[error("{instance} did not answer in time")]
     Timeout { instance: Box<str> },
@@ -26,19 +33,29 @@ impl ProxyError {
     pub fn retry_safe(&self, idempotent: bool) -> bool {
         match self {
             ProxyError::Connect { .. } => true,
-            ProxyError::Upstream { .. } | ProxyError::Timeout { .. } => idempotent,
+            ProxyError::Upstream { .. } | ProxyError::Stale { .. } | ProxyError::Timeout { .. } => idempotent,
             ProxyError::NoInstance { .. } => false,
         }
     }
 
     /// Whether the instance should be ejected from balancing.
     pub fn ejects(&self) -> bool {
-        !matches!(self, ProxyError::NoInstance { .. })
+        !matches!(self, ProxyError::NoInstance { .. } | ProxyError::Stale { .. })
+    }
+
+    /// The error of one failed attempt on `instance`.
+    pub fn from_send(instance: &str, e: SendError) -> Self {
+        let instance = instance.into();
+        match e {
+            SendError::Unsent(detail) => ProxyError::Connect { instance, detail },
+            SendError::Stale(detail) => ProxyError::Stale { instance, detail },
+            SendError::Failed(detail) => ProxyError::Upstream { instance, detail },
+        }
     }
 
     pub fn to_api_error(&self) -> ApiError {
         match self {
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => {
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } | ProxyError::Stale { .. } => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", self.to_string())
             }
             ProxyError::Timeout { .. } => {
@@ -50,5 +67,25 @@ impl ProxyError {
                 e
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_knows_whether_to_retry_and_eject() {
+        let of = |e: SendError| ProxyError::from_send("u1", e);
+        let unsent = of(SendError::Unsent("refused".into()));
+        assert!(unsent.retry_safe(false) && unsent.ejects());
+        let failed = of(SendError::Failed("reset".into()));
+        assert!(!failed.retry_safe(false) && failed.retry_safe(true) && failed.ejects());
+        // An idle-closed connection says nothing against the instance.
+        let stale = of(SendError::Stale("closed".into()));
+        assert!(!stale.retry_safe(false) && stale.retry_safe(true) && !stale.ejects());
+        assert_eq!(stale.to_api_error().status, StatusCode::BAD_GATEWAY);
+        let none = ProxyError::NoInstance { service: "user" };
+        assert!(!none.retry_safe(true) && !none.ejects());
     }
 }

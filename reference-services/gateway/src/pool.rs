@@ -8,12 +8,15 @@
 //! pool key to hash, no absolute URI to build and rewrite, and no lock another
 //! core takes: a worker's connections live and stay on its thread.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Authority;
+use http::{Request, Response};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
@@ -43,6 +46,23 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool").finish_non_exhaustive()
     }
+}
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Nothing reached the upstream (no connection, or it closed first).
+    #[error("{0}")]
+    Unsent(String),
+    /// A kept-alive connection closed after the request was written and
+    /// before any answer: most likely the upstream closed it while idle, as
+    /// servers with an idle timeout do, so it says nothing against the
+    /// instance; the request may or may not have been seen.
+    #[error("kept-alive connection closed: {0}")]
+    Stale(String),
+    /// The upstream failed after the request may have been sent.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Why no connection could be had.
@@ -90,9 +110,52 @@ impl Pool {
         }
     }
 
-    /// Idle connections held for the calling worker (for tests and metrics).
-    pub fn idle_here(&self) -> usize {
-        self.idle.local().lock().unwrap_or_else(PoisonError::into_inner).len()
+    /// Sends `request` to the instance at `authority` on a ready pooled
+    /// connection, or on a new one (counted in `connects`). A pooled
+    /// connection the upstream closed before the request was written is no
+    /// failure: hyper hands the request back and it goes out on a fresh
+    /// connection. The connection goes back to the pool as soon as the
+    /// response head is in.
+    pub async fn send(
+        &self,
+        authority: &Authority,
+        connect_timeout: Duration,
+        connects: &AtomicU64,
+        mut request: Request<Full<Bytes>>,
+        now_ms: u64,
+    ) -> Result<Response<Incoming>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.checkout(now_ms) {
+                Some(sender) => (sender, true),
+                None => {
+                    connects.fetch_add(1, Ordering::Relaxed);
+                    let sender = connect(authority, connect_timeout)
+                        .await
+                        .map_err(|e| SendError::Unsent(e.to_string()))?;
+                    (sender, false)
+                }
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.checkin(sender, now_ms);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    // A new connection closed before the request was
+                    // written: nothing reached the upstream.
+                    Some(_) => return Err(SendError::Unsent(source_chain(e.error()))),
+                    None => {
+                        let detail = source_chain(e.error());
+                        return Err(if reused && e.error().is_incomplete_message() {
+                            SendError::Stale(detail)
+                        } else {
+                            SendError::Failed(detail)
+                        });
+                    }
+                },
+            }
+        }
     }
 }
 
@@ -112,12 +175,23 @@ pub async fn connect(authority: &Authority, timeout: Duration) -> Result<Sender,
     Ok(sender)
 }
 
+/// An error with its causes, as one line.
+pub fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
-    use http::Request;
     use hyper::server::conn::http1 as server;
     use hyper::service::service_fn;
     use tokio::net::TcpListener;
@@ -149,19 +223,30 @@ mod tests {
         (authority, accepted)
     }
 
-    async fn get(pool: &Pool, authority: &Authority) -> Bytes {
+    async fn get(pool: &Pool, authority: &Authority) -> Result<Bytes, SendError> {
         use http_body_util::BodyExt;
-        let mut sender = match pool.checkout(0) {
-            Some(s) => s,
-            None => connect(authority, Duration::from_secs(1)).await.unwrap(),
-        };
         let req = Request::get("/")
             .header("host", authority.as_str())
             .body(Full::default())
             .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        pool.checkin(sender, 0);
-        resp.into_body().collect().await.unwrap().to_bytes()
+        let connects = AtomicU64::new(0);
+        let resp = pool.send(authority, Duration::from_secs(1), &connects, req, 0).await?;
+        Ok(resp.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    fn idle(pool: &Pool) -> usize {
+        pool.idle.local().lock().unwrap().len()
+    }
+
+    /// Reads one request head (the tests send no bodies).
+    async fn read_head(stream: &mut tokio::net::TcpStream) {
+        use tokio::io::AsyncReadExt;
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "the client closed first");
+            seen.push(byte[0]);
+        }
     }
 
     #[tokio::test]
@@ -169,10 +254,10 @@ mod tests {
         let (authority, accepted) = upstream(false).await;
         let pool = Pool::default();
         for _ in 0..20 {
-            assert_eq!(get(&pool, &authority).await, "ok");
+            assert_eq!(get(&pool, &authority).await.unwrap(), "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
-        assert_eq!(pool.idle_here(), 1);
+        assert_eq!(idle(&pool), 1);
     }
 
     #[tokio::test]
@@ -180,7 +265,7 @@ mod tests {
         let (authority, accepted) = upstream(true).await;
         let pool = Pool::default();
         for _ in 0..5 {
-            assert_eq!(get(&pool, &authority).await, "ok");
+            assert_eq!(get(&pool, &authority).await.unwrap(), "ok");
             // Wait until hyper has seen the close, then the pool must skip it.
             let sender_closed = async {
                 let all_closed = || pool.idle.local().lock().unwrap().iter().all(|c| c.sender.is_closed());
@@ -204,7 +289,43 @@ mod tests {
         pool.checkin(sender, 0);
         let later = DEFAULT_IDLE_TIMEOUT.as_millis() as u64 + 1;
         assert!(pool.checkout(later).is_none());
-        assert_eq!(pool.idle_here(), 0);
+        assert_eq!(idle(&pool), 0);
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_closed_after_the_write_is_stale_not_failed() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        tokio::spawn(async move {
+            // First connection: answer once, keep it alive, then close it on
+            // the second request without answering (an idle-timeout race).
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_head(&mut stream).await;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            read_head(&mut stream).await;
+            drop(stream);
+            // Second connection: closed without an answer at its first request.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_head(&mut stream).await;
+        });
+        let pool = Pool::default();
+        assert_eq!(get(&pool, &authority).await.unwrap(), "ok");
+        // Let hyper mark the connection ready, so the next request reuses it.
+        let ready = async {
+            while !pool.idle.local().lock().unwrap().iter().any(|c| c.sender.is_ready()) {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), ready).await.unwrap();
+        let stale = get(&pool, &authority).await.unwrap_err();
+        assert!(matches!(stale, SendError::Stale(_)), "{stale:?}");
+        // The same on a brand-new connection says something about the instance.
+        let failed = get(&pool, &authority).await.unwrap_err();
+        assert!(matches!(failed, SendError::Failed(_)), "{failed:?}");
     }
 
     #[tokio::test]

@@ -18,7 +18,6 @@ use crate::error::ProxyError;
 use crate::headers::{strip_hop_by_hop, strip_identity};
 use crate::identity::{Denied, Identity};
 use crate::metrics::Metrics;
-use crate::pool;
 use crate::routes::{self, SERVICES};
 use crate::upstream::{Clock, Endpoint, Upstream};
 
@@ -299,8 +298,14 @@ impl Gateway {
             }
 
             let in_flight = InFlight::start(endpoint);
-            let outcome =
-                tokio::time::timeout(self.cfg.request_timeout, self.send(upstream, endpoint, request, now_ms)).await;
+            let attempt = endpoint.pool.send(
+                &endpoint.authority,
+                self.cfg.connect_timeout,
+                &upstream.connects,
+                request,
+                now_ms,
+            );
+            let outcome = tokio::time::timeout(self.cfg.request_timeout, attempt).await;
             drop(in_flight);
             let error = match outcome {
                 Ok(Ok(mut response)) => {
@@ -308,7 +313,7 @@ impl Gateway {
                     strip_hop_by_hop(response.headers_mut());
                     return Ok(response.map(Either::Left));
                 }
-                Ok(Err(e)) => e,
+                Ok(Err(e)) => ProxyError::from_send(&endpoint.id, e),
                 Err(_) => ProxyError::Timeout {
                     instance: endpoint.id.clone(),
                 },
@@ -326,57 +331,6 @@ impl Gateway {
             }
         }
         Err(last_error)
-    }
-
-    /// One attempt on one instance: on a pooled connection when one is
-    /// ready, else on a new one. A pooled connection the upstream closed
-    /// before the request was written is not a failure: hyper hands the
-    /// request back and it goes out on a fresh connection.
-    async fn send(
-        &self,
-        upstream: &Upstream,
-        endpoint: &Endpoint,
-        mut request: Request<Full<Bytes>>,
-        now_ms: u64,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        loop {
-            let (mut sender, pooled) = match endpoint.pool.checkout(now_ms) {
-                Some(sender) => (sender, true),
-                None => {
-                    upstream.connects.fetch_add(1, Ordering::Relaxed);
-                    let sender = pool::connect(&endpoint.authority, self.cfg.connect_timeout)
-                        .await
-                        .map_err(|e| ProxyError::Connect {
-                            instance: endpoint.id.clone(),
-                            detail: e.to_string(),
-                        })?;
-                    (sender, false)
-                }
-            };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    endpoint.pool.checkin(sender, now_ms);
-                    return Ok(response);
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if pooled => request = unsent,
-                    // A new connection closed before the request was written:
-                    // nothing reached the upstream, like a refused connect.
-                    Some(_) => {
-                        return Err(ProxyError::Connect {
-                            instance: endpoint.id.clone(),
-                            detail: source_chain(e.error()),
-                        });
-                    }
-                    None => {
-                        return Err(ProxyError::Upstream {
-                            instance: endpoint.id.clone(),
-                            detail: source_chain(e.error()),
-                        });
-                    }
-                },
-            }
-        }
     }
 
     fn readiness(&self) -> Response<Body> {
@@ -472,15 +426,4 @@ impl Gateway {
         }
         out
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
