@@ -86,13 +86,9 @@ async fn closed_loop(case: &Case, connections: usize, duration: Duration) -> Clo
         failed += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let per_request = |t: CpuTime| CpuTime {
-        user: t.user * 1e6 / (ok + failed).max(1) as f64,
-        system: t.system * 1e6 / (ok + failed).max(1) as f64,
-    };
     let cpu = cpu_before
         .zip(case.pgid.and_then(cpu::group))
-        .map(|(before, after)| per_request(after - before));
+        .map(|(before, after)| (after - before).per_request_us(ok + failed));
     Closed {
         rps: ok as f64 / elapsed,
         failed,
@@ -140,7 +136,7 @@ fn one_at_a_time(cases: Vec<Case>, duration: Duration) -> Vec<(Histogram<u64>, u
 fn cpu_cell(cpu: Option<CpuTime>) -> String {
     cpu.map_or_else(
         || "–".to_owned(),
-        |c| format!("{:.1} ({:.1} + {:.1})", c.user + c.system, c.user, c.system),
+        |c| format!("{:.1} ({:.1} + {:.1})", c.total(), c.user, c.system),
     )
 }
 
@@ -153,13 +149,20 @@ fn budget_for_target(nginx: &Closed, ratio: f64) -> Option<String> {
     let cpu = nginx.cpu?;
     let cores = std::thread::available_parallelism().ok()?.get() as f64;
     let per_request = cores / nginx.rps * 1e6;
-    let budget = cpu.user + cpu.system - per_request * (1.0 - 1.0 / ratio);
+    let budget = cpu.total() - per_request * (1.0 - 1.0 / ratio);
     Some(format!(
         "(at {ratio}× the machine's {per_request:.0} µs of CPU per request shrinks to {:.0}: the gateway could spend \
          {budget:.1} µs, while nginx spends {:.1} µs in the kernel alone)",
         per_request / ratio,
         cpu.system
     ))
+}
+
+/// "; CPU per request gateway/nginx R×" when both were measured.
+fn cpu_ratio(gateway: &Closed, nginx: &Closed) -> String {
+    gateway.cpu.zip(nginx.cpu).map_or_else(String::new, |(g, n)| {
+        format!("; CPU per request gateway/nginx {:.2}×", g.total() / n.total())
+    })
 }
 
 fn verdict(holds: bool) -> &'static str {
@@ -327,9 +330,7 @@ fn main() {
             for conns in CONNECTIONS {
                 let (g, n) = (&max[&(gateway, conns)], &max[&(nginx, conns)]);
                 let ratio = g.rps / n.rps;
-                let cpu = g.cpu.zip(n.cpu).map_or_else(String::new, |(g, n)| {
-                    format!("; CPU per request gateway/nginx {:.2}×", (g.user + g.system) / (n.user + n.system))
-                });
+                let cpu = cpu_ratio(g, n);
                 let _ = writeln!(
                     out,
                     "- throughput gateway/nginx at {conns} connections: {ratio:.2}× (target ≥ 1.25×): {}{cpu}",
@@ -342,9 +343,7 @@ fn main() {
             if let (Some(gw), Some(ng)) = (name("2 "), name("8 ")) {
                 for conns in CONNECTIONS {
                     let (g, n) = (&max[&(gw, conns)], &max[&(ng, conns)]);
-                    let cpu = g.cpu.zip(n.cpu).map_or_else(String::new, |(g, n)| {
-                        format!("; CPU per request gateway/nginx {:.2}×", (g.user + g.system) / (n.user + n.system))
-                    });
+                    let cpu = cpu_ratio(g, n);
                     let _ = writeln!(
                         out,
                         "- throughput gateway/nginx on the cheap upstream at {conns} connections: {:.2}×{cpu}",
