@@ -6,6 +6,7 @@ pub mod client;
 pub mod component;
 pub mod containers;
 pub mod load;
+pub mod metrics;
 pub mod nginx;
 pub mod ports;
 pub mod process;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use cucumber::{then, when};
 use gantry_harness::client::Auth;
 use gantry_harness::load;
+use gantry_harness::metrics::Scrape;
 
 use super::{balancing::bearer_load, counters, eventually};
 use crate::world::GantryWorld;
@@ -54,14 +55,7 @@ async fn no_request_failed(w: &mut GantryWorld) {
         report.samples.len(),
         failures.first()
     );
-    let gateway = w.gateway();
-    let scrape = reqwest::get(format!("{gateway}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let (retries, ejections) = counters(&scrape);
+    let (retries, ejections) = counters(&w.gateway()).await;
     println!("    the gateway retried {retries} times and ejected {ejections} times");
 }
 
@@ -93,20 +87,14 @@ async fn leaves_passing(w: &mut GantryWorld, n: usize) {
     .await;
 }
 
-#[when(regex = r"^user instance (\d+) starts again$")]
-async fn starts_again(w: &mut GantryWorld, n: usize) {
+#[when(regex = r"^user instance (\d+) (starts again|resumes)$")]
+async fn comes_back(w: &mut GantryWorld, n: usize, how: String) {
     let stack = w.stack();
-    stack.users_mut()[index(n)].start_again().expect("starting again");
-    stack
-        .wait_passing("user", &format!("user-{n}"))
-        .await
-        .expect("passing again");
-}
-
-#[when(regex = r"^user instance (\d+) resumes$")]
-async fn resumes(w: &mut GantryWorld, n: usize) {
-    let stack = w.stack();
-    stack.users_mut()[index(n)].resume().expect("SIGCONT");
+    let process = &mut stack.users_mut()[index(n)];
+    match how.as_str() {
+        "resumes" => process.resume().expect("SIGCONT"),
+        _ => process.start_again().expect("starting again"),
+    }
     stack
         .wait_passing("user", &format!("user-{n}"))
         .await
@@ -122,35 +110,17 @@ async fn stops_gracefully(w: &mut GantryWorld, n: usize) {
     // dropped it, then remember the counters that trying it would move.
     let series = format!("instance=\"{id}\"");
     eventually(&format!("the gateway to drop {id}"), Duration::from_secs(5), || {
-        let url = format!("{gateway}/metrics");
-        let series = series.clone();
-        async move {
-            match reqwest::get(url).await {
-                Ok(r) => r.text().await.is_ok_and(|t| !t.contains(&series)),
-                Err(_) => false,
-            }
-        }
+        let (gateway, series) = (gateway.clone(), series.clone());
+        async move { Scrape::of(&gateway).await.is_ok_and(|s| !s.0.contains(&series)) }
     })
     .await;
-    let scrape = reqwest::get(format!("{gateway}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    w.counters_before = Some(counters(&scrape));
+    w.counters_before = Some(counters(&gateway).await);
 }
 
 #[then(regex = r"^the gateway never tried user instance (\d+)$")]
 async fn never_tried(w: &mut GantryWorld, _n: usize) {
-    let scrape = reqwest::get(format!("{}/metrics", w.gateway()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
     assert_eq!(
-        Some(counters(&scrape)),
+        Some(counters(&w.gateway()).await),
         w.counters_before,
         "retries or ejections happened: it was tried"
     );

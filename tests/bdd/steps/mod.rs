@@ -9,38 +9,31 @@ mod stack;
 use std::future::Future;
 use std::time::Duration;
 
-/// Polls `check` until it is true or `within` passes; panics with `what`.
+use gantry_harness::metrics::Scrape;
+use gantry_harness::wait;
+
+/// Polls `check` until it is true or `within` passes (the harness's
+/// [`wait::until`]); panics with `what`.
 pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let check = || {
+        let done = check();
+        async move { Ok(done.await) }
+    };
+    if let Err(e) = wait::until(what, within, None, check).await {
+        panic!("{e}");
     }
 }
 
-/// The value of one Prometheus series in a scrape (0 when absent).
-pub fn metric(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// The gateway's user-service `(retries, ejections)` counters.
-pub fn counters(scrape: &str) -> (f64, f64) {
+/// The gateway's user-service `(retries, ejections)` counters, scraped now.
+pub async fn counters(gateway: &str) -> (f64, f64) {
+    let scrape = Scrape::of(gateway).await.expect("the gateway's /metrics");
     (
-        metric(scrape, "gantry_gateway_upstream_retries_total{service=\"user\"}"),
-        metric(scrape, "gantry_gateway_upstream_ejections_total{service=\"user\"}"),
+        scrape.value("gantry_gateway_upstream_retries_total{service=\"user\"}"),
+        scrape.value("gantry_gateway_upstream_ejections_total{service=\"user\"}"),
     )
 }
 

@@ -1,0 +1,42 @@
+//! The gateway's Prometheus `/metrics`, read by checks that a mechanism
+//! (retries, ejections, connection reuse) did what it should.
+
+/// One scrape of a gateway's `/metrics`.
+#[derive(Debug, Clone)]
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// Fetches `{gateway}/metrics`; the error says what failed.
+    pub async fn of(gateway: &str) -> Result<Self, String> {
+        let url = format!("{gateway}/metrics");
+        let response = reqwest::get(&url).await.map_err(|e| format!("GET {url}: {e}"))?;
+        let text = response.text().await.map_err(|e| format!("reading {url}: {e}"))?;
+        Ok(Self(text))
+    }
+
+    /// The value of `series` (name and labels, exactly as rendered), if the
+    /// gateway rendered it.
+    pub fn get(&self, series: &str) -> Option<f64> {
+        self.0.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    /// The value of `series`; panics with the scrape when it is missing, so
+    /// a renamed series fails a check instead of reading as zero.
+    pub fn value(&self, series: &str) -> f64 {
+        self.get(series)
+            .unwrap_or_else(|| panic!("{series} is not in the scrape:\n{}", self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_series_by_its_exact_labels() {
+        let s = Scrape("# TYPE x counter\nx{service=\"auth\"} 2\nx{service=\"user\"} 7\nx_total 1\n".into());
+        assert_eq!(s.get("x{service=\"user\"}"), Some(7.0));
+        assert_eq!(s.get("x{service=\"gone\"}"), None);
+        assert_eq!(s.value("x_total"), 1.0);
+    }
+}
