@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use gantry_harness::metrics::Scrape;
 use gantry_harness::{Infra, Stack, StackBuilder};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -49,6 +50,21 @@ async fn register_and_login(http: &reqwest::Client, gw: &str, username: &str) ->
         token: body["access_token"].as_str().unwrap().to_owned(),
         cookie,
     }
+}
+
+/// Repeats `request` until it answers `status`, for up to `secs` seconds.
+async fn answers<F, Fut>(status: StatusCode, what: &str, secs: u64, request: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let check = || async {
+        let r = request().await.map_err(|e| e.to_string())?;
+        Ok(r.status() == status)
+    };
+    gantry_harness::wait::until(what, Duration::from_secs(secs), None, check)
+        .await
+        .unwrap();
 }
 
 async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
@@ -350,26 +366,11 @@ async fn bad_input_gets_a_4xx_with_a_json_reason_and_the_gateway_keeps_serving()
         .await
         .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
-    let metrics = http
-        .get(format!("{gw}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = Scrape::of(gw).await.unwrap();
     for route in ["auth", "user"] {
         let series = format!("gantry_gateway_requests_total{{route=\"{route}\",status=\"5xx\"}}");
-        assert_eq!(metric(&metrics, &series), 0.0, "{route} answered a 5xx:\n{metrics}");
+        assert_eq!(metrics.value(&series), 0.0, "{route} answered a 5xx");
     }
-}
-
-/// The value of one Prometheus series in a scrape.
-fn metric(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{series} is not in the scrape:\n{scrape}"))
 }
 
 fn base64url(text: &str) -> String {
@@ -413,15 +414,8 @@ async fn round_robin_spreads_requests_evenly() {
 
     // And over kept-alive connections: at most one per instance and gateway
     // worker (one per core by default), not one per request.
-    let metrics = http
-        .get(format!("{gw}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let connects = metric(&metrics, "gantry_gateway_upstream_connects_total{service=\"user\"}");
+    let metrics = Scrape::of(gw).await.unwrap();
+    let connects = metrics.value("gantry_gateway_upstream_connects_total{service=\"user\"}");
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!("90 requests to 3 instances opened {connects} upstream connections");
     assert!(
@@ -453,16 +447,9 @@ async fn a_killed_instance_costs_callers_nothing() {
             .or_default() += 1;
     }
     assert!(!after.contains_key("user-2"), "{after:?}");
-    let metrics = http
-        .get(format!("{gw}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let ejections = metric(&metrics, "gantry_gateway_upstream_ejections_total{service=\"user\"}");
-    let retries = metric(&metrics, "gantry_gateway_upstream_retries_total{service=\"user\"}");
+    let metrics = Scrape::of(&gw).await.unwrap();
+    let ejections = metrics.value("gantry_gateway_upstream_ejections_total{service=\"user\"}");
+    let retries = metrics.value("gantry_gateway_upstream_retries_total{service=\"user\"}");
     assert!(
         ejections >= 1.0 && retries >= 1.0,
         "ejections {ejections}, retries {retries}"
@@ -516,17 +503,13 @@ async fn with_redis_down_sessions_fail_closed_and_bearers_keep_working() {
     stack.redis_mut().unwrap().kill().await.unwrap();
     // The gateway notices the lost revocation feed and drops cached sessions:
     // from then on every session request must ask Redis, and Redis is gone.
-    gantry_harness::wait::until(
+    answers(
+        StatusCode::SERVICE_UNAVAILABLE,
         "session requests to fail closed",
-        Duration::from_secs(10),
-        None,
-        || async {
-            let r = by_cookie().await.map_err(|e| e.to_string())?;
-            Ok(r.status() == StatusCode::SERVICE_UNAVAILABLE)
-        },
+        10,
+        by_cookie,
     )
-    .await
-    .unwrap();
+    .await;
     let r = by_cookie().await.unwrap();
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(
@@ -551,32 +534,9 @@ async fn with_redis_down_sessions_fail_closed_and_bearers_keep_working() {
     // Redis back on the same port (its data kept on disk): the same session
     // works again without restarting anything.
     stack.redis_mut().unwrap().start_again().await.unwrap();
-    gantry_harness::wait::until(
-        "the gateway to see Redis again",
-        Duration::from_secs(15),
-        None,
-        || async {
-            let r = http
-                .get(format!("{gw}/readyz"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(r.status() == StatusCode::OK)
-        },
-    )
-    .await
-    .unwrap();
-    gantry_harness::wait::until(
-        "the old session to work again",
-        Duration::from_secs(15),
-        None,
-        || async {
-            let r = by_cookie().await.map_err(|e| e.to_string())?;
-            Ok(r.status() == StatusCode::OK)
-        },
-    )
-    .await
-    .unwrap();
+    let readyz = || http.get(format!("{gw}/readyz")).send();
+    answers(StatusCode::OK, "the gateway to see Redis again", 15, readyz).await;
+    answers(StatusCode::OK, "the old session to work again", 15, by_cookie).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
