@@ -101,18 +101,16 @@ impl UserClient {
 
     pub async fn register(&mut self) -> reqwest::Result<Answer> {
         let body = json!({"username": self.username, "password": self.password, "display_name": self.username});
-        let answer = Answer::read(
-            self.http
-                .post(format!("{}/auth/register", self.gateway))
-                .json(&body)
-                .send()
-                .await?,
-        )
-        .await;
+        let answer = self.post_json("/auth/register", &body).await?;
         if answer.status == 201 {
             self.id = answer.json()["id"].as_str().map(str::to_owned);
         }
         Ok(answer)
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Result<Answer> {
+        let url = format!("{}{path}", self.gateway);
+        Ok(Answer::read(self.http.post(url).json(body).send().await?).await)
     }
 
     pub async fn login(&mut self) -> reqwest::Result<Answer> {
@@ -121,14 +119,7 @@ impl UserClient {
     }
 
     pub async fn login_with(&mut self, body: Value) -> reqwest::Result<Answer> {
-        let answer = Answer::read(
-            self.http
-                .post(format!("{}/auth/login", self.gateway))
-                .json(&body)
-                .send()
-                .await?,
-        )
-        .await;
+        let answer = self.post_json("/auth/login", &body).await?;
         if answer.status == 200 {
             self.token = answer.json()["access_token"].as_str().map(str::to_owned);
             self.absorb_cookie(&answer.headers);
