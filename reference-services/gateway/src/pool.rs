@@ -277,6 +277,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(pool.checkout(0).is_none());
+            assert_eq!(idle(&pool), 0, "a closed connection stayed in the pool");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 5);
     }
