@@ -1,20 +1,23 @@
 //! What every Gantry service's HTTP surface has in common: request ids,
-//! `X-Instance-Id`, size limits, JSON errors for every refusal, and serving
-//! with graceful shutdown on a listener the caller bound.
+//! `X-Instance-Id`, size limits and a body deadline, JSON errors for every
+//! refusal, and serving with graceful shutdown on a listener the caller bound.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::error::ApiError;
+use crate::serve::Limits;
 
 /// The largest request body any endpoint accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -60,15 +63,24 @@ pub fn new_request_id() -> HeaderValue {
 struct Context {
     service: &'static str,
     instance_id: HeaderValue,
+    body_timeout: std::time::Duration,
 }
 
 /// Wraps a service's routes with the common behaviour: `/healthz`,
 /// `/openapi.json` (serving `openapi`), request ids, limits and JSON errors.
-/// `service` names the span; `instance_id` goes out on every response.
-pub fn standard(router: Router, service: &'static str, instance_id: &str, openapi: &'static str) -> Router {
+/// `service` names the span; `instance_id` goes out on every response;
+/// `limits.body_timeout` bounds how long a client may take to send a body.
+pub fn standard(
+    router: Router,
+    service: &'static str,
+    instance_id: &str,
+    openapi: &'static str,
+    limits: &Limits,
+) -> Router {
     let ctx = Arc::new(Context {
         service,
         instance_id: HeaderValue::from_str(instance_id).unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        body_timeout: limits.body_timeout,
     });
     router
         .route(
@@ -106,6 +118,10 @@ async fn request_context(State(ctx): State<Arc<Context>>, req: Request, next: Ne
             )
             .into_response();
         }
+        let req = match read_body(req, ctx.body_timeout).await {
+            Ok(req) => req,
+            Err(e) => return e.into_response(),
+        };
         let response = next.run(req).await;
         let status = response.status();
         let has_body_type = response.headers().contains_key(http::header::CONTENT_TYPE);
@@ -132,12 +148,46 @@ async fn request_context(State(ctx): State<Arc<Context>>, req: Request, next: Ne
     response
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish.
+/// Reads the whole body (every endpoint takes a small JSON body, at most
+/// [`MAX_BODY_BYTES`]) within `deadline`, so a client that trickles its body
+/// holds a connection for a bounded time and never a handler: 408 after the
+/// deadline, 413 past the size limit, 400 when the body breaks off.
+async fn read_body(req: Request, deadline: std::time::Duration) -> Result<Request, ApiError> {
+    let (parts, body) = req.into_parts();
+    let collected = tokio::time::timeout(deadline, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        Ok(Err(_)) => {
+            return Err(ApiError::bad_request(
+                "unreadable_body",
+                "the request body could not be read",
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {deadline:?}"),
+            ));
+        }
+    };
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Serves `router` on `listener` with `limits` until `shutdown` resolves,
+/// then lets in-flight requests finish (see [`crate::serve`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    crate::serve::serve(listener, router, limits, shutdown).await
 }

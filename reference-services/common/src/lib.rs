@@ -10,6 +10,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod registration;
 pub mod registry;
+pub mod serve;
 pub mod service;
 pub mod session;
 pub mod shutdown;

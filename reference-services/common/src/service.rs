@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::config::{self, ConfigError};
 use crate::registry::{RegistryError, ServiceRegistration};
+use crate::serve::Limits;
 
 /// Why a service could not start, or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,9 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// | `GANTRY_CHECK_TTL` | `10s` | TTL of the health check; heartbeat every third |
 /// | `GANTRY_DEREGISTER_AFTER` | `60s` | critical this long → removed |
 /// | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
+///
+/// plus the connection [`Limits`] (`GANTRY_HEADER_TIMEOUT`, `GANTRY_BODY_TIMEOUT`,
+/// `GANTRY_MAX_CONNECTIONS`).
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
     pub service: &'static str,
@@ -43,6 +47,8 @@ pub struct ServiceSettings {
     pub check_ttl: Duration,
     pub deregister_after: Duration,
     pub redis_url: String,
+    /// What one client connection may cost.
+    pub limits: Limits,
 }
 
 impl ServiceSettings {
@@ -68,6 +74,7 @@ impl ServiceSettings {
             check_ttl,
             deregister_after: config::duration_or("GANTRY_DEREGISTER_AFTER", DEFAULT_DEREGISTER_AFTER)?,
             redis_url: config::string_or("REDIS_URL", DEFAULT_REDIS_URL),
+            limits: Limits::from_env()?,
         })
     }
 

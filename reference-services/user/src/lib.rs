@@ -55,7 +55,13 @@ pub async fn run(
         tracing::warn!("no JWKS from auth yet; registering anyway, tokens will be refused until it arrives");
     }
     let prefetch = tokio::spawn(keep_keys_fresh(state.clone()));
-    let app = gantry_common::http::standard(routes::router(state), "user", &instance_id, openapi::DOCUMENT);
+    let app = gantry_common::http::standard(
+        routes::router(state),
+        "user",
+        &instance_id,
+        openapi::DOCUMENT,
+        &cfg.service.limits,
+    );
     let registration = Registration::start(cfg.registry.clone(), cfg.service.registration(bound))
         .await
         .map_err(|source| UserError::Register {
@@ -63,7 +69,7 @@ pub async fn run(
             source,
         })?;
     tracing::info!(%bound, %instance_id, "user serving");
-    let served = gantry_common::http::serve(listener, app, registration.leave_on(shutdown)).await;
+    let served = gantry_common::http::serve(listener, app, cfg.service.limits, registration.leave_on(shutdown)).await;
     watch.abort();
     prefetch.abort();
     served?;

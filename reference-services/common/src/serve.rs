@@ -1,0 +1,192 @@
+//! Serving HTTP/1.1 on a bound listener with the limits a server facing
+//! untrusted clients needs: a deadline on request headers (Slowloris), a cap
+//! on open connections, and graceful draining on shutdown.
+//!
+//! `axum::serve` has none of these knobs, so the axum services serve through
+//! here instead; the body deadline is in [`crate::http::standard`], where the
+//! body is read.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::config::{self, ConfigError};
+
+/// Time a client has to send a request's whole header block. Hyper starts
+/// this clock whenever a connection waits for a request, so it is also how
+/// long an idle keep-alive connection is kept.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's whole body once its headers are in.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open client connections beyond which new ones are refused at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one connection may cost the server.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `GANTRY_HEADER_TIMEOUT` | `10s` | to send the request headers; also the keep-alive idle time |
+/// | `GANTRY_BODY_TIMEOUT` | `30s` | to send the request body, after the headers (408 after it) |
+/// | `GANTRY_MAX_CONNECTIONS` | `10000` | open connections; more are answered 503 and closed |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl Limits {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let positive = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            let d = config::duration_or(var, default)?;
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                return Err(ConfigError::new(
+                    var,
+                    config::format_duration(d),
+                    "a duration from 100ms to 1h",
+                ));
+            }
+            Ok(d)
+        };
+        let max_connections = config::parse_or(
+            "GANTRY_MAX_CONNECTIONS",
+            DEFAULT_MAX_CONNECTIONS,
+            "a whole number from 1 to 1000000",
+        )?;
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err(ConfigError::new(
+                "GANTRY_MAX_CONNECTIONS",
+                max_connections.to_string(),
+                "a whole number from 1 to 1000000",
+            ));
+        }
+        Ok(Self {
+            header_timeout: positive("GANTRY_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)?,
+            body_timeout: positive("GANTRY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)?,
+            max_connections,
+        })
+    }
+}
+
+/// What a connection over [`Limits::max_connections`] is told before it is
+/// closed: a complete answer, so a well-behaved client sees why.
+pub const OVERLOADED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 89\r\n\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"the server is at its connection limit; retry\"}";
+
+/// Refuses a connection without waiting on it: one non-blocking write of
+/// [`OVERLOADED_RESPONSE`] (a full socket buffer just loses it) and close.
+pub fn refuse(stream: &TcpStream) {
+    let _ = stream.try_write(OVERLOADED_RESPONSE);
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets
+/// in-flight requests finish for up to [`DRAIN_TIMEOUT`]. Each request
+/// carries the peer's address as [`ConnectInfo<SocketAddr>`].
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = limits.max_connections, "connection refused: at the connection limit");
+            refuse(&stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move {
+                let response = tower_service::Service::call(&mut router, req.map(axum::body::Body::new)).await;
+                Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+            }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(true)
+            .max_buf_size(crate::http::MAX_HEADER_BYTES * 4)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain timed out; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// The peer address of a request served by [`serve`], if any.
+pub fn peer(req: &http::request::Parts) -> Option<SocketAddr> {
+    req.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overload_answer_is_well_formed() {
+        let text = std::str::from_utf8(OVERLOADED_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(declared, body.len());
+        assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
+    }
+}
