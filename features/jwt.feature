@@ -35,11 +35,22 @@ Feature: Identity at the gateway
       | from the wrong issuer   |
       | for the wrong audience  |
       | missing its jti         |
+      | a service token         |
+      | untyped                 |
 
   @managed
   Scenario: A token signed by the stack's key with valid claims is accepted
     When "alice" calls /users/me with a token signed by the stack's key that is valid
     Then the answer is 200
+
+  @managed @fresh
+  Scenario: A user instance checks tokens itself: revoked ones and the wrong kind get nothing
+    Given a fresh stack with 1 user instance
+    And a logged-in user "dora"
+    Then user instance 1, called directly, answers 200 to the token of "dora"
+    And user instance 1, called directly, refuses the access token of "dora" on its internal route
+    When "dora" logs out by session
+    Then user instance 1, called directly, answers 401 to the token of "dora"
 
   @managed @fresh
   Scenario: Key rotation keeps old tokens valid until they expire

@@ -1,11 +1,16 @@
 //! Creating a profile in the user service, which owns `user:` keys. Auth
 //! finds it through the registry and calls it with a short-lived service
 //! token; it never writes another service's keys.
+//!
+//! The service token is typed `service+jwt` and carries the internal
+//! audience, so whoever receives it (a real user instance, or anything that
+//! managed to register as one) cannot replay it as a user's access token:
+//! it is good only on internal routes, for one scope, for a minute.
 
 use std::time::Duration;
 
 use gantry_common::discovery::Discovered;
-use gantry_common::jwt::{Claims, Signer, now_secs, random_id};
+use gantry_common::jwt::{Claims, Signer, TokenKind, now_secs, random_id, service_audience};
 use serde::Serialize;
 
 /// The user service's internal endpoint for new profiles.
@@ -51,10 +56,10 @@ impl Profiles {
 
     fn service_token(&self, signer: &Signer) -> String {
         let now = now_secs();
-        signer.sign(&Claims {
+        signer.sign_as(TokenKind::Service, &Claims {
             sub: "service:auth".into(),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: service_audience(&self.audience),
             exp: now + 60,
             iat: now,
             nbf: Some(now),

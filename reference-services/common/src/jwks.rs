@@ -4,16 +4,29 @@
 //! a lock. A token whose `kid` is unknown triggers one refresh (at most every
 //! [`MIN_REFRESH_INTERVAL`], so hostile tokens cannot make us hammer auth),
 //! which is how a key rotation reaches every verifier without a restart.
+//!
+//! Auth instances are found through the registry, so a JWKS is only as
+//! trustworthy as whoever could register there. What a fetch may do is
+//! therefore bounded: it may add keys, but a `kid` already trusted with one
+//! key is never re-pointed at another (kids are derived from the key, so a
+//! real rotation always brings a new kid), and a key is kept for
+//! [`KEY_RETENTION`] after it was last published, so a fetch that omits it
+//! cannot invalidate tokens signed by it that are still within their life.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::jwt::{Claims, Jwks, JwtConfig, JwtError, KeyKind, KeySet, VerificationKey};
+use crate::jwt::{Claims, Jwks, JwtConfig, JwtError, KeyKind, KeySet, TokenKind, VerificationKey};
 
+/// How long a fetched key stays trusted after the last JWKS that published
+/// it: the longest a token can live (a session's absolute lifetime), so no
+/// token still within its life loses its key.
+pub const KEY_RETENTION: Duration = Duration::from_secs(12 * 3600);
 /// Unknown-`kid` refreshes happen at most this often.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// The path of the JWKS on the auth service.
@@ -35,6 +48,10 @@ pub enum KeyFetchError {
 pub struct KeyStore {
     keys: ArcSwap<KeySet>,
     static_keys: Vec<VerificationKey>,
+    /// Keys learnt from JWKS fetches, with when a fetch last published each.
+    /// Written only by refreshes (rare), never on the request path.
+    fetched: Mutex<HashMap<String, (VerificationKey, Instant)>>,
+    retention: Duration,
     issuer: String,
     audience: String,
     leeway: Duration,
@@ -51,6 +68,8 @@ impl KeyStore {
         Self {
             keys: ArcSwap::from_pointee(keys),
             static_keys,
+            fetched: Mutex::new(HashMap::new()),
+            retention: KEY_RETENTION,
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             leeway: cfg.leeway,
@@ -69,9 +88,21 @@ impl KeyStore {
         self.keys.load_full()
     }
 
-    /// Verifies against the keys held now, without any I/O.
+    /// Keeps fetched keys for `retention` after they were last published
+    /// instead of [`KEY_RETENTION`] (tests of expiry).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Verifies an access token against the keys held now, without any I/O.
     pub fn verify_cached(&self, token: &str) -> Result<Claims, JwtError> {
         self.keys.load().verify(token)
+    }
+
+    /// Verifies a token of `kind` against the keys held now, without any I/O.
+    pub fn verify_cached_as(&self, kind: TokenKind, token: &str) -> Result<Claims, JwtError> {
+        self.keys.load().verify_as(kind, token)
     }
 
     /// Verifies, refreshing the keys first when the token names a `kid` we
@@ -81,7 +112,12 @@ impl KeyStore {
     /// auth one fetch and hostile `kid`s cannot make verifiers hammer it.
     /// `base_urls` are auth instances.
     pub async fn verify(&self, token: &str, base_urls: &[String]) -> Result<Claims, JwtError> {
-        match self.verify_cached(token) {
+        self.verify_as(TokenKind::Access, token, base_urls).await
+    }
+
+    /// [`KeyStore::verify`] for a token that must be of `kind`.
+    pub async fn verify_as(&self, kind: TokenKind, token: &str, base_urls: &[String]) -> Result<Claims, JwtError> {
+        match self.verify_cached_as(kind, token) {
             Err(JwtError::UnknownKid) if self.fetches_keys => {}
             other => return other,
         }
@@ -101,11 +137,13 @@ impl KeyStore {
             *last = Some(Instant::now());
         }
         drop(last);
-        self.verify_cached(token)
+        self.verify_cached_as(kind, token)
     }
 
     /// Fetches the JWKS from the first auth instance that answers and swaps
-    /// in the new set (plus the statically configured keys).
+    /// in the new set: the statically configured keys, the keys fetched now
+    /// (except a known `kid` with a different key) and those fetched before
+    /// and still within [`KEY_RETENTION`].
     pub async fn refresh(&self, base_urls: &[String]) -> Result<usize, KeyFetchError> {
         if !self.fetches_keys {
             return Ok(self.keys.load().len());
@@ -124,17 +162,132 @@ impl KeyStore {
             }
             .await;
             match fetched {
-                Ok(jwks) => {
-                    let mut keys = self.static_keys.clone();
-                    keys.extend(jwks.verification_keys());
-                    let set = KeySet::new(keys, &self.issuer, &self.audience, self.leeway);
-                    let n = set.len();
-                    self.keys.store(Arc::new(set));
-                    return Ok(n);
-                }
+                Ok(jwks) => return Ok(self.accept(&jwks)),
                 Err(source) => last_error = KeyFetchError::Fetch { url, source },
             }
         }
         Err(last_error)
+    }
+
+    /// Merges a fetched JWKS into the trusted keys (see [`KeyStore::refresh`])
+    /// and swaps the new set in; returns how many keys are trusted now.
+    pub fn accept(&self, jwks: &Jwks) -> usize {
+        let now = Instant::now();
+        let mut fetched = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        for key in jwks.verification_keys() {
+            let known = self
+                .static_keys
+                .iter()
+                .find(|k| k.kid == key.kid)
+                .or_else(|| fetched.get(&key.kid).map(|(k, _)| k));
+            match known {
+                Some(k) if !k.same_key(&key) => {
+                    tracing::warn!(kid = %key.kid, "JWKS offers another key for a trusted kid; refused");
+                    continue;
+                }
+                _ => {}
+            }
+            if self.static_keys.iter().any(|k| k.kid == key.kid) {
+                continue;
+            }
+            fetched.insert(key.kid.clone(), (key, now));
+        }
+        fetched.retain(|kid, (_, seen)| {
+            let keep = now.duration_since(*seen) <= self.retention;
+            if !keep {
+                tracing::info!(%kid, "key no longer published for the retention period; dropped");
+            }
+            keep
+        });
+        let mut keys = self.static_keys.clone();
+        keys.extend(fetched.values().map(|(k, _)| k.clone()));
+        let set = KeySet::new(keys, &self.issuer, &self.audience, self.leeway);
+        let n = set.len();
+        self.keys.store(Arc::new(set));
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::{Signer, generate_seed, now_secs, random_id};
+
+    fn config() -> JwtConfig {
+        JwtConfig {
+            kind: KeyKind::Ed25519,
+            secret: None,
+            signing_seed: None,
+            extra_public_keys: Vec::new(),
+            issuer: "gantry-auth".into(),
+            audience: "gantry".into(),
+            leeway: Duration::from_secs(5),
+        }
+    }
+
+    fn token(signer: &Signer) -> String {
+        let now = now_secs();
+        signer.sign(&Claims {
+            sub: "u1".into(),
+            iss: "gantry-auth".into(),
+            aud: "gantry".into(),
+            exp: now + 60,
+            iat: now,
+            nbf: None,
+            jti: random_id(8),
+            username: None,
+            scope: None,
+        })
+    }
+
+    fn jwks(signers: &[&Signer]) -> Jwks {
+        Jwks {
+            keys: signers.iter().map(|s| s.jwk().unwrap().clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_fetch_cannot_repoint_a_trusted_kid() {
+        let store = KeyStore::new(&config());
+        let real = Signer::ed25519(generate_seed());
+        store.accept(&jwks(&[&real]));
+        assert!(store.verify_cached(&token(&real)).is_ok());
+        // A rogue JWKS publishes its own key under the real kid.
+        let rogue = Signer::ed25519(generate_seed());
+        let mut forged = rogue.jwk().unwrap().clone();
+        forged.kid = Some(real.kid().to_owned());
+        store.accept(&Jwks { keys: vec![forged] });
+        assert!(
+            store.verify_cached(&token(&real)).is_ok(),
+            "the real key still verifies"
+        );
+        // A token signed by the rogue key, naming the real kid: the real
+        // token's header over the rogue's payload and signature.
+        let (real_token, rogue_signed) = (token(&real), token(&rogue));
+        let header = real_token.split('.').next().unwrap();
+        let rest = rogue_signed.split_once('.').unwrap().1;
+        let rogue_token = format!("{header}.{rest}");
+        assert_eq!(store.verify_cached(&rogue_token), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn a_fetch_that_omits_a_key_does_not_drop_it_within_the_retention() {
+        let store = KeyStore::new(&config());
+        let old = Signer::ed25519(generate_seed());
+        let new = Signer::ed25519(generate_seed());
+        store.accept(&jwks(&[&old]));
+        assert_eq!(store.accept(&jwks(&[&new])), 2, "added, not replaced");
+        assert!(store.verify_cached(&token(&old)).is_ok());
+        assert!(store.verify_cached(&token(&new)).is_ok());
+    }
+
+    #[test]
+    fn keys_no_longer_published_go_after_the_retention() {
+        let store = KeyStore::new(&config()).with_retention(Duration::ZERO);
+        let old = Signer::ed25519(generate_seed());
+        let new = Signer::ed25519(generate_seed());
+        store.accept(&jwks(&[&old]));
+        assert_eq!(store.accept(&jwks(&[&new])), 1);
+        assert_eq!(store.verify_cached(&token(&old)), Err(JwtError::UnknownKid));
     }
 }

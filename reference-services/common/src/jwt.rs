@@ -9,7 +9,11 @@
 //! - `kid` is only ever a lookup key into keys we already hold; `jku`/`x5u`
 //!   are never followed;
 //! - `exp`, `iat`, `iss`, `aud`, `sub` and `jti` must be present, `nbf` is
-//!   honoured, and the leeway is at most [`MAX_LEEWAY`].
+//!   honoured, and the leeway is at most [`MAX_LEEWAY`];
+//! - tokens are explicitly typed (RFC 8725 §3.11) and audience-scoped
+//!   (§3.12): an access token (`typ: at+jwt`, `aud` = the audience) is
+//!   never accepted where a service token (`typ: service+jwt`, `aud` = the
+//!   audience + [`SERVICE_AUDIENCE_SUFFIX`]) is expected, and the reverse.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +34,36 @@ pub const DEFAULT_AUDIENCE: &str = "gantry";
 pub const MAX_LEEWAY: Duration = Duration::from_secs(5);
 /// An HS256 secret shorter than this is refused (RFC 7518 §3.2: key ≥ hash size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Appended to the audience to make the audience of service tokens, so a
+/// service token is never a valid access token anywhere.
+pub const SERVICE_AUDIENCE_SUFFIX: &str = "-internal";
+
+/// The audience service tokens carry when user tokens carry `audience`.
+pub fn service_audience(audience: &str) -> String {
+    format!("{audience}{SERVICE_AUDIENCE_SUFFIX}")
+}
+
+/// What a token is for. Each kind has its own `typ` header and audience, so
+/// one kind can never be replayed as the other (RFC 8725 §3.11–3.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A user's access token, issued at login: what the gateway and the
+    /// public routes accept.
+    Access,
+    /// A short-lived token one service sends another on an internal route.
+    Service,
+}
+
+impl TokenKind {
+    /// The `typ` header of this kind (RFC 9068 names `at+jwt` for access tokens).
+    pub fn typ(self) -> &'static str {
+        match self {
+            TokenKind::Access => "at+jwt",
+            TokenKind::Service => "service+jwt",
+        }
+    }
+}
 
 /// The claims of a Gantry token. `iat` and `jti` are not `Option`, so a token
 /// without them does not even deserialize.
@@ -81,6 +115,8 @@ pub enum JwtError {
     BadSignature,
     #[error("token is missing a required claim")]
     MissingClaim,
+    #[error("token is of the wrong type for this use")]
+    WrongType,
 }
 
 impl From<jsonwebtoken::errors::Error> for JwtError {
@@ -370,11 +406,18 @@ impl Signer {
         }
     }
 
-    /// Signs `claims` (normally [`Claims`]; tests sign other shapes to check
-    /// that verifiers refuse them).
+    /// Signs `claims` as an access token (normally [`Claims`]; tests sign
+    /// other shapes to check that verifiers refuse them).
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
+        self.sign_as(TokenKind::Access, claims)
+    }
+
+    /// Signs `claims` as a token of `kind` (its `typ` header). The caller
+    /// sets the audience that goes with the kind.
+    pub fn sign_as<T: Serialize>(&self, kind: TokenKind, claims: &T) -> String {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
+        header.typ = Some(kind.typ().to_owned());
         jsonwebtoken::encode(&header, claims, &self.key).expect("signing with a key validated at start cannot fail")
     }
 }
@@ -385,6 +428,9 @@ pub struct VerificationKey {
     pub kid: String,
     alg: Algorithm,
     key: DecodingKey,
+    /// The public key's bytes (Ed25519), so a `kid` seen again can be
+    /// checked to still name the same key. `None` for shared secrets.
+    public: Option<[u8; 32]>,
 }
 
 impl VerificationKey {
@@ -393,6 +439,7 @@ impl VerificationKey {
             kid,
             alg: Algorithm::EdDSA,
             key: DecodingKey::from_ed_der(&x),
+            public: Some(x),
         }
     }
 
@@ -401,14 +448,26 @@ impl VerificationKey {
             kid: kid.to_owned(),
             alg: Algorithm::HS256,
             key: DecodingKey::from_secret(secret),
+            public: None,
         }
     }
+
+    /// True when `other` is the same key material under the same algorithm.
+    pub fn same_key(&self, other: &VerificationKey) -> bool {
+        self.alg == other.alg && self.public.is_some() && self.public == other.public
+    }
+}
+
+/// The validations of one key: one per [`TokenKind`], differing in audience.
+struct Validations {
+    access: Validation,
+    service: Validation,
 }
 
 /// An immutable set of trusted keys with their validations, built once and
 /// swapped whole when the JWKS changes.
 pub struct KeySet {
-    keys: HashMap<String, (VerificationKey, Validation)>,
+    keys: HashMap<String, (VerificationKey, Validations)>,
 }
 
 impl KeySet {
@@ -418,17 +477,25 @@ impl KeySet {
         audience: &str,
         leeway: Duration,
     ) -> Self {
+        let service_aud = service_audience(audience);
         let keys = keys
             .into_iter()
             .map(|key| {
-                let mut v = Validation::new(key.alg);
-                v.leeway = leeway.as_secs();
-                v.validate_exp = true;
-                v.validate_nbf = true;
-                v.set_issuer(&[issuer]);
-                v.set_audience(&[audience]);
-                v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-                (key.kid.clone(), (key, v))
+                let validation = |aud: &str| {
+                    let mut v = Validation::new(key.alg);
+                    v.leeway = leeway.as_secs();
+                    v.validate_exp = true;
+                    v.validate_nbf = true;
+                    v.set_issuer(&[issuer]);
+                    v.set_audience(&[aud]);
+                    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                    v
+                };
+                let validations = Validations {
+                    access: validation(audience),
+                    service: validation(&service_aud),
+                };
+                (key.kid.clone(), (key, validations))
             })
             .collect();
         Self { keys }
@@ -446,10 +513,25 @@ impl KeySet {
         self.keys.contains_key(kid)
     }
 
-    /// Verifies `token` against the key its `kid` names.
+    /// The key trusted under `kid`, if any.
+    pub fn get(&self, kid: &str) -> Option<&VerificationKey> {
+        self.keys.get(kid).map(|(key, _)| key)
+    }
+
+    /// The trusted keys.
+    pub fn keys(&self) -> impl Iterator<Item = &VerificationKey> {
+        self.keys.values().map(|(key, _)| key)
+    }
+
+    /// Verifies an access token against the key its `kid` names.
     pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        self.verify_as(TokenKind::Access, token)
+    }
+
+    /// Verifies a token that must be of `kind`: its `typ` and audience.
+    pub fn verify_as(&self, kind: TokenKind, token: &str) -> Result<Claims, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
-        let (key, validation) = match header.kid.as_deref() {
+        let (key, validations) = match header.kid.as_deref() {
             Some(kid) => self.keys.get(kid).ok_or(JwtError::UnknownKid)?,
             None if self.keys.len() == 1 => self.keys.values().next().ok_or(JwtError::UnknownKid)?,
             None => return Err(JwtError::MissingKid),
@@ -457,6 +539,13 @@ impl KeySet {
         if header.alg != key.alg {
             return Err(JwtError::WrongAlgorithm);
         }
+        if header.typ.as_deref() != Some(kind.typ()) {
+            return Err(JwtError::WrongType);
+        }
+        let validation = match kind {
+            TokenKind::Access => &validations.access,
+            TokenKind::Service => &validations.service,
+        };
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation)?;
         if data.claims.jti.is_empty() || data.claims.sub.is_empty() {
             return Err(JwtError::MissingClaim);
@@ -595,6 +684,7 @@ mod tests {
         let (signer, keys) = setup();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(signer.kid().to_owned());
+        header.typ = Some(TokenKind::Access.typ().to_owned());
         for drop in ["jti", "iat", "sub", "exp"] {
             let mut payload = serde_json::to_value(claims(60)).unwrap();
             payload.as_object_mut().unwrap().remove(drop);
@@ -632,6 +722,32 @@ mod tests {
         assert!(keys.verify(&signer.sign(&claims(60))).is_ok());
         let wrong = Signer::hs256(b"ffffffffffffffffffffffffffffffff");
         assert_eq!(keys.verify(&wrong.sign(&claims(60))), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn access_and_service_tokens_are_not_interchangeable() {
+        let (signer, keys) = setup();
+        let access = signer.sign(&claims(60));
+        assert!(keys.verify(&access).is_ok());
+        assert_eq!(keys.verify_as(TokenKind::Service, &access), Err(JwtError::WrongType));
+
+        let mut c = claims(60);
+        c.aud = service_audience(AUD);
+        let service = signer.sign_as(TokenKind::Service, &c);
+        assert_eq!(keys.verify_as(TokenKind::Service, &service), Ok(c.clone()));
+        assert_eq!(keys.verify(&service), Err(JwtError::WrongType));
+        // The type alone is not enough: a service-typed token with the user
+        // audience, or an access-typed one with the service audience, fails.
+        assert_eq!(
+            keys.verify_as(TokenKind::Service, &signer.sign_as(TokenKind::Service, &claims(60))),
+            Err(JwtError::WrongAudience)
+        );
+        assert_eq!(keys.verify(&signer.sign(&c)), Err(JwtError::WrongAudience));
+        // An untyped token (plain `JWT`) is neither.
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(signer.kid().to_owned());
+        let untyped = jsonwebtoken::encode(&header, &claims(60), &signer.key).unwrap();
+        assert_eq!(keys.verify(&untyped), Err(JwtError::WrongType));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The Gantry user service: owns user profiles (`user:` keys in Redis) and
 //! is what the gateway balances across. It verifies every JWT itself
-//! (defence in depth: a request that slipped past the gateway gets nothing)
-//! and ignores identity headers.
+//! (defence in depth: a request that slipped past the gateway gets nothing),
+//! refuses revoked tokens, and ignores identity headers.
 
 pub mod config;
 mod identity;

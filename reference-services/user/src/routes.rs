@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
-use crate::identity::Caller;
+use crate::identity::{Caller, ServiceCaller};
 
 /// The scope a service token needs to create profiles.
 pub const WRITE_SCOPE: &str = "users:write";
@@ -95,7 +95,7 @@ async fn by_id(
 
 async fn create(
     State(state): State<Arc<AppState>>,
-    Caller(claims): Caller,
+    ServiceCaller(claims): ServiceCaller,
     Json(profile): Json<Profile>,
 ) -> Result<Response, ApiError> {
     if !claims.has_scope(WRITE_SCOPE) {
@@ -128,10 +128,6 @@ async fn create(
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable("profile_store_unavailable", format!("redis: {e}")))?;
+    state.store.ping().await.map_err(store_down)?;
     Ok(axum::Json(json!({"status": "ready"})).into_response())
 }

@@ -238,6 +238,7 @@ async fn signed_by_stack(w: &mut GantryWorld, name: String, claims: String) {
     let user = w.user(&name).clone();
     let mut c = serde_json::to_value(valid_claims(&user.id)).unwrap();
     let now = jwt::now_secs();
+    let mut kind = jwt::TokenKind::Access;
     match claims.as_str() {
         "valid" => {}
         "expired" => c["exp"] = json!(now - 60),
@@ -247,10 +248,34 @@ async fn signed_by_stack(w: &mut GantryWorld, name: String, claims: String) {
         "missing its jti" => {
             c.as_object_mut().unwrap().remove("jti");
         }
+        // What auth gives services, with the scope that creates profiles.
+        "a service token" => {
+            c["aud"] = json!(jwt::service_audience(jwt::DEFAULT_AUDIENCE));
+            c["scope"] = json!("users:write");
+            kind = jwt::TokenKind::Service;
+        }
+        // Valid claims, but without the access-token type (`typ: JWT`).
+        "untyped" => {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            header.kid = Some(Signer::ed25519(seed).kid().to_owned());
+            let key = jsonwebtoken::EncodingKey::from_ed_der(&ed25519_pkcs8(&seed));
+            let token = jsonwebtoken::encode(&header, &c, &key).expect("signing");
+            w.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
+            return;
+        }
         other => panic!("unknown claims {other:?}"),
     }
-    let token = Signer::ed25519(seed).sign(&c);
+    let token = Signer::ed25519(seed).sign_as(kind, &c);
     w.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
+}
+
+/// PKCS#8 v1 of an Ed25519 seed (RFC 8410 §7), as jsonwebtoken takes it.
+fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    der.extend_from_slice(seed);
+    der
 }
 
 #[when("auth's signing key is rotated")]

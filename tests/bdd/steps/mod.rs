@@ -5,6 +5,7 @@ mod faults;
 mod identity;
 mod input;
 mod stack;
+mod tokens;
 
 use std::future::Future;
 use std::time::Duration;
@@ -28,9 +29,10 @@ where
     }
 }
 
-/// The gateway's user-service `(retries, ejections)` counters, scraped now.
-pub async fn counters(gateway: &str) -> (f64, f64) {
-    let scrape = Scrape::of(gateway).await.expect("the gateway's /metrics");
+/// The gateway's user-service `(retries, ejections)` counters, scraped now
+/// from its admin listener `admin`.
+pub async fn counters(admin: &str) -> (f64, f64) {
+    let scrape = Scrape::of(admin).await.expect("the gateway's /metrics");
     (
         scrape.value("gantry_gateway_upstream_retries_total{service=\"user\"}"),
         scrape.value("gantry_gateway_upstream_ejections_total{service=\"user\"}"),
