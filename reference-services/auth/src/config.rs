@@ -9,19 +9,53 @@ use gantry_common::service::ServiceSettings;
 
 /// Where auth listens unless `GANTRY_LISTEN` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
-/// How long a session lives (`GANTRY_SESSION_TTL`).
+/// How long a session lives without a refresh (`GANTRY_SESSION_TTL`).
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 60);
-/// Failed logins allowed before throttling starts (`GANTRY_LOGIN_MAX_FAILURES`).
+/// How long a session can be kept alive by refreshing it
+/// (`GANTRY_SESSION_MAX_AGE`): a stolen cookie stops working at this age
+/// however diligently the thief refreshes it. Twelve hours is a working day
+/// with margin, as common identity providers default to.
+pub const DEFAULT_SESSION_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
+/// Failed logins allowed for one username from one client address before
+/// each further attempt waits for a doubling lockout
+/// (`GANTRY_LOGIN_MAX_FAILURES`). Low, because it is what one guesser gets.
 pub const DEFAULT_MAX_FAILURES: u32 = 5;
-/// The longest a throttled account waits.
+/// Failed logins allowed for one username from all addresses together in
+/// [`FAILURE_WINDOW`] (`GANTRY_LOGIN_ACCOUNT_MAX_FAILURES`). Much higher than
+/// the per-address limit: it exists to stop guessing spread over many
+/// addresses, and it is the only limit an attacker elsewhere can spend to
+/// keep the owner out, so it must take many addresses to reach.
+pub const DEFAULT_ACCOUNT_MAX_FAILURES: u32 = 100;
+/// The first lockout, once the per-address failures are used up
+/// (`GANTRY_LOGIN_FIRST_LOCKOUT`); each further failure doubles it, up to
+/// [`MAX_LOCKOUT`]. Short, so a user who mistyped waits a moment, not a while.
+pub const DEFAULT_FIRST_LOCKOUT: Duration = Duration::from_secs(1);
+/// The longest a throttled username and address waits.
 pub const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// How long failures are remembered: the per-address count slides (each
+/// failure restarts it), the per-account count is a fixed window.
+pub const FAILURE_WINDOW: Duration = MAX_LOCKOUT;
+/// Password hashes waiting for a free core, per core
+/// (`GANTRY_HASH_QUEUE` overrides the total). Each waits about one hash time
+/// per four in front of it, so four per core keeps the wait well under a
+/// second; beyond it a login is answered 503 at once instead of queueing
+/// memory and latency without bound.
+pub const DEFAULT_HASH_QUEUE_PER_CORE: usize = 4;
 
 /// | variable | default | meaning |
 /// |---|---|---|
-/// | `GANTRY_SESSION_TTL` | `30m` | session lifetime in Redis and cookie `Max-Age` |
-/// | `GANTRY_TOKEN_TTL` | the session TTL | access token lifetime (`exp - iat`) |
+/// | `GANTRY_SESSION_TTL` | `30m` | session lifetime in Redis and cookie `Max-Age`, renewed by refresh |
+/// | `GANTRY_SESSION_MAX_AGE` | `12h` | absolute session lifetime from login; refresh cannot extend it |
+/// | `GANTRY_TOKEN_TTL` | the session TTL | access token lifetime (`exp - iat`), never past the session's end |
 /// | `GANTRY_COOKIE_SECURE` | `true` | add `Secure` to the cookie; `false` only for plain-HTTP loopback |
-/// | `GANTRY_LOGIN_MAX_FAILURES` | `5` | failures before each further one doubles a lockout (1 s … 15 min) |
+/// | `GANTRY_LOGIN_MAX_FAILURES` | `5` | failures per username and client address before each further one doubles a lockout |
+/// | `GANTRY_LOGIN_FIRST_LOCKOUT` | `1s` | the first of those lockouts (doubling up to 15 min) |
+/// | `GANTRY_LOGIN_ACCOUNT_MAX_FAILURES` | `100` | failures per username from all addresses in 15 min; then 429 for everyone until the window ends |
+/// | `GANTRY_HASH_CONCURRENCY` | the number of cores | password hashes computed at once |
+/// | `GANTRY_HASH_QUEUE` | 4 × that | hashes waiting for a slot; beyond it 503 with `Retry-After` |
+///
+/// The client address is the rightmost `X-Forwarded-For` entry (the one the
+/// gateway appends from the TCP peer), else the TCP peer itself.
 ///
 /// plus [`ServiceSettings`], [`JwtConfig`] and `CONSUL_HTTP_ADDR`.
 #[derive(Debug, Clone)]
@@ -30,27 +64,75 @@ pub struct AuthConfig {
     pub jwt: JwtConfig,
     pub registry: RegistryClient,
     pub session_ttl: Duration,
+    pub session_max_age: Duration,
     pub token_ttl: Duration,
     pub cookie_secure: bool,
     pub max_failures: u32,
+    pub account_max_failures: u32,
+    pub first_lockout: Duration,
+    pub hash_concurrency: usize,
+    pub hash_queue: usize,
+}
+
+fn at_least_a_second(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d < Duration::from_secs(1) {
+        return Err(ConfigError::new(var, config::format_duration(d), "at least 1s"));
+    }
+    Ok(d)
+}
+
+fn positive(var: &'static str, n: u32) -> Result<u32, ConfigError> {
+    if n == 0 {
+        return Err(ConfigError::new(var, "0", "a whole number of at least 1"));
+    }
+    Ok(n)
+}
+
+/// The cores this process may use, as the default hashing concurrency.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 impl AuthConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let session_ttl = config::duration_or("GANTRY_SESSION_TTL", DEFAULT_SESSION_TTL)?;
-        if session_ttl < Duration::from_secs(1) {
+        let session_ttl = at_least_a_second(
+            "GANTRY_SESSION_TTL",
+            config::duration_or("GANTRY_SESSION_TTL", DEFAULT_SESSION_TTL)?,
+        )?;
+        let session_max_age = at_least_a_second(
+            "GANTRY_SESSION_MAX_AGE",
+            config::duration_or("GANTRY_SESSION_MAX_AGE", DEFAULT_SESSION_MAX_AGE)?,
+        )?;
+        let token_ttl = at_least_a_second(
+            "GANTRY_TOKEN_TTL",
+            config::duration_or("GANTRY_TOKEN_TTL", session_ttl)?,
+        )?;
+        let first_lockout = config::duration_or("GANTRY_LOGIN_FIRST_LOCKOUT", DEFAULT_FIRST_LOCKOUT)?;
+        if first_lockout < Duration::from_millis(1) || first_lockout > MAX_LOCKOUT {
             return Err(ConfigError::new(
-                "GANTRY_SESSION_TTL",
-                config::format_duration(session_ttl),
-                "at least 1s",
+                "GANTRY_LOGIN_FIRST_LOCKOUT",
+                config::format_duration(first_lockout),
+                "a duration from 1ms to 15m",
             ));
         }
-        let token_ttl = config::duration_or("GANTRY_TOKEN_TTL", session_ttl)?;
-        if token_ttl < Duration::from_secs(1) {
+        let hash_concurrency = config::parse_or("GANTRY_HASH_CONCURRENCY", cores(), "a whole number from 1 to 1024")?;
+        if !(1..=1024).contains(&hash_concurrency) {
             return Err(ConfigError::new(
-                "GANTRY_TOKEN_TTL",
-                config::format_duration(token_ttl),
-                "at least 1s",
+                "GANTRY_HASH_CONCURRENCY",
+                hash_concurrency.to_string(),
+                "a whole number from 1 to 1024",
+            ));
+        }
+        let hash_queue = config::parse_or(
+            "GANTRY_HASH_QUEUE",
+            hash_concurrency * DEFAULT_HASH_QUEUE_PER_CORE,
+            "a whole number from 0 to 100000",
+        )?;
+        if hash_queue > 100_000 {
+            return Err(ConfigError::new(
+                "GANTRY_HASH_QUEUE",
+                hash_queue.to_string(),
+                "a whole number from 0 to 100000",
             ));
         }
         Ok(Self {
@@ -58,9 +140,24 @@ impl AuthConfig {
             jwt: JwtConfig::from_env()?,
             registry: RegistryClient::from_env()?,
             session_ttl,
+            session_max_age,
             token_ttl,
             cookie_secure: config::bool_or("GANTRY_COOKIE_SECURE", true)?,
-            max_failures: config::parse_or("GANTRY_LOGIN_MAX_FAILURES", DEFAULT_MAX_FAILURES, "a whole number")?,
+            max_failures: positive(
+                "GANTRY_LOGIN_MAX_FAILURES",
+                config::parse_or("GANTRY_LOGIN_MAX_FAILURES", DEFAULT_MAX_FAILURES, "a whole number")?,
+            )?,
+            account_max_failures: positive(
+                "GANTRY_LOGIN_ACCOUNT_MAX_FAILURES",
+                config::parse_or(
+                    "GANTRY_LOGIN_ACCOUNT_MAX_FAILURES",
+                    DEFAULT_ACCOUNT_MAX_FAILURES,
+                    "a whole number",
+                )?,
+            )?,
+            first_lockout,
+            hash_concurrency,
+            hash_queue,
         })
     }
 }

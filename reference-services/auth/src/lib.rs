@@ -6,20 +6,21 @@
 //! the configured port.
 
 pub mod config;
+mod limiter;
 mod openapi;
 mod password;
 mod profiles;
 mod routes;
 mod state;
+#[cfg(test)]
+mod tests;
 mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use gantry_common::discovery::Discovered;
-use gantry_common::jwt::KeySet;
 use gantry_common::registration::Registration;
-use gantry_common::store::Store;
 use tokio::net::TcpListener;
 
 pub use config::AuthConfig;
@@ -34,30 +35,19 @@ pub async fn run(
 ) -> Result<(), AuthError> {
     let bound = listener.local_addr()?;
     let instance_id = cfg.service.instance_id(bound);
-    let signer = cfg.jwt.signer();
-    if cfg.jwt.signing_seed.is_none() && cfg.jwt.kind == gantry_common::jwt::KeyKind::Ed25519 {
-        tracing::warn!("GANTRY_JWT_SIGNING_KEY is not set: signing with a key generated for this process only");
-    }
-    let mut trusted = cfg.jwt.static_keys();
-    trusted.extend(signer.verification_key(cfg.jwt.secret.as_deref()));
-    let keys = KeySet::new(trusted, &cfg.jwt.issuer, &cfg.jwt.audience, cfg.jwt.leeway);
-    let store = Store::new(&cfg.service.redis_url)?;
     let (users, watch) = Discovered::watch(cfg.registry.clone(), "user");
     let profiles = profiles::Profiles::new(users, cfg.jwt.issuer.clone(), cfg.jwt.audience.clone());
-    let decoy_hash = tokio::task::spawn_blocking(|| password::hash(&gantry_common::jwt::random_id(16)))
-        .await
-        .expect("hashing does not panic");
     let registration_spec = cfg.service.registration(bound);
+    let limits = cfg.service.limits;
     let registry = cfg.registry.clone();
-    let state = Arc::new(state::AppState {
-        cfg,
-        signer,
-        keys,
-        store,
-        profiles,
-        decoy_hash,
-    });
-    let app = gantry_common::http::standard(routes::router(state), "auth", &instance_id, openapi::DOCUMENT);
+    let state = match state::AppState::new(cfg, profiles).await {
+        Ok(state) => Arc::new(state),
+        Err(e) => {
+            watch.abort();
+            return Err(e.into());
+        }
+    };
+    let app = gantry_common::http::standard(routes::router(state), "auth", &instance_id, openapi::DOCUMENT, &limits);
     let registration = Registration::start(registry.clone(), registration_spec)
         .await
         .map_err(|source| AuthError::Register {
@@ -65,7 +55,7 @@ pub async fn run(
             source,
         })?;
     tracing::info!(%bound, %instance_id, "auth serving");
-    let served = gantry_common::http::serve(listener, app, registration.leave_on(shutdown)).await;
+    let served = gantry_common::http::serve(listener, app, limits, registration.leave_on(shutdown)).await;
     watch.abort();
     served?;
     Ok(())

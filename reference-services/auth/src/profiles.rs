@@ -56,17 +56,20 @@ impl Profiles {
 
     fn service_token(&self, signer: &Signer) -> String {
         let now = now_secs();
-        signer.sign_as(TokenKind::Service, &Claims {
-            sub: "service:auth".into(),
-            iss: self.issuer.clone(),
-            aud: service_audience(&self.audience),
-            exp: now + 60,
-            iat: now,
-            nbf: Some(now),
-            jti: random_id(16),
-            username: None,
-            scope: Some(WRITE_SCOPE.into()),
-        })
+        signer.sign_as(
+            TokenKind::Service,
+            &Claims {
+                sub: "service:auth".into(),
+                iss: self.issuer.clone(),
+                aud: service_audience(&self.audience),
+                exp: now + 60,
+                iat: now,
+                nbf: Some(now),
+                jti: random_id(16),
+                username: None,
+                scope: Some(WRITE_SCOPE.into()),
+            },
+        )
     }
 
     /// Creates the profile on the first instance that accepts it, trying the

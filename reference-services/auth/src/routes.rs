@@ -16,7 +16,8 @@ use redis::Cmd;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::password;
+use crate::limiter::{self, Admission, ClientAddr};
+use crate::password::Busy;
 use crate::profiles::NewProfile;
 use crate::state::AppState;
 use crate::validate;
@@ -44,12 +45,18 @@ fn account_key(username: &str) -> String {
     format!("auth:account:{username}")
 }
 
-fn failures_key(username: &str) -> String {
-    format!("auth:failures:{username}")
+/// `auth:jti-session:<jti>` → the id of the session that holds the token,
+/// so logging out by bearer token ends that session too. Written with the
+/// session, with the same TTL.
+fn jti_session_key(jti: &str) -> String {
+    format!("auth:jti-session:{jti}")
 }
 
-fn lockout_key(username: &str) -> String {
-    format!("auth:lockout:{username}")
+/// 503 with `Retry-After: 1`: too many password hashes running and waiting.
+fn busy(_: Busy) -> ApiError {
+    let mut e = ApiError::unavailable("busy", "too many logins at once; retry in a second");
+    e.retry_after = Some(1);
+    e
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,7 +91,7 @@ async fn register(State(state): State<Arc<AppState>>, Json(body): Json<RegisterB
     let account = Account {
         id: format!("u_{}", random_id(12)),
         username: body.username.clone(),
-        hash: password::hash_async(body.password).await,
+        hash: state.gate.hash(body.password).await.map_err(busy)?,
     };
     let record = serde_json::to_string(&account).expect("an account serializes");
     let created: bool = store
@@ -134,15 +141,26 @@ fn invalid_credentials() -> ApiError {
     )
 }
 
-async fn login(State(state): State<Arc<AppState>>, Json(body): Json<LoginBody>) -> Result<Response, ApiError> {
-    if body.username.len() > 64 || body.password.len() > validate::MAX_PASSWORD {
+async fn login(
+    State(state): State<Arc<AppState>>,
+    addr: ClientAddr,
+    Json(body): Json<LoginBody>,
+) -> Result<Response, ApiError> {
+    // No account has such a name or password: refuse without counting or hashing.
+    if body.password.len() > validate::MAX_PASSWORD_BYTES {
         return Err(invalid_credentials());
     }
-    let name = body.username.to_ascii_lowercase();
+    let Ok(name) = validate::username(&body.username) else {
+        return Err(invalid_credentials());
+    };
     let store = &state.store;
-    let locked_ms: i64 = store.run(&Cmd::pttl(lockout_key(&name))).await.map_err(store_down)?;
-    if locked_ms > 0 {
-        return Err(too_many_attempts(Duration::from_millis(locked_ms as u64)));
+    // Counted before the password is looked at, so concurrent guesses cannot
+    // outrun the count; refused attempts cost no hash.
+    if let Admission::Refused(wait) = limiter::admit(store, state.limits(), &name, &addr)
+        .await
+        .map_err(store_down)?
+    {
+        return Err(too_many_attempts(wait));
     }
 
     let record: Option<String> = store.run(&Cmd::get(account_key(&name))).await.map_err(store_down)?;
@@ -150,37 +168,25 @@ async fn login(State(state): State<Arc<AppState>>, Json(body): Json<LoginBody>) 
     let phc = account
         .as_ref()
         .map_or_else(|| state.decoy_hash.clone(), |a| a.hash.clone());
-    let matches = password::verify_async(body.password, phc).await;
+    let matches = match state.gate.verify(body.password, phc).await {
+        Ok(matches) => matches,
+        Err(full) => {
+            // Not evaluated, so not a failure: a flood must not lock the owner out.
+            if let Err(e) = limiter::refund(store, &name, &addr).await {
+                tracing::warn!(error = %e, "could not give back a login attempt");
+            }
+            return Err(busy(full));
+        }
+    };
     let Some(account) = account.filter(|_| matches) else {
-        record_failure(&state, &name).await?;
         return Err(invalid_credentials());
     };
-    let _: () = store.run(&Cmd::del(failures_key(&name))).await.map_err(store_down)?;
+    limiter::succeeded(store, &name, &addr).await.map_err(store_down)?;
 
-    let (token, claims, sid) = open_session(&state, &account.id, &account.username).await?;
+    let deadline = now_secs() + state.cfg.session_max_age.as_secs();
+    let opened = open_session(&state, &account.id, &account.username, deadline).await?;
     tracing::info!(user_id = %account.id, "logged in");
-    Ok(token_response(&state, &token, &claims, &sid))
-}
-
-/// Counts a failure; from the `max_failures`-th on, each failure doubles a
-/// lockout (1 s, 2 s, 4 s … up to 15 min) during which logins get 429.
-async fn record_failure(state: &AppState, name: &str) -> Result<(), ApiError> {
-    let mut pipe = redis::pipe();
-    pipe.atomic()
-        .incr(failures_key(name), 1)
-        .expire(failures_key(name), crate::config::MAX_LOCKOUT.as_secs() as i64)
-        .ignore();
-    let (count,): (u32,) = state.store.run_pipe(&pipe).await.map_err(store_down)?;
-    if count >= state.cfg.max_failures {
-        let exponent = (count - state.cfg.max_failures).min(20);
-        let lockout = Duration::from_secs(1u64 << exponent).min(crate::config::MAX_LOCKOUT);
-        let _: () = state
-            .store
-            .run(&Cmd::pset_ex(lockout_key(name), 1, lockout.as_millis() as u64))
-            .await
-            .map_err(store_down)?;
-    }
-    Ok(())
+    Ok(token_response(&state, &opened))
 }
 
 fn too_many_attempts(wait: Duration) -> ApiError {
@@ -194,14 +200,38 @@ fn too_many_attempts(wait: Duration) -> ApiError {
     e
 }
 
-/// Signs a token for the user and stores it under a new session id.
-async fn open_session(state: &AppState, user_id: &str, username: &str) -> Result<(String, Claims, String), ApiError> {
+/// A session's lifetimes when opened at `now` and bound to end by
+/// `deadline` (Unix seconds): its TTL in seconds, and its token's `exp`.
+/// Neither reaches past the deadline. `None` once the deadline has come.
+fn lifetimes(now: u64, deadline: u64, session_ttl: Duration, token_ttl: Duration) -> Option<(u64, u64)> {
+    let left = deadline.checked_sub(now).filter(|&left| left > 0)?;
+    Some((session_ttl.as_secs().min(left), now + token_ttl.as_secs().min(left)))
+}
+
+/// A session just opened.
+struct Opened {
+    token: String,
+    claims: Claims,
+    sid: String,
+    /// Seconds the session lives (and the cookie's `Max-Age`).
+    ttl: u64,
+}
+
+fn session_over() -> ApiError {
+    ApiError::unauthorized("the session has ended; log in again")
+}
+
+/// Signs a token for the user and stores it under a new session id; the
+/// session ends by `deadline` (Unix seconds) whatever happens to it.
+async fn open_session(state: &AppState, user_id: &str, username: &str, deadline: u64) -> Result<Opened, ApiError> {
     let now = now_secs();
+    let (ttl, exp) = lifetimes(now, deadline, state.cfg.session_ttl, state.cfg.token_ttl)
+        .ok_or_else(|| ApiError::unauthorized("the session has reached its maximum age; log in again"))?;
     let claims = Claims {
         sub: user_id.to_owned(),
         iss: state.cfg.jwt.issuer.clone(),
         aud: state.cfg.jwt.audience.clone(),
-        exp: now + state.cfg.token_ttl.as_secs(),
+        exp,
         iat: now,
         nbf: Some(now),
         jti: random_id(16),
@@ -211,21 +241,30 @@ async fn open_session(state: &AppState, user_id: &str, username: &str) -> Result
     let token = state.signer.sign(&claims);
     let sid = session::new_id();
     let key = session::key(&sid);
+    let deadline = deadline.to_string();
     let mut pipe = redis::pipe();
     pipe.atomic()
         .hset_multiple(
             &key,
             &[
                 (session::JWT_FIELD, token.as_str()),
-                ("sub", user_id),
-                ("jti", &claims.jti),
+                (session::SUB_FIELD, user_id),
+                (session::JTI_FIELD, &claims.jti),
+                (session::MAX_EXP_FIELD, &deadline),
             ],
         )
         .ignore()
-        .expire(&key, state.cfg.session_ttl.as_secs() as i64)
+        .expire(&key, ttl as i64)
+        .ignore()
+        .set_ex(jti_session_key(&claims.jti), &sid, ttl)
         .ignore();
     let _: () = state.store.run_pipe(&pipe).await.map_err(store_down)?;
-    Ok((token, claims, sid))
+    Ok(Opened {
+        token,
+        claims,
+        sid,
+        ttl,
+    })
 }
 
 fn session_cookie(state: &AppState, sid: &str, max_age: u64) -> HeaderValue {
@@ -237,18 +276,15 @@ fn session_cookie(state: &AppState, sid: &str, max_age: u64) -> HeaderValue {
     HeaderValue::from_str(&cookie).expect("session ids are cookie-safe")
 }
 
-fn token_response(state: &AppState, token: &str, claims: &Claims, sid: &str) -> Response {
+fn token_response(state: &AppState, opened: &Opened) -> Response {
     let body = json!({
-        "access_token": token,
+        "access_token": opened.token,
         "token_type": "Bearer",
-        "expires_in": claims.exp.saturating_sub(now_secs()),
+        "expires_in": opened.claims.exp.saturating_sub(now_secs()),
     });
     let mut response = axum::Json(body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::SET_COOKIE,
-        session_cookie(state, sid, state.cfg.session_ttl.as_secs()),
-    );
+    headers.insert(header::SET_COOKIE, session_cookie(state, &opened.sid, opened.ttl));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -268,34 +304,68 @@ fn cookie_session(headers: &HeaderMap) -> Option<&str> {
         .filter(|sid| session::is_well_formed(sid))
 }
 
-/// Deletes the session (if any), denylists the token's `jti` until its `exp`,
-/// and tells every gateway.
-async fn revoke(store: &Store, sid: Option<&str>, claims: Option<&Claims>) -> Result<(), ApiError> {
+/// What [`revoke`] changed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Revoked {
+    /// The session existed and is now gone.
+    session_ended: bool,
+    /// The token was not denylisted before.
+    token_denylisted: bool,
+}
+
+/// Deletes the session (if any), denylists the token's `jti` until its
+/// `exp`, and tells every gateway — only about what changed, so repeating a
+/// logout publishes nothing.
+async fn revoke(store: &Store, sid: Option<&str>, claims: Option<&Claims>) -> Result<Revoked, ApiError> {
+    let live = claims.filter(|c| c.exp > now_secs());
     let mut pipe = redis::pipe();
+    pipe.atomic();
     if let Some(sid) = sid {
-        pipe.del(session::key(sid)).ignore();
+        pipe.del(session::key(sid));
     }
-    if let Some(c) = claims.filter(|c| c.exp > now_secs()) {
+    if let Some(c) = claims {
+        pipe.del(jti_session_key(&c.jti)).ignore();
+    }
+    if let Some(c) = live {
         pipe.cmd("SET")
             .arg(session::revoked_key(&c.iss, &c.jti))
             .arg(1)
+            .arg("NX")
             .arg("EXAT")
-            .arg(c.exp)
-            .ignore();
+            .arg(c.exp);
     }
-    let message = Revocation {
-        sid: sid.map(str::to_owned),
-        jti: claims.map(|c| c.jti.clone()),
-        iss: claims.map(|c| c.iss.clone()),
-        exp: claims.map_or(0, |c| c.exp),
-    };
-    pipe.publish(
-        session::REVOCATION_CHANNEL,
-        serde_json::to_string(&message).expect("a revocation serializes"),
-    )
-    .ignore();
-    let _: () = store.run_pipe(&pipe).await.map_err(store_down)?;
-    Ok(())
+    if sid.is_none() && claims.is_none() {
+        return Ok(Revoked::default());
+    }
+    let replies: Vec<redis::Value> = store.run_pipe(&pipe).await.map_err(store_down)?;
+    let mut replies = replies.into_iter();
+    let mut revoked = Revoked::default();
+    if sid.is_some() {
+        let deleted: i64 = replies
+            .next()
+            .map_or(Ok(0), |v| redis::from_redis_value(&v))
+            .map_err(store_down)?;
+        revoked.session_ended = deleted > 0;
+    }
+    if live.is_some() {
+        // SET NX answers OK when it set the key and nil when it was there.
+        revoked.token_denylisted = replies.next().is_some_and(|v| v != redis::Value::Nil);
+    }
+    if revoked.session_ended || revoked.token_denylisted {
+        let jti = live.filter(|_| revoked.token_denylisted);
+        let message = Revocation {
+            sid: sid.filter(|_| revoked.session_ended).map(str::to_owned),
+            jti: jti.map(|c| c.jti.clone()),
+            iss: jti.map(|c| c.iss.clone()),
+            exp: jti.map_or(0, |c| c.exp),
+        };
+        let publish = Cmd::publish(
+            session::REVOCATION_CHANNEL,
+            serde_json::to_string(&message).expect("a revocation serializes"),
+        );
+        let _: () = store.run(&publish).await.map_err(store_down)?;
+    }
+    Ok(revoked)
 }
 
 async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -308,16 +378,25 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
             .map_err(store_down)?,
         None => None,
     };
-    let token = bearer(&headers).map(str::to_owned).or(session_token.clone());
-    let claims = token.as_deref().and_then(|t| state.keys.verify(t).ok());
-    if claims.is_none() && session_token.is_none() {
+    let bearer_claims = bearer(&headers).and_then(|t| state.keys.verify(t).ok());
+    if bearer_claims.is_none() && session_token.is_none() {
         return Err(ApiError::unauthorized("log in first: no valid session or bearer token"));
     }
-    // A session's own token is revoked with it even if a different bearer was sent.
+    // The cookie's session ends with its own token, whatever bearer was sent.
     let session_claims = session_token.as_deref().and_then(|t| state.keys.verify(t).ok());
-    revoke(store, sid.filter(|_| session_token.is_some()), claims.as_ref()).await?;
-    if let Some(sc) = session_claims.filter(|sc| Some(&sc.jti) != claims.as_ref().map(|c| &c.jti)) {
-        revoke(store, None, Some(&sc)).await?;
+    if let Some(sid) = sid.filter(|_| session_token.is_some()) {
+        revoke(store, Some(sid), session_claims.as_ref()).await?;
+    }
+    // A bearer token ends with the session that holds it: otherwise that
+    // session's cookie could still be refreshed into a new token.
+    let other = bearer_claims.filter(|c| session_claims.as_ref().is_none_or(|sc| sc.jti != c.jti));
+    if let Some(claims) = other {
+        let holder: Option<String> = store
+            .run(&Cmd::get(jti_session_key(&claims.jti)))
+            .await
+            .map_err(store_down)?;
+        let holder = holder.filter(|h| session::is_well_formed(h) && Some(h.as_str()) != sid);
+        revoke(store, holder.as_deref(), Some(&claims)).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -331,18 +410,50 @@ async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resu
         return Err(ApiError::unauthorized("refresh needs a session cookie"));
     };
     let store = &state.store;
-    let token: Option<String> = store
-        .run(&Cmd::hget(session::key(sid), session::JWT_FIELD))
+    let (token, max_exp): (Option<String>, Option<String>) = store
+        .run(
+            Cmd::new()
+                .arg("HMGET")
+                .arg(session::key(sid))
+                .arg(session::JWT_FIELD)
+                .arg(session::MAX_EXP_FIELD),
+        )
         .await
         .map_err(store_down)?;
     let claims = token
         .as_deref()
         .and_then(|t| state.keys.verify(t).ok())
-        .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
-    let (token, new_claims, new_sid) =
-        open_session(&state, &claims.sub, claims.username.as_deref().unwrap_or_default()).await?;
-    revoke(store, Some(sid), Some(&claims)).await?;
-    Ok(token_response(&state, &token, &new_claims, &new_sid))
+        .ok_or_else(session_over)?;
+    let revoked: bool = store
+        .run(&Cmd::exists(session::revoked_key(&claims.iss, &claims.jti)))
+        .await
+        .map_err(store_down)?;
+    if revoked {
+        return Err(session_over());
+    }
+    // Sessions from before the deadline was stored end a maximum age after
+    // their token was issued.
+    let deadline = max_exp
+        .and_then(|d| d.parse::<u64>().ok())
+        .unwrap_or_else(|| claims.iat.saturating_add(state.cfg.session_max_age.as_secs()));
+    if now_secs() >= deadline {
+        return Err(ApiError::unauthorized(
+            "the session has reached its maximum age; log in again",
+        ));
+    }
+    // Ending the old session is the claim on it: of two concurrent refreshes
+    // with one cookie, only the one that deleted it goes on.
+    if !revoke(store, Some(sid), Some(&claims)).await?.session_ended {
+        return Err(session_over());
+    }
+    let opened = open_session(
+        &state,
+        &claims.sub,
+        claims.username.as_deref().unwrap_or_default(),
+        deadline,
+    )
+    .await?;
+    Ok(token_response(&state, &opened))
 }
 
 async fn jwks(State(state): State<Arc<AppState>>) -> Response {
@@ -368,4 +479,28 @@ async fn jwks(State(state): State<Arc<AppState>>) -> Response {
 async fn readyz(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     state.store.ping().await.map_err(store_down)?;
     Ok(axum::Json(json!({"status": "ready"})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::lifetimes;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_session_and_its_token_end_by_the_deadline() {
+        // Far from the deadline: the configured lifetimes.
+        assert_eq!(
+            lifetimes(1_000, 1_000 + 12 * 3600, HOUR / 2, HOUR / 4),
+            Some((1800, 1_000 + 900))
+        );
+        // Near it: both cut to what is left.
+        assert_eq!(lifetimes(1_000, 1_100, HOUR / 2, HOUR / 4), Some((100, 1_100)));
+        assert_eq!(lifetimes(1_000, 1_001, HOUR, HOUR), Some((1, 1_001)));
+        // At or past it: no session.
+        assert_eq!(lifetimes(1_000, 1_000, HOUR, HOUR), None);
+        assert_eq!(lifetimes(1_000, 999, HOUR, HOUR), None);
+    }
 }

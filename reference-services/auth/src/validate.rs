@@ -2,8 +2,17 @@
 
 use gantry_common::error::ApiError;
 
+/// The shortest acceptable password, in characters (Unicode scalar values,
+/// as NIST SP 800-63B counts them), not bytes: "pässwörd" is 8 characters.
 pub const MIN_PASSWORD: usize = 8;
+/// The longest acceptable password, in characters.
 pub const MAX_PASSWORD: usize = 128;
+/// A byte cap checked before anything else, so a huge input costs neither
+/// counting nor hashing. No password within [`MAX_PASSWORD`] characters is
+/// longer (a character is at most 4 bytes of UTF-8), so this cap never
+/// refuses a password the character limit accepts. Login refuses longer
+/// passwords on this cap alone, without hashing them.
+pub const MAX_PASSWORD_BYTES: usize = 4 * MAX_PASSWORD;
 pub const MAX_DISPLAY_NAME: usize = 64;
 
 /// 3–32 characters of letters, digits, `_`, `.` and `-`. Returned lower-cased
@@ -21,18 +30,27 @@ pub fn username(name: &str) -> Result<String, ApiError> {
     Ok(name.to_ascii_lowercase())
 }
 
+/// At least [`MIN_PASSWORD`] and at most [`MAX_PASSWORD`] characters, and
+/// not the username.
 pub fn password(password: &str, username: &str) -> Result<(), ApiError> {
-    if password.len() < MIN_PASSWORD {
+    let too_long = || {
+        ApiError::bad_request(
+            "invalid_password",
+            format!("password must be at most {MAX_PASSWORD} characters"),
+        )
+    };
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(too_long());
+    }
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD {
         return Err(ApiError::bad_request(
             "weak_password",
             format!("password must be at least {MIN_PASSWORD} characters"),
         ));
     }
-    if password.len() > MAX_PASSWORD {
-        return Err(ApiError::bad_request(
-            "invalid_password",
-            format!("password must be at most {MAX_PASSWORD} bytes"),
-        ));
+    if chars > MAX_PASSWORD {
+        return Err(too_long());
     }
     if password.eq_ignore_ascii_case(username) {
         return Err(ApiError::bad_request(
@@ -71,6 +89,24 @@ mod tests {
         assert!(password("short", "ada").is_err());
         assert!(password("adalovelace", "AdaLovelace").is_err());
         assert!(password(&"x".repeat(129), "ada").is_err());
+    }
+
+    #[test]
+    fn passwords_count_characters_not_bytes() {
+        // 7 characters in 14 bytes: too short, though the bytes would pass.
+        assert_eq!(password("ääääääá", "ada").unwrap_err().code, "weak_password");
+        // 8 characters: long enough.
+        assert!(password("pässwörd", "ada").is_ok());
+        // 128 four-byte characters (512 bytes) are within the limit; 129 are not.
+        assert!(password(&"🔑".repeat(128), "ada").is_ok());
+        assert_eq!(password(&"🔑".repeat(129), "ada").unwrap_err().code, "invalid_password");
+        // 128 two-byte characters: 256 bytes, accepted (a byte limit of 128 refused them).
+        assert!(password(&"é".repeat(128), "ada").is_ok());
+        // A huge input is refused on its byte length.
+        assert_eq!(
+            password(&"x".repeat(MAX_PASSWORD_BYTES + 1), "ada").unwrap_err().code,
+            "invalid_password"
+        );
     }
 
     #[test]

@@ -9,10 +9,18 @@ pub const COOKIE: &str = "SESSION";
 pub const REVOCATION_CHANNEL: &str = "gantry:revocations";
 /// The field of the `session:<id>` hash that holds the JWT.
 pub const JWT_FIELD: &str = "jwt";
+/// The field of the `session:<id>` hash that holds the user id.
+pub const SUB_FIELD: &str = "sub";
+/// The field of the `session:<id>` hash that holds the JWT's `jti`.
+pub const JTI_FIELD: &str = "jti";
+/// The field of the `session:<id>` hash that holds the session's absolute
+/// deadline (Unix seconds): set at login, carried over by refresh, so no
+/// chain of refreshes keeps a session alive past it.
+pub const MAX_EXP_FIELD: &str = "max_exp";
 /// Session ids are 256 random bits, base64url: always this long.
 pub const ID_LEN: usize = 43;
 
-/// `session:<id>`: a hash with the session's JWT.
+/// `session:<id>`: a hash with the session's JWT, user id, `jti` and deadline.
 pub fn key(id: &str) -> String {
     format!("session:{id}")
 }
