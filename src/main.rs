@@ -95,7 +95,15 @@ async fn serve(component: Component) -> Result<()> {
     match component {
         Component::Gateway => {
             let cfg = gantry_gateway::GatewayConfig::from_env()?;
-            gantry_gateway::run(bind(cfg.listen).await?, cfg, shutdown).await?;
+            let admin = match cfg.admin_listen {
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("binding {addr} (set GANTRY_ADMIN_LISTEN to another host:port)"))?,
+                ),
+                None => None,
+            };
+            gantry_gateway::run(bind(cfg.listen).await?, admin, cfg, shutdown).await?;
         }
         Component::Auth => {
             let cfg = gantry_auth::AuthConfig::from_env()?;

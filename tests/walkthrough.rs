@@ -366,7 +366,7 @@ async fn bad_input_gets_a_4xx_with_a_json_reason_and_the_gateway_keeps_serving()
         .await
         .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
-    let metrics = Scrape::of(gw).await.unwrap();
+    let metrics = Scrape::of(&stack.gateway_admin_urls()[0]).await.unwrap();
     for route in ["auth", "user"] {
         let series = format!("gantry_gateway_requests_total{{route=\"{route}\",status=\"5xx\"}}");
         assert_eq!(metrics.value(&series), 0.0, "{route} answered a 5xx");
@@ -414,7 +414,7 @@ async fn round_robin_spreads_requests_evenly() {
 
     // And over kept-alive connections: at most one per instance and gateway
     // worker (one per core by default), not one per request.
-    let metrics = Scrape::of(gw).await.unwrap();
+    let metrics = Scrape::of(&stack.gateway_admin_urls()[0]).await.unwrap();
     let connects = metrics.value("gantry_gateway_upstream_connects_total{service=\"user\"}");
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!("90 requests to 3 instances opened {connects} upstream connections");
@@ -447,7 +447,7 @@ async fn a_killed_instance_costs_callers_nothing() {
             .or_default() += 1;
     }
     assert!(!after.contains_key("user-2"), "{after:?}");
-    let metrics = Scrape::of(&gw).await.unwrap();
+    let metrics = Scrape::of(&stack.gateway_admin_urls()[0]).await.unwrap();
     let ejections = metrics.value("gantry_gateway_upstream_ejections_total{service=\"user\"}");
     let retries = metrics.value("gantry_gateway_upstream_retries_total{service=\"user\"}");
     assert!(

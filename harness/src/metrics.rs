@@ -1,4 +1,4 @@
-//! The gateway's Prometheus `/metrics`, read by checks that a mechanism
+//! The gateway's Prometheus `/metrics` (on its admin listener), read by checks that a mechanism
 //! (retries, ejections, connection reuse) did what it should.
 
 /// One scrape of a gateway's `/metrics`.
@@ -6,11 +6,17 @@
 pub struct Scrape(pub String);
 
 impl Scrape {
-    /// Fetches `{gateway}/metrics`; the error says what failed.
-    pub async fn of(gateway: &str) -> Result<Self, String> {
-        let url = format!("{gateway}/metrics");
+    /// Fetches `{admin}/metrics` from a gateway's admin listener (see
+    /// `Stack::gateway_admin_urls`; the public port does not serve metrics).
+    /// The error says what failed, including an answer that is not 200.
+    pub async fn of(admin: &str) -> Result<Self, String> {
+        let url = format!("{admin}/metrics");
         let response = reqwest::get(&url).await.map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status();
         let text = response.text().await.map_err(|e| format!("reading {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("GET {url}: {status}: {text}"));
+        }
         Ok(Self(text))
     }
 

@@ -165,6 +165,7 @@ impl StackBuilder {
             redis_url: String::new(),
             registry_addr: String::new(),
             gateway_urls: Vec::new(),
+            gateway_admin_urls: Vec::new(),
             service_env: Vec::new(),
             binary: self.binary.clone(),
             signing_seed: jwt::generate_seed(),
@@ -229,6 +230,7 @@ pub struct Stack {
     redis_url: String,
     registry_addr: String,
     gateway_urls: Vec<String>,
+    gateway_admin_urls: Vec<String>,
     service_env: Vec<(String, String)>,
     binary: PathBuf,
     signing_seed: [u8; 32],
@@ -241,6 +243,12 @@ impl Stack {
 
     pub fn gateway_urls(&self) -> &[String] {
         &self.gateway_urls
+    }
+
+    /// Each gateway's admin listener (`/metrics`, the detailed `/readyz`), in
+    /// the order of [`Stack::gateway_urls`].
+    pub fn gateway_admin_urls(&self) -> &[String] {
+        &self.gateway_admin_urls
     }
 
     pub fn redis_url(&self) -> &str {
@@ -536,24 +544,31 @@ impl Stack {
     ) -> Result<(), HarnessError> {
         progress(Progress::Starting(id));
         let mut attempt = 0;
-        let (process, url, took) = loop {
+        let (process, url, admin_url, took) = loop {
             attempt += 1;
             let chosen = pick_port(port)?;
+            let admin = pick_port(None)?;
             let mut env = self.service_env.clone();
             env.push(("GANTRY_LISTEN".into(), format!("127.0.0.1:{chosen}")));
+            env.push(("GANTRY_ADMIN_LISTEN".into(), format!("127.0.0.1:{admin}")));
             env.push(("GANTRY_INSTANCE_ID".into(), id.into()));
             env.extend(extra_env.iter().cloned());
             let spec = self.spec(id, self.binary.clone(), vec!["serve".into(), "gateway".into()], env);
             let mut process = Process::start(spec)?;
             let url = format!("http://127.0.0.1:{chosen}");
-            match wait_gateway_ready(&url, Some(&mut process)).await {
-                Ok(took) => break (process, url, took),
-                Err(e) if port.is_none() && port_was_taken(&e, attempt) => {}
+            let admin_url = format!("http://127.0.0.1:{admin}");
+            // The admin /readyz says what is missing when it is not ready.
+            match wait_gateway_ready(&admin_url, Some(&mut process)).await {
+                Ok(took) => break (process, url, admin_url, took),
+                // The admin port is always a free one, so retry even when
+                // the public port is fixed (checked free before starting).
+                Err(e) if port_was_taken(&e, attempt) => {}
                 Err(e) => return Err(e),
             }
         };
         self.gateways.push(process);
         self.gateway_urls.push(url);
+        self.gateway_admin_urls.push(admin_url);
         progress(Progress::Ready(id, took));
         Ok(())
     }
@@ -593,7 +608,7 @@ impl Stack {
 
     /// Waits until every gateway answers `/readyz` with 200.
     pub async fn wait_gateways_ready(&self) -> Result<(), HarnessError> {
-        for url in &self.gateway_urls {
+        for url in &self.gateway_admin_urls {
             wait_gateway_ready(url, None).await?;
         }
         Ok(())

@@ -13,6 +13,8 @@ pub enum Mode {
     /// A deployed stack: only scenarios that break nothing can run.
     External {
         gateway: String,
+        /// The gateway's admin listener, for scenarios that read `/metrics`.
+        admin: Option<String>,
         redis: Option<String>,
     },
 }
@@ -26,6 +28,9 @@ impl Mode {
                     .map_err(|_| "GANTRY_INFRA=external needs GANTRY_GATEWAY_URL (e.g. http://127.0.0.1:8000)")?;
                 Ok(Mode::External {
                     gateway: gateway.trim_end_matches('/').to_owned(),
+                    admin: std::env::var("GANTRY_GATEWAY_ADMIN_URL")
+                        .ok()
+                        .map(|a| a.trim_end_matches('/').to_owned()),
                     redis: std::env::var("REDIS_URL").ok(),
                 })
             }
@@ -79,6 +84,9 @@ impl Mode {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub gateways: Vec<String>,
+    /// Each gateway's admin listener, where known (external mode: from
+    /// `GANTRY_GATEWAY_ADMIN_URL`).
+    pub admins: Vec<String>,
     pub redis_url: Option<String>,
     pub signing_seed: Option<[u8; 32]>,
     pub check_ttl: Duration,
@@ -88,6 +96,7 @@ impl Target {
     pub fn of(stack: &Stack) -> Self {
         Self {
             gateways: stack.gateway_urls().to_vec(),
+            admins: stack.gateway_admin_urls().to_vec(),
             redis_url: Some(stack.redis_url().to_owned()),
             signing_seed: Some(stack.signing_seed()),
             check_ttl: gantry_harness::stack::DEFAULT_CHECK_TTL,
@@ -96,6 +105,13 @@ impl Target {
 
     pub fn gateway(&self) -> &str {
         &self.gateways[0]
+    }
+
+    /// The first gateway's admin listener (`/metrics`).
+    pub fn admin(&self) -> &str {
+        self.admins
+            .first()
+            .expect("this step reads the gateway's metrics: set GANTRY_GATEWAY_ADMIN_URL to its admin listener")
     }
 }
 
@@ -116,8 +132,9 @@ pub async fn shared() -> Target {
     SHARED
         .get_or_init(|| async {
             match Mode::from_env().expect("checked in main") {
-                Mode::External { gateway, redis } => Target {
+                Mode::External { gateway, admin, redis } => Target {
                     gateways: vec![gateway],
+                    admins: admin.into_iter().collect(),
                     redis_url: redis,
                     signing_seed: None,
                     check_ttl: gantry_harness::stack::DEFAULT_CHECK_TTL,

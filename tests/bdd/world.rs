@@ -40,6 +40,11 @@ impl GantryWorld {
         self.target().gateway().to_owned()
     }
 
+    /// The gateway's admin listener (`/metrics`, the detailed `/readyz`).
+    pub fn admin(&self) -> String {
+        self.target().admin().to_owned()
+    }
+
     pub fn stack(&mut self) -> &mut Stack {
         self.fresh
             .as_mut()

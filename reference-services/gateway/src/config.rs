@@ -20,6 +20,19 @@ pub const DEFAULT_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
 /// The most a session lookup may be cached: revocations are pushed, but a
 /// missed push must not keep a dead session alive for long.
 pub const MAX_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Time a client has to send a request's whole header block. Hyper starts
+/// this clock whenever a connection waits for a request (a new connection or
+/// a kept-alive one after its last answer), so it is also the keep-alive idle
+/// timeout: an idle client connection is closed after it too.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's whole body once its headers are in
+/// (408 after it).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open client connections, over all workers, beyond which new ones are
+/// answered 503 and closed at once; established ones keep being served.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The range a client-side timeout may be set to.
+const TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(3600);
 
 /// How the gateway picks among healthy instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +46,10 @@ pub enum LbPolicy {
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `GANTRY_LISTEN` | `127.0.0.1:8000` | where the gateway listens |
+/// | `GANTRY_ADMIN_LISTEN` | off | where operator endpoints (`/metrics`, detailed `/readyz`) are served; off unless set |
+/// | `GANTRY_HEADER_TIMEOUT` | `10s` | to send a request's headers; also how long an idle keep-alive connection is kept |
+/// | `GANTRY_BODY_TIMEOUT` | `30s` | to send a request's body once the headers are in (408 after it) |
+/// | `GANTRY_MAX_CONNECTIONS` | `10000` | open client connections; more are answered 503 and closed |
 /// | `GANTRY_LB` | `round_robin` | `round_robin` or `p2c` (least outstanding of two) |
 /// | `GANTRY_CONNECT_TIMEOUT` | `1s` | upstream connect timeout |
 /// | `GANTRY_REQUEST_TIMEOUT` | `30s` | per-attempt time to upstream response headers |
@@ -44,6 +61,11 @@ pub enum LbPolicy {
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub listen: std::net::SocketAddr,
+    /// Operator endpoints' address; `None` serves them nowhere. Off by
+    /// default, as Envoy's admin is: a fixed default port would collide
+    /// between gateways on one machine, and an operator surface should exist
+    /// only where someone chose to put it.
+    pub admin_listen: Option<std::net::SocketAddr>,
     pub instance_id: Option<String>,
     pub jwt: JwtConfig,
     pub registry: RegistryClient,
@@ -55,6 +77,9 @@ pub struct GatewayConfig {
     pub session_cache_ttl: Duration,
     /// Worker threads, each with its own runtime and upstream pool.
     pub workers: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
 }
 
 impl GatewayConfig {
@@ -80,12 +105,32 @@ impl GatewayConfig {
                 "a whole number from 0 to 5",
             ));
         }
+        let max_connections = config::parse_or(
+            "GANTRY_MAX_CONNECTIONS",
+            DEFAULT_MAX_CONNECTIONS,
+            "a whole number from 1 to 1000000",
+        )?;
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err(ConfigError::new(
+                "GANTRY_MAX_CONNECTIONS",
+                max_connections.to_string(),
+                "a whole number from 1 to 1000000",
+            ));
+        }
         Ok(Self {
             listen: config::parse_or(
                 "GANTRY_LISTEN",
                 DEFAULT_LISTEN.parse().expect("valid default"),
                 "host:port",
             )?,
+            admin_listen: match config::raw("GANTRY_ADMIN_LISTEN") {
+                None => None,
+                Some(v) => Some(
+                    v.trim()
+                        .parse()
+                        .map_err(|_| ConfigError::new("GANTRY_ADMIN_LISTEN", v, "host:port, e.g. 127.0.0.1:9000"))?,
+                ),
+            },
             instance_id: config::raw("GANTRY_INSTANCE_ID"),
             jwt: JwtConfig::from_env()?,
             registry: RegistryClient::from_env()?,
@@ -107,6 +152,23 @@ impl GatewayConfig {
                 }
                 n
             },
+            header_timeout: client_timeout("GANTRY_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)?,
+            body_timeout: client_timeout("GANTRY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)?,
+            max_connections,
         })
     }
+}
+
+/// A timeout on a client, from 100 ms to 1 h: zero would refuse everyone,
+/// and a huge one is no protection.
+fn client_timeout(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    let d = config::duration_or(var, default)?;
+    if !TIMEOUT_RANGE.contains(&d) {
+        return Err(ConfigError::new(
+            var,
+            config::format_duration(d),
+            "a duration from 100ms to 1h",
+        ));
+    }
+    Ok(d)
 }

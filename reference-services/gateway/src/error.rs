@@ -53,16 +53,22 @@ impl ProxyError {
         }
     }
 
+    /// What the client is told: a generic message. Instance ids and OS
+    /// error text stay in the log (see `Display`), never in a public body.
     pub fn to_api_error(&self) -> ApiError {
         match self {
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } | ProxyError::Stale { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", self.to_string())
-            }
-            ProxyError::Timeout { .. } => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", self.to_string())
-            }
-            ProxyError::NoInstance { .. } => {
-                let mut e = ApiError::unavailable("no_healthy_upstream", self.to_string());
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } | ProxyError::Stale { .. } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the service could not answer; retry shortly",
+            ),
+            ProxyError::Timeout { .. } => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the service did not answer in time",
+            ),
+            ProxyError::NoInstance { service } => {
+                let mut e = ApiError::unavailable("no_healthy_upstream", format!("no healthy instance of {service}"));
                 e.retry_after = Some(1);
                 e
             }
@@ -87,5 +93,35 @@ mod tests {
         assert_eq!(stale.to_api_error().status, StatusCode::BAD_GATEWAY);
         let none = ProxyError::NoInstance { service: "user" };
         assert!(!none.retry_safe(true) && !none.ejects());
+    }
+
+    #[test]
+    fn client_bodies_name_no_instance_and_no_os_error() {
+        let detail = "connection refused (os error 111) at 127.0.0.1:41234";
+        for e in [
+            ProxyError::Connect {
+                instance: "user-2".into(),
+                detail: detail.into(),
+            },
+            ProxyError::Upstream {
+                instance: "user-2".into(),
+                detail: detail.into(),
+            },
+            ProxyError::Stale {
+                instance: "user-2".into(),
+                detail: detail.into(),
+            },
+            ProxyError::Timeout {
+                instance: "user-2".into(),
+            },
+        ] {
+            // The log line keeps the detail...
+            assert!(e.to_string().contains("user-2"), "{e}");
+            // ...the body does not.
+            let body = e.to_api_error().body();
+            for secret in ["user-2", "os error", "127.0.0.1", "refused"] {
+                assert!(!body.contains(secret), "{body} contains {secret}");
+            }
+        }
     }
 }

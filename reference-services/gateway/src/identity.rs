@@ -6,8 +6,9 @@
 //! seconds; revocations published by auth drop both caches' entries at once.
 //! Redis down: session requests fail closed (503), bearer requests go on.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -22,11 +23,21 @@ use tokio::time::Instant;
 
 use crate::shard::Sharded;
 
-/// Beyond this many cached tokens or sessions the cache is emptied rather
+/// Beyond this many cached tokens or sessions the caches are emptied rather
 /// than grown: a bound against memory exhaustion, not an eviction policy.
 pub const MAX_CACHE_ENTRIES: usize = 100_000;
+/// Revoked `jti`s remembered in memory; beyond this the oldest are dropped.
+/// Dropping is safe: this map is only a fast path. A token that is not in
+/// the cache is checked against Redis's denylist before it is trusted, so a
+/// forgotten revocation is asked for again (and a revoked token is never
+/// cached, nor kept in the cache: a revocation removes it at once).
+pub const MAX_REVOKED: usize = 100_000;
+/// Cached tokens or sessions listed under one `jti` in the revocation index.
+/// One token and one session is the normal case; beyond this a token or
+/// session is served but not cached, since a revocation could not find it.
+pub const MAX_ENTRIES_PER_JTI: usize = 8;
 /// How long the gateway waits for Redis to say whether a token is revoked
-/// before letting it through on its signature alone.
+/// before letting it through on its signature alone (and not caching it).
 pub const DENYLIST_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// A fast, randomly seeded hasher: tokens are long, and only verified ones
@@ -36,7 +47,7 @@ type Hasher = foldhash::fast::RandomState;
 #[derive(Debug)]
 struct TokenEntry {
     exp: u64,
-    jti: Box<str>,
+    jti: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -44,7 +55,7 @@ struct SessionEntry {
     /// `Bearer <jwt>`, ready to be sent upstream (cloning it does not allocate).
     authorization: HeaderValue,
     exp: u64,
-    jti: Box<str>,
+    jti: Arc<str>,
     fetched: Instant,
 }
 
@@ -73,6 +84,8 @@ impl Denied {
     }
 }
 
+const REVOKED: Denied = Denied::Unauthorized("token has been revoked");
+
 #[derive(Default)]
 pub struct IdentityStats {
     pub token_hits: AtomicU64,
@@ -80,15 +93,97 @@ pub struct IdentityStats {
     pub session_hits: AtomicU64,
     pub session_lookups: AtomicU64,
     pub revocations: AtomicU64,
+    /// Denylist checks that timed out or failed: the token was let through
+    /// on its signature and not cached.
+    pub denylist_unanswered: AtomicU64,
+}
+
+/// What Redis's denylist said about a `jti`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denylist {
+    Revoked,
+    NotRevoked,
+    /// No answer in time, or an error: nothing is known.
+    Unknown,
+}
+
+/// A verified token: its `exp` and `jti`, and whether it may be cached.
+struct Verified {
+    exp: u64,
+    jti: Arc<str>,
+    /// The denylist answered (not revoked) and the token is in the cache.
+    cached: bool,
+}
+
+/// Whether an entry could be put in a cache.
+#[derive(Debug, PartialEq, Eq)]
+enum Cached {
+    Yes,
+    /// Serve it, but it could not be indexed: not cached.
+    No,
+    /// Its `jti` was revoked meanwhile.
+    Revoked,
+}
+
+/// What is cached under one `jti`, so a revocation reaches it without a scan.
+#[derive(Debug, Default)]
+struct Refs {
+    tokens: Vec<Arc<str>>,
+    sessions: Vec<Arc<str>>,
+}
+
+/// Revoked `jti`s in arrival order, bounded by [`MAX_REVOKED`]: the oldest
+/// (and any expired at the front) are dropped first.
+#[derive(Debug, Default)]
+struct Revoked {
+    exp: HashMap<Arc<str>, u64, Hasher>,
+    order: VecDeque<Arc<str>>,
+}
+
+impl Revoked {
+    fn contains(&self, jti: &str) -> bool {
+        self.exp.contains_key(jti)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.exp.len()
+    }
+
+    /// Amortized O(1): each entry is pushed and popped once.
+    fn insert(&mut self, jti: &str, exp: u64, now: u64) {
+        if self.exp.contains_key(jti) {
+            return;
+        }
+        while let Some(front) = self.order.front()
+            && (self.order.len() >= MAX_REVOKED || self.exp.get(front).is_none_or(|e| *e <= now))
+        {
+            if let Some(front) = self.order.pop_front() {
+                self.exp.remove(&front);
+            }
+        }
+        let jti: Arc<str> = jti.into();
+        self.exp.insert(jti.clone(), exp);
+        self.order.push_back(jti);
+    }
+}
+
+/// Everything the request path does not read: the revocation index and the
+/// revoked set. Every change to the caches is made holding it, so the index
+/// always lists every cached entry (it may list more: harmless).
+#[derive(Debug, Default)]
+struct Index {
+    by_jti: HashMap<Arc<str>, Refs, Hasher>,
+    revoked: Revoked,
 }
 
 pub struct Identity {
     keys: KeyStore,
     store: Store,
-    tokens: DashMap<Box<str>, TokenEntry, Hasher>,
-    sessions: DashMap<Box<str>, SessionEntry, Hasher>,
-    /// jti → exp of tokens revoked while this gateway was listening.
-    revoked: DashMap<Box<str>, u64, Hasher>,
+    /// Read lock-free on the request path; written only under `index`.
+    tokens: DashMap<Arc<str>, TokenEntry, Hasher>,
+    sessions: DashMap<Arc<str>, SessionEntry, Hasher>,
+    index: Mutex<Index>,
     session_ttl: Duration,
     pub stats: Sharded<IdentityStats>,
 }
@@ -100,7 +195,7 @@ impl Identity {
             store,
             tokens: DashMap::with_hasher(Hasher::default()),
             sessions: DashMap::with_hasher(Hasher::default()),
-            revoked: DashMap::with_hasher(Hasher::default()),
+            index: Mutex::default(),
             session_ttl,
             stats: Sharded::new(workers),
         }
@@ -112,6 +207,12 @@ impl Identity {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The index, even if a panic poisoned it: it holds no invariant a
+    /// half-done change could break beyond listing an entry too many.
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Checks a bearer token. `auth_urls` is called only when the token's key
@@ -128,55 +229,86 @@ impl Identity {
 
     /// The `(exp, jti)` of a token verified before and not expired since.
     /// Revocations remove tokens from the cache, so a hit is still good.
-    fn cached_token(&self, token: &str) -> Option<(u64, Box<str>)> {
+    fn cached_token(&self, token: &str) -> Option<(u64, Arc<str>)> {
         let entry = self.tokens.get(token).filter(|e| e.exp > now_secs())?;
         self.stats.local().token_hits.fetch_add(1, Ordering::Relaxed);
         Some((entry.exp, entry.jti.clone()))
     }
 
-    async fn verify_and_cache(
-        &self,
-        token: &str,
-        auth_urls: impl FnOnce() -> Vec<String>,
-    ) -> Result<(u64, Box<str>), Denied> {
+    async fn verify_and_cache(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<Verified, Denied> {
         let claims = match self.keys.verify_cached(token) {
             Err(gantry_common::jwt::JwtError::UnknownKid) => self.keys.verify(token, &auth_urls()).await,
             other => other,
         }
         .map_err(|_| Denied::Unauthorized("invalid or expired token"))?;
-        if self.is_revoked(&claims.iss, &claims.jti).await {
-            return Err(Denied::Unauthorized("token has been revoked"));
+        match self.denylist(&claims.iss, &claims.jti).await {
+            Denylist::Revoked => Err(REVOKED),
+            // Let through on the signature, as Redis outages must not stop
+            // bearer requests; but not cached, so the next request asks again.
+            Denylist::Unknown => {
+                self.stats.local().denylist_unanswered.fetch_add(1, Ordering::Relaxed);
+                Ok(Verified {
+                    exp: claims.exp,
+                    jti: claims.jti.into(),
+                    cached: false,
+                })
+            }
+            Denylist::NotRevoked => {
+                let jti: Arc<str> = claims.jti.into();
+                match self.cache_token(token, claims.exp, &jti) {
+                    Cached::Revoked => Err(REVOKED),
+                    cached => Ok(Verified {
+                        exp: claims.exp,
+                        jti,
+                        cached: cached == Cached::Yes,
+                    }),
+                }
+            }
         }
-        if self.tokens.len() >= MAX_CACHE_ENTRIES {
-            self.tokens.clear();
-        }
-        let jti: Box<str> = claims.jti.into();
-        self.tokens.insert(
-            token.into(),
-            TokenEntry {
-                exp: claims.exp,
-                jti: jti.clone(),
-            },
-        );
-        Ok((claims.exp, jti))
     }
 
-    async fn is_revoked(&self, iss: &str, jti: &str) -> bool {
-        if self.revoked.contains_key(jti) {
-            return true;
+    /// Caches a token the denylist has cleared, unless its `jti` was
+    /// revoked while Redis was asked.
+    fn cache_token(&self, token: &str, exp: u64, jti: &Arc<str>) -> Cached {
+        let mut index = self.index();
+        if index.revoked.contains(jti) {
+            return Cached::Revoked;
         }
-        // Revocations from before this gateway subscribed live in Redis. If
-        // Redis cannot answer, the signature stands: bearer requests must
-        // keep working through a Redis outage.
+        if self.tokens.len() >= MAX_CACHE_ENTRIES || index.by_jti.len() >= 2 * MAX_CACHE_ENTRIES {
+            self.clear(&mut index);
+        }
+        let refs = index.by_jti.entry(jti.clone()).or_default();
+        let key = match refs.tokens.iter().find(|t| ***t == *token) {
+            Some(known) => known.clone(),
+            None if refs.tokens.len() >= MAX_ENTRIES_PER_JTI => return Cached::No,
+            None => {
+                let key: Arc<str> = token.into();
+                refs.tokens.push(key.clone());
+                key
+            }
+        };
+        self.tokens.insert(key, TokenEntry { exp, jti: jti.clone() });
+        Cached::Yes
+    }
+
+    async fn denylist(&self, iss: &str, jti: &str) -> Denylist {
+        if self.index().revoked.contains(jti) {
+            return Denylist::Revoked;
+        }
+        // Revocations from before this gateway subscribed live in Redis.
         let cmd = Cmd::exists(session::revoked_key(iss, jti));
         let check = self.store.run::<bool>(&cmd);
         match tokio::time::timeout(DENYLIST_TIMEOUT, check).await {
-            Ok(Ok(revoked)) => revoked,
+            Ok(Ok(true)) => Denylist::Revoked,
+            Ok(Ok(false)) => Denylist::NotRevoked,
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "denylist unavailable; trusting the signature");
-                false
+                tracing::debug!(error = %e, "denylist unavailable; trusting the signature for this request");
+                Denylist::Unknown
             }
-            Err(_) => false,
+            Err(_) => {
+                tracing::debug!("denylist did not answer in time; trusting the signature for this request");
+                Denylist::Unknown
+            }
         }
     }
 
@@ -204,49 +336,89 @@ impl Identity {
             .ok_or(Denied::Unauthorized("session has ended; log in again"))?;
         // The session's token was most likely verified already: then the
         // lookup costs one Redis round trip and no signature check.
-        let (exp, jti) = match self.cached_token(&jwt) {
-            Some(hit) => hit,
-            None => self.verify_and_cache(&jwt, auth_urls).await?,
+        let (exp, jti, cacheable) = match self.cached_token(&jwt) {
+            Some((exp, jti)) => (exp, jti, true),
+            None => {
+                let v = self.verify_and_cache(&jwt, auth_urls).await?;
+                (v.exp, v.jti, v.cached)
+            }
         };
         let authorization =
             HeaderValue::from_str(&format!("Bearer {jwt}")).map_err(|_| Denied::Unauthorized("invalid session"))?;
-        if self.sessions.len() >= MAX_CACHE_ENTRIES {
-            self.sessions.clear();
+        if cacheable && self.cache_session(sid, &authorization, exp, &jti) == Cached::Revoked {
+            return Err(REVOKED);
         }
-        self.sessions.insert(
-            sid.into(),
-            SessionEntry {
-                authorization: authorization.clone(),
-                exp,
-                jti,
-                fetched: Instant::now(),
-            },
-        );
         Ok(authorization)
     }
 
-    /// Applies a revocation message from auth.
+    fn cache_session(&self, sid: &str, authorization: &HeaderValue, exp: u64, jti: &Arc<str>) -> Cached {
+        let mut index = self.index();
+        if index.revoked.contains(jti) {
+            return Cached::Revoked;
+        }
+        if self.sessions.len() >= MAX_CACHE_ENTRIES || index.by_jti.len() >= 2 * MAX_CACHE_ENTRIES {
+            self.clear(&mut index);
+        }
+        let refs = index.by_jti.entry(jti.clone()).or_default();
+        let key = match refs.sessions.iter().find(|s| ***s == *sid) {
+            Some(known) => known.clone(),
+            None if refs.sessions.len() >= MAX_ENTRIES_PER_JTI => return Cached::No,
+            None => {
+                let key: Arc<str> = sid.into();
+                refs.sessions.push(key.clone());
+                key
+            }
+        };
+        let entry = SessionEntry {
+            authorization: authorization.clone(),
+            exp,
+            jti: jti.clone(),
+            fetched: Instant::now(),
+        };
+        // A session now holding another token: its old `jti` no longer
+        // needs to list it.
+        if let Some(old) = self.sessions.insert(key, entry)
+            && old.jti != *jti
+        {
+            unlink_session(&mut index, &old.jti, sid);
+        }
+        Cached::Yes
+    }
+
+    /// Applies a revocation message from auth: O(1), whatever is cached.
     pub fn apply(&self, revocation: &Revocation) {
         self.stats.local().revocations.fetch_add(1, Ordering::Relaxed);
-        if let Some(sid) = &revocation.sid {
-            self.sessions.remove(sid.as_str());
+        let mut index = self.index();
+        if let Some(sid) = &revocation.sid
+            && let Some((_, entry)) = self.sessions.remove(sid.as_str())
+        {
+            unlink_session(&mut index, &entry.jti, sid);
         }
         if let Some(jti) = &revocation.jti {
-            self.revoked.insert(jti.as_str().into(), revocation.exp);
-            self.tokens.retain(|_, e| *e.jti != **jti);
-            self.sessions.retain(|_, e| *e.jti != **jti);
+            index.revoked.insert(jti, revocation.exp, now_secs());
+            if let Some(refs) = index.by_jti.remove(jti.as_str()) {
+                for token in &refs.tokens {
+                    self.tokens.remove(token);
+                }
+                for sid in &refs.sessions {
+                    self.sessions.remove(sid);
+                }
+            }
         }
-        let now = now_secs();
-        if self.revoked.len() > 1_000 {
-            self.revoked.retain(|_, exp| *exp > now);
-        }
+    }
+
+    /// Empties the caches and their index together.
+    fn clear(&self, index: &mut Index) {
+        self.tokens.clear();
+        self.sessions.clear();
+        index.by_jti.clear();
     }
 
     /// Forgets everything cached: called when the revocation feed was
     /// interrupted, since messages may have been missed.
     pub fn forget_all(&self) {
-        self.tokens.clear();
-        self.sessions.clear();
+        let mut index = self.index();
+        self.clear(&mut index);
     }
 
     /// Follows auth's revocation channel for as long as the gateway runs,
@@ -278,6 +450,16 @@ impl Identity {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Drops `sid` from what `jti` lists.
+fn unlink_session(index: &mut Index, jti: &str, sid: &str) {
+    if let Some(refs) = index.by_jti.get_mut(jti) {
+        refs.sessions.retain(|s| **s != *sid);
+        if refs.tokens.is_empty() && refs.sessions.is_empty() {
+            index.by_jti.remove(jti);
         }
     }
 }

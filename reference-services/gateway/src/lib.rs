@@ -19,7 +19,7 @@ mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gantry_common::jwks::KeyStore;
@@ -27,9 +27,11 @@ use gantry_common::store::Store;
 use gantry_common::watch::{DEFAULT_WATCH_WAIT, watch_service};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 
 pub use config::{GatewayConfig, LbPolicy};
@@ -49,8 +51,13 @@ pub enum GatewayError {
 }
 
 /// Serves the gateway on `listener` until `shutdown`, then drains.
+///
+/// `admin`, when given, serves the operator endpoints (`/metrics`, the
+/// detailed `/readyz`); the public listener never does. Both are bound by
+/// the caller, so tests can bind port 0.
 pub async fn run(
     listener: TcpListener,
+    admin: Option<TcpListener>,
     cfg: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
@@ -67,18 +74,20 @@ pub async fn run(
         cfg.workers,
     ));
     let gateway = Arc::new(Gateway::new(cfg, identity.clone(), &instance_id));
-    let tasks = spawn_background(&gateway);
-    tracing::info!(%bound, %instance_id, lb = ?gateway.cfg.lb, workers = gateway.cfg.workers, "gateway serving");
+    let mut tasks = spawn_background(&gateway);
+    let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
+    tracing::info!(%bound, admin = ?admin_addr, %instance_id, lb = ?gateway.cfg.lb, workers = gateway.cfg.workers, "gateway serving");
 
     // Thread per core, as nginx runs a worker per core: each worker has its
     // own single-threaded runtime and upstream pool, so a request never
     // crosses threads; shared state is read through atomics. One acceptor
     // deals connections out in turn, so the workers stay evenly loaded.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_task = admin.map(|listener| tokio::spawn(serve_admin(listener, gateway.clone(), stop_rx.clone())));
     let mut workers = Vec::new();
     let mut inboxes = Vec::new();
     for n in 0..gateway.cfg.workers {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(WORKER_QUEUE);
         let (gateway, stop) = (gateway.clone(), stop_rx.clone());
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{n}"))
@@ -86,6 +95,7 @@ pub async fn run(
         workers.push(thread);
         inboxes.push(tx);
     }
+    let connections = gateway.connections.clone();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut next = 0usize;
     loop {
@@ -93,15 +103,38 @@ pub async fn run(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
-            Ok(conn) => {
-                let _ = inboxes[next % inboxes.len()].send(conn);
-                next = next.wrapping_add(1);
-            }
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Over the cap the connection is answered 503 and closed without
+        // waiting on it; the ones already open are not touched.
+        let Some(guard) = connections.admit() else {
+            refuse(stream, &connections);
+            continue;
+        };
+        let Ok(stream) = stream.into_std() else { continue };
+        // Each worker's queue is bounded: when one is full the next is
+        // tried, and when all are, the connection is refused.
+        let mut conn = Some((stream, peer, guard));
+        for _ in 0..inboxes.len() {
+            let Some(queued) = conn.take() else { break };
+            let inbox = &inboxes[next % inboxes.len()];
+            next = next.wrapping_add(1);
+            conn = match inbox.try_send(queued) {
+                Ok(()) => None,
+                Err(TrySendError::Full(back) | TrySendError::Closed(back)) => Some(back),
+            };
+        }
+        if let Some((stream, _, guard)) = conn {
+            drop(guard);
+            if let Ok(stream) = TcpStream::from_std(stream) {
+                refuse(stream, &connections);
             }
         }
     }
@@ -116,36 +149,152 @@ pub async fn run(
         }
     });
     let _ = joined.await;
+    if let Some(admin) = admin_task {
+        tasks.push(admin);
+    }
     for t in tasks {
         t.abort();
     }
     Ok(())
 }
 
+/// Connections queued for one worker and not yet taken up; beyond this the
+/// acceptor tries another worker, then refuses.
+pub const WORKER_QUEUE: usize = 1024;
+/// Connections to the admin listener at once; it is for a few operators and
+/// scrapers, not for clients.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// How long a refused connection is read from (and the bytes discarded)
+/// after its 503 before it is closed, so the client reads the answer instead
+/// of a reset.
+pub const REFUSE_LINGER: Duration = Duration::from_secs(1);
+/// Refused connections lingering at once; beyond this they are closed at once.
+pub const MAX_LINGERING: usize = 256;
+
+/// What a connection over the cap is told before it is closed.
+pub const OVERLOADED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 90\r\n\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"the gateway is at its connection limit; retry\"}";
+
+/// Client connections open, counted over all workers.
+#[derive(Debug)]
+pub struct Connections {
+    max: usize,
+    open: AtomicUsize,
+    refused: AtomicU64,
+    lingering: AtomicUsize,
+}
+
+/// One admitted connection; the count drops when it does.
+#[derive(Debug)]
+pub struct Admitted(Arc<Connections>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            open: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            lingering: AtomicUsize::new(0),
+        })
+    }
+
+    /// A place for one more connection, unless `max` are open.
+    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        let admitted = self
+            .open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        admitted.then(|| Admitted(self.clone()))
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Answers 503 and closes, without ever waiting on the client: one
+/// non-blocking write (a fresh socket's send buffer has room), then, in a
+/// task of its own, a FIN and the client's bytes read and dropped for at most
+/// [`REFUSE_LINGER`], so closing with unread data does not reset the answer
+/// away before the client reads it.
+fn refuse(stream: TcpStream, connections: &Arc<Connections>) {
+    connections.refused.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.try_write(OVERLOADED_RESPONSE);
+    if connections.lingering.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
+        connections.lingering.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let connections = connections.clone();
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let drain = async {
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 1024];
+            while let Ok(n) = stream.read(&mut sink).await
+                && n > 0
+            {}
+        };
+        let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
+        connections.lingering.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+/// The HTTP/1.1 settings for client connections: hyper's header read
+/// timeout (it needs a timer, or it never fires) bounds both a slow request
+/// head and an idle keep-alive connection.
+fn http1_builder(header_timeout: Duration) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .max_buf_size(gantry_common::http::MAX_HEADER_BYTES * 4);
+    builder
+}
+
+type Queued = (std::net::TcpStream, std::net::SocketAddr, Admitted);
+
 /// One worker thread: accepts and serves connections until told to stop,
 /// then drains them for up to [`DRAIN_TIMEOUT`].
 fn worker(
     n: usize,
-    mut inbox: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, std::net::SocketAddr)>,
+    mut inbox: tokio::sync::mpsc::Receiver<Queued>,
     gateway: Arc<Gateway>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     shard::set_worker(n);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
+        let builder = http1_builder(gateway.cfg.header_timeout);
         // Cloned per request, so it must belong to this thread alone: the
         // shared Arc's count would bounce between cores on every request.
         let local = Arc::new(gateway);
         let graceful = GracefulShutdown::new();
         loop {
-            let (stream, peer) = tokio::select! {
+            let (stream, peer, admitted) = tokio::select! {
                 conn = inbox.recv() => match conn {
                     Some(conn) => conn,
                     None => break,
                 },
                 _ = stop.wait_for(|stop| *stop) => break,
             };
-            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+            let Ok(stream) = TcpStream::from_std(stream) else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -156,15 +305,12 @@ fn worker(
                 let (gateway, client_ip) = (gateway.clone(), client_ip.clone());
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_ip).await) }
             });
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .max_buf_size(gantry_common::http::MAX_HEADER_BYTES * 4)
-                .serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
+            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
+                drop(admitted);
             });
         }
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
@@ -172,6 +318,45 @@ fn worker(
         }
         Ok(())
     })
+}
+
+/// The operator listener: `/metrics`, the detailed `/readyz`, `/healthz`
+/// and its own `/openapi.json`, on the caller's runtime, with the same
+/// header timeout as clients get and a small connection cap of its own.
+async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let builder = http1_builder(gateway.cfg.header_timeout);
+    let connections = Connections::new(ADMIN_MAX_CONNECTIONS);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = async { let _ = stop.wait_for(|stop| *stop).await; } => break,
+        };
+        let Some(admitted) = connections.admit() else {
+            refuse(stream, &connections);
+            continue;
+        };
+        let gateway = gateway.clone();
+        let service = service_fn(move |req| {
+            let gateway = gateway.clone();
+            async move { Ok::<_, std::convert::Infallible>(gateway.handle_admin(&req)) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+            drop(admitted);
+        });
+    }
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
 }
 
 fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {

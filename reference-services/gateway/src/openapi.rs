@@ -41,7 +41,19 @@ pub const DOCUMENT: &str = r##"{
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
       "responses": {"200": {"description": "profile"}, "401": {"description": "no identity"}, "404": {"description": "no such user"}}}},
     "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-    "/readyz": {"get": {"summary": "Readiness: registry snapshot, Redis, keys", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+    "/readyz": {"get": {"summary": "Readiness (status only; the detail is on the admin listener)", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}}
+  }
+}"##;
+
+/// OpenAPI 3.1 for the admin listener (`GANTRY_ADMIN_LISTEN`): the
+/// operator endpoints, which the public listener does not serve.
+pub const ADMIN_DOCUMENT: &str = r##"{
+  "openapi": "3.1.0",
+  "info": {"title": "Gantry gateway admin", "version": "0.1.0"},
+  "paths": {
+    "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+    "/readyz": {"get": {"summary": "Readiness with the detail: instances per service, Redis, verification keys, problems",
+      "responses": {"200": {"description": "ready"}, "503": {"description": "not ready, with the problems"}}}},
     "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}}
   }
 }"##;
@@ -50,7 +62,14 @@ pub const DOCUMENT: &str = r##"{
 mod tests {
     #[test]
     fn the_document_is_json() {
-        let v: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
-        assert_eq!(v["openapi"], "3.1.0");
+        for doc in [super::DOCUMENT, super::ADMIN_DOCUMENT] {
+            let v: serde_json::Value = serde_json::from_str(doc).unwrap();
+            assert_eq!(v["openapi"], "3.1.0");
+        }
+        let public: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
+        assert!(
+            public["paths"].get("/metrics").is_none(),
+            "metrics are on the admin listener"
+        );
     }
 }

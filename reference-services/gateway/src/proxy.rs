@@ -1,4 +1,5 @@
-//! The request path: admin endpoints, identity, balancing, retries.
+//! The request path: the gateway's own endpoints, identity, balancing,
+//! retries; and the operator endpoints served on the admin listener.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,8 @@ pub struct Gateway {
     pub identity: Arc<Identity>,
     pub metrics: Metrics,
     pub redis_ok: AtomicBool,
+    /// Client connections open, over all workers, against the cap.
+    pub connections: Arc<crate::Connections>,
     clock: Clock,
     instance_id: HeaderValue,
 }
@@ -79,6 +82,7 @@ impl Gateway {
     pub fn new(cfg: GatewayConfig, identity: Arc<Identity>, instance_id: &str) -> Self {
         Self {
             metrics: Metrics::new(cfg.workers),
+            connections: crate::Connections::new(cfg.max_connections),
             cfg,
             upstreams: Default::default(),
             identity,
@@ -119,6 +123,10 @@ impl Gateway {
         if let Some(secs) = e.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if e.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come: the connection is done.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         r
     }
 
@@ -156,11 +164,15 @@ impl Gateway {
                     self.own_body(StatusCode::OK, "application/json", r#"{"status":"ok"}"#.into()),
                     None,
                 )),
-                (&Method::GET, "/readyz") => Ok((self.readiness(), None)),
-                (&Method::GET, "/metrics") => Ok((
-                    self.own_body(StatusCode::OK, "text/plain; version=0.0.4", self.render_metrics()),
-                    None,
-                )),
+                // Status only: what is missing is for operators (admin listener).
+                (&Method::GET, "/readyz") => {
+                    let (status, body) = if self.readiness().0 {
+                        (StatusCode::OK, r#"{"status":"ready"}"#)
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not_ready"}"#)
+                    };
+                    Ok((self.own_body(status, "application/json", body.into()), None))
+                }
                 (&Method::GET, "/openapi.json") => Ok((
                     self.own_body(StatusCode::OK, "application/json", crate::openapi::DOCUMENT.into()),
                     None,
@@ -209,10 +221,21 @@ impl Gateway {
         if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
             return Err(fail(too_large()));
         }
-        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(fail(too_large())),
+        // A deadline on the whole body: a client trickling it in must not
+        // hold the connection (and this request's memory) for ever.
+        let read = tokio::time::timeout(self.cfg.body_timeout, Limited::new(body, MAX_BODY_BYTES).collect());
+        let body = match read.await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(fail(too_large())),
             Err(_) => {
+                let timeout = gantry_common::config::format_duration(self.cfg.body_timeout);
+                return Err(fail(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the request body did not arrive within {timeout}"),
+                )));
+            }
+            Ok(Err(_)) => {
                 return Err(fail(ApiError::bad_request(
                     "unreadable_body",
                     "the request body could not be read",
@@ -231,10 +254,12 @@ impl Gateway {
             parts.headers.insert(X_FORWARDED_FOR.clone(), v);
         }
 
-        let response = self
-            .forward(service, parts, body)
-            .await
-            .map_err(|e| fail(e.to_api_error()))?;
+        let response = self.forward(service, parts, body).await.map_err(|e| {
+            // The detail (instance, OS error) is for the log; the client gets
+            // a generic message and the request id to quote.
+            tracing::warn!(request_id = rid.to_str().unwrap_or_default(), service = SERVICES[service], error = %e, "upstream request failed");
+            fail(e.to_api_error())
+        })?;
         Ok((response, Some(service)))
     }
 
@@ -333,7 +358,35 @@ impl Gateway {
         Err(last_error)
     }
 
-    fn readiness(&self) -> Response<Body> {
+    /// Answers a request to the admin listener: operator endpoints only.
+    pub fn handle_admin<B>(&self, req: &Request<B>) -> Response<Body> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/healthz") => {
+                self.own_body(StatusCode::OK, "application/json", r#"{"status":"ok"}"#.into())
+            }
+            (&Method::GET, "/readyz") => {
+                let (ready, body) = self.readiness();
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                self.own_body(status, "application/json", body)
+            }
+            (&Method::GET, "/metrics") => {
+                self.own_body(StatusCode::OK, "text/plain; version=0.0.4", self.render_metrics())
+            }
+            (&Method::GET, "/openapi.json") => self.own_body(
+                StatusCode::OK,
+                "application/json",
+                crate::openapi::ADMIN_DOCUMENT.into(),
+            ),
+            _ => self.own_response(&ApiError::not_found("no such admin endpoint")),
+        }
+    }
+
+    /// Whether the gateway is ready, and the detailed JSON body saying why not.
+    fn readiness(&self) -> (bool, String) {
         let mut problems = Vec::new();
         let mut counts = serde_json::Map::new();
         for (name, upstream) in SERVICES.iter().zip(&self.upstreams) {
@@ -361,12 +414,7 @@ impl Gateway {
             "verification_keys": keys,
             "problems": problems,
         });
-        let status = if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        self.own_body(status, "application/json", body.to_string())
+        (ready, body.to_string())
     }
 
     fn render_metrics(&self) -> String {
@@ -414,16 +462,31 @@ impl Gateway {
         let sum = |read: fn(&crate::identity::IdentityStats) -> &std::sync::atomic::AtomicU64| -> u64 {
             stats.all().map(|s| read(s).load(Ordering::Relaxed)).sum()
         };
-        let identity: [(&str, u64); 5] = [
+        let identity: [(&str, u64); 6] = [
             ("gantry_gateway_token_cache_hits_total", sum(|s| &s.token_hits)),
             ("gantry_gateway_token_cache_misses_total", sum(|s| &s.token_misses)),
             ("gantry_gateway_session_cache_hits_total", sum(|s| &s.session_hits)),
             ("gantry_gateway_session_lookups_total", sum(|s| &s.session_lookups)),
             ("gantry_gateway_revocations_total", sum(|s| &s.revocations)),
+            (
+                "gantry_gateway_denylist_unanswered_total",
+                sum(|s| &s.denylist_unanswered),
+            ),
         ];
         for (name, v) in identity {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {v}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP gantry_gateway_connections_open Client connections open.\n\
+             # TYPE gantry_gateway_connections_open gauge\n\
+             gantry_gateway_connections_open {}\n\
+             # HELP gantry_gateway_connections_refused_total Client connections refused at the connection cap.\n\
+             # TYPE gantry_gateway_connections_refused_total counter\n\
+             gantry_gateway_connections_refused_total {}",
+            self.connections.open(),
+            self.connections.refused()
+        );
         out
     }
 }

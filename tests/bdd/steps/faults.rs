@@ -55,7 +55,7 @@ async fn no_request_failed(w: &mut GantryWorld) {
         report.samples.len(),
         failures.first()
     );
-    let (retries, ejections) = counters(&w.gateway()).await;
+    let (retries, ejections) = counters(&w.admin()).await;
     println!("    the gateway retried {retries} times and ejected {ejections} times");
 }
 
@@ -104,23 +104,23 @@ async fn comes_back(w: &mut GantryWorld, n: usize, how: String) {
 #[when(regex = r"^user instance (\d+) stops gracefully$")]
 async fn stops_gracefully(w: &mut GantryWorld, n: usize) {
     let id = format!("user-{n}");
-    let gateway = w.gateway();
+    let admin = w.admin();
     w.stack().users_mut()[index(n)].stop().await.expect("SIGTERM");
     // It deregistered on the way out; wait until the gateway's snapshot has
     // dropped it, then remember the counters that trying it would move.
     let series = format!("instance=\"{id}\"");
     eventually(&format!("the gateway to drop {id}"), Duration::from_secs(5), || {
-        let (gateway, series) = (gateway.clone(), series.clone());
-        async move { Scrape::of(&gateway).await.is_ok_and(|s| !s.0.contains(&series)) }
+        let (admin, series) = (admin.clone(), series.clone());
+        async move { Scrape::of(&admin).await.is_ok_and(|s| !s.0.contains(&series)) }
     })
     .await;
-    w.counters_before = Some(counters(&gateway).await);
+    w.counters_before = Some(counters(&admin).await);
 }
 
 #[then(regex = r"^the gateway never tried user instance (\d+)$")]
 async fn never_tried(w: &mut GantryWorld, _n: usize) {
     assert_eq!(
-        Some(counters(&w.gateway()).await),
+        Some(counters(&w.admin()).await),
         w.counters_before,
         "retries or ejections happened: it was tried"
     );
