@@ -463,3 +463,264 @@ fn unlink_session(index: &mut Index, jti: &str, sid: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use gantry_common::jwt::{JwtConfig, KeyKind, Signer, now_secs};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-gateway-tests";
+
+    fn identity(redis_url: &str) -> Identity {
+        let mut cfg = JwtConfig::from_env().expect("the default JWT config");
+        cfg.kind = KeyKind::Hs256;
+        cfg.secret = Some(Arc::from(SECRET));
+        let store = Store::new(redis_url).expect("a redis URL");
+        Identity::new(KeyStore::new(&cfg), store, Duration::from_secs(5), 1)
+    }
+
+    /// A token the identity above trusts, with `jti`.
+    fn token(jti: &str) -> String {
+        let cfg = JwtConfig::from_env().expect("the default JWT config");
+        let now = now_secs();
+        Signer::hs256(SECRET).sign(&serde_json::json!({
+            "sub": "u_1", "iss": cfg.issuer, "aud": cfg.audience,
+            "iat": now, "exp": now + 600, "jti": jti,
+        }))
+    }
+
+    fn revocation(jti: Option<&str>, sid: Option<&str>) -> Revocation {
+        serde_json::from_value(serde_json::json!({"jti": jti, "sid": sid, "exp": now_secs() + 600}))
+            .expect("a revocation message")
+    }
+
+    fn stat(id: &Identity, read: fn(&IdentityStats) -> &AtomicU64) -> u64 {
+        id.stats.all().map(|s| read(s).load(Ordering::Relaxed)).sum()
+    }
+
+    /// A Redis that speaks just enough RESP2: `EXISTS` answers `exists`,
+    /// `HGET session:<sid> jwt` answers `session`'s JWT, anything else `+OK`.
+    async fn fake_redis(exists: bool, session: Option<(String, String)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut chunk).await
+                        && n > 0
+                    {
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some((args, used)) = parse_command(&buf) {
+                            buf.drain(..used);
+                            let reply = match args.first().map(|a| a.to_ascii_uppercase()).as_deref() {
+                                Some(b"EXISTS") => format!(":{}\r\n", u8::from(exists)),
+                                Some(b"PING") => "+PONG\r\n".to_owned(),
+                                Some(b"HGET") => match &session {
+                                    Some((sid, jwt)) if args[1] == session::key(sid).as_bytes() => {
+                                        format!("${}\r\n{jwt}\r\n", jwt.len())
+                                    }
+                                    _ => "$-1\r\n".to_owned(),
+                                },
+                                _ => "+OK\r\n".to_owned(),
+                            };
+                            if conn.write_all(reply.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        format!("redis://{addr}")
+    }
+
+    /// One RESP array of bulk strings from the front of `buf`, and its length.
+    fn parse_command(buf: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
+        fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+            let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+            Some((&buf[at..end], end + 2))
+        }
+        let (head, mut at) = line(buf, 0)?;
+        let n: usize = std::str::from_utf8(head.strip_prefix(b"*")?).ok()?.parse().ok()?;
+        let mut args = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (len, next) = line(buf, at)?;
+            let len: usize = std::str::from_utf8(len.strip_prefix(b"$")?).ok()?.parse().ok()?;
+            let data = buf.get(next..next + len)?.to_vec();
+            at = next + len + 2;
+            if buf.len() < at {
+                return None;
+            }
+            args.push(data);
+        }
+        Some((args, at))
+    }
+
+    /// A Redis that accepts connections and never says a word.
+    async fn silent_redis() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        format!("redis://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_token_the_denylist_cleared_is_cached() {
+        let id = identity(&fake_redis(false, None).await);
+        let t = token("j1");
+        id.bearer(&t, Vec::new).await.unwrap();
+        id.bearer(&t, Vec::new).await.unwrap();
+        assert_eq!(stat(&id, |s| &s.token_misses), 1);
+        assert_eq!(stat(&id, |s| &s.token_hits), 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_the_denylist_lists_is_refused() {
+        let id = identity(&fake_redis(true, None).await);
+        assert!(id.bearer(&token("j1"), Vec::new).await.is_err());
+        assert!(id.tokens.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_denylist_that_does_not_answer_lets_the_request_through_but_caches_nothing() {
+        let id = identity(&silent_redis().await);
+        let t = token("j1");
+        for _ in 0..2 {
+            id.bearer(&t, Vec::new).await.expect("served on the signature");
+        }
+        // Asked again the second time: no cache hit, two unanswered checks.
+        assert_eq!(stat(&id, |s| &s.token_hits), 0);
+        assert_eq!(stat(&id, |s| &s.token_misses), 2);
+        assert_eq!(stat(&id, |s| &s.denylist_unanswered), 2);
+        assert!(id.tokens.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_denylist_that_errors_caches_nothing_either() {
+        // Nothing listens there: the check fails at once.
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", free.local_addr().unwrap());
+        drop(free);
+        let id = identity(&url);
+        let t = token("j1");
+        id.bearer(&t, Vec::new).await.expect("served on the signature");
+        id.bearer(&t, Vec::new).await.expect("served on the signature");
+        assert_eq!(stat(&id, |s| &s.token_hits), 0);
+        assert_eq!(stat(&id, |s| &s.denylist_unanswered), 2);
+    }
+
+    #[tokio::test]
+    async fn a_revocation_removes_the_token_and_the_session_holding_it_and_nothing_else() {
+        let sid = "a".repeat(session::ID_LEN);
+        let (t, other) = (token("j1"), token("j2"));
+        let id = identity(&fake_redis(false, Some((sid.clone(), t.clone()))).await);
+        id.session(&sid, Vec::new).await.unwrap();
+        id.bearer(&other, Vec::new).await.unwrap();
+        assert!(id.tokens.contains_key(t.as_str()) && id.sessions.contains_key(sid.as_str()));
+
+        id.apply(&revocation(Some("j1"), None));
+        assert!(!id.tokens.contains_key(t.as_str()), "the token is still cached");
+        assert!(!id.sessions.contains_key(sid.as_str()), "the session is still cached");
+        assert!(id.tokens.contains_key(other.as_str()), "an unrelated token was dropped");
+        assert!(!id.index().by_jti.contains_key("j1"));
+        // Refused from memory, though this Redis would say "not revoked".
+        assert!(id.bearer(&t, Vec::new).await.is_err());
+        assert!(id.session(&sid, Vec::new).await.is_err());
+        assert!(id.bearer(&other, Vec::new).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_session_revocation_removes_the_session_and_its_index_entry() {
+        let sid = "b".repeat(session::ID_LEN);
+        let t = token("j1");
+        let id = identity(&fake_redis(false, Some((sid.clone(), t.clone()))).await);
+        id.session(&sid, Vec::new).await.unwrap();
+        id.apply(&revocation(None, Some(&sid)));
+        assert!(!id.sessions.contains_key(sid.as_str()));
+        let index = id.index();
+        let refs = index.by_jti.get("j1").expect("the token is still cached and indexed");
+        assert!(refs.sessions.is_empty(), "{refs:?}");
+    }
+
+    #[test]
+    fn a_revocation_that_raced_the_denylist_check_wins() {
+        // The revocation arrives while Redis is being asked: caching after
+        // a "not revoked" answer must not bring the token back.
+        let id = identity("redis://127.0.0.1:1");
+        id.apply(&revocation(Some("j1"), None));
+        assert_eq!(id.cache_token("t", now_secs() + 60, &Arc::from("j1")), Cached::Revoked);
+        assert!(id.tokens.is_empty());
+    }
+
+    #[test]
+    fn the_caches_and_their_index_are_bounded_together() {
+        let id = identity("redis://127.0.0.1:1");
+        let exp = now_secs() + 60;
+        for i in 0..MAX_CACHE_ENTRIES + 10 {
+            assert_eq!(
+                id.cache_token(&format!("t{i}"), exp, &Arc::from(format!("j{i}"))),
+                Cached::Yes
+            );
+        }
+        assert!(id.tokens.len() <= MAX_CACHE_ENTRIES);
+        assert_eq!(
+            id.index().by_jti.len(),
+            id.tokens.len(),
+            "the index lists exactly what is cached"
+        );
+    }
+
+    #[test]
+    fn one_jti_indexes_a_bounded_number_of_entries() {
+        let id = identity("redis://127.0.0.1:1");
+        let (exp, jti) = (now_secs() + 60, Arc::from("j1"));
+        for i in 0..MAX_ENTRIES_PER_JTI {
+            assert_eq!(id.cache_token(&format!("t{i}"), exp, &jti), Cached::Yes);
+        }
+        // One more cannot be indexed, so it is not cached (it is still served).
+        assert_eq!(id.cache_token("one-too-many", exp, &jti), Cached::No);
+        // The same token again is not a new entry.
+        assert_eq!(id.cache_token("t0", exp, &jti), Cached::Yes);
+        id.apply(&revocation(Some("j1"), None));
+        assert!(id.tokens.is_empty());
+    }
+
+    #[test]
+    fn the_revoked_set_is_bounded_and_drops_the_oldest_first() {
+        let mut revoked = Revoked::default();
+        let now = 1_000;
+        for i in 0..MAX_REVOKED + 5 {
+            revoked.insert(&format!("j{i}"), now + 600, now);
+        }
+        assert_eq!(revoked.len(), MAX_REVOKED);
+        assert_eq!(revoked.order.len(), MAX_REVOKED);
+        assert!(!revoked.contains("j0") && !revoked.contains("j4"));
+        assert!(revoked.contains("j5") && revoked.contains(&format!("j{}", MAX_REVOKED + 4)));
+        // A repeated message does not take a second place.
+        revoked.insert("j5", now + 600, now);
+        assert_eq!(revoked.order.len(), MAX_REVOKED);
+    }
+
+    #[test]
+    fn expired_revocations_at_the_front_are_dropped_as_new_ones_come() {
+        let mut revoked = Revoked::default();
+        revoked.insert("old", 100, 50);
+        revoked.insert("live", 1_000, 50);
+        revoked.insert("new", 1_000, 200);
+        assert!(!revoked.contains("old") && revoked.contains("live") && revoked.contains("new"));
+    }
+}
