@@ -122,7 +122,8 @@ async fn serve(component: Component) -> Result<()> {
             )?;
             let listener = bind(addr).await?;
             tracing::info!(%addr, "dev registry serving");
-            gantry_harness::registry::run(listener, shutdown).await?;
+            let options = gantry_harness::registry::Options::from_env();
+            gantry_harness::registry::run(listener, options, shutdown).await?;
         }
     }
     Ok(())

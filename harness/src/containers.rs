@@ -2,12 +2,17 @@
 //! through testcontainers.
 //!
 //! Host ports are fixed at start, so a container stopped and started again
-//! (a fault a test injects) comes back where it was. Every container carries
-//! the label `gantry.stack`, so `docker ps -a --filter label=gantry.stack`
+//! (a fault a test injects) comes back where it was. They are published on
+//! 127.0.0.1 only, never on every host address (Docker's default). Inside its
+//! container each program listens on all of the container's interfaces, as it
+//! must for Docker's forwarding to reach it; what guards it is the loopback-only
+//! publication, Redis's password and the registry's ACL token. Every container
+//! carries the label `gantry.stack`, so `docker ps -a --filter label=gantry.stack`
 //! shows anything a run left behind.
 
 use std::time::Duration;
 
+use testcontainers::bollard::models::HostConfig;
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
@@ -167,6 +172,29 @@ impl Container {
     }
 }
 
+/// Where Redis's configuration (its password) is put in its container.
+const REDIS_CONFIG: &str = "/etc/gantry-redis.conf";
+
+/// The only host address containers are published on.
+pub const PUBLISH_ADDRESS: &str = "127.0.0.1";
+
+/// Rewrites every port binding to [`PUBLISH_ADDRESS`] and turns off
+/// publishing all exposed ports: testcontainers leaves the host address
+/// empty, which Docker reads as every address (IPv4 and IPv6).
+fn publish_on_loopback_only(host_config: &mut HostConfig) {
+    host_config.publish_all_ports = Some(false);
+    for bindings in host_config
+        .port_bindings
+        .iter_mut()
+        .flat_map(|m| m.values_mut())
+        .flatten()
+    {
+        for binding in bindings {
+            binding.host_ip = Some(PUBLISH_ADDRESS.to_owned());
+        }
+    }
+}
+
 /// How many host ports to try before giving up: a port found free can be
 /// taken by another stack starting at the same moment.
 const PORT_ATTEMPTS: usize = 5;
@@ -185,6 +213,7 @@ async fn start(
         let started = request(port)
             .with_container_name(&container_name)
             .with_label(LABEL, std::process::id().to_string())
+            .with_host_config_modifier(publish_on_loopback_only)
             .with_startup_timeout(STARTUP_TIMEOUT)
             .start()
             .await;
@@ -226,40 +255,53 @@ async fn remove_unstarted(container_name: &str) {
 }
 
 /// Redis on a free host port (returned), persisting every write so a
-/// restart keeps sessions.
-pub async fn redis(images: &Images) -> Result<(Container, u16), HarnessError> {
+/// restart keeps sessions, and refusing clients without `password`.
+pub async fn redis(images: &Images, password: &str) -> Result<(Container, u16), HarnessError> {
     let (name, tag) = split_image(&images.redis);
     let image = GenericImage::new(name, tag)
         .with_exposed_port(6379.tcp())
         .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"));
+    // The password travels in a file copied into the container, not on its
+    // command line, which `ps` on the host shows to every user. Protected mode
+    // stays on (the official image's entrypoint would turn it off otherwise);
+    // with a password it lets authenticated clients in from anywhere.
+    let config = format!("requirepass {password}\nprotected-mode yes\n");
     start("redis", |host_port| {
-        image.clone().with_mapped_port(host_port, 6379.tcp()).with_cmd([
-            "redis-server",
-            "--bind",
-            "0.0.0.0",
-            "--protected-mode",
-            "no",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ])
+        image
+            .clone()
+            .with_mapped_port(host_port, 6379.tcp())
+            .with_copy_to(REDIS_CONFIG, config.clone().into_bytes())
+            .with_cmd([
+                "redis-server",
+                REDIS_CONFIG,
+                "--bind",
+                "0.0.0.0",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
     })
     .await
 }
 
-/// Consul (`agent -dev`) or the dev registry on a free host port (returned).
-pub async fn registry(images: &Images) -> Result<(Container, u16), HarnessError> {
+/// Consul (`agent -dev`) or the dev registry on a free host port (returned),
+/// with ACLs on and `token` as the management token.
+pub async fn registry(images: &Images, token: &str) -> Result<(Container, u16), HarnessError> {
     let (name, tag) = split_image(images.registry.image());
     let image = GenericImage::new(name, tag).with_exposed_port(8500.tcp());
     match &images.registry {
         Registry::Consul(_) => {
             let image = image.with_wait_for(WaitFor::message_on_stdout("Synced node info"));
             start("registry", |host_port| {
-                image
-                    .clone()
-                    .with_mapped_port(host_port, 8500.tcp())
-                    .with_cmd(["agent", "-dev", "-client", "0.0.0.0"])
+                image.clone().with_mapped_port(host_port, 8500.tcp()).with_cmd([
+                    "agent",
+                    "-dev",
+                    "-client",
+                    "0.0.0.0",
+                    "-hcl",
+                    &crate::stack::consul_acl_hcl(token),
+                ])
             })
             .await
         }
@@ -270,6 +312,7 @@ pub async fn registry(images: &Images) -> Result<(Container, u16), HarnessError>
                     .clone()
                     .with_mapped_port(host_port, 8500.tcp())
                     .with_env_var("GANTRY_LISTEN", "0.0.0.0:8500")
+                    .with_env_var(crate::registry::ACL_TOKEN_VAR, token)
             })
             .await
         }
@@ -278,7 +321,37 @@ pub async fn registry(images: &Images) -> Result<(Container, u16), HarnessError>
 
 #[cfg(test)]
 mod tests {
-    use super::split_image;
+    use std::collections::HashMap;
+
+    use testcontainers::bollard::models::{HostConfig, PortBinding};
+
+    use super::{publish_on_loopback_only, split_image};
+
+    #[test]
+    fn ports_are_published_on_loopback_only() {
+        // What testcontainers builds for `with_mapped_port`: no host address.
+        let mut config = HostConfig {
+            port_bindings: Some(HashMap::from([(
+                "6379/tcp".to_owned(),
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    host_port: Some("42483".into()),
+                }]),
+            )])),
+            publish_all_ports: Some(true),
+            ..Default::default()
+        };
+        publish_on_loopback_only(&mut config);
+        assert_eq!(config.publish_all_ports, Some(false));
+        let bindings = &config.port_bindings.unwrap()["6379/tcp"];
+        assert_eq!(
+            bindings,
+            &Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some("42483".into()),
+            }])
+        );
+    }
 
     #[test]
     fn image_names_split_into_name_and_tag() {

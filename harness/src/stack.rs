@@ -169,6 +169,8 @@ impl StackBuilder {
             service_env: Vec::new(),
             binary: self.binary.clone(),
             signing_seed: jwt::generate_seed(),
+            redis_password: redis_password(),
+            registry_token: acl_token(),
         };
         // A stack that fails half-way is torn down by Drop (kill_on_drop).
         match infra {
@@ -184,6 +186,7 @@ impl StackBuilder {
         stack.service_env = vec![
             ("REDIS_URL".into(), stack.redis_url.clone()),
             ("CONSUL_HTTP_ADDR".into(), format!("http://{}", stack.registry_addr)),
+            ("CONSUL_HTTP_TOKEN".into(), stack.registry_token.clone()),
             ("GANTRY_JWT_SIGNING_KEY".into(), jwt::encode_seed(&seed)),
             ("GANTRY_COOKIE_SECURE".into(), "false".into()),
             ("GANTRY_CHECK_TTL".into(), ttl),
@@ -234,6 +237,10 @@ pub struct Stack {
     service_env: Vec<(String, String)>,
     binary: PathBuf,
     signing_seed: [u8; 32],
+    /// Redis's `requirepass`, carried in [`Stack::redis_url`].
+    redis_password: String,
+    /// The registry's management ACL token, given to services as `CONSUL_HTTP_TOKEN`.
+    registry_token: String,
 }
 
 impl Stack {
@@ -260,8 +267,15 @@ impl Stack {
         &self.registry_addr
     }
 
+    /// A client of the registry holding its ACL token (as the services do).
     pub fn registry(&self) -> RegistryClient {
-        RegistryClient::new(&self.registry_addr)
+        RegistryClient::new(&self.registry_addr).with_token(Some(self.registry_token.clone()))
+    }
+
+    /// The registry's management ACL token (`CONSUL_HTTP_TOKEN`): without it
+    /// the registry refuses writes and hides what it holds.
+    pub fn registry_token(&self) -> &str {
+        &self.registry_token
     }
 
     /// The Ed25519 seed auth signs with, so tests can mint tokens the
@@ -392,7 +406,12 @@ impl Stack {
         let (process, addr, took) = loop {
             attempt += 1;
             let port = free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
+            // The password goes in a file only we can read (the stack's dir is
+            // 0700), not on the command line, which every user can see.
+            let config = self.dir.path().join("redis.conf");
+            write_private(&config, &format!("requirepass {}\n", self.redis_password))?;
             let args = [
+                &config.display().to_string(),
                 "--port",
                 &port.to_string(),
                 "--bind",
@@ -404,8 +423,6 @@ impl Stack {
                 "yes",
                 "--appendfsync",
                 "always",
-                "--protected-mode",
-                "no",
                 "--daemonize",
                 "no",
                 "--dir",
@@ -417,7 +434,7 @@ impl Stack {
             let mut process = Process::start(spec)?;
             let addr = format!("127.0.0.1:{port}");
             match wait::until("redis to answer PING", READY_TIMEOUT, Some(&mut process), || {
-                redis_ping(&addr)
+                redis_ping(&addr, &self.redis_password)
             })
             .await
             {
@@ -426,7 +443,7 @@ impl Stack {
                 Err(e) => return Err(e),
             }
         };
-        self.redis_url = format!("redis://{addr}");
+        self.redis_url = redis_url(&addr, &self.redis_password);
         self.redis = Some(Component::Process(process));
         progress(Progress::Ready("redis", took));
         Ok(())
@@ -440,21 +457,25 @@ impl Stack {
     ) -> Result<(), HarnessError> {
         progress(Progress::Starting("redis"));
         let started = tokio::time::Instant::now();
-        let (redis, port) = containers::redis(images).await?;
+        let (redis, port) = containers::redis(images, &self.redis_password).await?;
         let addr = format!("127.0.0.1:{port}");
-        wait::until("redis to answer PING", READY_TIMEOUT, None, || redis_ping(&addr)).await?;
-        self.redis_url = format!("redis://{addr}");
+        wait::until("redis to answer PING", READY_TIMEOUT, None, || {
+            redis_ping(&addr, &self.redis_password)
+        })
+        .await?;
+        self.redis_url = redis_url(&addr, &self.redis_password);
         self.redis = Some(Component::Container(redis));
         progress(Progress::Ready("redis", started.elapsed()));
 
         progress(Progress::Starting("registry"));
         let started = tokio::time::Instant::now();
-        let (registry, port) = containers::registry(images).await?;
+        let (registry, port) = containers::registry(images, &self.registry_token).await?;
         let addr = format!("127.0.0.1:{port}");
         let client = RegistryClient::new(&addr);
-        wait::until("the registry to answer", READY_TIMEOUT, None, || {
+        wait::until("the registry to elect a leader", READY_TIMEOUT, None, || {
             let client = client.clone();
-            async move { client.leader().await.map(|_| true).map_err(|e| e.to_string()) }
+            // Consul answers "" until it has a leader.
+            async move { client.leader().await.map(|l| !l.is_empty()).map_err(|e| e.to_string()) }
         })
         .await?;
         self.registry_addr = addr;
@@ -471,7 +492,12 @@ impl Stack {
         let addr = format!("127.0.0.1:{port}");
         let (label, spec) = match which("consul").filter(|_| std::env::var_os("GANTRY_NO_CONSUL").is_none()) {
             Some(consul) => {
-                let args = consul_dev_args(port, [free()?, free()?, free()?]);
+                // ACLs on, default deny, our token as the management token:
+                // in a file only we can read, not on the command line.
+                let acl = self.dir.path().join("consul-acl.hcl");
+                write_private(&acl, &consul_acl_hcl(&self.registry_token))?;
+                let mut args = consul_dev_args(port, [free()?, free()?, free()?]);
+                args.extend(["-config-file".to_owned(), acl.display().to_string()]);
                 ("registry (consul)", self.spec("registry", consul, args, vec![]))
             }
             None => (
@@ -480,7 +506,10 @@ impl Stack {
                     "registry",
                     self.binary.clone(),
                     vec!["serve".into(), "registry".into()],
-                    vec![("GANTRY_LISTEN".into(), addr.clone())],
+                    vec![
+                        ("GANTRY_LISTEN".into(), addr.clone()),
+                        (crate::registry::ACL_TOKEN_VAR.into(), self.registry_token.clone()),
+                    ],
                 ),
             ),
         };
@@ -692,13 +721,92 @@ fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     env.push((key.to_owned(), value.to_owned()));
 }
 
-/// `PING` over a plain socket: true on `+PONG`.
-async fn redis_ping(addr: &str) -> Result<bool, String> {
+/// `AUTH` and `PING` over a plain socket: true when both succeed
+/// (`+OK`, `+PONG`); Redis's own error (e.g. `WRONGPASS`) otherwise.
+pub async fn redis_ping(addr: &str, password: &str) -> Result<bool, String> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    stream.write_all(b"PING\r\n").await.map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 16];
-    let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
-    Ok(buf[..n].starts_with(b"+PONG"))
+    let mut request = resp_command(&["AUTH", password]);
+    request.extend(resp_command(&["PING"]));
+    stream.write_all(&request).await.map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 256];
+    // Two replies, each one line; an error can arrive alone before a close.
+    while reply.iter().filter(|b| **b == b'\n').count() < 2 {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    if reply.starts_with(b"+OK\r\n+PONG") {
+        Ok(true)
+    } else {
+        Err(String::from_utf8_lossy(&reply).trim().to_owned())
+    }
+}
+
+/// A command in Redis's protocol (an array of bulk strings), so any byte of
+/// an argument is sent as it is.
+fn resp_command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend(format!("${}\r\n", a.len()).into_bytes());
+        out.extend(a.as_bytes());
+        out.extend(b"\r\n");
+    }
+    out
+}
+
+/// `redis://:<password>@<addr>`, the form `REDIS_URL` takes.
+pub fn redis_url(addr: &str, password: &str) -> String {
+    format!("redis://:{password}@{addr}")
+}
+
+/// A fresh Redis password: 32 random bytes from the OS, in hex (nothing to
+/// escape in a URL or a config file).
+fn redis_password() -> String {
+    jwt::generate_seed().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh ACL token in the UUID form Consul gives its tokens, from
+/// the OS's random source.
+fn acl_token() -> String {
+    let mut b: [u8; 16] = jwt::generate_seed()[..16].try_into().expect("16 of 32 bytes");
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Consul's ACL configuration for a dev agent: on, default deny, `token` as
+/// the management token and the agent's own token (so it can sync itself).
+pub(crate) fn consul_acl_hcl(token: &str) -> String {
+    format!(
+        "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  enable_token_persistence = false\n  \
+         tokens {{\n    initial_management = \"{token}\"\n    agent = \"{token}\"\n  }}\n}}\n"
+    )
+}
+
+/// Writes `text` to a new file readable by this user only (0600).
+fn write_private(path: &Path, text: &str) -> Result<(), HarnessError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let what = || format!("writing {}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| HarnessError::Io(what(), e))?;
+    file.write_all(text.as_bytes()).map_err(|e| HarnessError::Io(what(), e))
 }
 
 /// The full path of `program` on PATH.
@@ -712,7 +820,31 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::consul_dev_args;
+    use super::{acl_token, consul_acl_hcl, consul_dev_args, redis_password, resp_command};
+
+    #[test]
+    fn secrets_are_fresh_and_well_formed() {
+        let (a, b) = (redis_password(), redis_password());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        let t = acl_token();
+        assert_ne!(t, acl_token());
+        let groups: Vec<usize> = t.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{t}");
+        assert_eq!(&t[14..15], "4", "a version-4 UUID: {t}");
+        let hcl = consul_acl_hcl(&t);
+        assert!(hcl.contains("default_policy = \"deny\""), "{hcl}");
+        assert!(hcl.contains(&format!("initial_management = \"{t}\"")), "{hcl}");
+    }
+
+    #[test]
+    fn redis_commands_are_bulk_strings() {
+        assert_eq!(
+            resp_command(&["AUTH", "p w"]),
+            b"*2\r\n$4\r\nAUTH\r\n$3\r\np w\r\n".to_vec()
+        );
+    }
 
     #[test]
     fn consul_dev_gets_every_port_explicitly() {

@@ -1,24 +1,111 @@
 //! The registry contract: what the stack relies on from Consul's HTTP API,
 //! exercised through the same client the services use. Runs against the dev
-//! registry always, and against real Consul too when `CONSUL_HTTP_ADDR` is set,
-//! so the two cannot drift.
+//! registry always (with ACLs on, as the harness runs it), and against real
+//! Consul too when `CONSUL_HTTP_ADDR` is set (with `CONSUL_HTTP_TOKEN` when its
+//! ACLs are on), so the two cannot drift.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gantry_common::registry::{RegistryClient, ServiceRegistration, TtlState};
+use gantry_harness::registry::Options;
 use tokio::net::TcpListener;
 
-/// The registries to check: a fresh dev registry, plus real Consul if configured.
+/// The registries to check: a fresh dev registry with ACLs on and a client
+/// holding its token, plus real Consul if configured.
 async fn registries() -> Vec<(String, RegistryClient)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(gantry_harness::registry::run(listener, std::future::pending()));
-    let mut out = vec![("dev registry".to_owned(), RegistryClient::new(&addr.to_string()))];
+    let dev = dev_registry(Some(TOKEN)).await;
+    let mut out = vec![(
+        "dev registry".to_owned(),
+        RegistryClient::new(&dev).with_token(Some(TOKEN.to_owned())),
+    )];
     if let Ok(consul) = std::env::var("CONSUL_HTTP_ADDR") {
         out.push((format!("consul at {consul}"), RegistryClient::from_env().unwrap()));
     }
     out
+}
+
+/// The dev registry's management token in these tests.
+const TOKEN: &str = "6c1b4d7e-2f0a-4e8b-9c3d-5a6f7e8d9c0b";
+
+/// A dev registry on a free port, ACLs on when `token` is given; its `host:port`.
+async fn dev_registry(token: Option<&str>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = Options {
+        acl_token: token.map(str::to_owned),
+    };
+    tokio::spawn(gantry_harness::registry::run(listener, options, std::future::pending()));
+    addr.to_string()
+}
+
+/// A registry whose ACLs are on: a client with the management token, its
+/// base URL and the token.
+struct Guarded {
+    label: String,
+    client: RegistryClient,
+    base: String,
+    token: String,
+}
+
+/// The registries whose ACLs these tests can check: the dev registry with a
+/// token, and real Consul when `CONSUL_HTTP_TOKEN` is set and its ACLs are on
+/// (a Consul without ACLs is skipped, saying so).
+async fn guarded_registries() -> Vec<Guarded> {
+    let dev = dev_registry(Some(TOKEN)).await;
+    let mut out = vec![Guarded {
+        label: "dev registry".into(),
+        client: RegistryClient::new(&dev).with_token(Some(TOKEN.into())),
+        base: format!("http://{dev}"),
+        token: TOKEN.into(),
+    }];
+    if let Ok(consul) = std::env::var("CONSUL_HTTP_ADDR") {
+        let Some(token) = std::env::var("CONSUL_HTTP_TOKEN").ok().filter(|t| !t.is_empty()) else {
+            eprintln!("SKIPPED the ACL contract for consul at {consul}: CONSUL_HTTP_TOKEN is not set");
+            return out;
+        };
+        let client = RegistryClient::from_env().unwrap();
+        let base = client.base_url().to_owned();
+        // Are its ACLs on? An anonymous registration says.
+        let probe = unique("aclprobe");
+        let (status, _) = put(&base, "/v1/agent/service/register", &json_registration(&probe, 1), &[]).await;
+        if status == 200 {
+            client.deregister(&probe).await.unwrap();
+            eprintln!("SKIPPED the ACL contract for consul at {consul}: its ACLs are off (anonymous writes succeed)");
+        } else {
+            out.push(Guarded {
+                label: format!("consul at {consul}"),
+                client,
+                base,
+                token,
+            });
+        }
+    }
+    out
+}
+
+/// `PUT base+path` with `body` and `headers`: `(status, body)`.
+async fn put(base: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .put(format!("{base}{path}"))
+        .body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// A registration body as Consul's agent API takes it, with a 30 s TTL check.
+fn json_registration(id: &str, port: u16) -> String {
+    serde_json::json!({
+        "ID": id,
+        "Name": id,
+        "Address": "127.0.0.1",
+        "Port": port,
+        "Check": {"CheckID": format!("service:{id}"), "TTL": "30s"},
+    })
+    .to_string()
 }
 
 fn unique(prefix: &str) -> String {
@@ -174,4 +261,200 @@ async fn a_critical_service_is_reaped_after_its_grace() {
     }
     let err = client.deregister(&reg.id).await.unwrap_err();
     assert!(err.is_not_found(), "reaped means gone: {err}");
+}
+
+/// With ACLs on, nothing changes the catalog without the token: not a new
+/// service, not a re-registration of an existing ID at another address, not
+/// its check, not its removal. An unknown token is refused outright.
+#[tokio::test]
+async fn writes_without_the_token_are_refused_with_403() {
+    for Guarded {
+        label, client, base, ..
+    } in guarded_registries().await
+    {
+        let name = unique("acl");
+        let reg = registration(&name, &format!("{name}-1"), 9101, Duration::from_secs(30));
+        client.register(&reg).await.unwrap();
+        client.update_ttl(&reg.check_id(), TtlState::Pass, "ok").await.unwrap();
+
+        let anonymous = RegistryClient::new(&base);
+        let mut rogue = reg.clone();
+        rogue.port = 6666;
+        let newcomer = registration(&name, &format!("{name}-rogue"), 6666, Duration::from_secs(30));
+        for (what, result) in [
+            ("re-registering the ID elsewhere", anonymous.register(&rogue).await),
+            ("registering a new ID", anonymous.register(&newcomer).await),
+            (
+                "failing its check",
+                anonymous.update_ttl(&reg.check_id(), TtlState::Fail, "").await,
+            ),
+            (
+                "warning its check",
+                anonymous.update_ttl(&reg.check_id(), TtlState::Warn, "").await,
+            ),
+            ("deregistering it", anonymous.deregister(&reg.id).await),
+        ] {
+            let err = result.expect_err(&format!("{label}: {what} without a token must fail"));
+            let text = err.to_string();
+            assert!(
+                text.contains("403") && text.contains("Permission denied"),
+                "{label}: {what}: {text}"
+            );
+        }
+        let check = format!("/v1/agent/check/update/service:{}", reg.id);
+        let (status, body) = put(&base, &check, r#"{"Status":"critical"}"#, &[]).await;
+        assert_eq!(status, 403, "{label}: check update: {body}");
+
+        let wrong = RegistryClient::new(&base).with_token(Some("00000000-1111-4222-8333-444444444444".into()));
+        let err = wrong.register(&rogue).await.unwrap_err().to_string();
+        assert!(err.contains("403") && err.contains("ACL not found"), "{label}: {err}");
+
+        // Nothing moved: one instance, where it registered, still passing.
+        let seen = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
+        let found: Vec<_> = seen.value.iter().map(|i| (i.id.as_str(), i.port)).collect();
+        assert_eq!(found, [(reg.id.as_str(), 9101)], "{label}");
+        client.deregister(&reg.id).await.unwrap();
+    }
+}
+
+/// The token is accepted in each place Consul reads it from.
+#[tokio::test]
+async fn the_token_is_taken_from_the_header_the_bearer_scheme_or_the_query() {
+    for Guarded {
+        label,
+        client,
+        base,
+        token,
+    } in guarded_registries().await
+    {
+        let id = unique("tok");
+        let body = json_registration(&id, 9102);
+        let bearer = format!("Bearer {token}");
+        let path = "/v1/agent/service/register";
+        for (how, path, headers) in [
+            (
+                "X-Consul-Token",
+                path.to_owned(),
+                vec![("X-Consul-Token", token.as_str())],
+            ),
+            (
+                "Authorization: Bearer",
+                path.to_owned(),
+                vec![("Authorization", bearer.as_str())],
+            ),
+            ("?token=", format!("{path}?token={token}"), vec![]),
+        ] {
+            let (status, text) = put(&base, &path, &body, &headers).await;
+            assert_eq!(status, 200, "{label}: token by {how}: {text}");
+        }
+        client.deregister(&id).await.unwrap();
+    }
+}
+
+/// Reads without the token see nothing (ACL default policy deny), and are
+/// told so; the leader is public, as in Consul.
+#[tokio::test]
+async fn reads_without_the_token_see_nothing() {
+    for Guarded {
+        label, client, base, ..
+    } in guarded_registries().await
+    {
+        let name = unique("hidden");
+        let reg = registration(&name, &format!("{name}-1"), 9103, Duration::from_secs(30));
+        client.register(&reg).await.unwrap();
+        client.update_ttl(&reg.check_id(), TtlState::Pass, "ok").await.unwrap();
+        let seen = client.health_service(&name, false, None, Duration::ZERO).await.unwrap();
+        assert_eq!(seen.value.len(), 1, "{label}: the token sees it");
+
+        let anonymous = RegistryClient::new(&base);
+        let hidden = anonymous
+            .health_service(&name, false, None, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(hidden.value.is_empty(), "{label}: {:?}", hidden.value);
+        let resp = reqwest::get(format!("{base}/v1/health/service/{name}")).await.unwrap();
+        assert_eq!(
+            resp.headers()
+                .get("X-Consul-Results-Filtered-By-ACLs")
+                .and_then(|v| v.to_str().ok()),
+            Some("true"),
+            "{label}"
+        );
+        let catalog: serde_json::Value = reqwest::get(format!("{base}/v1/catalog/services"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(catalog.get(&name).is_none(), "{label}: {catalog}");
+        assert!(anonymous.leader().await.is_ok(), "{label}: the leader needs no token");
+        client.deregister(&reg.id).await.unwrap();
+    }
+}
+
+/// Without a token configured the dev registry is open, as Consul is with
+/// ACLs off: the harness never runs it so, but a bare `gantry registry` does.
+#[tokio::test]
+async fn without_a_configured_token_the_dev_registry_is_open() {
+    let addr = dev_registry(None).await;
+    let anonymous = RegistryClient::new(&addr);
+    let name = unique("open");
+    let reg = registration(&name, &format!("{name}-1"), 9104, Duration::from_secs(30));
+    anonymous.register(&reg).await.unwrap();
+    let seen = anonymous
+        .health_service(&name, false, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(seen.value.len(), 1);
+}
+
+/// A duration beyond what Consul accepts (Go's ~292 years) is refused with
+/// 400 and a reason, and TTLs still expire. (The dev registry used to accept
+/// it; the grace then overflowed `Instant` in its reaper, which died, and no
+/// TTL ever expired again.)
+#[tokio::test]
+async fn a_duration_too_large_is_refused_with_400_and_ttls_still_expire() {
+    for (label, client) in registries().await {
+        let base = client.base_url().to_owned();
+        let token = if label == "dev registry" {
+            TOKEN.to_owned()
+        } else {
+            std::env::var("CONSUL_HTTP_TOKEN").unwrap_or_default()
+        };
+        let headers = [("X-Consul-Token", token.as_str())];
+        let name = unique("huge");
+        for (field, check) in [
+            (
+                "DeregisterCriticalServiceAfter",
+                serde_json::json!({"TTL": "10s", "DeregisterCriticalServiceAfter": "9999999999999999999s"}),
+            ),
+            ("TTL", serde_json::json!({"TTL": "9999999999999999999s"})),
+        ] {
+            let body = serde_json::json!({"ID": name, "Name": name, "Check": check}).to_string();
+            let (status, text) = put(&base, "/v1/agent/service/register", &body, &headers).await;
+            assert_eq!(status, 400, "{label}: {field}: {text}");
+            if label == "dev registry" {
+                assert!(
+                    text.contains(field) && text.contains("out of range"),
+                    "{label}: the reason names the field: {text}"
+                );
+            }
+        }
+        let all = client.health_service(&name, false, None, Duration::ZERO).await.unwrap();
+        assert!(all.value.is_empty(), "{label}: nothing was registered");
+
+        // The reaper is alive: a TTL still runs out and wakes a blocking query.
+        let reg = registration(&name, &format!("{name}-1"), 9105, Duration::from_secs(1));
+        client.register(&reg).await.unwrap();
+        client.update_ttl(&reg.check_id(), TtlState::Pass, "").await.unwrap();
+        let mut seen = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
+        assert_eq!(seen.value.len(), 1, "{label}");
+        while !seen.value.is_empty() {
+            seen = client
+                .health_service(&name, true, Some(seen.index), Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+        client.deregister(&reg.id).await.unwrap();
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Registry;
+use super::acl::{self, Access, Acl};
 use super::catalog::{CheckSpec, Service, Status};
 use gantry_common::config::parse_duration;
 
@@ -26,8 +27,11 @@ const DATACENTER: &str = "dc1";
 /// Consul's default and maximum `wait` for blocking queries.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
+/// The longest duration Consul accepts (Go's `time.Duration`, int64
+/// nanoseconds, about 292 years); longer ones are refused with 400.
+pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
 
-pub fn router(registry: Arc<Registry>) -> Router {
+pub fn router(registry: Arc<Registry>, acl: Acl) -> Router {
     Router::new()
         .route("/v1/agent/service/register", put(register))
         .route("/v1/agent/service/deregister/{id}", put(deregister))
@@ -42,6 +46,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/v1/catalog/service/{name}", get(catalog_service))
         .route("/v1/status/leader", get(|| async { axum::Json("127.0.0.1:8300") }))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .layer(axum::middleware::from_fn_with_state(Arc::new(acl), acl::enforce))
         .with_state(registry)
 }
 
@@ -107,17 +112,23 @@ async fn register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
                 "Invalid check: the dev registry supports TTL checks only",
             );
         }
-        let Some(ttl) = check.ttl.as_deref().and_then(parse_duration) else {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "Invalid check: TTL must be a duration such as 10s",
-            );
+        let ttl = match check.ttl.as_deref() {
+            Some(text) => match duration("TTL", text) {
+                Ok(d) => d,
+                Err(r) => return *r,
+            },
+            None => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid check: TTL must be a duration such as 10s",
+                );
+            }
         };
         let deregister_after = match check.deregister_critical_service_after.as_deref() {
             None | Some("") => None,
-            Some(text) => match parse_duration(text) {
-                Some(d) => Some(d),
-                None => return refuse(StatusCode::BAD_REQUEST, "Invalid DeregisterCriticalServiceAfter"),
+            Some(text) => match duration("DeregisterCriticalServiceAfter", text) {
+                Ok(d) => Some(d),
+                Err(r) => return *r,
             },
         };
         let status = match check.status.as_deref() {
@@ -150,9 +161,27 @@ async fn register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
             body.meta.unwrap_or_default(),
             specs,
             Instant::now(),
-        );
-        Ok(())
+        )
     })
+}
+
+/// A check's duration field, refused with 400 when it is not a duration or
+/// longer than Consul accepts.
+fn duration(field: &str, text: &str) -> Result<Duration, Box<Response>> {
+    match parse_duration(text) {
+        None => Err(Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid check: {field} {text:?} is not a duration such as 10s"),
+        ))),
+        Some(d) if d > MAX_DURATION => Err(Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Invalid check: {field} {text:?} is out of range: at most {}h",
+                MAX_DURATION.as_secs() / 3600
+            ),
+        ))),
+        Some(d) => Ok(d),
+    }
 }
 
 async fn deregister(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> Response {
@@ -269,19 +298,37 @@ fn serf_check() -> Value {
     })
 }
 
-async fn agent_services(State(reg): State<Arc<Registry>>) -> Response {
-    let map: serde_json::Map<String, Value> =
-        reg.read(|c| c.services().map(|s| (s.id.clone(), service_json(s))).collect());
-    axum::Json(map).into_response()
+/// Consul's answer to a read whose results ACLs filtered: the header says so.
+fn filtered(mut resp: Response, filtered: bool) -> Response {
+    if filtered {
+        resp.headers_mut()
+            .insert(acl::FILTERED_HEADER, HeaderValue::from_static("true"));
+    }
+    resp
 }
 
-async fn agent_checks(State(reg): State<Arc<Registry>>) -> Response {
-    let map: serde_json::Map<String, Value> = reg.read(|c| {
-        c.services()
-            .flat_map(|s| s.checks.iter().map(|c| c.id.clone()).zip(checks_json(s)))
-            .collect()
+async fn agent_services(State(reg): State<Arc<Registry>>, Extension(access): Extension<Access>) -> Response {
+    let (map, hidden): (serde_json::Map<String, Value>, bool) = reg.read(|c| {
+        let all = c.services().filter(|_| access.can_read());
+        (
+            all.map(|s| (s.id.clone(), service_json(s))).collect(),
+            !access.can_read() && c.services().next().is_some(),
+        )
     });
-    axum::Json(map).into_response()
+    filtered(axum::Json(map).into_response(), hidden)
+}
+
+async fn agent_checks(State(reg): State<Arc<Registry>>, Extension(access): Extension<Access>) -> Response {
+    let (map, hidden): (serde_json::Map<String, Value>, bool) = reg.read(|c| {
+        (
+            c.services()
+                .filter(|_| access.can_read())
+                .flat_map(|s| s.checks.iter().map(|c| c.id.clone()).zip(checks_json(s)))
+                .collect(),
+            !access.can_read() && c.services().next().is_some(),
+        )
+    });
+    filtered(axum::Json(map).into_response(), hidden)
 }
 
 /// Blocking-query parameters, as Consul reads them.
@@ -330,6 +377,7 @@ fn with_index(index: u64, body: Value) -> Response {
 
 async fn health_service(
     State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
@@ -339,30 +387,35 @@ async fn health_service(
     };
     let passing = q.passing();
     reg.block_on_name(&name, index, wait).await;
-    let (index, body) = reg.read(|c| {
-        let entries: Vec<Value> = c
-            .instances_of(&name)
-            .filter(|s| !passing || s.passing())
+    let (index, body, hidden) = reg.read(|c| {
+        let matching = || c.instances_of(&name).filter(|s| !passing || s.passing());
+        let entries: Vec<Value> = matching()
+            .filter(|_| access.can_read())
             .map(|s| {
                 let mut checks = vec![serf_check()];
                 checks.extend(checks_json(s));
                 json!({"Node": node_json(), "Service": service_json(s), "Checks": checks})
             })
             .collect();
-        (c.index_of(&name), Value::Array(entries))
+        let hidden = !access.can_read() && matching().next().is_some();
+        (c.index_of(&name), Value::Array(entries), hidden)
     });
-    with_index(index, body)
+    filtered(with_index(index, body), hidden)
 }
 
-async fn catalog_services(State(reg): State<Arc<Registry>>, Query(q): Query<BlockingQuery>) -> Response {
+async fn catalog_services(
+    State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
+    Query(q): Query<BlockingQuery>,
+) -> Response {
     let (index, wait) = match q.parse() {
         Ok(p) => p,
         Err(r) => return *r,
     };
     reg.block_on_catalog(index, wait).await;
-    let (index, body) = reg.read(|c| {
+    let (index, body, hidden) = reg.read(|c| {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for s in c.services() {
+        for s in c.services().filter(|_| access.can_read()) {
             let tags = map.entry(s.name.clone()).or_default();
             for t in &s.tags {
                 if !tags.contains(t) {
@@ -370,13 +423,15 @@ async fn catalog_services(State(reg): State<Arc<Registry>>, Query(q): Query<Bloc
                 }
             }
         }
-        (c.index(), serde_json::to_value(map).unwrap_or_default())
+        let hidden = !access.can_read() && c.services().next().is_some();
+        (c.index(), serde_json::to_value(map).unwrap_or_default(), hidden)
     });
-    with_index(index, body)
+    filtered(with_index(index, body), hidden)
 }
 
 async fn catalog_service(
     State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
     Path(name): Path<String>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
@@ -385,9 +440,10 @@ async fn catalog_service(
         Err(r) => return *r,
     };
     reg.block_on_name(&name, index, wait).await;
-    let (index, body) = reg.read(|c| {
+    let (index, body, hidden) = reg.read(|c| {
         let entries: Vec<Value> = c
             .instances_of(&name)
+            .filter(|_| access.can_read())
             .map(|s| {
                 json!({
                     "ID": NODE_ID,
@@ -405,7 +461,8 @@ async fn catalog_service(
                 })
             })
             .collect();
-        (c.index_of(&name), Value::Array(entries))
+        let hidden = !access.can_read() && c.instances_of(&name).next().is_some();
+        (c.index_of(&name), Value::Array(entries), hidden)
     });
-    with_index(index, body)
+    filtered(with_index(index, body), hidden)
 }

@@ -78,6 +78,14 @@ pub enum CatalogError {
     UnknownService(String),
     #[error("Unknown check ID {0:?}. Ensure that the check ID is passed, not the check name.")]
     UnknownCheck(String),
+    /// A duration so large that the deadline it sets cannot be represented.
+    #[error("Invalid check: {0} is out of range")]
+    OutOfRange(String),
+}
+
+/// `now + d`, or `None` when that instant cannot be represented.
+pub fn later(now: Instant, d: Duration) -> Option<Instant> {
+    now.checked_add(d)
 }
 
 /// Every service of this agent, and the index of the last change.
@@ -119,6 +127,8 @@ impl Catalog {
     }
 
     /// Adds or replaces a service and its checks (`replace-existing-checks`).
+    /// Refuses, changing nothing, a TTL or grace whose deadline cannot be
+    /// represented (it would overflow [`Instant`] later, in the reaper).
     #[allow(clippy::too_many_arguments)]
     pub fn register(
         &mut self,
@@ -130,7 +140,18 @@ impl Catalog {
         meta: BTreeMap<String, String>,
         checks: Vec<CheckSpec>,
         now: Instant,
-    ) {
+    ) -> Result<(), CatalogError> {
+        for c in &checks {
+            let expires = later(now, c.ttl).ok_or_else(|| CatalogError::OutOfRange(format!("TTL {:?}", c.ttl)))?;
+            // The grace starts at the latest when the TTL runs out.
+            if let Some(after) = c.deregister_after
+                && later(expires, after).is_none()
+            {
+                return Err(CatalogError::OutOfRange(format!(
+                    "DeregisterCriticalServiceAfter {after:?}"
+                )));
+            }
+        }
         let previous_name = self.services.get(&id).map(|s| s.name.clone());
         let index = self.bump(&name);
         if let Some(old) = previous_name.filter(|old| *old != name) {
@@ -145,7 +166,7 @@ impl Catalog {
                 ttl: c.ttl,
                 output: String::new(),
                 deregister_after: c.deregister_after,
-                expires_at: now + c.ttl,
+                expires_at: later(now, c.ttl).unwrap_or(now),
                 critical_since: (c.status == Status::Critical).then_some(now),
                 status: c.status,
                 create_index: index,
@@ -166,6 +187,7 @@ impl Catalog {
                 modify_index: index,
             },
         );
+        Ok(())
     }
 
     pub fn deregister(&mut self, id: &str) -> Result<(), CatalogError> {
@@ -194,7 +216,9 @@ impl Catalog {
                 Some((s.name.clone(), &mut s.checks[i]))
             })
             .ok_or_else(|| CatalogError::UnknownCheck(check_id.to_owned()))?;
-        check.expires_at = now + check.ttl;
+        // Checked at registration; a clock this far on cannot happen, but
+        // an overflow must never panic: such a check then never expires.
+        check.expires_at = later(now, check.ttl).unwrap_or(check.expires_at);
         // A heartbeat that changes nothing must not wake every watcher.
         if check.status == status && check.output == output {
             return Ok(());
@@ -228,7 +252,7 @@ impl Catalog {
             .values()
             .filter(|s| {
                 s.checks.iter().any(|c| match (c.deregister_after, c.critical_since) {
-                    (Some(after), Some(since)) => now >= since + after,
+                    (Some(after), Some(since)) => later(since, after).is_some_and(|due| now >= due),
                     _ => false,
                 })
             })
@@ -250,7 +274,7 @@ impl Catalog {
             .values()
             .flat_map(|s| &s.checks)
             .filter_map(|c| match (c.status, c.deregister_after, c.critical_since) {
-                (Status::Critical, Some(after), Some(since)) => Some(since + after),
+                (Status::Critical, Some(after), Some(since)) => later(since, after),
                 (Status::Critical, _, _) => None,
                 _ => Some(c.expires_at),
             })
@@ -281,6 +305,10 @@ mod tests {
     }
 
     fn register(c: &mut Catalog, id: &str, name: &str, check: CheckSpec, now: Instant) {
+        try_register(c, id, name, check, now).unwrap();
+    }
+
+    fn try_register(c: &mut Catalog, id: &str, name: &str, check: CheckSpec, now: Instant) -> Result<(), CatalogError> {
         c.register(
             id.into(),
             name.into(),
@@ -290,7 +318,7 @@ mod tests {
             BTreeMap::new(),
             vec![check],
             now,
-        );
+        )
     }
 
     #[test]
@@ -343,6 +371,33 @@ mod tests {
             "a heartbeat that changes nothing keeps the index"
         );
         assert!(c.index_of("nothing") >= 1);
+    }
+
+    #[test]
+    fn durations_whose_deadline_overflows_are_refused_and_change_nothing() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        let index = c.index();
+        let mut huge_ttl = ttl_check("service:u1", 1_000, None);
+        huge_ttl.ttl = Duration::MAX;
+        assert!(matches!(
+            try_register(&mut c, "u1", "user", huge_ttl, t0),
+            Err(CatalogError::OutOfRange(_))
+        ));
+        let mut huge_grace = ttl_check("service:u1", 1_000, None);
+        huge_grace.deregister_after = Some(Duration::MAX);
+        assert!(matches!(
+            try_register(&mut c, "u1", "user", huge_grace, t0),
+            Err(CatalogError::OutOfRange(_))
+        ));
+        assert_eq!(c.services().count(), 0);
+        assert_eq!(c.index(), index, "a refused registration is not a change");
+        // A grace that fits is reaped as usual.
+        register(&mut c, "u2", "user", ttl_check("service:u2", 100, Some(100)), t0);
+        assert_eq!(c.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        assert!(!c.reap(t0 + Duration::from_millis(99)));
+        assert!(c.reap(t0 + Duration::from_millis(100)));
+        assert_eq!(c.services().count(), 0);
     }
 
     #[test]

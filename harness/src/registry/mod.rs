@@ -1,10 +1,16 @@
 //! The dev registry: the subset of Consul's HTTP API the stack uses, for
 //! hermetic runs where no Consul binary or image can be had.
 //!
-//! Differences from Consul, on purpose: one node, no ACLs, TTL checks only,
-//! and `DeregisterCriticalServiceAfter` is honoured at any value (Consul
-//! enforces a one-minute floor), which lets tests watch reaping quickly.
+//! Differences from Consul, on purpose: one node, one ACL token (the
+//! management token, see [`acl`]), TTL checks only, and
+//! `DeregisterCriticalServiceAfter` is honoured at any value (Consul enforces
+//! a one-minute floor), which lets tests watch reaping quickly.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `GANTRY_REGISTRY_ACL_TOKEN` | — (ACLs off) | the management token, as Consul's `acl.tokens.initial_management`; with it, writes without it get 403 and reads without it see nothing |
 
+pub mod acl;
 mod api;
 pub mod catalog;
 
@@ -18,7 +24,27 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use acl::Acl;
 use catalog::{Catalog, CatalogError};
+
+/// The variable that holds the registry's management token.
+pub const ACL_TOKEN_VAR: &str = "GANTRY_REGISTRY_ACL_TOKEN";
+
+/// How the dev registry runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The management token; `None` turns ACLs off (anyone may write).
+    pub acl_token: Option<String>,
+}
+
+impl Options {
+    /// `GANTRY_REGISTRY_ACL_TOKEN`.
+    pub fn from_env() -> Self {
+        Self {
+            acl_token: gantry_common::config::raw(ACL_TOKEN_VAR).map(|t| t.trim().to_owned()),
+        }
+    }
+}
 
 /// The port Consul's HTTP API listens on, and so does the dev registry.
 pub const DEFAULT_PORT: u16 = 8500;
@@ -123,14 +149,29 @@ impl Registry {
 }
 
 fn api_error(e: CatalogError) -> Response {
-    (StatusCode::NOT_FOUND, e.to_string()).into_response()
+    let status = match e {
+        CatalogError::UnknownService(_) | CatalogError::UnknownCheck(_) => StatusCode::NOT_FOUND,
+        CatalogError::OutOfRange(_) => StatusCode::BAD_REQUEST,
+    };
+    (status, e.to_string()).into_response()
 }
 
 /// Serves the dev registry on `listener` until `shutdown` resolves.
-pub async fn run(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acl = Acl::new(options.acl_token);
+    if !acl.enabled() {
+        tracing::warn!(
+            "ACLs are off: anyone who can reach this registry can register, replace and remove services \
+             (set {ACL_TOKEN_VAR} to require a token)"
+        );
+    }
     let registry = Arc::new(Registry::default());
     let reaper = tokio::spawn(registry.clone().reaper());
-    let result = axum::serve(listener, api::router(registry))
+    let result = axum::serve(listener, api::router(registry, acl))
         .with_graceful_shutdown(shutdown)
         .await;
     reaper.abort();

@@ -169,12 +169,23 @@ pub struct Indexed<T> {
     pub index: u64,
 }
 
-/// A handle on a Consul agent's HTTP API. Cheap to clone.
-#[derive(Clone, Debug)]
+/// A handle on a Consul agent's HTTP API. Cheap to clone. With a token
+/// (`CONSUL_HTTP_TOKEN`, or [`RegistryClient::with_token`]) every call carries
+/// it as `X-Consul-Token`, as Consul's own clients do.
+#[derive(Clone)]
 pub struct RegistryClient {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl RegistryClient {
@@ -210,6 +221,13 @@ impl RegistryClient {
         let mut client = Self::new(&addr);
         client.token = config::raw("CONSUL_HTTP_TOKEN");
         Ok(client)
+    }
+
+    /// The same client presenting `token` (Consul's ACL token, sent as
+    /// `X-Consul-Token` on every call); `None` calls anonymously.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
     }
 
     pub fn base_url(&self) -> &str {
