@@ -7,7 +7,9 @@
 //! fills the blocking pool's 512 threads and the memory they need.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(test)]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -47,7 +49,8 @@ pub struct HashGate {
     running: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
-    /// Hashes started, for tests and metrics: a refused login must not add one.
+    /// Hashes started, for tests: a refused login must not add one.
+    #[cfg(test)]
     started: AtomicU64,
 }
 
@@ -66,11 +69,13 @@ impl HashGate {
             running: Arc::new(Semaphore::new(concurrency.max(1))),
             waiting: AtomicUsize::new(0),
             max_waiting: queue,
+            #[cfg(test)]
             started: AtomicU64::new(0),
         }
     }
 
     /// How many hashes have been started through this gate.
+    #[cfg(test)]
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::Relaxed)
     }
@@ -102,6 +107,7 @@ impl HashGate {
     /// is still being computed.
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
         let permit = self.admit().await?;
+        #[cfg(test)]
         self.started.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let out = work();

@@ -1,5 +1,6 @@
 //! Step definitions, one file per capability.
 
+mod abuse;
 mod balancing;
 mod faults;
 mod identity;

@@ -1,0 +1,40 @@
+Feature: Abuse
+  A session ends when its owner logs out, however they do it, and no chain of
+  refreshes keeps it alive past its maximum age. Guessing passwords is counted
+  before any hash is computed, per account and client address, so a burst of
+  guesses gets a handful of answers and a guesser elsewhere cannot keep the
+  owner out. A flood of logins is queued up to a bound and refused beyond it.
+
+  Scenario: Logging out by token also ends the session that holds it
+    Given a running stack
+    And a logged-in user "ann"
+    When "ann" logs out by bearer
+    Then the old session of "ann" gets 401 from GET /users/me
+    And the old session of "ann" gets 401 from POST /auth/refresh
+
+  @managed @fresh
+  Scenario: Refreshing rotates the session but never past its maximum age
+    Given a fresh stack where GANTRY_SESSION_MAX_AGE is 10s
+    And a logged-in user "dee"
+    When "dee" refreshes the session
+    Then "dee" gets 200 from /users/me by session
+    And the old session of "dee" gets 401 from POST /auth/refresh
+    And the old token of "dee" gets 401 from /users/me
+    And a refresh of "dee" ends the session and its token within 10 seconds of the login
+    And refreshing the session of "dee" again and again is refused within 30 seconds
+
+  @managed @fresh
+  Scenario: A burst of wrong passwords gets a handful of answers, and the owner still gets in
+    Given a fresh stack where GANTRY_LOGIN_FIRST_LOCKOUT is 10m
+    And a registered user "cat"
+    When 60 wrong passwords for "cat" arrive at once from 127.0.0.2, each claiming another X-Forwarded-For
+    Then 5 of them are answered 401 and the other 55 are answered 429 with Retry-After
+    And the right password for "cat" from 127.0.0.2 is answered 429
+    But the right password for "cat" from 127.0.0.1 is answered 200
+
+  @managed @fresh
+  Scenario: A flood of logins is refused with 503 and Retry-After beyond the hashing queue, never 500
+    Given a fresh stack where GANTRY_HASH_CONCURRENCY is 1 and GANTRY_HASH_QUEUE is 2
+    When 150 logins of unknown users arrive at once
+    Then every answer is 401 or 503, and the 503s say "busy" with Retry-After
+    And at least one answer is 503

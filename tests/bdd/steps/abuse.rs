@@ -1,0 +1,259 @@
+//! Abuse: sessions that outlive a logout or their maximum age, password
+//! guessing, login floods.
+//!
+//! The gateway appends the TCP peer it saw to `X-Forwarded-For`, and auth
+//! keys its lockout on that last entry. To log in "from elsewhere" a step
+//! connects from another loopback address (on Linux all of 127.0.0.0/8 is
+//! this host), so the gateway sees a different peer, exactly as it would for
+//! a client on another machine.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cucumber::{given, then, when};
+use gantry_harness::client::{Answer, Auth, UserClient};
+use serde_json::{Value, json};
+
+use super::unique;
+use crate::target::{self, Target};
+use crate::world::GantryWorld;
+
+/// Where a step keeps a user as they were before a logout or refresh: the
+/// same client, with the cookie and token it held then.
+fn before(name: &str) -> String {
+    format!("{name} (before)")
+}
+
+async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.unwrap_or_default();
+    Answer { status, headers, body }
+}
+
+/// A client whose connections come from `ip`.
+fn client_from(ip: &str) -> reqwest::Client {
+    let ip: IpAddr = ip.parse().expect("an IP address");
+    reqwest::Client::builder()
+        .local_address(ip)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("an HTTP client without TLS always builds")
+}
+
+/// The claims of a JWT, unverified: the test only reads its own tokens.
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims")
+}
+
+#[given(regex = r"^a fresh stack where (GANTRY_\w+) is (\S+)(?: and (GANTRY_\w+) is (\S+))?$")]
+async fn a_fresh_stack_where(w: &mut GantryWorld, var: String, value: String, var2: String, value2: String) {
+    let mut builder = target::builder().users(1).env(var, value);
+    if !var2.is_empty() {
+        builder = builder.env(var2, value2);
+    }
+    let stack = builder
+        .start(&mut |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("the fresh stack did not start: {e}"));
+    w.target = Some(Target::of(&stack));
+    w.fresh = Some(stack);
+}
+
+#[given(regex = r#"^a registered user "(\w+)"$"#)]
+async fn a_registered_user(w: &mut GantryWorld, name: String) {
+    let mut user = UserClient::new(&w.gateway(), &unique(&name));
+    let registered = user.register().await.expect("register");
+    assert_eq!(registered.status, 201, "register: {}", registered.body);
+    w.users.insert(name, user);
+}
+
+#[when(regex = r#"^"(\w+)" logs out by bearer$"#)]
+async fn logs_out_by_bearer(w: &mut GantryWorld, name: String) {
+    let user = w.user(&name).clone();
+    w.users.insert(before(&name), user);
+    let answer = w
+        .user_mut(&name)
+        .post("/auth/logout", Auth::Bearer)
+        .await
+        .expect("logout");
+    assert_eq!(answer.status, 204, "{}", answer.body);
+}
+
+#[when(regex = r#"^"(\w+)" refreshes the session$"#)]
+async fn refreshes(w: &mut GantryWorld, name: String) {
+    let user = w.user(&name).clone();
+    w.users.insert(before(&name), user);
+    let answer = w
+        .user_mut(&name)
+        .post("/auth/refresh", Auth::Session)
+        .await
+        .expect("refresh");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let old = w.user(&before(&name)).cookie.clone();
+    assert_ne!(w.user(&name).cookie, old, "refresh sets a new session cookie");
+}
+
+#[then(regex = r#"^the old session of "(\w+)" gets (\d+) from (GET|POST) (/\S+)$"#)]
+async fn old_session(w: &mut GantryWorld, name: String, status: u16, method: String, path: String) {
+    let old = w.user(&before(&name));
+    // The cookie value as it was, sent by hand: the client forgot it on logout.
+    let cookie = old.cookie.clone().expect("a session cookie before");
+    let url = format!("{}{path}", w.gateway());
+    let http = reqwest::Client::new();
+    let req = match method.as_str() {
+        "GET" => http.get(url),
+        _ => http.post(url),
+    };
+    let answer = answer(req.header("cookie", cookie).send().await.expect("request")).await;
+    assert_eq!(
+        answer.status, status,
+        "{method} {path} with the old cookie: {}",
+        answer.body
+    );
+    assert!(answer.error_code().is_some(), "a JSON reason: {}", answer.body);
+    w.last = Some(answer);
+}
+
+#[then(regex = r#"^the old token of "(\w+)" gets (\d+) from (/\S+)$"#)]
+async fn old_token(w: &mut GantryWorld, name: String, status: u16, path: String) {
+    let old = w.user(&before(&name));
+    let token = old.token.clone().expect("a token before");
+    let answer = old.get_with_token(&path, &token).await.expect("request");
+    assert_eq!(answer.status, status, "{path} with the old token: {}", answer.body);
+    w.last = Some(answer);
+}
+
+#[then(regex = r#"^a refresh of "(\w+)" ends the session and its token within (\d+) seconds of the login$"#)]
+async fn end_by_the_deadline(w: &mut GantryWorld, name: String, secs: u64) {
+    let login_token = w.user(&before(&name)).token.clone().expect("the login's token");
+    let logged_in_at = claims_of(&login_token)["iat"].as_u64().expect("iat");
+    let user = w.user_mut(&name);
+    let answer = user.post("/auth/refresh", Auth::Session).await.expect("refresh");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let refreshed = user.token.clone().expect("the refreshed token");
+    let exp = claims_of(&refreshed)["exp"].as_u64().expect("exp");
+    assert!(
+        exp <= logged_in_at + secs,
+        "the refreshed token expires {} s after the login",
+        exp.saturating_sub(logged_in_at)
+    );
+    let max_age: u64 = answer
+        .header("set-cookie")
+        .and_then(|c| c.split(';').find_map(|p| p.trim().strip_prefix("Max-Age=")))
+        .and_then(|v| v.parse().ok())
+        .expect("the refresh set a cookie with Max-Age");
+    assert!(max_age <= secs, "the refreshed cookie lives {max_age} s");
+    w.last = Some(answer);
+}
+
+#[then(regex = r#"^refreshing the session of "(\w+)" again and again is refused within (\d+) seconds$"#)]
+async fn refused_eventually(w: &mut GantryWorld, name: String, secs: u64) {
+    let user = w.user_mut(&name);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut refreshes = 0;
+    loop {
+        let answer = user.post("/auth/refresh", Auth::Session).await.expect("refresh");
+        match answer.status {
+            200 => refreshes += 1,
+            401 => break,
+            other => panic!("refresh answered {other}: {}", answer.body),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refreshed after {refreshes} refreshes: the session outlives its maximum age"
+        );
+        // Pacing, not waiting for readiness: a refresh every quarter second.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!("    the session ended after {refreshes} more refreshes");
+}
+
+#[when(
+    regex = r#"^(\d+) wrong passwords for "(\w+)" arrive at once from (\S+), each claiming another X-Forwarded-For$"#
+)]
+async fn burst_of_wrong_passwords(w: &mut GantryWorld, count: usize, name: String, from: String) {
+    let http = client_from(&from);
+    let url = format!("{}/auth/login", w.gateway());
+    let username = w.user(&name).username.clone();
+    let requests = (0..count).map(|i| {
+        let req = http
+            .post(&url)
+            // What a client claims; the gateway appends the peer it saw.
+            .header("x-forwarded-for", format!("10.1.{}.{}", i / 250, i % 250 + 1))
+            .json(&json!({"username": username, "password": "not-the-password"}));
+        async move { answer(req.send().await.expect("login")).await }
+    });
+    w.answers = futures_util::future::join_all(requests).await;
+}
+
+#[then(regex = r"^(\d+) of them are answered 401 and the other (\d+) are answered 429 with Retry-After$")]
+async fn answered_401_and_429(w: &mut GantryWorld, unauthorized: usize, throttled: usize) {
+    let count = |status| w.answers.iter().filter(|a| a.status == status).count();
+    let statuses: Vec<u16> = w.answers.iter().map(|a| a.status).collect();
+    assert_eq!((count(401), count(429)), (unauthorized, throttled), "{statuses:?}");
+    for a in w.answers.iter().filter(|a| a.status == 429) {
+        assert_eq!(a.error_code().as_deref(), Some("too_many_attempts"), "{}", a.body);
+        let wait: u64 = a
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After");
+        assert!(wait >= 1, "Retry-After {wait}");
+    }
+}
+
+#[then(regex = r#"^the right password for "(\w+)" from (\S+) is answered (\d+)$"#)]
+async fn right_password_from(w: &mut GantryWorld, name: String, from: String, status: u16) {
+    let user = w.user(&name);
+    let body = json!({"username": user.username, "password": user.password});
+    let resp = client_from(&from)
+        .post(format!("{}/auth/login", w.gateway()))
+        .json(&body)
+        .send()
+        .await
+        .expect("login");
+    let answer = answer(resp).await;
+    assert_eq!(answer.status, status, "from {from}: {}", answer.body);
+    w.last = Some(answer);
+}
+
+#[when(regex = r"^(\d+) logins of unknown users arrive at once$")]
+async fn login_flood(w: &mut GantryWorld, count: usize) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let url = format!("{}/auth/login", w.gateway());
+    let requests = (0..count).map(|_| {
+        let req = http
+            .post(&url)
+            .json(&json!({"username": unique("ghost"), "password": "any-password"}));
+        async move { answer(req.send().await.expect("login")).await }
+    });
+    w.answers = futures_util::future::join_all(requests).await;
+}
+
+#[then(regex = r#"^every answer is 401 or 503, and the 503s say "(\w+)" with Retry-After$"#)]
+async fn only_401_or_503(w: &mut GantryWorld, code: String) {
+    for a in &w.answers {
+        match a.status {
+            401 => assert_eq!(a.error_code().as_deref(), Some("invalid_credentials"), "{}", a.body),
+            503 => {
+                assert_eq!(a.error_code().as_deref(), Some(code.as_str()), "{}", a.body);
+                assert!(a.header("retry-after").is_some(), "503 without Retry-After");
+            }
+            other => panic!("answered {other}: {}", a.body),
+        }
+    }
+}
+
+#[then(regex = r"^at least one answer is (\d+)$")]
+async fn at_least_one(w: &mut GantryWorld, status: u16) {
+    let n = w.answers.iter().filter(|a| a.status == status).count();
+    let others = w.answers.len() - n;
+    println!("    {n} answers {status}, {others} others");
+    assert!(n >= 1, "no answer was {status}");
+}
