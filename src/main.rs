@@ -1,8 +1,9 @@
 //! `gantry`: start the reference stack, run one of its components, or look
 //! at a running stack.
 
+mod runstate;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -55,11 +56,6 @@ enum Component {
     Auth,
     User,
     Registry,
-}
-
-/// What `gantry up` leaves for `down` and `status`.
-fn state_file() -> PathBuf {
-    std::env::temp_dir().join("gantry-up.json")
 }
 
 fn main() -> Result<()> {
@@ -144,18 +140,40 @@ fn show(step: Progress<'_>) {
 async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
     let infra: Infra = infra.parse().map_err(anyhow::Error::msg)?;
     let binary = std::env::current_exe().context("locating the gantry executable")?;
+    let dir = runstate::dir()?;
+    if let Ok((_, state)) = read_state()
+        && let Some(running) = runstate::Identity::from_json(&state)
+        && running.check() == runstate::Liveness::Ours
+    {
+        bail!(
+            "a stack started by `gantry up` (pid {}) is running; stop it with `gantry down` first",
+            running.pid
+        );
+    }
+    // From here on, Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop
+    // the stack, even while it is starting.
+    let stop = stop_requested();
+    tokio::pin!(stop);
     println!(
         "Starting the Gantry stack ({users} user instance{}):",
         if users == 1 { "" } else { "s" }
     );
     let started = std::time::Instant::now();
-    let stack = StackBuilder::new(binary)
+    let mut progress = |p: Progress<'_>| show(p);
+    let start = StackBuilder::new(binary)
         .infra(infra)
         .users(users)
         .gateway_port(port)
         .check_ttl(Duration::from_secs(3))
-        .start(&mut |p| show(p))
-        .await;
+        .start(&mut progress);
+    let stack = tokio::select! {
+        stack = start => stack,
+        why = &mut stop => {
+            // Dropping the half-started stack kills what it started.
+            println!("\n{why}: stopped before the stack was ready.");
+            return Ok(());
+        }
+    };
     let stack = match stack {
         Ok(s) => s,
         Err(e) => {
@@ -164,29 +182,47 @@ async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
         }
     };
     let gw = stack.gateway_url().to_owned();
-    let state = serde_json::json!({
-        "pid": std::process::id(),
-        "gateway": gw,
-        "redis": stack.redis_url(),
-        "registry": format!("http://{}", stack.registry_addr()),
-        "logs": stack.log_dir(),
-    });
-    let _ = std::fs::write(state_file(), state.to_string());
+    let mut state = runstate::Identity::of_self()?.to_json();
+    state["gateway"] = gw.clone().into();
+    state["redis"] = stack.redis_url().into();
+    state["registry"] = format!("http://{}", stack.registry_addr()).into();
+    state["registry_token"] = stack.registry_token().into();
+    state["logs"] = stack.log_dir().display().to_string().into();
+    let state_path = runstate::write(&dir, &state)?;
     println!(
-        "\nReady in {:.1} s.\n\n  gateway   {gw}\n  registry  http://{}   (CONSUL_HTTP_ADDR)\n  redis     {}   (REDIS_URL)\n  logs      {}\n",
+        "\nReady in {:.1} s.\n\n  gateway   {gw}\n  registry  http://{}   (CONSUL_HTTP_ADDR)\n            {}   (CONSUL_HTTP_TOKEN)\n  redis     {}   (REDIS_URL)\n  logs      {}\n  state     {}\n",
         started.elapsed().as_secs_f64(),
         stack.registry_addr(),
+        stack.registry_token(),
         stack.redis_url(),
         stack.log_dir().display(),
+        state_path.display(),
     );
     println!("Try it (in another terminal):\n{}", walkthrough(&gw));
     println!("Press Ctrl-C to stop.");
-    gantry_common::shutdown::signal().await;
-    println!("\nStopping:");
+    let why = stop.await;
+    println!("\n{why}; stopping:");
     stack.stop(&mut |p| show(p)).await?;
-    let _ = std::fs::remove_file(state_file());
+    let _ = std::fs::remove_file(&state_path);
     println!("Stopped; nothing left running.");
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (the services' shutdown signal) or SIGHUP
+/// (the terminal `gantry up` runs in was closed), naming which.
+async fn stop_requested() -> &'static str {
+    let hangup = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = gantry_common::shutdown::signal() => "interrupted",
+        () = hangup => "hung up",
+    }
 }
 
 fn walkthrough(gw: &str) -> String {
@@ -208,14 +244,18 @@ fn walkthrough(gw: &str) -> String {
     )
 }
 
-fn read_state() -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(state_file())
+/// The record `gantry up` left, and where it is.
+fn read_state() -> Result<(std::path::PathBuf, serde_json::Value)> {
+    let path = runstate::dir()?.join(runstate::STATE_FILE);
+    let text = std::fs::read_to_string(&path)
         .context("no stack started by `gantry up` is running here (start one with `gantry up`)")?;
-    serde_json::from_str(&text).context("the state file of `gantry up` is unreadable; remove it and run `gantry up`")
+    let state = serde_json::from_str(&text)
+        .with_context(|| format!("{} is unreadable; remove it and run `gantry up`", path.display()))?;
+    Ok((path, state))
 }
 
 async fn status() -> Result<()> {
-    let state = read_state()?;
+    let (_, state) = read_state()?;
     let gw = state["gateway"].as_str().unwrap_or_default();
     let resp = reqwest::get(format!("{gw}/readyz"))
         .await
@@ -230,18 +270,29 @@ async fn status() -> Result<()> {
 }
 
 async fn down() -> Result<()> {
-    let state = read_state()?;
-    let pid = state["pid"].as_u64().context("the state file has no pid")? as i32;
-    // SAFETY: kill(2) on the pid `gantry up` recorded; a stale pid yields ESRCH.
-    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-        let _ = std::fs::remove_file(state_file());
-        bail!("`gantry up` (pid {pid}) is not running any more; cleaned up its state file");
+    let (path, state) = read_state()?;
+    let up = runstate::Identity::from_json(&state).with_context(|| {
+        format!(
+            "{} does not say which process wrote it; remove it if no `gantry up` is running",
+            path.display()
+        )
+    })?;
+    let pid = up.pid;
+    match up.signal_if_ours(libc::SIGTERM)? {
+        runstate::Liveness::Ours => {}
+        runstate::Liveness::Gone => {
+            let _ = std::fs::remove_file(&path);
+            bail!("`gantry up` (pid {pid}) is not running any more; removed its state file");
+        }
+        runstate::Liveness::Other(why) => bail!(
+            "pid {pid} in {} is not the `gantry up` that wrote it ({why}); not signalling it",
+            path.display()
+        ),
     }
     print!("Stopping the stack (pid {pid}) … ");
     let _ = std::io::stdout().flush();
     for _ in 0..600 {
-        // SAFETY: signal 0 only asks whether the pid exists.
-        if unsafe { libc::kill(pid, 0) } != 0 {
+        if up.check() != runstate::Liveness::Ours {
             println!("stopped.");
             return Ok(());
         }
