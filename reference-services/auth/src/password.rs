@@ -11,32 +11,118 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).expect("constant Argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// Argon2 memory cost in KiB: 19 MiB.
+const M_COST: u32 = 19 * 1024;
+
+fn params() -> Params {
+    Params::new(M_COST, 2, 1, None).expect("constant Argon2 parameters are valid")
 }
 
-/// A PHC string for `password`.
-pub fn hash(password: &str) -> String {
+/// A stored hash asking for more than this many times our memory cost is
+/// not ours: it never matches, rather than allocating what it asks for.
+const MAX_COST_FACTOR: usize = 8;
+
+/// Argon2's working memory for one hash (19 MiB), kept and reused.
+///
+/// Allocated and freed per hash, this memory is left to the allocator, and
+/// glibc keeps freed blocks of this size in its per-thread arenas (its mmap
+/// threshold adapts upwards after the first free): two hashing slots held
+/// 370 MiB after a few login floods instead of 40. Reusing one buffer per
+/// slot makes the bound exact: slots × 19 MiB.
+#[derive(Default)]
+pub struct Memory(Vec<Block>);
+
+impl Memory {
+    fn blocks(&mut self, count: usize) -> &mut [Block] {
+        if self.0.len() < count {
+            self.0.resize(count, Block::default());
+        }
+        &mut self.0[..count]
+    }
+}
+
+/// A PHC string for `password`, computed in `memory`.
+pub fn hash_in(password: &str, memory: &mut Memory) -> String {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).expect("the operating system's random source failed");
-    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("hashing with valid parameters cannot fail")
-        .to_string()
+    let salt_string = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
+    let params = params();
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            &salt,
+            &mut out,
+            memory.blocks(params.block_count()),
+        )
+        .expect("hashing with valid parameters cannot fail");
+    PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).expect("our parameters encode"),
+        salt: Some(salt_string.as_salt()),
+        hash: Some(Output::new(&out).expect("32 bytes is a valid output")),
+    }
+    .to_string()
 }
 
-/// True when `password` matches `phc`. A corrupt stored hash never matches.
-pub fn verify(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
-        Err(_) => false,
+/// True when `password` matches `phc`, computed in `memory`. A corrupt or
+/// foreign stored hash never matches.
+pub fn verify_in(password: &str, phc: &str, memory: &mut Memory) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    if params.block_count() > MAX_COST_FACTOR * params_block_count() {
+        return false;
     }
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let blocks = params.block_count();
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut out,
+        memory.blocks(blocks),
+    );
+    // Output compares in constant time.
+    computed.is_ok() && Output::new(&out).is_ok_and(|out| out == expected)
+}
+
+fn params_block_count() -> usize {
+    params().block_count()
+}
+
+/// A PHC string for `password` (m = 19 MiB, t = 2, p = 1), in fresh memory.
+pub fn hash(password: &str) -> String {
+    hash_in(password, &mut Memory::default())
+}
+
+/// True when `password` matches `phc`, in fresh memory.
+#[cfg(test)]
+pub fn verify(password: &str, phc: &str) -> bool {
+    verify_in(password, phc, &mut Memory::default())
 }
 
 /// The gate is full: too many hashes running and waiting.
@@ -47,6 +133,8 @@ pub struct Busy;
 /// arrival order, and the rest are refused at once.
 pub struct HashGate {
     running: Arc<Semaphore>,
+    /// One working memory per slot, handed to whichever hash holds the slot.
+    memories: Arc<std::sync::Mutex<Vec<Memory>>>,
     waiting: AtomicUsize,
     max_waiting: usize,
     /// Hashes started, for tests: a refused login must not add one.
@@ -67,6 +155,7 @@ impl HashGate {
     pub fn new(concurrency: usize, queue: usize) -> Self {
         Self {
             running: Arc::new(Semaphore::new(concurrency.max(1))),
+            memories: Arc::new(std::sync::Mutex::new(Vec::new())),
             waiting: AtomicUsize::new(0),
             max_waiting: queue,
             #[cfg(test)]
@@ -102,15 +191,19 @@ impl HashGate {
         self.running.clone().acquire_owned().await.map_err(|_| Busy)
     }
 
-    /// Runs `work` on the blocking pool once admitted. The slot travels with
-    /// the work, so a caller that gives up does not free it while the hash
-    /// is still being computed.
-    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
+    /// Runs `work` on the blocking pool once admitted, in the slot's memory.
+    /// The slot and its memory travel with the work, so a caller that gives
+    /// up frees neither while the hash is still being computed.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Memory) -> T + Send + 'static) -> Result<T, Busy> {
         let permit = self.admit().await?;
         #[cfg(test)]
         self.started.fetch_add(1, Ordering::Relaxed);
+        let memories = self.memories.clone();
         tokio::task::spawn_blocking(move || {
-            let out = work();
+            let take = || memories.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut memory = take().unwrap_or_default();
+            let out = work(&mut memory);
+            memories.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
             drop(permit);
             out
         })
@@ -118,14 +211,20 @@ impl HashGate {
         .map_err(|_| Busy)
     }
 
+    /// Working memories kept for reuse (at most one per slot).
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.memories.lock().unwrap().len()
+    }
+
     /// [`hash`] within the gate.
     pub async fn hash(&self, password: String) -> Result<String, Busy> {
-        self.run(move || hash(&password)).await
+        self.run(move |memory| hash_in(&password, memory)).await
     }
 
     /// [`verify`] within the gate.
     pub async fn verify(&self, password: String, phc: String) -> Result<bool, Busy> {
-        self.run(move || verify(&password, &phc)).await
+        self.run(move |memory| verify_in(&password, &phc, memory)).await
     }
 }
 
@@ -142,6 +241,44 @@ mod tests {
         assert!(super::verify("correct horse", &a));
         assert!(!super::verify("wrong horse", &a));
         assert!(!super::verify("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn hashes_are_the_standard_phc_argon2id_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let lib = Argon2::new(Algorithm::Argon2id, Version::V0x13, params());
+        // Ours verifies with the library …
+        let ours = super::hash("correct horse");
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(lib.verify_password(b"correct horse", &parsed).is_ok());
+        assert!(lib.verify_password(b"wrong horse", &parsed).is_err());
+        // … and the library's (as stored before) with ours, other parameters too.
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        let theirs = lib.hash_password(b"correct horse", &salt).unwrap().to_string();
+        let mut memory = Memory::default();
+        assert!(verify_in("correct horse", &theirs, &mut memory));
+        assert!(!verify_in("wrong horse", &theirs, &mut memory));
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        );
+        let other = small.hash_password(b"pw-other", &salt).unwrap().to_string();
+        assert!(verify_in("pw-other", &other, &mut memory), "in the same, larger memory");
+    }
+
+    #[test]
+    fn a_stored_hash_asking_for_too_much_memory_never_matches() {
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        let greedy = format!(
+            "$argon2id$v=19$m={},t=1,p=1${}$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            M_COST as usize * (MAX_COST_FACTOR + 1),
+            salt.as_str()
+        );
+        assert!(PasswordHash::new(&greedy).is_ok(), "well formed");
+        let mut memory = Memory::default();
+        assert!(!verify_in("pw", &greedy, &mut memory));
+        assert!(memory.0.is_empty(), "nothing allocated for it");
     }
 
     #[tokio::test]
@@ -172,6 +309,7 @@ mod tests {
         }
         assert_eq!(gate.started(), 2);
         assert_eq!(gate.waiting.load(Ordering::Acquire), 0, "the queue empties");
+        assert_eq!(gate.kept(), 1, "one working memory per slot, reused");
         assert_eq!(
             gate.verify("pw".into(), "x".into()).await,
             Ok(false),
