@@ -27,6 +27,14 @@ pub struct GantryWorld {
     pub added: Option<(String, tokio::time::Instant)>,
     /// Gateway retry and ejection counters before a step that must not move them.
     pub counters_before: Option<(f64, f64)>,
+    /// Raw connections a step left stalled (half a request head sent).
+    pub stalled: Vec<tokio::net::TcpStream>,
+    /// When the first of them was opened.
+    pub stalled_since: Option<tokio::time::Instant>,
+    /// A raw keep-alive connection that was answered once.
+    pub kept: Option<tokio::net::TcpStream>,
+    /// The client connection cap the scenario's gateway was started with.
+    pub connection_cap: Option<usize>,
 }
 
 impl GantryWorld {
@@ -73,6 +81,10 @@ impl GantryWorld {
 
     /// Stops this scenario's own stack gracefully.
     pub async fn tear_down(&mut self) {
+        // Raw connections first: a gateway drains open connections before
+        // it stops, and a half-sent request head is not done yet.
+        self.stalled.clear();
+        self.kept = None;
         if let Some(stack) = self.fresh.take() {
             let _ = stack.stop(&mut |_| {}).await;
         }

@@ -2,6 +2,7 @@
 
 mod abuse;
 mod balancing;
+mod edge;
 mod faults;
 mod identity;
 mod input;

@@ -1,0 +1,37 @@
+Feature: The gateway's edge
+  Clients that hold connections open or flood them cost the gateway little,
+  and nobody learns its inside from the public port: operator endpoints are
+  on a separate admin listener, and error answers name no instance.
+
+  Scenario: Clients that send half a request header are disconnected, and the gateway keeps answering
+    Given a running stack
+    When 200 clients each send half a request header and then nothing
+    Then the gateway is healthy
+    And the gateway closes all of those connections within 15 seconds
+
+  Scenario: The public port serves no operator detail
+    Given a running stack
+    Then /metrics is not served on the public port
+    And the public /readyz says whether the gateway is ready and nothing more
+
+  @managed
+  Scenario: Operators read metrics and readiness detail on the admin listener
+    Given a running stack
+    Then the admin listener serves the gateway's metrics
+    And the admin listener's /readyz lists the instances and any problems
+
+  @managed @fresh
+  Scenario: An upstream failure answer names no instance and no system error
+    Given a fresh stack with 1 user instance
+    And a logged-in user "una"
+    When user instance 1 is killed
+    And "una" calls /users/me by bearer
+    Then the answer is a 5xx JSON error naming no instance, address or system error
+
+  @managed @fresh
+  Scenario: Past its connection cap the gateway refuses new connections and serves the ones it has
+    Given a fresh stack whose gateway allows 20 client connections
+    And a client with a kept-alive connection to the gateway
+    When stalled connections fill the gateway's connection cap
+    Then a new connection is answered 503 and closed
+    And the kept-alive connection is still answered
