@@ -134,15 +134,24 @@ return {1, n}
 
 /// KEYS as for [`ADMIT`]. ARGV[1] is `success` (the pair's count is
 /// cleared) or `refund` (the attempt is taken back). Either way the lockout
-/// the attempt may have set goes, and the account's count gives it back.
+/// the attempt may have set goes, and the account's count gives it back. A
+/// count taken back to zero is deleted, so attempts that were never
+/// evaluated (a flood answered 503) leave no keys behind in Redis.
 const RELEASE: &str = r"
+local function give_back(key)
+  if tonumber(redis.call('GET', key) or '0') > 1 then
+    redis.call('DECR', key)
+  else
+    redis.call('DEL', key)
+  end
+end
 if ARGV[1] == 'success' then
   redis.call('DEL', KEYS[1])
-elseif tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
-  redis.call('DECR', KEYS[1])
+else
+  give_back(KEYS[1])
 end
 redis.call('DEL', KEYS[2])
-if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+give_back(KEYS[3])
 return 1
 ";
 

@@ -338,6 +338,13 @@ async fn a_full_hashing_queue_answers_503_at_once_and_counts_nothing() {
         "registering hashes too"
     );
     assert_eq!(auth.state.gate.started(), hashed_before);
+    for key in [
+        "auth:failures:rita:192.0.2.1",
+        "auth:lockout:rita:192.0.2.1",
+        "auth:account-failures:rita",
+    ] {
+        assert!(!auth.exists(key).await, "{key} left behind by an attempt never evaluated");
+    }
     drop(hold);
     // The refused attempt was given back: with one failure allowed, a count
     // or lockout left behind would make this 429.
