@@ -162,7 +162,10 @@ impl GatewayConfig {
 /// A timeout on a client, from 100 ms to 1 h: zero would refuse everyone,
 /// and a huge one is no protection.
 fn client_timeout(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    let d = config::duration_or(var, default)?;
+    in_range(var, config::duration_or(var, default)?)
+}
+
+fn in_range(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
     if !TIMEOUT_RANGE.contains(&d) {
         return Err(ConfigError::new(
             var,
@@ -171,4 +174,22 @@ fn client_timeout(var: &'static str, default: Duration) -> Result<Duration, Conf
         ));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_timeout_out_of_range_names_its_variable() {
+        for bad in [Duration::ZERO, Duration::from_millis(99), Duration::from_secs(3601)] {
+            let e = in_range("GANTRY_HEADER_TIMEOUT", bad).unwrap_err();
+            assert_eq!(e.var, "GANTRY_HEADER_TIMEOUT");
+            assert!(e.to_string().contains("from 100ms to 1h"), "{e}");
+        }
+        assert_eq!(
+            in_range("GANTRY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT).unwrap(),
+            DEFAULT_BODY_TIMEOUT
+        );
+    }
 }

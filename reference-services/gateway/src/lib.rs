@@ -402,3 +402,35 @@ fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
     }));
     tasks
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_canned_503_is_a_whole_http_answer() {
+        let text = std::str::from_utf8(OVERLOADED_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "too_many_connections");
+        assert!(head.contains("connection: close"));
+    }
+
+    #[test]
+    fn the_connection_count_is_capped_and_given_back() {
+        let c = Connections::new(2);
+        let (a, b) = (c.admit().unwrap(), c.admit().unwrap());
+        assert!(c.admit().is_none());
+        drop(a);
+        assert_eq!(c.open(), 1);
+        assert!(c.admit().is_some());
+        drop(b);
+    }
+}

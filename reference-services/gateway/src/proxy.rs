@@ -11,7 +11,7 @@ use gantry_common::session;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tokio::time::Instant;
 
 use crate::config::GatewayConfig;
@@ -222,8 +222,14 @@ impl Gateway {
             return Err(fail(too_large()));
         }
         // A deadline on the whole body: a client trickling it in must not
-        // hold the connection (and this request's memory) for ever.
-        let read = tokio::time::timeout(self.cfg.body_timeout, Limited::new(body, MAX_BODY_BYTES).collect());
+        // hold the connection (and this request's memory) for ever. A
+        // request without a body (most GETs) skips it: no timer to set.
+        let read = async {
+            if body.is_end_stream() {
+                return Ok(Ok(http_body_util::Collected::default()));
+            }
+            tokio::time::timeout(self.cfg.body_timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await
+        };
         let body = match read.await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(fail(too_large())),

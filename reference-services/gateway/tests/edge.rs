@@ -123,6 +123,30 @@ async fn half_a_request_head_is_cut_off_after_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_in_a_byte_at_a_time_is_cut_off_too() {
+    // The deadline is on the whole head, not on silence between bytes.
+    let header_timeout = Duration::from_secs(1);
+    let gw = gateway(|c| c.header_timeout = header_timeout).await;
+    let started = Instant::now();
+    let mut s = TcpStream::connect(gw.public).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    // The attacker's pace: a header byte every 100 ms, for ever.
+    let trickle = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if s.write_all(b"X").await.is_err() {
+                break;
+            }
+        }
+    };
+    timeout(header_timeout + SLACK, trickle)
+        .await
+        .expect("the gateway closed the trickling connection");
+    assert!(started.elapsed() >= header_timeout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let header_timeout = Duration::from_secs(1);
     let gw = gateway(|c| c.header_timeout = header_timeout).await;
