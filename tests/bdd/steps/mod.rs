@@ -8,6 +8,7 @@ mod identity;
 mod input;
 mod stack;
 mod tokens;
+mod trust;
 
 use std::future::Future;
 use std::time::Duration;
