@@ -6,4 +6,7 @@ RUN command -v redis-server >/dev/null \
 RUN mkdir -p /data
 WORKDIR /data
 EXPOSE 6379
-CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data"]
+# Protected mode stays on: without a password Redis answers loopback clients
+# only. Give it one (`requirepass`, in a config file) to serve the network;
+# the harness and ci/compose.yaml do.
+CMD ["redis-server", "--bind", "0.0.0.0", "--dir", "/data"]
