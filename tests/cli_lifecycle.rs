@@ -89,6 +89,7 @@ fn start_up(runtime: &Path, tmp: &Path) -> (Child, String, mpsc::Receiver<String
             }
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("`gantry up` did not become ready:\n{seen}");
             }
         }

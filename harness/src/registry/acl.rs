@@ -61,16 +61,16 @@ impl Acl {
         self.management.is_some()
     }
 
-    /// What `presented` allows, or `Err` with Consul's answer when it is a
-    /// token the registry does not know.
-    fn resolve(&self, presented: Option<&str>) -> Result<Access, Response> {
+    /// What `presented` allows; `None` for a token the registry does not
+    /// know (Consul answers those 403 "ACL not found").
+    fn resolve(&self, presented: Option<&str>) -> Option<Access> {
         let Some(management) = &self.management else {
-            return Ok(Access::Open);
+            return Some(Access::Open);
         };
         match presented.filter(|t| !t.is_empty()) {
-            None => Ok(Access::Anonymous),
-            Some(t) if constant_time_eq(t.as_bytes(), management.as_bytes()) => Ok(Access::Management),
-            Some(_) => Err((StatusCode::FORBIDDEN, "ACL not found").into_response()),
+            None => Some(Access::Anonymous),
+            Some(t) if constant_time_eq(t.as_bytes(), management.as_bytes()) => Some(Access::Management),
+            Some(_) => None,
         }
     }
 }
@@ -101,9 +101,8 @@ pub async fn enforce(State(acl): State<Arc<Acl>>, mut req: Request, next: Next) 
     if req.uri().path().starts_with("/v1/status/") {
         return next.run(req).await;
     }
-    let access = match acl.resolve(presented_token(&req).as_deref()) {
-        Ok(a) => a,
-        Err(refusal) => return refusal,
+    let Some(access) = acl.resolve(presented_token(&req).as_deref()) else {
+        return (StatusCode::FORBIDDEN, "ACL not found").into_response();
     };
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     if !read && access == Access::Anonymous {
@@ -205,15 +204,15 @@ mod tests {
     #[test]
     fn tokens_resolve_as_consul_resolves_them() {
         let off = Acl::new(None);
-        assert_eq!(off.resolve(None).unwrap(), Access::Open);
-        assert_eq!(off.resolve(Some("anything")).unwrap(), Access::Open);
+        assert_eq!(off.resolve(None), Some(Access::Open));
+        assert_eq!(off.resolve(Some("anything")), Some(Access::Open));
 
         let on = Acl::new(Some("s3cret".into()));
-        assert_eq!(on.resolve(None).unwrap(), Access::Anonymous);
-        assert_eq!(on.resolve(Some("")).unwrap(), Access::Anonymous);
-        assert_eq!(on.resolve(Some("s3cret")).unwrap(), Access::Management);
-        assert_eq!(on.resolve(Some("s3cre")).unwrap_err().status(), StatusCode::FORBIDDEN);
-        assert_eq!(on.resolve(Some("s3creT")).unwrap_err().status(), StatusCode::FORBIDDEN);
+        assert_eq!(on.resolve(None), Some(Access::Anonymous));
+        assert_eq!(on.resolve(Some("")), Some(Access::Anonymous));
+        assert_eq!(on.resolve(Some("s3cret")), Some(Access::Management));
+        assert_eq!(on.resolve(Some("s3cre")), None);
+        assert_eq!(on.resolve(Some("s3creT")), None);
     }
 
     #[test]
