@@ -175,6 +175,9 @@ impl Container {
 /// Where Redis's configuration (its password) is put in its container.
 const REDIS_CONFIG: &str = "/etc/gantry-redis.conf";
 
+/// Where Consul's ACL configuration (its token) is put in its container.
+const CONSUL_ACL_CONFIG: &str = "/etc/gantry-consul-acl.hcl";
+
 /// The only host address containers are published on.
 pub const PUBLISH_ADDRESS: &str = "127.0.0.1";
 
@@ -293,15 +296,15 @@ pub async fn registry(images: &Images, token: &str) -> Result<(Container, u16), 
     match &images.registry {
         Registry::Consul(_) => {
             let image = image.with_wait_for(WaitFor::message_on_stdout("Synced node info"));
+            // ACLs on, default deny, `token` as the management token; in a
+            // file copied in, not on the command line the host's `ps` shows.
+            let acl = crate::stack::consul_acl_hcl(token).into_bytes();
             start("registry", |host_port| {
-                image.clone().with_mapped_port(host_port, 8500.tcp()).with_cmd([
-                    "agent",
-                    "-dev",
-                    "-client",
-                    "0.0.0.0",
-                    "-hcl",
-                    &crate::stack::consul_acl_hcl(token),
-                ])
+                image
+                    .clone()
+                    .with_mapped_port(host_port, 8500.tcp())
+                    .with_copy_to(CONSUL_ACL_CONFIG, acl.clone())
+                    .with_cmd(["agent", "-dev", "-client", "0.0.0.0", "-config-file", CONSUL_ACL_CONFIG])
             })
             .await
         }
