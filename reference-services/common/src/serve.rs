@@ -58,19 +58,25 @@ impl Default for Limits {
     }
 }
 
+/// The range a client-side timeout may be set to: zero would refuse
+/// everyone, and an hour is no protection already.
+const TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(3600);
+
+fn in_range(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if !TIMEOUT_RANGE.contains(&d) {
+        return Err(ConfigError::new(
+            var,
+            config::format_duration(d),
+            "a duration from 100ms to 1h",
+        ));
+    }
+    Ok(d)
+}
+
 impl Limits {
+    /// `GANTRY_HEADER_TIMEOUT`, `GANTRY_BODY_TIMEOUT`, `GANTRY_MAX_CONNECTIONS`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let positive = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
-            let d = config::duration_or(var, default)?;
-            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
-                return Err(ConfigError::new(
-                    var,
-                    config::format_duration(d),
-                    "a duration from 100ms to 1h",
-                ));
-            }
-            Ok(d)
-        };
+        let positive = |var: &'static str, default: Duration| in_range(var, config::duration_or(var, default)?);
         let max_connections = config::parse_or(
             "GANTRY_MAX_CONNECTIONS",
             DEFAULT_MAX_CONNECTIONS,
@@ -175,6 +181,19 @@ pub fn peer(req: &http::request::Parts) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_timeout_out_of_range_names_its_variable() {
+        for bad in [Duration::ZERO, Duration::from_millis(99), Duration::from_secs(3601)] {
+            let e = in_range("GANTRY_HEADER_TIMEOUT", bad).unwrap_err();
+            assert_eq!(e.var, "GANTRY_HEADER_TIMEOUT");
+            assert!(e.to_string().contains("from 100ms to 1h"), "{e}");
+        }
+        assert_eq!(
+            in_range("GANTRY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT).unwrap(),
+            DEFAULT_BODY_TIMEOUT
+        );
+    }
 
     #[test]
     fn the_overload_answer_is_well_formed() {

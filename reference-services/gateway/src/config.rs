@@ -5,6 +5,7 @@ use std::time::Duration;
 use gantry_common::config::{self, ConfigError};
 use gantry_common::jwt::JwtConfig;
 use gantry_common::registry::RegistryClient;
+use gantry_common::serve::Limits;
 use gantry_common::service::DEFAULT_REDIS_URL;
 
 /// Where the gateway listens unless `GANTRY_LISTEN` says otherwise.
@@ -20,20 +21,6 @@ pub const DEFAULT_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
 /// The most a session lookup may be cached: revocations are pushed, but a
 /// missed push must not keep a dead session alive for long.
 pub const MAX_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Time a client has to send a request's whole header block. Hyper starts
-/// this clock whenever a connection waits for a request (a new connection or
-/// a kept-alive one after its last answer), so it is also the keep-alive idle
-/// timeout: an idle client connection is closed after it too.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client has to send a request's whole body once its headers are in
-/// (408 after it).
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Open client connections, over all workers, beyond which new ones are
-/// answered 503 and closed at once; established ones keep being served.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// The range a client-side timeout may be set to.
-const TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(3600);
-
 /// How the gateway picks among healthy instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbPolicy {
@@ -77,9 +64,9 @@ pub struct GatewayConfig {
     pub session_cache_ttl: Duration,
     /// Worker threads, each with its own runtime and upstream pool.
     pub workers: usize,
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
-    pub max_connections: usize,
+    /// What one client connection may cost: header and body deadlines
+    /// (the header one is also the keep-alive idle time), the connection cap.
+    pub limits: Limits,
 }
 
 impl GatewayConfig {
@@ -103,18 +90,6 @@ impl GatewayConfig {
                 "GANTRY_MAX_RETRIES",
                 max_retries.to_string(),
                 "a whole number from 0 to 5",
-            ));
-        }
-        let max_connections = config::parse_or(
-            "GANTRY_MAX_CONNECTIONS",
-            DEFAULT_MAX_CONNECTIONS,
-            "a whole number from 1 to 1000000",
-        )?;
-        if !(1..=1_000_000).contains(&max_connections) {
-            return Err(ConfigError::new(
-                "GANTRY_MAX_CONNECTIONS",
-                max_connections.to_string(),
-                "a whole number from 1 to 1000000",
             ));
         }
         Ok(Self {
@@ -152,44 +127,7 @@ impl GatewayConfig {
                 }
                 n
             },
-            header_timeout: client_timeout("GANTRY_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)?,
-            body_timeout: client_timeout("GANTRY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)?,
-            max_connections,
+            limits: Limits::from_env()?,
         })
-    }
-}
-
-/// A timeout on a client, from 100 ms to 1 h: zero would refuse everyone,
-/// and a huge one is no protection.
-fn client_timeout(var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    in_range(var, config::duration_or(var, default)?)
-}
-
-fn in_range(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
-    if !TIMEOUT_RANGE.contains(&d) {
-        return Err(ConfigError::new(
-            var,
-            config::format_duration(d),
-            "a duration from 100ms to 1h",
-        ));
-    }
-    Ok(d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_client_timeout_out_of_range_names_its_variable() {
-        for bad in [Duration::ZERO, Duration::from_millis(99), Duration::from_secs(3601)] {
-            let e = in_range("GANTRY_HEADER_TIMEOUT", bad).unwrap_err();
-            assert_eq!(e.var, "GANTRY_HEADER_TIMEOUT");
-            assert!(e.to_string().contains("from 100ms to 1h"), "{e}");
-        }
-        assert_eq!(
-            in_range("GANTRY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT).unwrap(),
-            DEFAULT_BODY_TIMEOUT
-        );
     }
 }

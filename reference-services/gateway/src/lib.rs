@@ -281,7 +281,7 @@ fn worker(
     shard::set_worker(n);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        let builder = http1_builder(gateway.cfg.header_timeout);
+        let builder = http1_builder(gateway.cfg.limits.header_timeout);
         // Cloned per request, so it must belong to this thread alone: the
         // shared Arc's count would bounce between cores on every request.
         let local = Arc::new(gateway);
@@ -324,7 +324,7 @@ fn worker(
 /// and its own `/openapi.json`, on the caller's runtime, with the same
 /// header timeout as clients get and a small connection cap of its own.
 async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let builder = http1_builder(gateway.cfg.header_timeout);
+    let builder = http1_builder(gateway.cfg.limits.header_timeout);
     let connections = Connections::new(ADMIN_MAX_CONNECTIONS);
     let graceful = GracefulShutdown::new();
     loop {

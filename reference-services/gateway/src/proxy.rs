@@ -82,7 +82,7 @@ impl Gateway {
     pub fn new(cfg: GatewayConfig, identity: Arc<Identity>, instance_id: &str) -> Self {
         Self {
             metrics: Metrics::new(cfg.workers),
-            connections: crate::Connections::new(cfg.max_connections),
+            connections: crate::Connections::new(cfg.limits.max_connections),
             cfg,
             upstreams: Default::default(),
             identity,
@@ -228,13 +228,17 @@ impl Gateway {
             if body.is_end_stream() {
                 return Ok(Ok(http_body_util::Collected::default()));
             }
-            tokio::time::timeout(self.cfg.body_timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await
+            tokio::time::timeout(
+                self.cfg.limits.body_timeout,
+                Limited::new(body, MAX_BODY_BYTES).collect(),
+            )
+            .await
         };
         let body = match read.await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Err(fail(too_large())),
             Err(_) => {
-                let timeout = gantry_common::config::format_duration(self.cfg.body_timeout);
+                let timeout = gantry_common::config::format_duration(self.cfg.limits.body_timeout);
                 return Err(fail(ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",

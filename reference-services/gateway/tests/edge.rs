@@ -109,7 +109,7 @@ async fn metric(admin: SocketAddr, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_a_request_head_is_cut_off_after_the_header_timeout() {
     let header_timeout = Duration::from_secs(1);
-    let gw = gateway(|c| c.header_timeout = header_timeout).await;
+    let gw = gateway(|c| c.limits.header_timeout = header_timeout).await;
     let started = Instant::now();
     let mut s = slowloris(gw.public).await;
     let said = timeout(header_timeout + SLACK, read_to_close(&mut s))
@@ -126,7 +126,7 @@ async fn half_a_request_head_is_cut_off_after_the_header_timeout() {
 async fn a_head_trickled_in_a_byte_at_a_time_is_cut_off_too() {
     // The deadline is on the whole head, not on silence between bytes.
     let header_timeout = Duration::from_secs(1);
-    let gw = gateway(|c| c.header_timeout = header_timeout).await;
+    let gw = gateway(|c| c.limits.header_timeout = header_timeout).await;
     let started = Instant::now();
     let mut s = TcpStream::connect(gw.public).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
@@ -149,7 +149,7 @@ async fn a_head_trickled_in_a_byte_at_a_time_is_cut_off_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let header_timeout = Duration::from_secs(1);
-    let gw = gateway(|c| c.header_timeout = header_timeout).await;
+    let gw = gateway(|c| c.limits.header_timeout = header_timeout).await;
     let mut s = TcpStream::connect(gw.public).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let (status, _) = read_response(&mut s).await;
@@ -164,7 +164,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_closed() {
-    let gw = gateway(|c| c.body_timeout = Duration::from_secs(1)).await;
+    let gw = gateway(|c| c.limits.body_timeout = Duration::from_secs(1)).await;
     let mut s = TcpStream::connect(gw.public).await.unwrap();
     s.write_all(
         b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
@@ -181,7 +181,7 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_
 async fn hundreds_of_stalled_connections_do_not_stop_healthz() {
     const STALLED: usize = 300;
     // Long enough that none is cut off while the test runs.
-    let gw = gateway(|c| c.header_timeout = Duration::from_secs(60)).await;
+    let gw = gateway(|c| c.limits.header_timeout = Duration::from_secs(60)).await;
     let mut stalled = Vec::with_capacity(STALLED);
     for _ in 0..STALLED {
         stalled.push(slowloris(gw.public).await);
@@ -211,8 +211,8 @@ async fn hundreds_of_stalled_connections_do_not_stop_healthz() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_connection_cap_a_new_connection_gets_503_and_established_ones_are_served() {
     let gw = gateway(|c| {
-        c.max_connections = 3;
-        c.header_timeout = Duration::from_secs(60);
+        c.limits.max_connections = 3;
+        c.limits.header_timeout = Duration::from_secs(60);
     })
     .await;
     // One established keep-alive connection that has been served...
