@@ -44,7 +44,9 @@ enum Command {
         #[arg(value_enum)]
         component: Component,
     },
-    /// Run the dev registry (same as `serve registry`).
+    /// Run the dev registry (same as `serve registry`). With GANTRY_REGISTRY_ACL_TOKEN
+    /// set, writes need that token (X-Consul-Token) and reads without it see nothing,
+    /// as with Consul's ACLs on and default deny; without it anyone may write.
     Registry,
     /// Print a fresh Ed25519 signing key for GANTRY_JWT_SIGNING_KEY.
     Keygen,
