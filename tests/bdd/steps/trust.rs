@@ -173,7 +173,10 @@ async fn redis_refuses(w: &mut GantryWorld) {
     assert!(err.contains("NOAUTH"), "{err}");
     let wrong = ping(&redis_with_password(w, Some("not-the-password"))).await;
     let err = wrong.expect_err("Redis answered a client with a wrong password");
-    assert!(err.contains("WRONGPASS") || err.contains("authentication failed"), "{err}");
+    assert!(
+        err.contains("WRONGPASS") || err.contains("authentication failed"),
+        "{err}"
+    );
 }
 
 #[then("Redis answers a client with the password from REDIS_URL")]
