@@ -343,7 +343,10 @@ async fn a_full_hashing_queue_answers_503_at_once_and_counts_nothing() {
         "auth:lockout:rita:192.0.2.1",
         "auth:account-failures:rita",
     ] {
-        assert!(!auth.exists(key).await, "{key} left behind by an attempt never evaluated");
+        assert!(
+            !auth.exists(key).await,
+            "{key} left behind by an attempt never evaluated"
+        );
     }
     drop(hold);
     // The refused attempt was given back: with one failure allowed, a count
