@@ -186,13 +186,15 @@ async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
     let gw = stack.gateway_url().to_owned();
     let mut state = runstate::Identity::of_self()?.to_json();
     state["gateway"] = gw.clone().into();
+    let admin = stack.gateway_admin_urls().first().cloned().unwrap_or_default();
+    state["admin"] = admin.clone().into();
     state["redis"] = stack.redis_url().into();
     state["registry"] = format!("http://{}", stack.registry_addr()).into();
     state["registry_token"] = stack.registry_token().into();
     state["logs"] = stack.log_dir().display().to_string().into();
     let state_path = runstate::write(&dir, &state)?;
     println!(
-        "\nReady in {:.1} s.\n\n  gateway   {gw}\n  registry  http://{}   (CONSUL_HTTP_ADDR)\n            {}   (CONSUL_HTTP_TOKEN)\n  redis     {}   (REDIS_URL)\n  logs      {}\n  state     {}\n",
+        "\nReady in {:.1} s.\n\n  gateway   {gw}\n  admin     {admin}   (/metrics, /readyz with detail)\n  registry  http://{}   (CONSUL_HTTP_ADDR)\n            {}   (CONSUL_HTTP_TOKEN)\n  redis     {}   (REDIS_URL)\n  logs      {}\n  state     {}\n",
         started.elapsed().as_secs_f64(),
         stack.registry_addr(),
         stack.registry_token(),
@@ -259,7 +261,9 @@ fn read_state() -> Result<(std::path::PathBuf, serde_json::Value)> {
 async fn status() -> Result<()> {
     let (_, state) = read_state()?;
     let gw = state["gateway"].as_str().unwrap_or_default();
-    let resp = reqwest::get(format!("{gw}/readyz"))
+    // The admin listener's /readyz says what is missing; the public one only whether.
+    let admin = state["admin"].as_str().filter(|a| !a.is_empty()).unwrap_or(gw);
+    let resp = reqwest::get(format!("{admin}/readyz"))
         .await
         .with_context(|| format!("the gateway at {gw} does not answer; is `gantry up` still running?"))?;
     let code = resp.status();
