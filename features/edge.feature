@@ -1,5 +1,6 @@
-Feature: The gateway's edge
-  Clients that hold connections open or flood them cost the gateway little,
+Feature: The edge
+  Clients that hold connections open or flood them cost the gateway (and the
+  services behind it, should they be reached) little,
   and nobody learns its inside from the public port: operator endpoints are
   on a separate admin listener, and error answers name no instance.
 
@@ -8,6 +9,13 @@ Feature: The gateway's edge
     When 200 clients each send half a request header and then nothing
     Then the gateway is healthy
     And the gateway closes all of those connections within 15 seconds
+
+  @managed @fresh
+  Scenario: Auth and user instances cut off half-sent request heads too
+    Given a fresh stack with 1 user instance
+    When 100 clients each send half a request header to every auth and user instance and then nothing
+    Then every auth and user instance answers /healthz
+    And the instances close all of those connections within 15 seconds
 
   Scenario: The public port serves no operator detail
     Given a running stack

@@ -85,7 +85,36 @@ async fn half_headers(w: &mut GantryWorld, n: usize) {
     }
 }
 
-#[then(regex = r"^the gateway closes all of those connections within (\d+) seconds$")]
+/// `http://host:port` of every auth and user instance of this scenario's stack.
+fn instance_urls(w: &mut GantryWorld) -> Vec<String> {
+    let stack = w.stack();
+    let mut addrs = stack.auth_addrs();
+    addrs.extend(stack.user_addrs());
+    addrs.into_iter().map(|a| format!("http://{a}")).collect()
+}
+
+#[when(regex = r"^(\d+) clients each send half a request header to every auth and user instance and then nothing$")]
+async fn half_headers_to_instances(w: &mut GantryWorld, n: usize) {
+    let urls = instance_urls(w);
+    w.stalled_since = Some(tokio::time::Instant::now());
+    for url in &urls {
+        for _ in 0..n {
+            w.stalled.push(half_a_head(url).await);
+        }
+    }
+}
+
+#[then("every auth and user instance answers /healthz")]
+async fn instances_answer(w: &mut GantryWorld) {
+    for url in instance_urls(w) {
+        let r = reqwest::get(format!("{url}/healthz"))
+            .await
+            .unwrap_or_else(|e| panic!("{url}/healthz: {e}"));
+        assert_eq!(r.status(), 200, "{url}/healthz");
+    }
+}
+
+#[then(regex = r"^the (?:gateway closes|instances close) all of those connections within (\d+) seconds$")]
 async fn closes_stalled(w: &mut GantryWorld, secs: u64) {
     let since = w.stalled_since.expect("stalled connections first");
     let deadline = since + Duration::from_secs(secs);
