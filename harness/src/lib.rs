@@ -5,6 +5,7 @@
 pub mod client;
 pub mod component;
 pub mod containers;
+pub mod echo;
 pub mod load;
 pub mod metrics;
 pub mod nginx;
