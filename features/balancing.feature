@@ -1,6 +1,7 @@
 Feature: Load balancing
   Requests are spread evenly across the passing instances, new instances get
-  traffic as soon as they pass, and deregistered ones get none.
+  traffic as soon as they pass, and deregistered ones get none, nor do ones
+  whose check is critical, however well their process still answers.
 
   @managed @fresh @serial
   Scenario: Three instances share 3,000 requests evenly
@@ -26,3 +27,20 @@ Feature: Load balancing
     Then every answer is 200
     And no answer came from user instance 2
     And the gateway never tried user instance 2
+
+  @managed @fresh
+  Scenario: An instance whose check fails gets no traffic while it still answers, and gets it back when it passes
+    Given a fresh stack with 1 user instance
+    And a logged-in user "hal"
+    And echo upstreams "echo-1" and "echo-2" are the only instances of "user"
+    When the registry check of echo upstream "echo-2" fails
+    Then the registry lists "echo-2" of "user" as critical
+    And the gateway drops "echo-2" from its instances of "user"
+    When "hal" sends 50 requests to /users/me one at a time
+    Then every answer is 200
+    And echo upstream "echo-2" received none of them
+    And echo upstream "echo-1" received all of them
+    And echo upstream "echo-2" still answers when called directly
+    When the registry check of echo upstream "echo-2" passes again
+    Then the registry lists "echo-2" of "user" as passing
+    And echo upstream "echo-2" takes traffic again

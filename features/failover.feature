@@ -1,6 +1,7 @@
 Feature: Failover
   A dead or hung instance costs callers nothing: the gateway ejects it and
-  retries idempotent requests on another.
+  retries idempotent requests on another. Ejected means it is left alone for
+  a while (1 s, doubling with each failure in a row), not tried on every request.
 
   @managed @fresh @serial
   Scenario: SIGKILL of one of three instances under load fails no request
@@ -21,3 +22,15 @@ Feature: Failover
     And no request took longer than twice the request timeout
     When user instance 2 resumes
     Then user instance 2 takes traffic again
+
+  @managed @fresh
+  Scenario: An instance that fails every request while its check passes is ejected, not tried on every request
+    Given a fresh stack with 1 user instance
+    And a logged-in user "ezra"
+    And echo upstreams "echo-1" and "echo-2" are the only instances of "user"
+    When echo upstream "echo-2" starts closing every connection while its check keeps passing
+    And "ezra" sends 100 requests to /users/me one at a time
+    Then every answer is 200
+    And echo upstream "echo-2" was tried at least once, and no more often than the gateway's ejection backoff allows
+    And the gateway's /metrics counted the ejection of an instance of "user"
+    And the registry lists "echo-2" of "user" as passing

@@ -276,6 +276,29 @@ async fn answer(
     Ok(r)
 }
 
+/// The most attempts a client with passive health (outlier ejection) may
+/// make on an instance that fails every one of them, within `elapsed` of the
+/// first failure, when each failure ejects the instance for `base`, doubling
+/// with every failure in a row up to `max`, and requests try it one at a
+/// time. Failure k (from 0) comes no earlier than the sum of the first k
+/// backoffs after the first (with 1 s doubling: 0, 1, 3, 7, 15 s …), so the
+/// bound is 1 plus how many of those sums fit in `elapsed`. Count the
+/// attempts at the instance ([`Echo::closed_unanswered`]) and compare.
+pub fn attempts_allowed(elapsed: Duration, base: Duration, max: Duration) -> usize {
+    assert!(!base.is_zero(), "a zero backoff allows any number of attempts");
+    let mut attempts = 1;
+    let mut next_at = Duration::ZERO;
+    let mut backoff = base.min(max);
+    loop {
+        next_at += backoff;
+        if next_at > elapsed {
+            return attempts;
+        }
+        attempts += 1;
+        backoff = (backoff * 2).min(max);
+    }
+}
+
 /// A registration the harness keeps alive on behalf of an instance: it
 /// registers it with a TTL check and reports the check's state every third
 /// of the TTL, as an orchestrator reports its own health probes. The state
@@ -507,6 +530,20 @@ mod tests {
         echo.set_mode(Mode::Answer);
         assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
         assert_eq!(echo.requests(), 2);
+    }
+
+    #[test]
+    fn attempts_allowed_follow_a_doubling_backoff() {
+        let s = Duration::from_secs;
+        let allowed = |e| attempts_allowed(e, s(1), s(30));
+        assert_eq!(allowed(Duration::from_millis(400)), 1);
+        assert_eq!(allowed(s(1)), 2);
+        assert_eq!(allowed(s(2)), 2);
+        assert_eq!(allowed(s(3)), 3);
+        assert_eq!(allowed(s(7)), 4);
+        // Capped at 30 s: after 31 s, then every 30 s (61, 91).
+        assert_eq!(allowed(s(62)), 7);
+        assert_eq!(allowed(s(93)), 8);
     }
 
     #[tokio::test]

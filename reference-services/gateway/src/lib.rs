@@ -36,6 +36,10 @@ use tokio::task::JoinHandle;
 
 pub use config::{GatewayConfig, LbPolicy};
 pub use proxy::Gateway;
+/// Passive health's backoff (an instance is ejected for `BASE_EJECTION` at its
+/// first failure, doubling with each failure in a row up to `MAX_EJECTION`):
+/// public so checks can derive how often a broken instance may be tried.
+pub use upstream::{BASE_EJECTION, MAX_EJECTION};
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -9,6 +9,7 @@ mod input;
 mod stack;
 mod tokens;
 mod trust;
+mod upstream;
 
 use std::future::Future;
 use std::time::Duration;
