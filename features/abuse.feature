@@ -13,11 +13,14 @@ Feature: Abuse
     And the old session of "ann" gets 401 from POST /auth/refresh
 
   @managed @fresh
-  Scenario: Refreshing rotates the session but never past its maximum age
-    Given a fresh stack where GANTRY_SESSION_MAX_AGE is 10s
+  Scenario: Refreshing rotates the session, ends the old one and its token on every gateway, and never passes the maximum age
+    Given a fresh stack with 2 gateways where GANTRY_SESSION_MAX_AGE is 10s
     And a logged-in user "dee"
+    And "dee" gets 200 from /users/me by session and by bearer on every gateway
     When "dee" refreshes the session
-    Then "dee" gets 200 from /users/me by session
+    Then every gateway refuses the old session of "dee" at once
+    And every gateway refuses the old token of "dee" at once
+    And "dee" gets 200 from /users/me by session and by bearer on every gateway
     And the old session of "dee" gets 401 from POST /auth/refresh
     And the old token of "dee" gets 401 from /users/me
     And a refresh of "dee" ends the session and its token within 10 seconds of the login

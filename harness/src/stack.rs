@@ -630,6 +630,31 @@ impl Stack {
         Ok(id)
     }
 
+    /// Starts one more gateway (`gateway-<n+1>`, a new replica) with the
+    /// stack's environment on free ports and waits until its admin `/readyz`
+    /// is 200. Returns its public URL, also last in [`Stack::gateway_urls`].
+    pub async fn add_gateway(&mut self) -> Result<String, HarnessError> {
+        let id = format!("gateway-{}", self.gateways.len() + 1);
+        self.start_gateway(&id, None, &[], &mut |_| {}).await?;
+        Ok(self.gateway_urls.last().cloned().unwrap_or_default())
+    }
+
+    /// Restarts gateway `n` (1-based) as a deploy or a crash would: stopped
+    /// (SIGTERM), started again with the same environment and ports, and
+    /// waited for until its admin `/readyz` is 200. It comes back with empty
+    /// caches and a new subscription to the revocation channel.
+    pub async fn restart_gateway(&mut self, n: usize) -> Result<Duration, HarnessError> {
+        let count = self.gateways.len();
+        let (Some(process), Some(admin)) = (
+            self.gateways.get_mut(n.wrapping_sub(1)),
+            self.gateway_admin_urls.get(n.wrapping_sub(1)),
+        ) else {
+            return Err(HarnessError::NotRunning(format!("gateway-{n} (the stack has {count})")));
+        };
+        process.restart().await?;
+        wait_gateway_ready(admin, Some(process)).await
+    }
+
     /// Waits until instance `id` of `service` is passing in the registry.
     pub async fn wait_passing(&self, service: &str, id: &str) -> Result<Duration, HarnessError> {
         self.wait_passing_of(service, id, None).await

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gantry_harness::Stack;
-use gantry_harness::client::{Answer, UserClient};
+use gantry_harness::client::{Answer, Credentials, UserClient};
 use gantry_harness::load::LoadReport;
 
 use crate::target::Target;
@@ -21,6 +21,11 @@ pub struct GantryWorld {
     pub load: Option<LoadReport>,
     pub request_timeout: Option<Duration>,
     pub previous_token: Option<String>,
+    /// Each user's cookie and token as they were just before their last
+    /// logout or refresh: what a thief would replay.
+    pub before: HashMap<String, Credentials>,
+    /// When a step deleted a session in Redis behind the gateways' backs.
+    pub session_deleted_at: Option<tokio::time::Instant>,
     /// Session lookups Redis had counted before the step that measures them.
     pub hget_before: u64,
     /// `(instance id, when it passed)` of an instance started by a step.

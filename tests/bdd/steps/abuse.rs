@@ -13,17 +13,19 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cucumber::{given, then, when};
-use gantry_harness::client::{Answer, Auth, UserClient};
+use gantry_harness::client::{Answer, Auth, Credentials, UserClient};
 use serde_json::{Value, json};
 
 use super::unique;
 use crate::target::{self, Target};
 use crate::world::GantryWorld;
 
-/// Where a step keeps a user as they were before a logout or refresh: the
-/// same client, with the cookie and token it held then.
-fn before(name: &str) -> String {
-    format!("{name} (before)")
+/// The cookie and token `name` held before their last logout or refresh.
+fn before(w: &GantryWorld, name: &str) -> Credentials {
+    w.before
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no copy of what {name:?} held: log out or refresh first"))
 }
 
 async fn answer(resp: reqwest::Response) -> Answer {
@@ -49,11 +51,15 @@ fn claims_of(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims")
 }
 
-#[given(regex = r"^a fresh stack where (GANTRY_\w+) is (\S+)(?: and (GANTRY_\w+) is (\S+))?$")]
-async fn a_fresh_stack_where(w: &mut GantryWorld, var: String, value: String, var2: String, value2: String) {
-    let mut builder = target::builder().users(1).env(var, value);
-    if !var2.is_empty() {
-        builder = builder.env(var2, value2);
+#[given(regex = r"^a fresh stack(?: with (\d+) gateways)? where (GANTRY_\w+ is \S+(?: and GANTRY_\w+ is \S+)*)$")]
+async fn a_fresh_stack_where(w: &mut GantryWorld, gateways: String, settings: String) {
+    let mut builder = target::builder().users(1);
+    if let Ok(n) = gateways.parse() {
+        builder = builder.gateways(n);
+    }
+    for setting in settings.split(" and ") {
+        let (var, value) = setting.split_once(" is ").expect("`GANTRY_X is value`");
+        builder = builder.env(var, value);
     }
     let stack = builder
         .start(&mut |_| {})
@@ -73,8 +79,8 @@ async fn a_registered_user(w: &mut GantryWorld, name: String) {
 
 #[when(regex = r#"^"(\w+)" logs out by bearer$"#)]
 async fn logs_out_by_bearer(w: &mut GantryWorld, name: String) {
-    let user = w.user(&name).clone();
-    w.users.insert(before(&name), user);
+    let copy = w.user(&name).credentials();
+    w.before.insert(name.clone(), copy);
     let answer = w
         .user_mut(&name)
         .post("/auth/logout", Auth::Bearer)
@@ -85,30 +91,31 @@ async fn logs_out_by_bearer(w: &mut GantryWorld, name: String) {
 
 #[when(regex = r#"^"(\w+)" refreshes the session$"#)]
 async fn refreshes(w: &mut GantryWorld, name: String) {
-    let user = w.user(&name).clone();
-    w.users.insert(before(&name), user);
+    let copy = w.user(&name).credentials();
+    w.before.insert(name.clone(), copy);
     let answer = w
         .user_mut(&name)
         .post("/auth/refresh", Auth::Session)
         .await
         .expect("refresh");
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let old = w.user(&before(&name)).cookie.clone();
+    let old = before(w, &name).cookie;
     assert_ne!(w.user(&name).cookie, old, "refresh sets a new session cookie");
+    let old = before(w, &name).token;
+    assert_ne!(w.user(&name).token, old, "refresh gives a new token");
 }
 
 #[then(regex = r#"^the old session of "(\w+)" gets (\d+) from (GET|POST) (/\S+)$"#)]
 async fn old_session(w: &mut GantryWorld, name: String, status: u16, method: String, path: String) {
-    let old = w.user(&before(&name));
-    // The cookie value as it was, sent by hand: the client forgot it on logout.
-    let cookie = old.cookie.clone().expect("a session cookie before");
-    let url = format!("{}{path}", w.gateway());
-    let http = reqwest::Client::new();
-    let req = match method.as_str() {
-        "GET" => http.get(url),
-        _ => http.post(url),
-    };
-    let answer = answer(req.header("cookie", cookie).send().await.expect("request")).await;
+    let old = before(w, &name);
+    // The cookie value as it was, replayed: the client forgot it on logout.
+    assert!(old.holds(Auth::Session), "a session cookie before");
+    let method: reqwest::Method = method.parse().expect("GET or POST");
+    let answer = w
+        .user(&name)
+        .replay(method.clone(), &path, &old, Auth::Session)
+        .await
+        .expect("request");
     assert_eq!(
         answer.status, status,
         "{method} {path} with the old cookie: {}",
@@ -120,16 +127,20 @@ async fn old_session(w: &mut GantryWorld, name: String, status: u16, method: Str
 
 #[then(regex = r#"^the old token of "(\w+)" gets (\d+) from (/\S+)$"#)]
 async fn old_token(w: &mut GantryWorld, name: String, status: u16, path: String) {
-    let old = w.user(&before(&name));
-    let token = old.token.clone().expect("a token before");
-    let answer = old.get_with_token(&path, &token).await.expect("request");
+    let old = before(w, &name);
+    assert!(old.holds(Auth::Bearer), "a token before");
+    let answer = w
+        .user(&name)
+        .replay(reqwest::Method::GET, &path, &old, Auth::Bearer)
+        .await
+        .expect("request");
     assert_eq!(answer.status, status, "{path} with the old token: {}", answer.body);
     w.last = Some(answer);
 }
 
 #[then(regex = r#"^a refresh of "(\w+)" ends the session and its token within (\d+) seconds of the login$"#)]
 async fn end_by_the_deadline(w: &mut GantryWorld, name: String, secs: u64) {
-    let login_token = w.user(&before(&name)).token.clone().expect("the login's token");
+    let login_token = before(w, &name).token.expect("the login's token");
     let logged_in_at = claims_of(&login_token)["iat"].as_u64().expect("iat");
     let user = w.user_mut(&name);
     let answer = user.post("/auth/refresh", Auth::Session).await.expect("refresh");

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cucumber::{given, then, when};
 use gantry_common::jwt::{self, Claims, Signer};
-use gantry_harness::client::Auth;
+use gantry_harness::client::{Answer, Auth, SetCookie};
 use serde_json::{Value, json};
 
 use super::eventually;
@@ -49,47 +49,87 @@ async fn gets_eventually(w: &mut GantryWorld, name: String, status: u16, path: S
     }
 }
 
-#[given(regex = r#"^"(\w+)" gets 200 from /users/me by session on every gateway$"#)]
-async fn on_every_gateway(w: &mut GantryWorld, name: String) {
+#[given(regex = r#"^"(\w+)" gets 200 from /users/me by (session|bearer|session and by bearer) on every gateway$"#)]
+#[then(regex = r#"^"(\w+)" gets 200 from /users/me by (session|bearer|session and by bearer) on every gateway$"#)]
+async fn on_every_gateway(w: &mut GantryWorld, name: String, by: String) {
+    let ways: &[&str] = match by.as_str() {
+        "session and by bearer" => &["session", "bearer"],
+        one => &[one][..],
+    };
+    // Done before a logout, this also fills every gateway's caches with the
+    // session and the token, so only a revocation can empty them.
     for gateway in w.target().gateways.clone() {
-        let answer = w
-            .user(&name)
-            .via(&gateway)
-            .get("/users/me", Auth::Session)
-            .await
-            .expect("request");
-        assert_eq!(answer.status, 200, "{gateway}: {}", answer.body);
+        for by in ways {
+            let answer = w
+                .user(&name)
+                .via(&gateway)
+                .get("/users/me", auth(by))
+                .await
+                .expect("request");
+            assert_eq!(answer.status, 200, "{gateway} by {by}: {}", answer.body);
+        }
     }
 }
 
-#[then(regex = r#"^the second gateway refuses the session of "(\w+)" well before the session cache expires$"#)]
-async fn second_gateway_refuses(w: &mut GantryWorld, name: String) {
-    let second = w.target().gateways[1].clone();
-    let user = w.user(&name).via(&second);
-    let started = tokio::time::Instant::now();
-    eventually(
-        "the second gateway to refuse the session",
-        Duration::from_secs(10),
-        || {
-            let user = user.clone();
-            async move {
-                user.get("/users/me", Auth::Session)
-                    .await
-                    .is_ok_and(|a| a.status == 401)
-            }
-        },
+/// How long a revocation may take to reach every gateway: far less than the
+/// session cache's 5 s, so a refusal within it was pushed, not waited out.
+/// (A cached token would be served until its `exp`.)
+const REVOCATION_PUSH_BOUND: Duration = Duration::from_secs(1);
+
+/// True when `answer` is the gateway's own 401, not a user instance's: the
+/// gateway must refuse by itself, since services behind it may not check.
+/// User instances are named `user-…` (the default `<service>-<port>`).
+fn refused_by_the_gateway(answer: &Answer) -> bool {
+    answer.status == 401
+        && answer.header("www-authenticate") == Some("Bearer")
+        && answer.instance().is_some_and(|id| !id.starts_with("user"))
+}
+
+fn describe(answer: &Answer) -> String {
+    format!(
+        "{} from {:?}: {}",
+        answer.status,
+        answer.instance().unwrap_or("no X-Instance-Id"),
+        answer.body
     )
-    .await;
-    let took = started.elapsed();
+}
+
+#[then(regex = r#"^every gateway refuses the old (session|token) of "(\w+)" at once$"#)]
+async fn every_gateway_refuses(w: &mut GantryWorld, what: String, name: String) {
+    let by = if what == "session" { Auth::Session } else { Auth::Bearer };
+    let copy = w
+        .before
+        .get(&name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no copy of what {name:?} held: log out or refresh first"));
+    assert!(copy.holds(by), "{name:?} held no {what} before: nothing to replay");
+    let user = w.user(&name).clone();
+    let started = tokio::time::Instant::now();
+    for gateway in w.target().gateways.clone() {
+        // The old values, sent as a thief who copied them would: the owner's
+        // own client dropped the cookie when logout cleared it.
+        let thief = user.via(&gateway);
+        loop {
+            let answer = thief
+                .replay(reqwest::Method::GET, "/users/me", &copy, by)
+                .await
+                .expect("request");
+            if refused_by_the_gateway(&answer) {
+                break;
+            }
+            let took = started.elapsed();
+            assert!(
+                took < REVOCATION_PUSH_BOUND,
+                "{gateway} still does not refuse the old {what} of {name:?} by itself {took:?} after: {}",
+                describe(&answer)
+            );
+            // Pacing between polls of a pushed revocation, not a readiness wait.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     println!(
-        "    revocation reached the second gateway {} ms after logout returned",
-        took.as_millis()
-    );
-    // The session cache keeps entries for 5 s; refusing well inside that
-    // proves the revocation was pushed, not waited out.
-    assert!(
-        took < Duration::from_secs(1),
-        "took {took:?}: revocation was not pushed"
+        "    every gateway refused the old {what} within {} ms",
+        started.elapsed().as_millis()
     );
 }
 
@@ -139,6 +179,149 @@ async fn session_expires(w: &mut GantryWorld, name: String) {
         }
     })
     .await;
+}
+
+/// The session cache's documented bound (`GANTRY_SESSION_CACHE_TTL`, at most 5 s).
+const SESSION_CACHE_BOUND: Duration = Duration::from_secs(5);
+/// What a refusal may take beyond that bound: a request's round trip.
+const SESSION_CACHE_SLACK: Duration = Duration::from_secs(1);
+
+fn session_key(w: &GantryWorld, name: &str) -> String {
+    let cookie = w.user(name).cookie.clone().expect("a session");
+    gantry_common::session::key(cookie.trim_start_matches("SESSION="))
+}
+
+async fn redis_conn(w: &GantryWorld) -> redis::aio::MultiplexedConnection {
+    let redis = w.target().redis_url.clone().expect("this step needs Redis access");
+    redis::Client::open(redis)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection to Redis")
+}
+
+#[when(regex = r#"^the session of "(\w+)" is deleted in Redis, with no revocation announced$"#)]
+async fn session_deleted(w: &mut GantryWorld, name: String) {
+    // The token inside the session must outlive the cache by far, so only
+    // the cache's bound can be what refuses the session afterwards.
+    let token = w.user(&name).token.clone().expect("a token");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("claims");
+    let exp = claims["exp"].as_u64().expect("exp");
+    let left = exp.saturating_sub(jwt::now_secs());
+    assert!(
+        left > 60,
+        "the session's token expires in {left} s: too soon to tell the cache's bound"
+    );
+    let key = session_key(w, &name);
+    let mut conn = redis_conn(w).await;
+    // As an operator's DEL or Redis's own expiry would: nothing is published.
+    let deleted: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.expect("DEL");
+    assert_eq!(deleted, 1, "{key} was there to delete");
+    w.session_deleted_at = Some(tokio::time::Instant::now());
+}
+
+#[then(regex = r#"^"(\w+)" still gets 200 from /users/me by session, from the gateway's session cache$"#)]
+async fn served_from_the_cache(w: &mut GantryWorld, name: String) {
+    let answer = w.user(&name).get("/users/me", Auth::Session).await.expect("request");
+    let mut conn = redis_conn(w).await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(session_key(w, &name))
+        .query_async(&mut conn)
+        .await
+        .expect("EXISTS");
+    assert_eq!(exists, 0, "the session is still in Redis");
+    // Redis no longer has the session: a 200 can only come from the cache.
+    assert_eq!(
+        answer.status,
+        200,
+        "a session deleted a moment ago was not served from a cache: {}",
+        describe(&answer)
+    );
+}
+
+#[then(regex = r#"^"(\w+)" gets 401 from /users/me by session within the session cache's bound$"#)]
+async fn refused_within_the_cache_bound(w: &mut GantryWorld, name: String) {
+    let deleted_at = w.session_deleted_at.expect("a session deleted in Redis first");
+    // The gateway fetched the session before it was deleted, so its entry
+    // expires by then plus the bound.
+    let deadline = deleted_at + SESSION_CACHE_BOUND + SESSION_CACHE_SLACK;
+    let user = w.user(&name).clone();
+    let mut served = 0;
+    loop {
+        let sent = tokio::time::Instant::now();
+        let answer = user.get("/users/me", Auth::Session).await.expect("request");
+        if answer.status == 401 {
+            assert!(refused_by_the_gateway(&answer), "{}", describe(&answer));
+            assert!(
+                sent <= deadline,
+                "the first 401 came {:?} after the delete",
+                sent - deleted_at
+            );
+            println!(
+                "    refused {} ms after the delete, after {served} answers from the cache",
+                (sent - deleted_at).as_millis()
+            );
+            return;
+        }
+        assert_eq!(answer.status, 200, "{}", describe(&answer));
+        served += 1;
+        assert!(
+            sent <= deadline,
+            "a deleted session was still served {:?} after the delete ({served} answers): \
+             the session cache is not bounded by {SESSION_CACHE_BOUND:?}",
+            sent - deleted_at
+        );
+        // Pacing the polls, not waiting for readiness.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks one attribute spec of a cookie: `Flag`, `no Flag` (absent),
+/// `Name=value`, or `Name=low..high` (a number within, inclusive).
+fn check_attribute(cookie: &SetCookie, spec: &str) {
+    let whole = format!("{cookie:?}");
+    if let Some(absent) = spec.strip_prefix("no ") {
+        assert!(!cookie.has(absent), "{absent} in {whole}");
+        return;
+    }
+    let Some((name, want)) = spec.split_once('=') else {
+        assert!(cookie.has(spec), "no {spec} in {whole}");
+        return;
+    };
+    let got = cookie
+        .attribute(name)
+        .unwrap_or_else(|| panic!("no {name}=… in {whole}"));
+    match want.split_once("..") {
+        Some((low, high)) => {
+            let parse = |v: &str| {
+                v.parse::<u64>()
+                    .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+            };
+            let (low, high, got) = (parse(low), parse(high), parse(got));
+            assert!(
+                (low..=high).contains(&got),
+                "{name}={got}, not within {low}..={high}: {whole}"
+            );
+        }
+        None => assert_eq!(got, want, "{name} in {whole}"),
+    }
+}
+
+#[then(regex = r#"^the session cookie "(\w+)" was last given is (set|cleared) with (.+)$"#)]
+async fn session_cookie_is(w: &mut GantryWorld, name: String, state: String, attributes: String) {
+    let cookie = w
+        .user(&name)
+        .session_set_cookie
+        .clone()
+        .expect("no Set-Cookie for SESSION was given");
+    match state.as_str() {
+        "set" => assert!(!cookie.value.is_empty(), "an empty session cookie: {cookie:?}"),
+        _ => assert!(cookie.value.is_empty(), "a cleared cookie keeps no value: {cookie:?}"),
+    }
+    for spec in attributes.split(", ") {
+        check_attribute(&cookie, spec.trim());
+    }
 }
 
 #[then(regex = r#"^the answer names "(\w+)" and comes from a user instance$"#)]

@@ -68,12 +68,37 @@ async fn logs_in_again(w: &mut GantryWorld, name: String) {
 
 #[when(regex = r#"^"(\w+)" logs out by session( on the first gateway)?$"#)]
 async fn logs_out(w: &mut GantryWorld, name: String) {
+    let copy = w.user(&name).credentials();
+    w.before.insert(name.clone(), copy);
     let answer = w
         .user_mut(&name)
         .post("/auth/logout", Auth::Session)
         .await
         .expect("logout");
     assert_eq!(answer.status, 204, "{}", answer.body);
+}
+
+#[when("a new gateway starts")]
+async fn a_new_gateway(w: &mut GantryWorld) {
+    let stack = w.stack();
+    stack.add_gateway().await.expect("starting another gateway");
+    w.target = Some(Target::of(stack));
+}
+
+#[when(regex = r"^gateway (\d+) restarts$")]
+async fn gateway_restarts(w: &mut GantryWorld, n: usize) {
+    let name = format!("gateway-{n}");
+    let stack = w.stack();
+    let before = stack.pid_of(&name);
+    stack
+        .restart_gateway(n)
+        .await
+        .unwrap_or_else(|e| panic!("restarting {name}: {e}"));
+    let after = stack.pid_of(&name);
+    assert!(
+        before.is_some() && after.is_some() && before != after,
+        "{name} is a new process: pid {before:?} then {after:?}"
+    );
 }
 
 #[when("Redis stops")]
