@@ -255,21 +255,25 @@ async fn answer(
         headers: parts
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
         body_len: body.len(),
         peer: peer.to_string(),
     };
     let json = serde_json::to_vec(&received).expect("strings always serialize");
-    shared
-        .log
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(received);
+    shared.log.lock().unwrap_or_else(PoisonError::into_inner).push(received);
     let mut r = Response::new(Full::new(Bytes::from(json)));
     let h = r.headers_mut();
-    h.insert(hyper::header::CONTENT_TYPE, "application/json".parse().expect("a header value"));
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        "application/json".parse().expect("a header value"),
+    );
     if let Ok(id) = shared.id.parse() {
         h.insert("x-instance-id", id);
     }
@@ -310,7 +314,9 @@ pub struct Heartbeat {
     registry: RegistryClient,
     service_id: String,
     check_id: String,
-    state: watch::Sender<TtlState>,
+    /// The state reported, held while an update is in flight so that a
+    /// heartbeat never lands after [`Heartbeat::set_check`] with the old one.
+    state: Arc<tokio::sync::Mutex<TtlState>>,
     task: JoinHandle<()>,
 }
 
@@ -318,7 +324,6 @@ impl std::fmt::Debug for Heartbeat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Heartbeat")
             .field("service_id", &self.service_id)
-            .field("state", &*self.state.borrow())
             .finish_non_exhaustive()
     }
 }
@@ -332,8 +337,8 @@ impl Heartbeat {
         let check_id = reg.check_id();
         registry.register(&reg).await?;
         registry.update_ttl(&check_id, TtlState::Pass, "registered").await?;
-        let state = watch::Sender::new(TtlState::Pass);
-        let task = tokio::spawn(beat(registry.clone(), reg.clone(), state.subscribe()));
+        let state = Arc::new(tokio::sync::Mutex::new(TtlState::Pass));
+        let task = tokio::spawn(beat(registry.clone(), reg.clone(), state.clone()));
         Ok(Self {
             registry,
             service_id: reg.id,
@@ -354,15 +359,18 @@ impl Heartbeat {
     }
 
     /// The state the heartbeat reports.
-    pub fn check(&self) -> TtlState {
-        *self.state.borrow()
+    pub async fn check(&self) -> TtlState {
+        *self.state.lock().await
     }
 
     /// Sets the check to `state` in the registry now (`PUT
     /// /v1/agent/check/<pass|warn|fail>/<check id>`) and keeps reporting it.
     pub async fn set_check(&self, state: TtlState) -> Result<(), RegistryError> {
-        self.state.send_replace(state);
-        self.registry.update_ttl(&self.check_id, state, "set by the harness").await
+        let mut reported = self.state.lock().await;
+        *reported = state;
+        self.registry
+            .update_ttl(&self.check_id, state, "set by the harness")
+            .await
     }
 
     /// Stops heartbeating and removes the instance from the registry.
@@ -378,7 +386,7 @@ impl Drop for Heartbeat {
     }
 }
 
-async fn beat(registry: RegistryClient, reg: ServiceRegistration, state: watch::Receiver<TtlState>) {
+async fn beat(registry: RegistryClient, reg: ServiceRegistration, state: Arc<tokio::sync::Mutex<TtlState>>) {
     let period = (reg.ttl / 3).max(Duration::from_millis(100));
     let check_id = reg.check_id();
     let mut ticker = tokio::time::interval(period);
@@ -386,7 +394,8 @@ async fn beat(registry: RegistryClient, reg: ServiceRegistration, state: watch::
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let now = *state.borrow();
+        let reported = state.lock().await;
+        let now = *reported;
         match registry.update_ttl(&check_id, now, "heartbeat").await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {
@@ -401,6 +410,7 @@ async fn beat(registry: RegistryClient, reg: ServiceRegistration, state: watch::
             // The stack may be gone already (a test tearing down): quietly retry.
             Err(e) => tracing::debug!(service_id = %reg.id, error = %e, "heartbeat failed; will retry"),
         }
+        drop(reported);
     }
 }
 
@@ -418,12 +428,7 @@ impl EchoInstance {
     /// Starts an echo answering as `id` and registers it as instance `id` of
     /// `service` at its loopback address, with a TTL check of `ttl`; returns
     /// once the registry lists it as passing.
-    pub async fn start(
-        registry: RegistryClient,
-        service: &str,
-        id: &str,
-        ttl: Duration,
-    ) -> Result<Self, HarnessError> {
+    pub async fn start(registry: RegistryClient, service: &str, id: &str, ttl: Duration) -> Result<Self, HarnessError> {
         let echo = Echo::start(id)
             .await
             .map_err(|e| HarnessError::Io(format!("starting echo upstream {id}"), e))?;
