@@ -12,7 +12,7 @@ Feature: Abuse
     Then the old session of "ann" gets 401 from GET /users/me
     And the old session of "ann" gets 401 from POST /auth/refresh
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: Refreshing rotates the session, ends the old one and its token on every gateway, and never passes the maximum age
     Given a fresh stack with 2 gateways where GANTRY_SESSION_MAX_AGE is 10s
     And a logged-in user "dee"
@@ -26,7 +26,7 @@ Feature: Abuse
     And a refresh of "dee" ends the session and its token within 10 seconds of the login
     And refreshing the session of "dee" again and again is refused within 30 seconds
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: A burst of wrong passwords gets a handful of answers, and the owner still gets in
     Given a fresh stack where GANTRY_LOGIN_FIRST_LOCKOUT is 10m
     And a registered user "cat"
@@ -35,7 +35,7 @@ Feature: Abuse
     And the right password for "cat" from 127.0.0.2 is answered 429
     But the right password for "cat" from 127.0.0.1 is answered 200
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: A flood of logins is refused with 503 and Retry-After beyond the hashing queue, never 500
     Given a fresh stack where GANTRY_HASH_CONCURRENCY is 1 and GANTRY_HASH_QUEUE is 2
     When 150 logins of unknown users arrive at once

@@ -3,7 +3,7 @@ Feature: Load balancing
   traffic as soon as they pass, and deregistered ones get none, nor do ones
   whose check is critical, however well their process still answers.
 
-  @managed @fresh @serial
+  @needs:fresh-stack @serial
   Scenario: Three instances share 3,000 requests evenly
     Given a fresh stack with 3 user instances
     And a logged-in user "bal"
@@ -11,14 +11,14 @@ Feature: Load balancing
     Then every answer is 200
     And the answers are spread evenly over 3 instances by a chi-square test
 
-  @managed @fresh @serial
+  @needs:fresh-stack @serial
   Scenario: A new instance gets traffic once it passes
     Given a fresh stack with 3 user instances
     And a logged-in user "newt"
     When a 4th user instance starts and passes its health check
     Then it answers requests soon after it passed
 
-  @managed @fresh @serial
+  @needs:fresh-stack @serial
   Scenario: A deregistered instance gets no traffic
     Given a fresh stack with 3 user instances
     And a logged-in user "dee"
@@ -28,7 +28,7 @@ Feature: Load balancing
     And no answer came from user instance 2
     And the gateway never tried user instance 2
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: An instance whose check fails gets no traffic while it still answers, and gets it back when it passes
     Given a fresh stack with 1 user instance
     And a logged-in user "hal"

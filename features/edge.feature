@@ -10,7 +10,7 @@ Feature: The edge
     Then the gateway is healthy
     And the gateway closes all of those connections within 15 seconds
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: Auth and user instances cut off half-sent request heads too
     Given a fresh stack with 1 user instance
     When 100 clients each send half a request header to every auth and user instance and then nothing
@@ -22,13 +22,13 @@ Feature: The edge
     Then /metrics is not served on the public port
     And the public /readyz says whether the gateway is ready and nothing more
 
-  @managed
+  @needs:admin
   Scenario: Operators read metrics and readiness detail on the admin listener
     Given a running stack
     Then the admin listener serves the gateway's metrics
     And the admin listener's /readyz lists the instances and any problems
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: An upstream failure answer names no instance and no system error
     Given a fresh stack with 1 user instance
     And a logged-in user "una"
@@ -36,7 +36,7 @@ Feature: The edge
     And "una" calls /users/me by bearer
     Then the answer is a 5xx JSON error naming no instance, address or system error
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: Past its connection cap the gateway refuses new connections and serves the ones it has
     Given a fresh stack whose gateway allows 20 client connections
     And a client with a kept-alive connection to the gateway

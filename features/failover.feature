@@ -3,7 +3,7 @@ Feature: Failover
   retries idempotent requests on another. Ejected means it is left alone for
   a while (1 s, doubling with each failure in a row), not tried on every request.
 
-  @managed @fresh @serial
+  @needs:fresh-stack @serial
   Scenario: SIGKILL of one of three instances under load fails no request
     Given a fresh stack with 3 user instances
     And a logged-in user "fay"
@@ -13,7 +13,7 @@ Feature: Failover
     When user instance 2 starts again
     Then user instance 2 takes traffic again
 
-  @managed @fresh @serial
+  @needs:fresh-stack @serial
   Scenario: A hung instance costs at most the request timeout and fails nothing
     Given a fresh stack with 3 user instances and a request timeout of 1 second
     And a logged-in user "hugh"
@@ -23,7 +23,7 @@ Feature: Failover
     When user instance 2 resumes
     Then user instance 2 takes traffic again
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: An instance that fails every request while its check passes is ejected, not tried on every request
     Given a fresh stack with 1 user instance
     And a logged-in user "ezra"

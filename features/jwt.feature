@@ -23,7 +23,7 @@ Feature: Identity at the gateway
       | HS256-signed with the public key    |
       | garbage                             |
 
-  @managed
+  @needs:signing-key
   Scenario Outline: A token signed with the real key but invalid claims is refused
     When "alice" calls /users/me with a token signed by the stack's key that is <claims>
     Then the answer is 401 with a Bearer challenge
@@ -38,12 +38,12 @@ Feature: Identity at the gateway
       | a service token         |
       | untyped                 |
 
-  @managed
+  @needs:signing-key
   Scenario: A token signed by the stack's key with valid claims is accepted
     When "alice" calls /users/me with a token signed by the stack's key that is valid
     Then the answer is 200
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: A user instance checks tokens itself: revoked ones and the wrong kind get nothing
     Given a fresh stack with 1 user instance
     And a logged-in user "dora"
@@ -52,7 +52,7 @@ Feature: Identity at the gateway
     When "dora" logs out by session
     Then user instance 1, called directly, answers 401 to the token of "dora"
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: Key rotation keeps old tokens valid until they expire
     Given a fresh stack with 1 user instance
     And a logged-in user "rotor"

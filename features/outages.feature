@@ -2,7 +2,7 @@ Feature: Outages of Redis and the registry
   Sessions fail closed without Redis while bearer tokens keep working; without
   the registry the gateway serves from its last snapshot.
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: Redis down, then back
     Given a fresh stack with 1 user instance
     And a logged-in user "rex"
@@ -14,7 +14,7 @@ Feature: Outages of Redis and the registry
     When Redis starts again
     Then "rex" gets 200 from /users/me by session, eventually
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: Registry down, then back
     Given a fresh stack with 2 user instances
     And a logged-in user "reg"

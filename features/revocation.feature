@@ -19,7 +19,7 @@ Feature: Revocation
       | session |
       | bearer  |
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario Outline: Logout by <way> is seen by every gateway before any cache could expire
     Given a fresh stack with 1 user instance and 2 gateways
     And a logged-in user "gus"
@@ -33,7 +33,7 @@ Feature: Revocation
       | session |
       | bearer  |
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: A gateway that starts after a logout refuses the revoked session and token
     Given a fresh stack with 1 user instance
     And a logged-in user "rex"

@@ -6,7 +6,7 @@ Feature: Sessions
   session and is Secure unless configured off; logout clears it. (Revocation
   by logout: features/revocation.feature.)
 
-  @managed @serial
+  @needs:redis @serial
   Scenario: The gateway does not ask Redis for every request
     Given a running stack
     And a logged-in user "sam"
@@ -14,14 +14,14 @@ Feature: Sessions
     Then every answer is 200
     And Redis saw at most 5 session lookups for them
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: An expired session is 401
     Given a fresh stack with 1 user instance and sessions that last 2 seconds
     And a logged-in user "eva"
     When the session of "eva" expires in Redis
     Then "eva" gets 401 from /users/me by session
 
-  @managed
+  @needs:redis
   Scenario: A session deleted in Redis without a revocation is served from the cache for at most its bound
     Given a running stack
     And a logged-in user "ivy"
@@ -37,7 +37,7 @@ Feature: Sessions
     When "cora" logs out by session
     Then the session cookie "cora" was last given is cleared with HttpOnly, SameSite=Lax, Path=/, Max-Age=0
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario Outline: The session cookie lives as long as the session, and is Secure unless configured off
     Given a fresh stack where GANTRY_SESSION_TTL is 90s and GANTRY_SESSION_MAX_AGE is <max age> and GANTRY_COOKIE_SECURE is <secure>
     And a logged-in user "cole"

@@ -4,7 +4,7 @@ Feature: Trust: only holders of the stack's secrets steer traffic or read sessio
   the registry's ACL token (given to services as CONSUL_HTTP_TOKEN) and Redis's
   password (carried in REDIS_URL).
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: A registration without the registry token is refused and the rogue address never receives traffic
     Given a fresh stack with 1 user instance
     And a logged-in user "trudy"
@@ -18,7 +18,7 @@ Feature: Trust: only holders of the stack's secrets steer traffic or read sessio
     And every answer is 200
     And the rogue server received no connection
 
-  @managed
+  @needs:redis
   Scenario: Redis refuses a client without the password
     Given a running stack
     Then Redis refuses a client without the password or with a wrong one

@@ -5,7 +5,7 @@ Feature: What reaches an upstream
   arrives as the client sent it. An echo upstream, registered as the only
   instance of the user service, reports exactly what it received.
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: Claimed identities and hop-by-hop headers stop at the gateway; the session's token, X-Forwarded-For and X-Request-Id arrive
     Given a fresh stack with 1 user instance
     And a logged-in user "ursula"
@@ -34,7 +34,7 @@ Feature: What reaches an upstream
     And echo upstream "echo-1" received X-Forwarded-For "203.0.113.7" followed by the client's address
     And echo upstream "echo-1" received the X-Request-Id the gateway answered with
 
-  @managed @fresh
+  @needs:fresh-stack
   Scenario: Method, path, query and body reach an upstream unchanged
     Given a fresh stack with 1 user instance
     And a logged-in user "umberto"

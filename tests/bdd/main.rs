@@ -9,6 +9,7 @@ mod world;
 
 use std::fs::File;
 
+use cucumber::tag::Ext as _;
 use cucumber::writer::Stats as _;
 use cucumber::{World as _, WriterExt as _, writer};
 
@@ -33,8 +34,17 @@ async fn main() {
     let json = File::create(reports.join("cucumber.json")).expect("creating the Cucumber JSON report");
     let features = concat!(env!("CARGO_MANIFEST_DIR"), "/features");
 
+    if let Err(e) = target::Mode::check_tags(features) {
+        eprintln!("bdd: {e}");
+        std::process::exit(2);
+    }
     let skipped = mode.report_unrunnable(features);
     let runnable = mode.clone();
+    // Cucumber replaces the filter given to `filter_run` with a `--name` or
+    // `--tags` from the command line; taken out here and applied on top of
+    // the mode's own, a command-line filter narrows what runs, never widens it.
+    let mut cli = cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::parsed();
+    let (by_name, by_tags) = (cli.re_filter.take(), cli.tags_filter.take());
     let writer = GantryWorld::cucumber()
         .max_concurrent_scenarios(MAX_CONCURRENT_SCENARIOS)
         .with_writer(
@@ -52,15 +62,26 @@ async fn main() {
                 }
             })
         })
-        .filter_run(features, move |_, _, scenario| runnable.runs(scenario))
+        .with_cli(cli)
+        .filter_run(features, move |feature, rule, scenario| {
+            runnable.runs(feature, scenario)
+                && by_name.as_ref().is_none_or(|re| re.is_match(&scenario.name))
+                && by_tags.as_ref().is_none_or(|tags| {
+                    tags.eval(
+                        feature
+                            .tags
+                            .iter()
+                            .chain(rule.iter().flat_map(|r| &r.tags))
+                            .chain(scenario.tags.iter()),
+                    )
+                })
+        })
         .await;
     target::stop_shared().await;
 
     let failed = writer.execution_has_failed();
     println!(
-        "bdd: {} scenarios skipped because {}; reports in {}",
-        skipped,
-        mode.skip_reason(),
+        "bdd: {skipped} scenarios skipped: their @needs are not met here (listed above as SKIPPED); reports in {}",
         reports.display()
     );
     if failed {
