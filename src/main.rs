@@ -50,6 +50,14 @@ enum Command {
     Registry,
     /// Print a fresh Ed25519 signing key for GANTRY_JWT_SIGNING_KEY.
     Keygen,
+    /// Exit 0 when URL answers 2xx within the timeout, else 1 with why: a
+    /// health check for container images that have no curl.
+    Probe {
+        url: String,
+        /// How long to wait for the answer (`500ms`, `2s`).
+        #[arg(long, default_value = "2s")]
+        timeout: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -70,6 +78,7 @@ fn main() -> Result<()> {
             Command::Status => status().await,
             Command::Serve { component } => serve(component).await,
             Command::Registry => serve(Component::Registry).await,
+            Command::Probe { url, timeout } => probe(&url, &timeout).await,
             Command::Keygen => {
                 println!(
                     "{}",
@@ -256,6 +265,26 @@ fn read_state() -> Result<(std::path::PathBuf, serde_json::Value)> {
     let state = serde_json::from_str(&text)
         .with_context(|| format!("{} is unreadable; remove it and run `gantry up`", path.display()))?;
     Ok((path, state))
+}
+
+async fn probe(url: &str, timeout: &str) -> Result<()> {
+    let timeout = gantry_common::config::parse_duration(timeout)
+        .with_context(|| format!("--timeout {timeout:?}: expected a duration such as 500ms or 2s"))?;
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("building an HTTP client")?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer within {timeout:?}"))?;
+    let code = resp.status();
+    if !code.is_success() {
+        let body = resp.text().await.unwrap_or_default();
+        bail!("{url} answered {code}: {}", body.chars().take(300).collect::<String>());
+    }
+    Ok(())
 }
 
 async fn status() -> Result<()> {
