@@ -79,8 +79,11 @@ done
 
 echo "== deploy-validate: the Cucumber suite in external mode against http://127.0.0.1:$GANTRY_GATEWAY_PORT"
 out=$(mktemp)
+# The reports of this run, apart from those of the suite's other runs; a broken
+# deployment's (failures expected) outside target/cucumber.
+if [ "$broken" = 1 ]; then reports=target/cucumber-broken-deployment; else reports=target/cucumber/deployed; fi
 set +e
-GANTRY_INFRA=external \
+GANTRY_REPORTS="$reports" GANTRY_INFRA=external \
   GANTRY_GATEWAY_URL="http://127.0.0.1:$GANTRY_GATEWAY_PORT" \
   GANTRY_GATEWAY_ADMIN_URL="http://127.0.0.1:$GANTRY_ADMIN_PORT" \
   REDIS_URL="redis://:$GANTRY_REDIS_PASSWORD@127.0.0.1:$GANTRY_REDIS_PORT" \

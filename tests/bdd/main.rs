@@ -28,8 +28,12 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let reports = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../cucumber");
-    std::fs::create_dir_all(&reports).expect("creating target/cucumber");
+    // `GANTRY_REPORTS` keeps the reports of one run apart from another's
+    // (CI runs the suite against several stacks).
+    let reports = std::env::var_os("GANTRY_REPORTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../cucumber"));
+    std::fs::create_dir_all(&reports).unwrap_or_else(|e| panic!("creating {}: {e}", reports.display()));
     let junit = File::create(reports.join("junit.xml")).expect("creating the JUnit report");
     let json = File::create(reports.join("cucumber.json")).expect("creating the Cucumber JSON report");
     let features = concat!(env!("CARGO_MANIFEST_DIR"), "/features");
