@@ -6,6 +6,7 @@ mod edge;
 mod faults;
 mod identity;
 mod input;
+mod mutants;
 mod stack;
 mod tokens;
 mod trust;
