@@ -110,8 +110,11 @@ fast_tests=(--test-package gantry-gateway --test-package gantry-auth --test-pack
 # The end-to-end test: the suite alone when narrowed to some feature files
 # (cucumber's own arguments would confuse the unit-test binaries) or after
 # the fast pass (the unit tests already passed), else the configured test.
+# Cucumber's arguments go one by one through --cargo-test-arg: cargo-mutants
+# drops the `--` of its own trailing arguments, and cargo would then take
+# `--input` for itself and fail every mutant (counted as caught).
 e2e_only=(--test-package gantry --cargo-test-arg=--test=bdd)
-[[ -n $features ]] && e2e_only+=(-- --input "$features")
+[[ -n $features ]] && e2e_only+=(--cargo-test-arg=-- --cargo-test-arg=--input --cargo-test-arg="$features")
 min_timeout=${MUTANTS_MIN_TIMEOUT:-600}
 
 count() { if [[ -f $1 ]]; then grep -c . "$1" || true; else echo 0; fi; }

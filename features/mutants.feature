@@ -36,3 +36,15 @@ Feature: Mutants
     And "kit" logs out with the new session cookie and the token of the first login
     Then every gateway refuses the old session of "kit" at once
     And every gateway refuses the old token of "kit" at once
+
+  # Catches reference-services/auth/src/routes.rs `revoke`:
+  # `if sid.is_none() && claims.is_none()` (nothing to revoke) with `&&`
+  # replaced by `||`. A token may outlive its session when GANTRY_TOKEN_TTL is
+  # longer than GANTRY_SESSION_TTL; logging out by it must still revoke it.
+  @needs:fresh-stack
+  Scenario: Logging out by a token that outlived its session still revokes it
+    Given a fresh stack where GANTRY_SESSION_TTL is 2s and GANTRY_TOKEN_TTL is 1m
+    And a logged-in user "tim"
+    When the session of "tim" ends by its TTL while its token lives on
+    And "tim" logs out by bearer
+    Then every gateway refuses the old token of "tim" at once

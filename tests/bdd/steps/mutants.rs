@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cucumber::{then, when};
-use gantry_harness::client::{Answer, Credentials};
+use gantry_harness::client::{Answer, Auth, Credentials};
 
 use crate::world::GantryWorld;
 
@@ -98,4 +98,21 @@ async fn logs_out_with_cookie_and_first_token(w: &mut GantryWorld, name: String)
     .await;
     assert_eq!(answer.status, 204, "{}", answer.body);
     w.before.insert(name, copy);
+}
+
+/// Waits out the session's Redis TTL (the stack's GANTRY_SESSION_TTL of 2 s)
+/// and checks that the session is gone while its token still works.
+#[when(regex = r#"^the session of "(\w+)" ends by its TTL while its token lives on$"#)]
+async fn session_ends_by_its_ttl(w: &mut GantryWorld, name: String) {
+    // The TTL itself, not a readiness wait: Redis drops the key after 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let user = w.user(&name).clone();
+    let copy = user.credentials();
+    let refresh = user
+        .replay(reqwest::Method::POST, "/auth/refresh", &copy, Auth::Session)
+        .await
+        .expect("refresh");
+    assert_eq!(refresh.status, 401, "the session ended by its TTL: {}", refresh.body);
+    let me = user.get("/users/me", Auth::Bearer).await.expect("request");
+    assert_eq!(me.status, 200, "the token outlives its session: {}", me.body);
 }
