@@ -496,7 +496,11 @@ async fn a_repeated_logout_publishes_nothing_new() {
     let mut messages = Vec::new();
     let mut stream = feed.on_message();
     loop {
-        let msg = stream.next().await.expect("the revocation feed");
+        // Bounded: a logout that announces nothing must fail the test, not hang it.
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("the marker's revocation was never announced")
+            .expect("the revocation feed");
         let revocation: session::Revocation = serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
         if revocation.jti.as_deref() == Some(marker_jti.as_str()) {
             break;
