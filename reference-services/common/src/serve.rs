@@ -206,6 +206,8 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(declared, body.len());
-        assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "too_many_connections");
+        assert!(head.contains("connection: close"));
     }
 }

@@ -175,14 +175,6 @@ pub const REFUSE_LINGER: Duration = Duration::from_secs(1);
 /// Refused connections lingering at once; beyond this they are closed at once.
 pub const MAX_LINGERING: usize = 256;
 
-/// What a connection over the cap is told before it is closed.
-pub const OVERLOADED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\n\
-retry-after: 1\r\n\
-connection: close\r\n\
-content-length: 90\r\n\r\n\
-{\"error\":\"too_many_connections\",\"message\":\"the gateway is at its connection limit; retry\"}";
-
 /// Client connections open, counted over all workers.
 #[derive(Debug)]
 pub struct Connections {
@@ -239,7 +231,7 @@ impl Connections {
 /// away before the client reads it.
 fn refuse(stream: TcpStream, connections: &Arc<Connections>) {
     connections.refused.fetch_add(1, Ordering::Relaxed);
-    let _ = stream.try_write(OVERLOADED_RESPONSE);
+    let _ = stream.try_write(gantry_common::serve::OVERLOADED_RESPONSE);
     if connections.lingering.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
         connections.lingering.fetch_sub(1, Ordering::Relaxed);
         return;
@@ -410,22 +402,6 @@ fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_canned_503_is_a_whole_http_answer() {
-        let text = std::str::from_utf8(OVERLOADED_RESPONSE).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(length, body.len());
-        let json: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(json["error"], "too_many_connections");
-        assert!(head.contains("connection: close"));
-    }
 
     #[test]
     fn the_connection_count_is_capped_and_given_back() {
