@@ -55,7 +55,7 @@ pub async fn run(
             source,
         })?;
     tracing::info!(%bound, %instance_id, "auth serving");
-    let served = gantry_common::http::serve(listener, app, limits, registration.leave_on(shutdown)).await;
+    let served = gantry_common::serve::serve(listener, app, limits, registration.leave_on(shutdown)).await;
     watch.abort();
     served?;
     Ok(())

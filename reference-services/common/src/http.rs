@@ -1,8 +1,7 @@
 //! What every Gantry service's HTTP surface has in common: request ids,
 //! `X-Instance-Id`, size limits and a body deadline, JSON errors for every
-//! refusal, and serving with graceful shutdown on a listener the caller bound.
+//! refusal. Serving itself (deadlines, the connection cap) is [`crate::serve`].
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -179,15 +177,4 @@ async fn read_body(req: Request, deadline: std::time::Duration) -> Result<Reques
         }
     };
     Ok(Request::from_parts(parts, Body::from(bytes)))
-}
-
-/// Serves `router` on `listener` with `limits` until `shutdown` resolves,
-/// then lets in-flight requests finish (see [`crate::serve`]).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    crate::serve::serve(listener, router, limits, shutdown).await
 }

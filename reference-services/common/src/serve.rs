@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,8 +19,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use crate::config::{self, ConfigError};
 
@@ -106,22 +107,125 @@ connection: close\r\n\
 content-length: 89\r\n\r\n\
 {\"error\":\"too_many_connections\",\"message\":\"the server is at its connection limit; retry\"}";
 
-/// Refuses a connection without waiting on it: one non-blocking write of
-/// [`OVERLOADED_RESPONSE`] (a full socket buffer just loses it) and close.
-pub fn refuse(stream: &TcpStream) {
-    let _ = stream.try_write(OVERLOADED_RESPONSE);
+/// How long a refused connection is read from (and the bytes dropped) after
+/// its 503 before it is closed, so the client reads the answer instead of a
+/// reset caused by its own unread request.
+pub const REFUSE_LINGER: Duration = Duration::from_secs(1);
+/// Refused connections lingering at once; beyond this they close at once.
+pub const MAX_LINGERING: usize = 256;
+
+/// Open connections of one listener against its cap, and what was refused.
+#[derive(Debug)]
+pub struct Connections {
+    max: usize,
+    open: AtomicUsize,
+    refused: AtomicU64,
+    lingering: AtomicUsize,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for up to [`DRAIN_TIMEOUT`]. Each request
-/// carries the peer's address as [`ConnectInfo<SocketAddr>`].
-pub async fn serve(
+/// One admitted connection; the count drops when it does.
+#[derive(Debug)]
+pub struct Admitted(Arc<Connections>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            open: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            lingering: AtomicUsize::new(0),
+        })
+    }
+
+    /// A place for one more connection, unless `max` are open.
+    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        let admitted = self
+            .open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        admitted.then(|| Admitted(self.clone()))
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Answers [`OVERLOADED_RESPONSE`] and closes, never waiting on the
+    /// client: one non-blocking write (a fresh socket's send buffer has
+    /// room), then, in a task of its own, a FIN and the client's bytes read
+    /// and dropped for at most [`REFUSE_LINGER`] (at most [`MAX_LINGERING`]
+    /// at once), so closing with unread data does not reset the answer away.
+    pub fn refuse(self: &Arc<Self>, stream: TcpStream) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.try_write(OVERLOADED_RESPONSE);
+        if self.lingering.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
+            self.lingering.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let connections = self.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let drain = async {
+                let _ = stream.shutdown().await;
+                let mut sink = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut sink).await
+                    && n > 0
+                {}
+            };
+            let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
+            connections.lingering.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// The HTTP/1.1 settings of every listener facing clients: hyper's header
+/// read timeout (it needs a timer, or it never fires) bounds both a slow
+/// request head and an idle keep-alive connection.
+pub fn http1_builder(header_timeout: Duration) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .max_buf_size(crate::http::MAX_HEADER_BYTES * 4);
+    builder
+}
+
+/// Accepts on `listener` until `shutdown` resolves, serving each connection
+/// with the service `make(peer)` gives, within `limits` (header deadline,
+/// connection cap); then lets in-flight requests finish for up to
+/// [`DRAIN_TIMEOUT`]. The axum services and the gateway's admin listener
+/// serve through here; the gateway's client listener deals connections to
+/// its worker threads instead, with the same [`Connections`] and builder.
+pub async fn serve_with<S, B>(
     listener: TcpListener,
-    router: Router,
     limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let open = Arc::new(Semaphore::new(limits.max_connections));
+    make: impl Fn(SocketAddr) -> S,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connections = Connections::new(limits.max_connections);
+    let builder = http1_builder(limits.header_timeout);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -137,33 +241,18 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
+        let Some(admitted) = connections.admit() else {
             tracing::warn!(%peer, limit = limits.max_connections, "connection refused: at the connection limit");
-            refuse(&stream);
+            connections.refuse(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let mut router = router.clone();
-            async move {
-                let response = tower_service::Service::call(&mut router, req.map(axum::body::Body::new)).await;
-                Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
-            }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .keep_alive(true)
-            .max_buf_size(crate::http::MAX_HEADER_BYTES * 4)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), make(peer)));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
-            drop(permit);
+            drop(admitted);
         });
     }
     drop(listener);
@@ -173,9 +262,26 @@ pub async fn serve(
     Ok(())
 }
 
-/// The peer address of a request served by [`serve`], if any.
-pub fn peer(req: &http::request::Parts) -> Option<SocketAddr> {
-    req.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+/// Serves an axum `router` through [`serve_with`]. Each request carries the
+/// peer's address as [`ConnectInfo<SocketAddr>`].
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let make = |peer: SocketAddr| {
+        let router = router.clone();
+        hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move {
+                let response = tower_service::Service::call(&mut router, req.map(axum::body::Body::new)).await;
+                Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+            }
+        })
+    };
+    serve_with(listener, limits, make, shutdown).await
 }
 
 #[cfg(test)]
@@ -193,6 +299,17 @@ mod tests {
             in_range("GANTRY_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT).unwrap(),
             DEFAULT_BODY_TIMEOUT
         );
+    }
+
+    #[test]
+    fn the_connection_count_is_capped_and_given_back() {
+        let c = Connections::new(2);
+        let (a, b) = (c.admit().unwrap(), c.admit().unwrap());
+        assert!(c.admit().is_none());
+        drop(a);
+        assert_eq!(c.open(), 1);
+        assert!(c.admit().is_some());
+        drop(b);
     }
 
     #[test]

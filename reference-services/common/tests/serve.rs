@@ -22,7 +22,7 @@ async fn start(limits: Limits) -> (std::net::SocketAddr, tokio::sync::oneshot::S
         .route("/peer", get(|| async { "ok" }));
     let app = gantry_common::http::standard(router, "test", "test-1", "{}", &limits);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gantry_common::http::serve(listener, app, limits, async move {
+    tokio::spawn(gantry_common::serve::serve(listener, app, limits, async move {
         let _ = stopped.await;
     }));
     (addr, stop)

@@ -19,17 +19,16 @@ mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gantry_common::jwks::KeyStore;
+use gantry_common::serve::{Admitted, DRAIN_TIMEOUT, Limits, http1_builder};
 use gantry_common::store::Store;
 use gantry_common::watch::{DEFAULT_WATCH_WAIT, watch_service};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
@@ -41,8 +40,6 @@ pub use proxy::Gateway;
 /// public so checks can derive how often a broken instance may be tried.
 pub use upstream::{BASE_EJECTION, MAX_EJECTION};
 
-/// How long in-flight requests may take to finish after shutdown begins.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often Redis reachability is checked for `/readyz`.
 pub const REDIS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -119,7 +116,7 @@ pub async fn run(
         // Over the cap the connection is answered 503 and closed without
         // waiting on it; the ones already open are not touched.
         let Some(guard) = connections.admit() else {
-            refuse(stream, &connections);
+            connections.refuse(stream);
             continue;
         };
         let Ok(stream) = stream.into_std() else { continue };
@@ -138,7 +135,7 @@ pub async fn run(
         if let Some((stream, _, guard)) = conn {
             drop(guard);
             if let Ok(stream) = TcpStream::from_std(stream) {
-                refuse(stream, &connections);
+                connections.refuse(stream);
             }
         }
     }
@@ -168,102 +165,6 @@ pub const WORKER_QUEUE: usize = 1024;
 /// Connections to the admin listener at once; it is for a few operators and
 /// scrapers, not for clients.
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
-/// How long a refused connection is read from (and the bytes discarded)
-/// after its 503 before it is closed, so the client reads the answer instead
-/// of a reset.
-pub const REFUSE_LINGER: Duration = Duration::from_secs(1);
-/// Refused connections lingering at once; beyond this they are closed at once.
-pub const MAX_LINGERING: usize = 256;
-
-/// Client connections open, counted over all workers.
-#[derive(Debug)]
-pub struct Connections {
-    max: usize,
-    open: AtomicUsize,
-    refused: AtomicU64,
-    lingering: AtomicUsize,
-}
-
-/// One admitted connection; the count drops when it does.
-#[derive(Debug)]
-pub struct Admitted(Arc<Connections>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Connections {
-    pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self {
-            max,
-            open: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-            lingering: AtomicUsize::new(0),
-        })
-    }
-
-    /// A place for one more connection, unless `max` are open.
-    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
-        let admitted = self
-            .open
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .is_ok();
-        admitted.then(|| Admitted(self.clone()))
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-}
-
-/// Answers 503 and closes, without ever waiting on the client: one
-/// non-blocking write (a fresh socket's send buffer has room), then, in a
-/// task of its own, a FIN and the client's bytes read and dropped for at most
-/// [`REFUSE_LINGER`], so closing with unread data does not reset the answer
-/// away before the client reads it.
-fn refuse(stream: TcpStream, connections: &Arc<Connections>) {
-    connections.refused.fetch_add(1, Ordering::Relaxed);
-    let _ = stream.try_write(gantry_common::serve::OVERLOADED_RESPONSE);
-    if connections.lingering.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
-        connections.lingering.fetch_sub(1, Ordering::Relaxed);
-        return;
-    }
-    let connections = connections.clone();
-    tokio::spawn(async move {
-        let mut stream = stream;
-        let drain = async {
-            let _ = stream.shutdown().await;
-            let mut sink = [0u8; 1024];
-            while let Ok(n) = stream.read(&mut sink).await
-                && n > 0
-            {}
-        };
-        let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
-        connections.lingering.fetch_sub(1, Ordering::Relaxed);
-    });
-}
-
-/// The HTTP/1.1 settings for client connections: hyper's header read
-/// timeout (it needs a timer, or it never fires) bounds both a slow request
-/// head and an idle keep-alive connection.
-fn http1_builder(header_timeout: Duration) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(true)
-        .max_buf_size(gantry_common::http::MAX_HEADER_BYTES * 4);
-    builder
-}
-
 type Queued = (std::net::TcpStream, std::net::SocketAddr, Admitted);
 
 /// One worker thread: accepts and serves connections until told to stop,
@@ -318,41 +219,25 @@ fn worker(
 
 /// The operator listener: `/metrics`, the detailed `/readyz`, `/healthz`
 /// and its own `/openapi.json`, on the caller's runtime, with the same
-/// header timeout as clients get and a small connection cap of its own.
+/// header deadline as clients get and a small connection cap of its own.
 async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let builder = http1_builder(gateway.cfg.limits.header_timeout);
-    let connections = Connections::new(ADMIN_MAX_CONNECTIONS);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = async { let _ = stop.wait_for(|stop| *stop).await; } => break,
-        };
-        let Some(admitted) = connections.admit() else {
-            refuse(stream, &connections);
-            continue;
-        };
+    let limits = Limits {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        ..gateway.cfg.limits
+    };
+    let make = |_peer| {
         let gateway = gateway.clone();
-        let service = service_fn(move |req| {
+        service_fn(move |req| {
             let gateway = gateway.clone();
             async move { Ok::<_, std::convert::Infallible>(gateway.handle_admin(&req)) }
-        });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "admin connection ended with an error");
-            }
-            drop(admitted);
-        });
+        })
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    if let Err(e) = gantry_common::serve::serve_with(listener, limits, make, stopped).await {
+        tracing::warn!(error = %e, "admin listener failed");
     }
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
 }
 
 fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
@@ -397,20 +282,4 @@ fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
         }
     }));
     tasks
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_connection_count_is_capped_and_given_back() {
-        let c = Connections::new(2);
-        let (a, b) = (c.admit().unwrap(), c.admit().unwrap());
-        assert!(c.admit().is_none());
-        drop(a);
-        assert_eq!(c.open(), 1);
-        assert!(c.admit().is_some());
-        drop(b);
-    }
 }

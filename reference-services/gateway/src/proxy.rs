@@ -34,7 +34,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub redis_ok: AtomicBool,
     /// Client connections open, over all workers, against the cap.
-    pub connections: Arc<crate::Connections>,
+    pub connections: Arc<gantry_common::serve::Connections>,
     clock: Clock,
     instance_id: HeaderValue,
 }
@@ -82,7 +82,7 @@ impl Gateway {
     pub fn new(cfg: GatewayConfig, identity: Arc<Identity>, instance_id: &str) -> Self {
         Self {
             metrics: Metrics::new(cfg.workers),
-            connections: crate::Connections::new(cfg.limits.max_connections),
+            connections: gantry_common::serve::Connections::new(cfg.limits.max_connections),
             cfg,
             upstreams: Default::default(),
             identity,

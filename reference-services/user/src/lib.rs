@@ -69,7 +69,7 @@ pub async fn run(
             source,
         })?;
     tracing::info!(%bound, %instance_id, "user serving");
-    let served = gantry_common::http::serve(listener, app, cfg.service.limits, registration.leave_on(shutdown)).await;
+    let served = gantry_common::serve::serve(listener, app, cfg.service.limits, registration.leave_on(shutdown)).await;
     watch.abort();
     prefetch.abort();
     served?;
