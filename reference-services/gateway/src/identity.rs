@@ -271,24 +271,43 @@ impl Identity {
     /// revoked while Redis was asked.
     fn cache_token(&self, token: &str, exp: u64, jti: &Arc<str>) -> Cached {
         let mut index = self.index();
-        if index.revoked.contains(jti) {
-            return Cached::Revoked;
-        }
-        if self.tokens.len() >= MAX_CACHE_ENTRIES || index.by_jti.len() >= 2 * MAX_CACHE_ENTRIES {
-            self.clear(&mut index);
-        }
-        let refs = index.by_jti.entry(jti.clone()).or_default();
-        let key = match refs.tokens.iter().find(|t| ***t == *token) {
-            Some(known) => known.clone(),
-            None if refs.tokens.len() >= MAX_ENTRIES_PER_JTI => return Cached::No,
-            None => {
-                let key: Arc<str> = token.into();
-                refs.tokens.push(key.clone());
-                key
-            }
+        let key = match self.link(&mut index, jti, self.tokens.len(), |refs| &mut refs.tokens, token) {
+            Ok(key) => key,
+            Err(not) => return not,
         };
         self.tokens.insert(key, TokenEntry { exp, jti: jti.clone() });
         Cached::Yes
+    }
+
+    /// Lists `key` under `jti` in the index (in the list `which` picks), so
+    /// a revocation finds it: the key to cache it under, or why not —
+    /// [`Cached::Revoked`] when `jti` was revoked while Redis was asked,
+    /// [`Cached::No`] past [`MAX_ENTRIES_PER_JTI`]. Empties the caches at
+    /// their bound (`cached` is the size of the one `key` goes into).
+    fn link(
+        &self,
+        index: &mut Index,
+        jti: &Arc<str>,
+        cached: usize,
+        which: fn(&mut Refs) -> &mut Vec<Arc<str>>,
+        key: &str,
+    ) -> Result<Arc<str>, Cached> {
+        if index.revoked.contains(jti) {
+            return Err(Cached::Revoked);
+        }
+        if cached >= MAX_CACHE_ENTRIES || index.by_jti.len() >= 2 * MAX_CACHE_ENTRIES {
+            self.clear(index);
+        }
+        let listed = which(index.by_jti.entry(jti.clone()).or_default());
+        if let Some(known) = listed.iter().find(|k| ***k == *key) {
+            return Ok(known.clone());
+        }
+        if listed.len() >= MAX_ENTRIES_PER_JTI {
+            return Err(Cached::No);
+        }
+        let key: Arc<str> = key.into();
+        listed.push(key.clone());
+        Ok(key)
     }
 
     async fn denylist(&self, iss: &str, jti: &str) -> Denylist {
@@ -353,21 +372,9 @@ impl Identity {
 
     fn cache_session(&self, sid: &str, authorization: &HeaderValue, exp: u64, jti: &Arc<str>) -> Cached {
         let mut index = self.index();
-        if index.revoked.contains(jti) {
-            return Cached::Revoked;
-        }
-        if self.sessions.len() >= MAX_CACHE_ENTRIES || index.by_jti.len() >= 2 * MAX_CACHE_ENTRIES {
-            self.clear(&mut index);
-        }
-        let refs = index.by_jti.entry(jti.clone()).or_default();
-        let key = match refs.sessions.iter().find(|s| ***s == *sid) {
-            Some(known) => known.clone(),
-            None if refs.sessions.len() >= MAX_ENTRIES_PER_JTI => return Cached::No,
-            None => {
-                let key: Arc<str> = sid.into();
-                refs.sessions.push(key.clone());
-                key
-            }
+        let key = match self.link(&mut index, jti, self.sessions.len(), |refs| &mut refs.sessions, sid) {
+            Ok(key) => key,
+            Err(not) => return not,
         };
         let entry = SessionEntry {
             authorization: authorization.clone(),
