@@ -84,6 +84,23 @@ async fn a_body_that_never_arrives_gets_408() {
 }
 
 #[tokio::test]
+async fn a_body_over_the_limit_gets_413_before_any_handler() {
+    let (addr, _stop) = start(limits(10_000, 10_000, 1_000)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = vec![b'x'; gantry_common::http::MAX_BODY_BYTES + 1];
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer before it has read it all; a reset on the rest is fine.
+    let _ = s.write_all(&body).await;
+    let answer = read_to_close(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"body_too_large\""), "{answer}");
+}
+
+#[tokio::test]
 async fn past_the_connection_cap_new_ones_get_503_and_old_ones_are_served() {
     let (addr, _stop) = start(limits(10_000, 10_000, 3)).await;
     // Three keep-alive connections, each proven open by an answer.
