@@ -175,22 +175,17 @@ impl KeyStore {
         let now = Instant::now();
         let mut fetched = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
         for key in jwks.verification_keys() {
-            let known = self
-                .static_keys
-                .iter()
-                .find(|k| k.kid == key.kid)
-                .or_else(|| fetched.get(&key.kid).map(|(k, _)| k));
-            match known {
+            // A configured key is trusted already; a fetched one is refreshed.
+            let statically = self.static_keys.iter().find(|k| k.kid == key.kid);
+            match statically.or_else(|| fetched.get(&key.kid).map(|(k, _)| k)) {
                 Some(k) if !k.same_key(&key) => {
                     tracing::warn!(kid = %key.kid, "JWKS offers another key for a trusted kid; refused");
-                    continue;
                 }
-                _ => {}
+                _ if statically.is_some() => {}
+                _ => {
+                    fetched.insert(key.kid.clone(), (key, now));
+                }
             }
-            if self.static_keys.iter().any(|k| k.kid == key.kid) {
-                continue;
-            }
-            fetched.insert(key.kid.clone(), (key, now));
         }
         fetched.retain(|kid, (_, seen)| {
             let keep = now.duration_since(*seen) <= self.retention;
@@ -268,6 +263,38 @@ mod tests {
         let rest = rogue_signed.split_once('.').unwrap().1;
         let rogue_token = format!("{header}.{rest}");
         assert_eq!(store.verify_cached(&rogue_token), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn a_fetch_cannot_repoint_a_configured_kid_either() {
+        let configured = Signer::ed25519(generate_seed());
+        let mut cfg = config();
+        let x = public_bytes(&configured);
+        cfg.extra_public_keys = vec![(configured.kid().to_owned(), x)];
+        let store = KeyStore::new(&cfg);
+        let rogue = Signer::ed25519(generate_seed());
+        let mut forged = rogue.jwk().unwrap().clone();
+        forged.kid = Some(configured.kid().to_owned());
+        assert_eq!(store.accept(&Jwks { keys: vec![forged] }), 1, "nothing added");
+        let (real_token, rogue_signed) = (token(&configured), token(&rogue));
+        let rogue_token = format!(
+            "{}.{}",
+            real_token.split('.').next().unwrap(),
+            rogue_signed.split_once('.').unwrap().1
+        );
+        assert!(store.verify_cached(&real_token).is_ok());
+        assert_eq!(store.verify_cached(&rogue_token), Err(JwtError::BadSignature));
+    }
+
+    /// The public key bytes a signer publishes.
+    fn public_bytes(signer: &Signer) -> [u8; 32] {
+        use base64::Engine;
+        let x = signer.jwk().unwrap().x.clone().unwrap();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(x)
+            .unwrap()
+            .try_into()
+            .unwrap()
     }
 
     #[test]
