@@ -21,6 +21,7 @@ pub const DEFAULT_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
 /// The most a session lookup may be cached: revocations are pushed, but a
 /// missed push must not keep a dead session alive for long.
 pub const MAX_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
+
 /// How the gateway picks among healthy instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbPolicy {
