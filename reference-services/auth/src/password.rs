@@ -230,6 +230,8 @@ impl HashGate {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
 
     #[test]
@@ -281,6 +283,19 @@ mod tests {
         assert!(memory.0.is_empty(), "nothing allocated for it");
     }
 
+    /// Yields until `n` calls wait in the gate's queue (no sleeps), for at
+    /// most 10 s: a call that never queues fails the test instead of hanging it.
+    async fn queued_up_to(gate: &HashGate, n: usize) {
+        let queued = async {
+            while gate.waiting.load(Ordering::Acquire) < n {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), queued)
+            .await
+            .unwrap_or_else(|_| panic!("{n} calls never waited in the queue"));
+    }
+
     #[tokio::test]
     async fn the_gate_queues_a_few_and_refuses_the_rest() {
         let gate = Arc::new(HashGate::new(1, 2));
@@ -293,14 +308,11 @@ mod tests {
                 gate.verify("pw".into(), "not a hash".into()).await
             }));
         }
-        // Wait until both are in the queue (no sleeps: yield until they are).
-        while gate.waiting.load(Ordering::Acquire) < 2 {
-            tokio::task::yield_now().await;
-        }
+        queued_up_to(&gate, 2).await;
         assert_eq!(
-            gate.verify("pw".into(), "x".into()).await,
-            Err(Busy),
-            "the queue is full"
+            gate.verify("pw".into(), "x".into()).now_or_never(),
+            Some(Err(Busy)),
+            "the queue is full: refused at once, not queued"
         );
         assert_eq!(gate.started(), 0, "a refused call hashes nothing");
         drop(held);
@@ -325,10 +337,12 @@ mod tests {
             let gate = gate.clone();
             tokio::spawn(async move { gate.verify("pw".into(), "x".into()).await })
         };
-        while gate.waiting.load(Ordering::Acquire) < 1 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(gate.verify("pw".into(), "x".into()).await, Err(Busy));
+        queued_up_to(&gate, 1).await;
+        assert_eq!(
+            gate.verify("pw".into(), "x".into()).now_or_never(),
+            Some(Err(Busy)),
+            "refused at once, not queued"
+        );
         waiter.abort();
         assert!(waiter.await.unwrap_err().is_cancelled());
         assert_eq!(
