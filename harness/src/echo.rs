@@ -8,12 +8,11 @@
 //! connection and request, so a check can also say how often a broken
 //! instance was tried ([`Mode::CloseConnections`]).
 //!
-//! [`EchoInstance`] is an echo registered in the registry like any instance:
-//! with a TTL check that the harness heartbeats itself, as an orchestrator
-//! does for the processes it runs, and that a test can fail and pass again
-//! while the server keeps answering ([`Heartbeat::set_check`]). The same
-//! pieces register any service a team brings: [`Heartbeat`] works for any
-//! address.
+//! [`EchoInstance`] is an echo registered in the registry like any instance,
+//! by the services' own [`Registration`]: with a TTL check that the harness
+//! heartbeats, as an orchestrator does for the processes it runs, and that a
+//! test can fail and pass again while the server keeps answering
+//! ([`Registration::set_check`]).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -23,7 +22,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use gantry_common::registry::{RegistryClient, RegistryError, ServiceRegistration, TtlState};
+use gantry_common::registration::Registration;
+use gantry_common::registry::{RegistryClient, RegistryError, ServiceRegistration};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -37,8 +37,6 @@ use crate::HarnessError;
 
 /// The largest request body an echo reads; a larger one is answered 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// How long a registered echo may take to pass in the registry.
-pub const PASS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How an [`Echo`] treats what it is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,131 +301,22 @@ pub fn attempts_allowed(elapsed: Duration, base: Duration, max: Duration) -> usi
     }
 }
 
-/// A registration the harness keeps alive on behalf of an instance: it
-/// registers it with a TTL check and reports the check's state every third
-/// of the TTL, as an orchestrator reports its own health probes. The state
-/// reported is the one last set ([`Heartbeat::set_check`]), so a test can
-/// make the registry see an instance as critical while its process keeps
-/// answering, and passing again. Dropping it stops the heartbeat (the check
-/// then expires); [`Heartbeat::deregister`] removes the instance at once.
-pub struct Heartbeat {
-    registry: RegistryClient,
-    service_id: String,
-    check_id: String,
-    /// The state reported, held while an update is in flight so that a
-    /// heartbeat never lands after [`Heartbeat::set_check`] with the old one.
-    state: Arc<tokio::sync::Mutex<TtlState>>,
-    task: JoinHandle<()>,
-}
-
-impl std::fmt::Debug for Heartbeat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Heartbeat")
-            .field("service_id", &self.service_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Heartbeat {
-    /// Registers `reg` with `registry` (which must carry the registry's ACL
-    /// token, e.g. `Stack::registry()`), passes its check (TTL checks start
-    /// critical) and starts heartbeating. A registry that forgot the
-    /// instance (restarted) gets it registered again.
-    pub async fn start(registry: RegistryClient, reg: ServiceRegistration) -> Result<Self, RegistryError> {
-        let check_id = reg.check_id();
-        registry.register(&reg).await?;
-        registry.update_ttl(&check_id, TtlState::Pass, "registered").await?;
-        let state = Arc::new(tokio::sync::Mutex::new(TtlState::Pass));
-        let task = tokio::spawn(beat(registry.clone(), reg.clone(), state.clone()));
-        Ok(Self {
-            registry,
-            service_id: reg.id,
-            check_id,
-            state,
-            task,
-        })
-    }
-
-    pub fn service_id(&self) -> &str {
-        &self.service_id
-    }
-
-    /// The check's id in the registry (`service:<id>`, as Consul names a
-    /// service's own check).
-    pub fn check_id(&self) -> &str {
-        &self.check_id
-    }
-
-    /// The state the heartbeat reports.
-    pub async fn check(&self) -> TtlState {
-        *self.state.lock().await
-    }
-
-    /// Sets the check to `state` in the registry now (`PUT
-    /// /v1/agent/check/<pass|warn|fail>/<check id>`) and keeps reporting it.
-    pub async fn set_check(&self, state: TtlState) -> Result<(), RegistryError> {
-        let mut reported = self.state.lock().await;
-        *reported = state;
-        self.registry
-            .update_ttl(&self.check_id, state, "set by the harness")
-            .await
-    }
-
-    /// Stops heartbeating and removes the instance from the registry.
-    pub async fn deregister(self) -> Result<(), RegistryError> {
-        self.task.abort();
-        self.registry.deregister(&self.service_id).await
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn beat(registry: RegistryClient, reg: ServiceRegistration, state: Arc<tokio::sync::Mutex<TtlState>>) {
-    let period = (reg.ttl / 3).max(Duration::from_millis(100));
-    let check_id = reg.check_id();
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let reported = state.lock().await;
-        let now = *reported;
-        match registry.update_ttl(&check_id, now, "heartbeat").await {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {
-                let again = async {
-                    registry.register(&reg).await?;
-                    registry.update_ttl(&check_id, now, "registered again").await
-                };
-                if let Err(e) = again.await {
-                    tracing::debug!(service_id = %reg.id, error = %e, "re-registration failed; will retry");
-                }
-            }
-            // The stack may be gone already (a test tearing down): quietly retry.
-            Err(e) => tracing::debug!(service_id = %reg.id, error = %e, "heartbeat failed; will retry"),
-        }
-        drop(reported);
-    }
-}
-
-/// An [`Echo`] registered as an instance of a service, with its
-/// [`Heartbeat`]. Dropping it stops both; the registry drops the instance
-/// when its check has expired and been critical for a while, or at once with
-/// [`EchoInstance::deregister`].
+/// An [`Echo`] registered as an instance of a service, with the
+/// [`Registration`] that heartbeats its TTL check (and lets a test fail it,
+/// [`Registration::set_check`]). Dropping it stops both; the registry drops
+/// the instance when its check has expired and been critical for a while, or
+/// at once with [`EchoInstance::deregister`].
 #[derive(Debug)]
 pub struct EchoInstance {
     pub echo: Echo,
-    pub heartbeat: Heartbeat,
+    pub registration: Registration,
 }
 
 impl EchoInstance {
     /// Starts an echo answering as `id` and registers it as instance `id` of
-    /// `service` at its loopback address, with a TTL check of `ttl`; returns
-    /// once the registry lists it as passing.
+    /// `service` at its loopback address in `registry` (which must carry the
+    /// registry's ACL token, e.g. `Stack::registry()`), with a TTL check of
+    /// `ttl`; returns once the registry lists it as passing.
     pub async fn start(registry: RegistryClient, service: &str, id: &str, ttl: Duration) -> Result<Self, HarnessError> {
         let echo = Echo::start(id)
             .await
@@ -444,21 +333,11 @@ impl EchoInstance {
             // instance reaped in the middle of a test.
             deregister_critical_after: Duration::from_secs(60),
         };
-        let heartbeat = Heartbeat::start(registry.clone(), reg)
+        let registration = Registration::start(registry.clone(), reg)
             .await
             .map_err(|e| HarnessError::Unsupported(format!("registering echo upstream {id} as {service}: {e}")))?;
-        crate::wait::until(&format!("{id} to pass in the registry"), PASS_TIMEOUT, None, || {
-            let registry = registry.clone();
-            async move {
-                let found = registry
-                    .health_service(service, true, None, Duration::ZERO)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(found.value.iter().any(|i| i.id == id))
-            }
-        })
-        .await?;
-        Ok(Self { echo, heartbeat })
+        crate::stack::wait_passing(&registry, service, id, None).await?;
+        Ok(Self { echo, registration })
     }
 
     pub fn id(&self) -> &str {
@@ -468,7 +347,7 @@ impl EchoInstance {
     /// Stops heartbeating and removes the instance from the registry; the
     /// server stops when this is dropped.
     pub async fn deregister(self) -> Result<(), RegistryError> {
-        self.heartbeat.deregister().await
+        self.registration.deregister().await
     }
 }
 

@@ -608,18 +608,7 @@ impl Stack {
         id: &str,
         process: Option<&mut Process>,
     ) -> Result<Duration, HarnessError> {
-        let client = self.registry();
-        wait::until(&format!("{id} to pass in the registry"), READY_TIMEOUT, process, || {
-            let client = client.clone();
-            async move {
-                let found = client
-                    .health_service(service, true, None, Duration::ZERO)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(found.value.iter().any(|i| i.id == id))
-            }
-        })
-        .await
+        wait_passing(&self.registry(), service, id, process).await
     }
 
     /// Starts one more user instance (`user-<n+1>`) and waits until it passes.
@@ -687,6 +676,27 @@ impl Stack {
         }
         Ok(())
     }
+}
+
+/// Waits until `registry` lists instance `id` of `service` as passing; with
+/// `process`, fails at once if that process exits meanwhile.
+pub(crate) async fn wait_passing(
+    registry: &RegistryClient,
+    service: &str,
+    id: &str,
+    process: Option<&mut Process>,
+) -> Result<Duration, HarnessError> {
+    wait::until(&format!("{id} to pass in the registry"), READY_TIMEOUT, process, || {
+        let registry = registry.clone();
+        async move {
+            let found = registry
+                .health_service(service, true, None, Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(found.value.iter().any(|i| i.id == id))
+        }
+    })
+    .await
 }
 
 async fn wait_gateway_ready(url: &str, process: Option<&mut Process>) -> Result<Duration, HarnessError> {

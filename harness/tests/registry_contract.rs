@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gantry_common::registration::Registration;
 use gantry_common::registry::{RegistryClient, ServiceRegistration, TtlState};
 use gantry_harness::registry::Options;
 use tokio::net::TcpListener;
@@ -457,4 +458,83 @@ async fn a_duration_too_large_is_refused_with_400_and_ttls_still_expire() {
         }
         client.deregister(&reg.id).await.unwrap();
     }
+}
+
+/// A TCP proxy to `target` that holds each chunk it forwards for a random
+/// 0–20 ms, so requests in flight on different connections land in any
+/// order, as on a busy network. Its `host:port`.
+async fn jittery_proxy(target: String) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf) {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            tokio::time::sleep(Duration::from_millis(fastrand::u64(0..20))).await;
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let ((cr, cw), (sr, sw)) = (client.into_split(), server.into_split());
+            tokio::spawn(pump(cr, sw));
+            tokio::spawn(pump(sr, cw));
+        }
+    });
+    addr
+}
+
+/// A [`Registration`] keeps reporting the state its check was last set to:
+/// its heartbeat neither passes a check the service failed, nor (racing a
+/// change) lands after it with the state from before, however the network
+/// orders their requests.
+#[tokio::test]
+async fn a_registration_reports_the_check_state_it_was_set_to() {
+    let dev = dev_registry(Some(TOKEN)).await;
+    let client = RegistryClient::new(&dev).with_token(Some(TOKEN.to_owned()));
+    let through_proxy = RegistryClient::new(&jittery_proxy(dev).await).with_token(Some(TOKEN.to_owned()));
+    let name = unique("setchk");
+    // A heartbeat every 100 ms, the fastest a Registration beats.
+    let reg = registration(&name, &format!("{name}-1"), 9106, Duration::from_millis(300));
+    let registration = Registration::start(through_proxy, reg).await.unwrap();
+    let passing = || async {
+        !client
+            .health_service(&name, true, None, Duration::ZERO)
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    };
+    assert!(passing().await, "a started registration passes");
+
+    // Failed, it stays failed across several heartbeats.
+    registration.set_check(TtlState::Fail).await.unwrap();
+    let watch_until = tokio::time::Instant::now() + Duration::from_millis(500);
+    while tokio::time::Instant::now() < watch_until {
+        assert!(!passing().await, "a heartbeat passed a failed check");
+    }
+
+    // Flipped back and forth while the heartbeat runs, the registry holds
+    // each state as soon as it was set.
+    let flip_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut state = TtlState::Pass;
+    while tokio::time::Instant::now() < flip_until {
+        registration.set_check(state).await.unwrap();
+        assert_eq!(
+            passing().await,
+            state == TtlState::Pass,
+            "a heartbeat undid set_check({state:?})"
+        );
+        state = if state == TtlState::Pass {
+            TtlState::Fail
+        } else {
+            TtlState::Pass
+        };
+    }
+    registration.deregister().await.unwrap();
 }

@@ -2,33 +2,71 @@
 //! heartbeat it, re-register if the registry forgot us, deregister on the way out.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::registry::{RegistryClient, RegistryError, ServiceRegistration, TtlState};
 
+/// The check output every update carries. One text for every update, so a
+/// heartbeat that changes nothing is no change the registry wakes watchers for.
+const OUTPUT: &str = "heartbeat";
+
 /// A live registration. Drop it and the heartbeat stops (the check then
 /// expires); call [`Registration::deregister`] to leave at once.
+///
+/// The heartbeat reports the state last set: [`TtlState::Pass`] unless
+/// [`Registration::set_check`] said otherwise, as an orchestrator reports its
+/// own health probes for a process it runs.
 pub struct Registration {
     client: RegistryClient,
     service_id: String,
+    check_id: String,
+    /// The state reported, held while an update is in flight so that a
+    /// heartbeat never lands after [`Registration::set_check`] with the old one.
+    state: Arc<Mutex<TtlState>>,
     heartbeat: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("service_id", &self.service_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registration {
     /// Registers `reg`, passes its check once (TTL checks start critical) and
     /// starts heartbeating at a third of the TTL.
     pub async fn start(client: RegistryClient, reg: ServiceRegistration) -> Result<Self, RegistryError> {
+        let check_id = reg.check_id();
         client.register(&reg).await?;
-        client.update_ttl(&reg.check_id(), TtlState::Pass, "started").await?;
+        client.update_ttl(&check_id, TtlState::Pass, OUTPUT).await?;
+        let state = Arc::new(Mutex::new(TtlState::Pass));
         let service_id = reg.id.clone();
-        let heartbeat = tokio::spawn(heartbeat(client.clone(), reg));
+        let heartbeat = tokio::spawn(heartbeat(client.clone(), reg, state.clone()));
         Ok(Self {
             client,
             service_id,
+            check_id,
+            state,
             heartbeat,
         })
+    }
+
+    pub fn service_id(&self) -> &str {
+        &self.service_id
+    }
+
+    /// Sets the check to `state` in the registry now (`PUT
+    /// /v1/agent/check/<pass|warn|fail>/<check id>`) and keeps reporting it.
+    pub async fn set_check(&self, state: TtlState) -> Result<(), RegistryError> {
+        let mut reported = self.state.lock().await;
+        *reported = state;
+        self.client.update_ttl(&self.check_id, state, OUTPUT).await
     }
 
     /// Stops heartbeating and removes the service from the registry.
@@ -57,7 +95,7 @@ impl Drop for Registration {
     }
 }
 
-async fn heartbeat(client: RegistryClient, reg: ServiceRegistration) {
+async fn heartbeat(client: RegistryClient, reg: ServiceRegistration, state: Arc<Mutex<TtlState>>) {
     let period = (reg.ttl / 3).max(Duration::from_millis(100));
     let check_id = reg.check_id();
     let mut ticker = tokio::time::interval(period);
@@ -65,13 +103,15 @@ async fn heartbeat(client: RegistryClient, reg: ServiceRegistration) {
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        match client.update_ttl(&check_id, TtlState::Pass, "heartbeat").await {
+        // Held until the update has landed: see `Registration::state`.
+        let reported = state.lock().await;
+        match client.update_ttl(&check_id, *reported, OUTPUT).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {
                 tracing::warn!(service_id = %reg.id, "registry forgot this service; registering again");
                 let again = async {
                     client.register(&reg).await?;
-                    client.update_ttl(&check_id, TtlState::Pass, "re-registered").await
+                    client.update_ttl(&check_id, *reported, OUTPUT).await
                 };
                 if let Err(e) = again.await {
                     tracing::warn!(error = %e, "re-registration failed; will retry");

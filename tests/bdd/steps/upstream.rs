@@ -407,7 +407,7 @@ async fn ejection_counted(w: &mut GantryWorld) {
 async fn set_check(w: &mut GantryWorld, id: String, how: String) {
     let state = if how == "fails" { TtlState::Fail } else { TtlState::Pass };
     echo(w, &id)
-        .heartbeat
+        .registration
         .set_check(state)
         .await
         .expect("the registry takes the check update");
