@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::config::AuthConfig;
 use crate::profiles::Profiles;
 use crate::state::AppState;
-use crate::{password, routes};
+use crate::{password, routes, validate};
 
 /// A `redis-server` of this test's own, stopped on drop.
 struct TestRedis {
@@ -290,6 +290,55 @@ async fn the_account_ceiling_stops_guessing_spread_over_addresses() {
     assert_eq!(r.status, 429, "the ninth attempt, from anywhere: {}", r.body);
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=900).contains(&wait), "Retry-After {wait}");
+}
+
+#[tokio::test]
+async fn the_first_lockout_is_the_setting_and_each_further_failure_doubles_it() {
+    let auth = Auth::start(|c| {
+        c.max_failures = 2;
+        c.first_lockout = Duration::from_secs(70);
+    })
+    .await;
+    auth.account("ola", "ola-right-password").await;
+    let retry_after = |r: &Reply| -> u64 {
+        assert_eq!(r.status, 429, "{}", r.body);
+        r.header("retry-after").unwrap().parse().unwrap()
+    };
+    assert_eq!(auth.login("ola", "wrong-password", "192.0.2.1").await.status, 401);
+    // The second failure uses up the allowance and sets the first lockout.
+    assert_eq!(auth.login("ola", "wrong-password", "192.0.2.1").await.status, 401);
+    let wait = retry_after(&auth.login("ola", "wrong-password", "192.0.2.1").await);
+    assert!(
+        (69..=70).contains(&wait),
+        "the first lockout is 70 s: Retry-After {wait}"
+    );
+    // As if it had run out: the next failure locks out for twice as long.
+    let _: () = auth.redis.clone().del("auth:lockout:ola:192.0.2.1").await.unwrap();
+    assert_eq!(auth.login("ola", "wrong-password", "192.0.2.1").await.status, 401);
+    let wait = retry_after(&auth.login("ola", "wrong-password", "192.0.2.1").await);
+    assert!((139..=140).contains(&wait), "doubled to 140 s: Retry-After {wait}");
+}
+
+#[tokio::test]
+async fn a_password_longer_than_any_account_has_is_refused_without_counting_or_hashing() {
+    let auth = Auth::start(|c| {
+        c.max_failures = 1;
+        c.first_lockout = Duration::from_secs(600);
+    })
+    .await;
+    auth.account("pat", "pat-right-password").await;
+    let huge = "x".repeat(validate::MAX_PASSWORD_BYTES + 1);
+    for _ in 0..3 {
+        let r = auth.login("pat", &huge, "192.0.2.1").await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert_eq!(r.body["error"], "invalid_credentials");
+    }
+    for key in ["auth:failures:pat:192.0.2.1", "auth:account-failures:pat"] {
+        assert!(!auth.exists(key).await, "{key}: an over-long password was counted");
+    }
+    assert_eq!(auth.state.gate.kept(), 0, "nothing was hashed");
+    let r = auth.login("pat", "pat-right-password", "192.0.2.1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 #[tokio::test]
