@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use gantry_harness::Stack;
 use gantry_harness::client::{Answer, Credentials, UserClient};
+use gantry_harness::echo::{Echo, EchoInstance};
 use gantry_harness::load::LoadReport;
+use tokio::time::Instant;
 
 use crate::target::Target;
 
@@ -40,6 +42,33 @@ pub struct GantryWorld {
     pub kept: Option<tokio::net::TcpStream>,
     /// The client connection cap the scenario's gateway was started with.
     pub connection_cap: Option<usize>,
+    /// Echo upstreams registered in the fresh stack (steps/upstream.rs).
+    pub echoes: Echoes,
+    /// A rogue server and its registration attempts (steps/trust.rs).
+    pub rogue: Option<Rogue>,
+}
+
+/// Echo upstreams a step registered, and what the steps remember about them.
+#[derive(Debug, Default)]
+pub struct Echoes {
+    pub instances: Vec<EchoInstance>,
+    /// `(requests, connections closed unanswered)` of each echo when the
+    /// last batch of requests started.
+    pub before: HashMap<String, (usize, usize)>,
+    /// The echo switched to closing connections, when, and the gateway's
+    /// `(retries, ejections)` of the service at that moment.
+    pub broken: Option<(String, Instant, (f64, f64))>,
+    /// Requests a step sent, `(method, path with query, body)`, in order.
+    pub sent: Vec<(String, String, String)>,
+}
+
+/// A server an attacker would advertise: an echo, which counts every
+/// connection, so traffic sent to it would not go unnoticed.
+#[derive(Debug)]
+pub struct Rogue {
+    pub server: Echo,
+    /// How the registry answered each attempt to register it: status, body.
+    pub registrations: Vec<(u16, String)>,
 }
 
 impl GantryWorld {
@@ -90,6 +119,9 @@ impl GantryWorld {
         // it stops, and a half-sent request head is not done yet.
         self.stalled.clear();
         self.kept = None;
+        // Echoes stop heartbeating before the registry they report to stops.
+        self.echoes = Echoes::default();
+        self.rogue = None;
         if let Some(stack) = self.fresh.take() {
             let _ = stack.stop(&mut |_| {}).await;
         }

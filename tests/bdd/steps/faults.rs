@@ -128,16 +128,20 @@ async fn never_tried(w: &mut GantryWorld, _n: usize) {
 
 #[then(regex = r"^user instance (\d+) takes traffic again$")]
 async fn takes_traffic(w: &mut GantryWorld, n: usize) {
-    let id = format!("user-{n}");
+    takes_traffic_within(w, &format!("user-{n}"), Duration::from_secs(40)).await;
+}
+
+/// Waits until a request of the scenario's user, by bearer, is answered 200
+/// by instance `id` of the user service.
+pub(super) async fn takes_traffic_within(w: &GantryWorld, id: &str, within: Duration) {
     let name = w.users.keys().next().cloned().expect("a user");
     let user = w.user(&name).clone();
-    eventually(&format!("{id} to take traffic"), Duration::from_secs(40), || {
+    eventually(&format!("{id} to take traffic"), within, || {
         let user = user.clone();
-        let id = id.clone();
         async move {
             user.get("/users/me", Auth::Bearer)
                 .await
-                .is_ok_and(|a| a.status == 200 && a.instance() == Some(id.as_str()))
+                .is_ok_and(|a| a.status == 200 && a.instance() == Some(id))
         }
     })
     .await;

@@ -1,76 +1,25 @@
 //! Trust: the registry's ACL token and Redis's password, seen from outside.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cucumber::{given, then, when};
 use gantry_common::registry::{RegistryClient, ServiceRegistration, TtlState};
+use gantry_harness::echo::Echo;
 use redis::IntoConnectionInfo as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::world::GantryWorld;
-
-/// A server an attacker would advertise: it counts connections and answers
-/// like an upstream would, so traffic sent to it would not go unnoticed.
-struct Rogue {
-    port: u16,
-    connections: Arc<AtomicUsize>,
-    /// How the registry answered each attempt to register it: status, body.
-    registrations: Vec<(u16, String)>,
-}
-
-/// Rogue servers by the registry address of their scenario's fresh stack
-/// (one per scenario; the world has no field for it).
-static ROGUES: Mutex<Option<HashMap<String, Rogue>>> = Mutex::new(None);
-
-fn with_rogue<T>(w: &mut GantryWorld, f: impl FnOnce(&mut Rogue) -> T) -> T {
-    let key = w.stack().registry_addr().to_owned();
-    let mut rogues = ROGUES.lock().unwrap_or_else(|p| p.into_inner());
-    let rogue = rogues
-        .as_mut()
-        .and_then(|r| r.get_mut(&key))
-        .expect("a step must start the rogue server first");
-    f(rogue)
-}
+use crate::world::{GantryWorld, Rogue};
 
 #[given("a rogue server that counts the connections it receives")]
 async fn a_rogue_server(w: &mut GantryWorld) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding the rogue server");
-    let port = listener.local_addr().expect("its address").port();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf).await;
-                let body = r#"{"id":"rogue","username":"rogue","display_name":"rogue"}"#;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-instance-id: rogue\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(format!("{head}{body}").as_bytes()).await;
-            });
-        }
+    let server = Echo::start("rogue").await.expect("starting the rogue server");
+    w.rogue = Some(Rogue {
+        server,
+        registrations: Vec::new(),
     });
-    let key = w.stack().registry_addr().to_owned();
-    ROGUES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .insert(
-            key,
-            Rogue {
-                port,
-                connections,
-                registrations: Vec::new(),
-            },
-        );
+}
+
+fn rogue(w: &mut GantryWorld) -> &mut Rogue {
+    w.rogue.as_mut().expect("a step must start the rogue server first")
 }
 
 /// A client of the stack's registry that holds no token.
@@ -80,7 +29,7 @@ fn outsider(w: &mut GantryWorld) -> RegistryClient {
 
 #[when(regex = r#"^someone without the registry token registers the rogue server as "([\w-]+)" of "(\w+)"$"#)]
 async fn rogue_registers(w: &mut GantryWorld, id: String, service: String) {
-    let port = with_rogue(w, |r| r.port);
+    let port = rogue(w).server.addr().port();
     let client = outsider(w);
     let reg = ServiceRegistration {
         id: id.clone(),
@@ -102,12 +51,12 @@ async fn rogue_registers(w: &mut GantryWorld, id: String, service: String) {
         Err(gantry_common::registry::RegistryError::Status { status, body, .. }) => (status, body),
         Err(e) => panic!("the registry did not answer the registration of {id}: {e}"),
     };
-    with_rogue(w, |r| r.registrations.push((status, body)));
+    rogue(w).registrations.push((status, body));
 }
 
 #[then(regex = r#"^the registry refused each of them with (\d+) "([^"]+)"$"#)]
 async fn registry_refused(w: &mut GantryWorld, status: u16, text: String) {
-    let registrations = with_rogue(w, |r| r.registrations.clone());
+    let registrations = rogue(w).registrations.clone();
     assert!(!registrations.is_empty(), "no registration was tried");
     for (got, body) in registrations {
         assert_eq!(got, status, "the registry answered {got}: {body:?}");
@@ -142,7 +91,7 @@ async fn outsider_sees_nothing(w: &mut GantryWorld, service: String) {
 
 #[then("the rogue server received no connection")]
 async fn rogue_untouched(w: &mut GantryWorld) {
-    let n = with_rogue(w, |r| r.connections.load(Ordering::SeqCst));
+    let n = rogue(w).server.connections();
     assert_eq!(n, 0, "the rogue server received {n} connections");
 }
 

@@ -4,8 +4,6 @@
 //! attempts on an instance that is broken while its check passes, and
 //! attempts on one whose check fails while it keeps answering.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cucumber::gherkin::Step;
@@ -18,6 +16,7 @@ use gantry_harness::echo::{EchoInstance, Mode, Received, attempts_allowed};
 use gantry_harness::metrics::Scrape;
 use tokio::time::Instant;
 
+use super::faults::takes_traffic_within;
 use super::{counters, eventually};
 use crate::world::GantryWorld;
 
@@ -26,42 +25,12 @@ use crate::world::GantryWorld;
 /// is a generous ceiling, not an expected time.
 const SNAPSHOT_FOLLOWS_WITHIN: Duration = Duration::from_secs(5);
 
-/// The echo upstreams of one scenario and what the steps remember about them.
-#[derive(Default)]
-struct Echoes {
-    instances: Vec<Arc<EchoInstance>>,
-    /// `(requests, connections closed unanswered)` of each echo when the
-    /// last batch of requests started.
-    before: HashMap<String, (usize, usize)>,
-    /// The echo switched to closing connections, when, and the gateway's
-    /// `(retries, ejections)` of the service at that moment.
-    broken: Option<(String, Instant, (f64, f64))>,
-    /// Requests a step sent, `(method, path with query, body)`, in order.
-    sent: Vec<(String, String, String)>,
-}
-
-/// Echoes by the registry address of their scenario's fresh stack (one per
-/// scenario; the world has no field for them, as for trust.rs's rogue servers).
-static ECHOES: Mutex<Option<HashMap<String, Echoes>>> = Mutex::new(None);
-
-fn with_echoes<T>(w: &mut GantryWorld, f: impl FnOnce(&mut Echoes) -> T) -> T {
-    let key = w.stack().registry_addr().to_owned();
-    let mut all = ECHOES.lock().unwrap_or_else(PoisonError::into_inner);
-    let echoes = all
-        .as_mut()
-        .and_then(|m| m.get_mut(&key))
-        .expect("a step must register echo upstreams first");
-    f(echoes)
-}
-
-fn echo(w: &mut GantryWorld, id: &str) -> Arc<EchoInstance> {
-    with_echoes(w, |e| {
-        e.instances
-            .iter()
-            .find(|i| i.id() == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("no echo upstream {id:?} in this scenario"))
-    })
+fn echo<'w>(w: &'w GantryWorld, id: &str) -> &'w EchoInstance {
+    w.echoes
+        .instances
+        .iter()
+        .find(|i| i.id() == id)
+        .unwrap_or_else(|| panic!("no echo upstream {id:?} in this scenario"))
 }
 
 /// The last request echo `id` received.
@@ -120,34 +89,19 @@ async fn echoes_only(w: &mut GantryWorld, list: String, service: String) {
         service, "user",
         "only the user service's own instances can be stopped here"
     );
-    // Echoes of scenarios whose stack is gone: their registry no longer answers.
-    forget_finished_scenarios().await;
     let ids = quoted(&list);
-    let mut instances = Vec::new();
     for id in &ids {
         let started = w
             .stack()
             .start_echo(&service, id)
             .await
             .unwrap_or_else(|e| panic!("echo upstream {id}: {e}"));
-        instances.push(Arc::new(started));
+        w.echoes.instances.push(started);
     }
     // The real instances leave as in a deploy: SIGTERM, they deregister.
     for process in w.stack().users_mut() {
         process.stop().await.expect("stopping a real user instance");
     }
-    let key = w.stack().registry_addr().to_owned();
-    ECHOES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get_or_insert_with(HashMap::new)
-        .insert(
-            key,
-            Echoes {
-                instances,
-                ..Echoes::default()
-            },
-        );
     let mut expected = ids.clone();
     expected.sort();
     until_every_gateway(
@@ -157,22 +111,6 @@ async fn echoes_only(w: &mut GantryWorld, list: String, service: String) {
         move |now| now == expected.as_slice(),
     )
     .await;
-}
-
-async fn forget_finished_scenarios() {
-    let keys: Vec<String> = ECHOES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    for key in keys {
-        if tokio::net::TcpStream::connect(&key).await.is_err()
-            && let Some(m) = ECHOES.lock().unwrap_or_else(PoisonError::into_inner).as_mut()
-        {
-            m.remove(&key);
-        }
-    }
 }
 
 // ---- what arrives ----------------------------------------------------------
@@ -308,12 +246,12 @@ async fn sends_requests(w: &mut GantryWorld, step: &Step, name: String) {
         });
         sent.push((method, path, body));
     }
-    with_echoes(w, |e| e.sent = sent);
+    w.echoes.sent = sent;
 }
 
 #[then(regex = r#"^each reached echo upstream "([\w-]+)" with its method, path, query and body unchanged$"#)]
 async fn reached_unchanged(w: &mut GantryWorld, id: String) {
-    let sent = with_echoes(w, |e| e.sent.clone());
+    let sent = &w.echoes.sent;
     let log = echo(w, &id).echo.received();
     assert!(log.len() >= sent.len(), "{id} received {} requests", log.len());
     let arrived = &log[log.len() - sent.len()..];
@@ -342,13 +280,12 @@ async fn reached_unchanged(w: &mut GantryWorld, id: String) {
 
 #[when(regex = r#"^"(\w+)" sends (\d+) requests to (/\S+) one at a time$"#)]
 async fn one_at_a_time(w: &mut GantryWorld, name: String, n: usize, path: String) {
-    let before = with_echoes(w, |e| {
-        e.instances
-            .iter()
-            .map(|i| (i.id().to_owned(), (i.echo.requests(), i.echo.closed_unanswered())))
-            .collect()
-    });
-    with_echoes(w, |e| e.before = before);
+    w.echoes.before = w
+        .echoes
+        .instances
+        .iter()
+        .map(|i| (i.id().to_owned(), (i.echo.requests(), i.echo.closed_unanswered())))
+        .collect();
     let user = w.user(&name).clone();
     w.answers.clear();
     for _ in 0..n {
@@ -359,16 +296,15 @@ async fn one_at_a_time(w: &mut GantryWorld, name: String, n: usize, path: String
 #[when(regex = r#"^echo upstream "([\w-]+)" starts closing every connection while its check keeps passing$"#)]
 async fn starts_closing(w: &mut GantryWorld, id: String) {
     let before = counters(&w.admin()).await;
-    let instance = echo(w, &id);
-    instance.echo.set_mode(Mode::CloseConnections);
-    with_echoes(w, |e| e.broken = Some((id, Instant::now(), before)));
+    echo(w, &id).echo.set_mode(Mode::CloseConnections);
+    w.echoes.broken = Some((id, Instant::now(), before));
 }
 
 #[then(
     regex = r#"^echo upstream "([\w-]+)" was tried at least once, and no more often than the gateway's ejection backoff allows$"#
 )]
 async fn tried_within_backoff(w: &mut GantryWorld, id: String) {
-    let (broken, since, _) = with_echoes(w, |e| e.broken.clone()).expect("an echo that was broken");
+    let (broken, since, _) = w.echoes.broken.clone().expect("an echo that was broken");
     assert_eq!(broken, id);
     let elapsed = since.elapsed();
     let attempts = echo(w, &id).echo.closed_unanswered();
@@ -395,7 +331,7 @@ async fn tried_within_backoff(w: &mut GantryWorld, id: String) {
 
 #[then(regex = r#"^the gateway's /metrics counted the ejection of an instance of "user"$"#)]
 async fn ejection_counted(w: &mut GantryWorld) {
-    let (_, _, (_, ejections_before)) = with_echoes(w, |e| e.broken.clone()).expect("an echo that was broken");
+    let (_, _, (_, ejections_before)) = w.echoes.broken.clone().expect("an echo that was broken");
     let (_, ejections) = counters(&w.admin()).await;
     assert!(
         ejections > ejections_before,
@@ -442,7 +378,7 @@ async fn gateway_drops(w: &mut GantryWorld, id: String, service: String) {
 
 #[then(regex = r#"^echo upstream "([\w-]+)" received (none|all) of them$"#)]
 async fn received_share(w: &mut GantryWorld, id: String, share: String) {
-    let (before, _) = with_echoes(w, |e| e.before.get(&id).copied()).expect("requests counted before");
+    let (before, _) = w.echoes.before.get(&id).copied().expect("requests counted before");
     let got = echo(w, &id).echo.requests() - before;
     let sent = w.answers.len();
     assert!(sent > 0, "no requests were sent");
@@ -461,19 +397,10 @@ async fn answers_directly(w: &mut GantryWorld, id: String) {
 
 #[then(regex = r#"^echo upstream "([\w-]+)" takes traffic again$"#)]
 async fn echo_takes_traffic(w: &mut GantryWorld, id: String) {
-    let name = w.users.keys().next().cloned().expect("a user");
-    let user = w.user(&name).clone();
-    let instance = echo(w, &id);
-    let before = instance.echo.requests();
-    eventually(&format!("{id} to take traffic"), SNAPSHOT_FOLLOWS_WITHIN, || {
-        let user = user.clone();
-        let id = id.clone();
-        async move {
-            user.get("/users/me", Auth::Bearer)
-                .await
-                .is_ok_and(|a| a.status == 200 && a.instance() == Some(id.as_str()))
-        }
-    })
-    .await;
-    assert!(instance.echo.requests() > before, "{id} answered but logged nothing");
+    let before = echo(w, &id).echo.requests();
+    takes_traffic_within(w, &id, SNAPSHOT_FOLLOWS_WITHIN).await;
+    assert!(
+        echo(w, &id).echo.requests() > before,
+        "{id} answered but logged nothing"
+    );
 }
