@@ -124,6 +124,8 @@ impl Auth {
         let mut cfg = AuthConfig::from_env().expect("auth's configuration from the test environment");
         cfg.service.redis_url = redis.url.clone();
         cfg.cookie_secure = false;
+        // Long enough that no lockout ends during a test, unless it says so.
+        cfg.first_lockout = Duration::from_secs(600);
         tune(&mut cfg);
         // No user service: registration stops at the profile, which no test here needs.
         let (users, watch) = Discovered::watch(RegistryClient::new("127.0.0.1:9"), "user");
@@ -207,8 +209,6 @@ impl Auth {
 async fn a_burst_of_wrong_passwords_gets_the_allowed_number_checked_and_the_rest_429() {
     let auth = Auth::start(|c| {
         c.max_failures = 5;
-        // Long enough that no lockout ends during the burst.
-        c.first_lockout = Duration::from_secs(600);
         // Room to wait for exactly the attempts allowed: any other attempt
         // sent to be hashed is refused 503, not 429.
         c.hash_queue = 5;
@@ -255,11 +255,7 @@ async fn a_burst_of_wrong_passwords_gets_the_allowed_number_checked_and_the_rest
 
 #[tokio::test]
 async fn unknown_users_and_wrong_passwords_get_one_answer_and_one_count() {
-    let auth = Auth::start(|c| {
-        c.max_failures = 2;
-        c.first_lockout = Duration::from_secs(600);
-    })
-    .await;
+    let auth = Auth::start(|c| c.max_failures = 2).await;
     auth.account("nina", "nina-right-password").await;
     let wrong = auth.login("nina", "wrong-password", "192.0.2.1").await;
     let unknown = auth.login("nobody", "wrong-password", "192.0.2.1").await;
@@ -277,7 +273,6 @@ async fn the_account_ceiling_stops_guessing_spread_over_addresses() {
     let auth = Auth::start(|c| {
         c.max_failures = 5;
         c.account_max_failures = 8;
-        c.first_lockout = Duration::from_secs(600);
     })
     .await;
     auth.account("pia", "pia-right-password").await;
@@ -321,11 +316,7 @@ async fn the_first_lockout_is_the_setting_and_each_further_failure_doubles_it() 
 
 #[tokio::test]
 async fn a_password_longer_than_any_account_has_is_refused_without_counting_or_hashing() {
-    let auth = Auth::start(|c| {
-        c.max_failures = 1;
-        c.first_lockout = Duration::from_secs(600);
-    })
-    .await;
+    let auth = Auth::start(|c| c.max_failures = 1).await;
     auth.account("pat", "pat-right-password").await;
     let huge = "x".repeat(validate::MAX_PASSWORD_BYTES + 1);
     for _ in 0..3 {
@@ -346,7 +337,6 @@ async fn a_successful_login_gives_its_attempt_back() {
     let auth = Auth::start(|c| {
         c.max_failures = 3;
         c.account_max_failures = 3;
-        c.first_lockout = Duration::from_secs(600);
     })
     .await;
     auth.account("quin", "quin-right-password").await;
@@ -364,7 +354,6 @@ async fn a_successful_login_gives_its_attempt_back() {
 async fn a_full_hashing_queue_answers_503_at_once_and_counts_nothing() {
     let auth = Auth::start(|c| {
         c.max_failures = 1;
-        c.first_lockout = Duration::from_secs(600);
         c.hash_concurrency = 1;
         c.hash_queue = 0;
     })
