@@ -381,13 +381,28 @@ async fn reads_without_the_token_see_nothing() {
             Some("true"),
             "{label}"
         );
-        let catalog: serde_json::Value = reqwest::get(format!("{base}/v1/catalog/services"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(catalog.get(&name).is_none(), "{label}: {catalog}");
+        // Every read: answered, with nothing of the service in it, and (in
+        // the dev registry, whose every read filters alike) saying so.
+        for path in [
+            format!("/v1/health/service/{name}?passing"),
+            format!("/v1/catalog/service/{name}"),
+            "/v1/catalog/services".to_owned(),
+            "/v1/agent/services".to_owned(),
+            "/v1/agent/checks".to_owned(),
+        ] {
+            let resp = reqwest::get(format!("{base}{path}")).await.unwrap();
+            assert_eq!(resp.status(), 200, "{label}: {path}");
+            let filtered = resp.headers().get("X-Consul-Results-Filtered-By-ACLs").cloned();
+            let body = resp.text().await.unwrap();
+            assert!(!body.contains(&name), "{label}: {path} shows it: {body}");
+            if label == "dev registry" {
+                assert_eq!(
+                    filtered.as_ref().and_then(|v| v.to_str().ok()),
+                    Some("true"),
+                    "{label}: {path}"
+                );
+            }
+        }
         assert!(anonymous.leader().await.is_ok(), "{label}: the leader needs no token");
         client.deregister(&reg.id).await.unwrap();
     }
@@ -424,12 +439,19 @@ async fn a_duration_too_large_is_refused_with_400_and_ttls_still_expire() {
         };
         let headers = [("X-Consul-Token", token.as_str())];
         let name = unique("huge");
+        // 3,000,000 h (342 years) is past Go's limit yet a deadline `Instant`
+        // holds; 10^19 s is past both.
         for (field, check) in [
             (
                 "DeregisterCriticalServiceAfter",
                 serde_json::json!({"TTL": "10s", "DeregisterCriticalServiceAfter": "9999999999999999999s"}),
             ),
+            (
+                "DeregisterCriticalServiceAfter",
+                serde_json::json!({"TTL": "10s", "DeregisterCriticalServiceAfter": "3000000h"}),
+            ),
             ("TTL", serde_json::json!({"TTL": "9999999999999999999s"})),
+            ("TTL", serde_json::json!({"TTL": "3000000h"})),
         ] {
             let body = serde_json::json!({"ID": name, "Name": name, "Check": check}).to_string();
             let (status, text) = put(&base, "/v1/agent/service/register", &body, &headers).await;
@@ -450,9 +472,14 @@ async fn a_duration_too_large_is_refused_with_400_and_ttls_still_expire() {
         client.update_ttl(&reg.check_id(), TtlState::Pass, "").await.unwrap();
         let mut seen = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
         assert_eq!(seen.value.len(), 1, "{label}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !seen.value.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{label}: a 1 s TTL did not expire within 10 s"
+            );
             seen = client
-                .health_service(&name, true, Some(seen.index), Duration::from_secs(10))
+                .health_service(&name, true, Some(seen.index), Duration::from_secs(2))
                 .await
                 .unwrap();
         }
