@@ -298,9 +298,21 @@ fn serf_check() -> Value {
     })
 }
 
-/// Consul's answer to a read whose results ACLs filtered: the header says so.
-fn filtered(mut resp: Response, filtered: bool) -> Response {
-    if filtered {
+/// A read's answer: its result `body` (a JSON array or object) as `access`
+/// may see it, with the blocking `index` when the endpoint has one. The
+/// anonymous token (ACLs' default deny) sees an empty result of the same
+/// shape, and Consul's header says results were filtered when there were any.
+fn read_answer(access: Access, index: Option<u64>, body: Value) -> Response {
+    let (body, hidden) = match body {
+        Value::Array(a) if !access.can_read() => (json!([]), !a.is_empty()),
+        Value::Object(m) if !access.can_read() => (json!({}), !m.is_empty()),
+        body => (body, false),
+    };
+    let mut resp = match index {
+        Some(index) => with_index(index, body),
+        None => axum::Json(body).into_response(),
+    };
+    if hidden {
         resp.headers_mut()
             .insert(acl::FILTERED_HEADER, HeaderValue::from_static("true"));
     }
@@ -308,27 +320,18 @@ fn filtered(mut resp: Response, filtered: bool) -> Response {
 }
 
 async fn agent_services(State(reg): State<Arc<Registry>>, Extension(access): Extension<Access>) -> Response {
-    let (map, hidden): (serde_json::Map<String, Value>, bool) = reg.read(|c| {
-        let all = c.services().filter(|_| access.can_read());
-        (
-            all.map(|s| (s.id.clone(), service_json(s))).collect(),
-            !access.can_read() && c.services().next().is_some(),
-        )
-    });
-    filtered(axum::Json(map).into_response(), hidden)
+    let map: serde_json::Map<String, Value> =
+        reg.read(|c| c.services().map(|s| (s.id.clone(), service_json(s))).collect());
+    read_answer(access, None, Value::Object(map))
 }
 
 async fn agent_checks(State(reg): State<Arc<Registry>>, Extension(access): Extension<Access>) -> Response {
-    let (map, hidden): (serde_json::Map<String, Value>, bool) = reg.read(|c| {
-        (
-            c.services()
-                .filter(|_| access.can_read())
-                .flat_map(|s| s.checks.iter().map(|c| c.id.clone()).zip(checks_json(s)))
-                .collect(),
-            !access.can_read() && c.services().next().is_some(),
-        )
+    let map: serde_json::Map<String, Value> = reg.read(|c| {
+        c.services()
+            .flat_map(|s| s.checks.iter().map(|c| c.id.clone()).zip(checks_json(s)))
+            .collect()
     });
-    filtered(axum::Json(map).into_response(), hidden)
+    read_answer(access, None, Value::Object(map))
 }
 
 /// Blocking-query parameters, as Consul reads them.
@@ -387,20 +390,19 @@ async fn health_service(
     };
     let passing = q.passing();
     reg.block_on_name(&name, index, wait).await;
-    let (index, body, hidden) = reg.read(|c| {
-        let matching = || c.instances_of(&name).filter(|s| !passing || s.passing());
-        let entries: Vec<Value> = matching()
-            .filter(|_| access.can_read())
+    let (index, body) = reg.read(|c| {
+        let entries: Vec<Value> = c
+            .instances_of(&name)
+            .filter(|s| !passing || s.passing())
             .map(|s| {
                 let mut checks = vec![serf_check()];
                 checks.extend(checks_json(s));
                 json!({"Node": node_json(), "Service": service_json(s), "Checks": checks})
             })
             .collect();
-        let hidden = !access.can_read() && matching().next().is_some();
-        (c.index_of(&name), Value::Array(entries), hidden)
+        (c.index_of(&name), Value::Array(entries))
     });
-    filtered(with_index(index, body), hidden)
+    read_answer(access, Some(index), body)
 }
 
 async fn catalog_services(
@@ -413,9 +415,9 @@ async fn catalog_services(
         Err(r) => return *r,
     };
     reg.block_on_catalog(index, wait).await;
-    let (index, body, hidden) = reg.read(|c| {
+    let (index, body) = reg.read(|c| {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for s in c.services().filter(|_| access.can_read()) {
+        for s in c.services() {
             let tags = map.entry(s.name.clone()).or_default();
             for t in &s.tags {
                 if !tags.contains(t) {
@@ -423,10 +425,9 @@ async fn catalog_services(
                 }
             }
         }
-        let hidden = !access.can_read() && c.services().next().is_some();
-        (c.index(), serde_json::to_value(map).unwrap_or_default(), hidden)
+        (c.index(), serde_json::to_value(map).unwrap_or_default())
     });
-    filtered(with_index(index, body), hidden)
+    read_answer(access, Some(index), body)
 }
 
 async fn catalog_service(
@@ -440,10 +441,9 @@ async fn catalog_service(
         Err(r) => return *r,
     };
     reg.block_on_name(&name, index, wait).await;
-    let (index, body, hidden) = reg.read(|c| {
+    let (index, body) = reg.read(|c| {
         let entries: Vec<Value> = c
             .instances_of(&name)
-            .filter(|_| access.can_read())
             .map(|s| {
                 json!({
                     "ID": NODE_ID,
@@ -461,8 +461,7 @@ async fn catalog_service(
                 })
             })
             .collect();
-        let hidden = !access.can_read() && c.instances_of(&name).next().is_some();
-        (c.index_of(&name), Value::Array(entries), hidden)
+        (c.index_of(&name), Value::Array(entries))
     });
-    filtered(with_index(index, body), hidden)
+    read_answer(access, Some(index), body)
 }
