@@ -28,19 +28,29 @@ fn before(w: &GantryWorld, name: &str) -> Credentials {
         .unwrap_or_else(|| panic!("no copy of what {name:?} held: log out or refresh first"))
 }
 
-async fn answer(resp: reqwest::Response) -> Answer {
+pub(super) async fn answer(resp: reqwest::Response) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.text().await.unwrap_or_default();
     Answer { status, headers, body }
 }
 
-/// A client whose connections come from `ip`.
+/// A client whose requests give up after a minute, so a stalled stack fails
+/// the step instead of hanging it.
+fn timed() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(Duration::from_secs(60))
+}
+
+/// See [`timed`].
+pub(super) fn client() -> reqwest::Client {
+    timed().build().expect("an HTTP client without TLS always builds")
+}
+
+/// A [`client`] whose connections come from `ip`.
 fn client_from(ip: &str) -> reqwest::Client {
     let ip: IpAddr = ip.parse().expect("an IP address");
-    reqwest::Client::builder()
+    timed()
         .local_address(ip)
-        .timeout(Duration::from_secs(60))
         .build()
         .expect("an HTTP client without TLS always builds")
 }
@@ -233,10 +243,7 @@ async fn right_password_from(w: &mut GantryWorld, name: String, from: String, st
 
 #[when(regex = r"^(\d+) logins of unknown users arrive at once$")]
 async fn login_flood(w: &mut GantryWorld, count: usize) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client");
+    let http = client();
     let url = format!("{}/auth/login", w.gateway());
     let requests = (0..count).map(|_| {
         let req = http

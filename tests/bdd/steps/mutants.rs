@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use cucumber::{then, when};
-use gantry_harness::client::{Answer, Auth, Credentials};
+use gantry_harness::client::{Auth, Credentials};
 
+use super::abuse::{answer, client};
 use crate::world::GantryWorld;
 
 /// A thief with a copy of the cookie refreshes at the same moment as its
@@ -24,14 +25,7 @@ async fn refreshes_race(w: &mut GantryWorld, count: usize, name: String) {
         .clone()
         .unwrap_or_else(|| panic!("{name} holds no session cookie"));
     let gateway = w.gateway();
-    let clients: Vec<reqwest::Client> = (0..count)
-        .map(|_| {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("an HTTP client without TLS always builds")
-        })
-        .collect();
+    let clients: Vec<reqwest::Client> = (0..count).map(|_| client()).collect();
     let jwks = format!("{gateway}/auth/.well-known/jwks.json");
     let warm = clients.iter().map(|c| c.get(&jwks).send());
     for r in futures_util::future::join_all(warm).await {
@@ -47,13 +41,6 @@ async fn refreshes_race(w: &mut GantryWorld, count: usize, name: String) {
     });
     w.answers = futures_util::future::join_all(refreshes).await;
     w.before.insert(name, copy);
-}
-
-async fn answer(resp: reqwest::Response) -> Answer {
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.text().await.unwrap_or_default();
-    Answer { status, headers, body }
 }
 
 #[then(regex = r"^exactly one of the refreshes gets a new session and the others get 401$")]
@@ -87,7 +74,7 @@ async fn logs_out_with_cookie_and_first_token(w: &mut GantryWorld, name: String)
     };
     let cookie = copy.cookie.clone().expect("a session cookie");
     let answer = answer(
-        reqwest::Client::new()
+        client()
             .post(format!("{}/auth/logout", w.gateway()))
             .header("cookie", cookie)
             .bearer_auth(&first)
