@@ -31,7 +31,7 @@ Feature: Abuse
     Given a fresh stack where GANTRY_LOGIN_FIRST_LOCKOUT is 10m
     And a registered user "cat"
     When 60 wrong passwords for "cat" arrive at once from 127.0.0.2, each claiming another X-Forwarded-For
-    Then 5 of them are answered 401 and the other 55 are answered 429 with Retry-After
+    Then 5 of them are answered 401 and the other 55 are answered 429 with Retry-After of at least 590 seconds
     And the right password for "cat" from 127.0.0.2 is answered 429
     But the right password for "cat" from 127.0.0.1 is answered 200
 
