@@ -9,7 +9,6 @@ mod world;
 
 use std::fs::File;
 
-use cucumber::tag::Ext as _;
 use cucumber::writer::Stats as _;
 use cucumber::{World as _, WriterExt as _, writer};
 
@@ -38,17 +37,27 @@ async fn main() {
     let json = File::create(reports.join("cucumber.json")).expect("creating the Cucumber JSON report");
     let features = concat!(env!("CARGO_MANIFEST_DIR"), "/features");
 
-    if let Err(e) = target::Mode::check_tags(features) {
+    let parsed = target::features(std::path::Path::new(features));
+    if let Err(e) = target::check_tags(&parsed) {
         eprintln!("bdd: {e}");
         std::process::exit(2);
     }
-    let skipped = mode.report_unrunnable(features);
-    let runnable = mode.clone();
+    let skipped = mode.unrunnable(&parsed);
+    for line in &skipped {
+        println!("{line}");
+    }
     // Cucumber replaces the filter given to `filter_run` with a `--name` or
     // `--tags` from the command line; taken out here and applied on top of
     // the mode's own, a command-line filter narrows what runs, never widens it.
     let mut cli = cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::parsed();
-    let (by_name, by_tags) = (cli.re_filter.take(), cli.tags_filter.take());
+    let selection = target::Selection {
+        mode,
+        name: cli
+            .re_filter
+            .take()
+            .map(|re| Box::new(move |name: &str| re.is_match(name)) as target::NameFilter),
+        tags: cli.tags_filter.take(),
+    };
     let writer = GantryWorld::cucumber()
         .max_concurrent_scenarios(MAX_CONCURRENT_SCENARIOS)
         .with_writer(
@@ -68,24 +77,15 @@ async fn main() {
         })
         .with_cli(cli)
         .filter_run(features, move |feature, rule, scenario| {
-            runnable.runs(feature, scenario)
-                && by_name.as_ref().is_none_or(|re| re.is_match(&scenario.name))
-                && by_tags.as_ref().is_none_or(|tags| {
-                    tags.eval(
-                        feature
-                            .tags
-                            .iter()
-                            .chain(rule.iter().flat_map(|r| &r.tags))
-                            .chain(scenario.tags.iter()),
-                    )
-                })
+            selection.runs(feature, rule, scenario)
         })
         .await;
     target::stop_shared().await;
 
     let failed = writer.execution_has_failed();
     println!(
-        "bdd: {skipped} scenarios skipped: their @needs are not met here (listed above as SKIPPED); reports in {}",
+        "bdd: {} scenarios skipped: their @needs are not met here (listed above as SKIPPED); reports in {}",
+        skipped.len(),
         reports.display()
     );
     if failed {

@@ -1,14 +1,20 @@
 //! What the scenarios run against: a stack the harness manages (shared, or
-//! fresh per scenario) or a deployed one given by URL.
+//! fresh per scenario) or a deployed one given by URL; and which scenarios
+//! run there.
 
+use std::path::Path;
 use std::time::Duration;
 
+use cucumber::gherkin::tagexpr::TagOperation;
+use cucumber::gherkin::{Feature, GherkinEnv, Rule, Scenario};
+use cucumber::tag::Ext as _;
+use gantry_common::config;
 use gantry_harness::{Infra, Stack, StackBuilder};
 use tokio::sync::{Mutex, OnceCell};
 
 /// What a scenario needs beyond the gateway's public port, said with a
-/// `@needs:<what>` tag on it (or its feature). A managed stack has all of
-/// them; a deployed one has those its environment gives access to.
+/// `@needs:<what>` tag on it (or its rule or feature). A managed stack has
+/// all of them; a deployed one has those its environment gives access to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
     /// To kill, pause or restart the stack's processes.
@@ -76,6 +82,54 @@ impl Need {
     }
 }
 
+/// The tags that apply to `scenario`: its feature's, its rule's and its own.
+fn tags_of<'a>(
+    feature: &'a Feature,
+    rule: Option<&'a Rule>,
+    scenario: &'a Scenario,
+) -> impl Iterator<Item = &'a String> + Clone {
+    feature
+        .tags
+        .iter()
+        .chain(rule.into_iter().flat_map(|r| &r.tags))
+        .chain(&scenario.tags)
+}
+
+/// Every scenario of `feature`, with the rule it is in, if any.
+pub fn scenarios(feature: &Feature) -> impl Iterator<Item = (Option<&Rule>, &Scenario)> {
+    feature.scenarios.iter().map(|s| (None, s)).chain(
+        feature
+            .rules
+            .iter()
+            .flat_map(|r| r.scenarios.iter().map(move |s| (Some(r), s))),
+    )
+}
+
+/// The feature files in `dir`, in name order (one that does not parse is
+/// left to cucumber, which reports it as a failure).
+pub fn features(dir: &Path) -> Vec<Feature> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.sort();
+    paths
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "feature"))
+        .filter_map(|p| Feature::parse_path(p, GherkinEnv::default()).ok())
+        .collect()
+}
+
+/// Checks every `@needs:` tag is known, so a typo fails the run.
+pub fn check_tags(features: &[Feature]) -> Result<(), String> {
+    for feature in features {
+        for (rule, scenario) in scenarios(feature) {
+            Need::of_tags(tags_of(feature, rule, scenario))
+                .map_err(|e| format!("{}: {}: {e}", feature.name, scenario.name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Where the stack comes from, from `GANTRY_INFRA`.
 #[derive(Debug, Clone)]
 pub enum Mode {
@@ -94,13 +148,13 @@ pub enum Mode {
 
 impl Mode {
     pub fn from_env() -> Result<Self, String> {
-        let infra = std::env::var("GANTRY_INFRA").unwrap_or_else(|_| "auto".into());
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let infra = config::string_or("GANTRY_INFRA", "auto");
         match infra.as_str() {
             "external" => {
-                let gateway = var("GANTRY_GATEWAY_URL")
+                let gateway = config::raw("GANTRY_GATEWAY_URL")
                     .ok_or("GANTRY_INFRA=external needs GANTRY_GATEWAY_URL (e.g. http://127.0.0.1:8000)")?;
-                let signing_seed = match var("GANTRY_JWT_SIGNING_KEY") {
+                // Parsed as auth parses it; the rest of auth's settings do not matter here.
+                let signing_seed = match config::raw("GANTRY_JWT_SIGNING_KEY") {
                     None => None,
                     Some(_) => {
                         gantry_common::jwt::JwtConfig::from_env()
@@ -110,9 +164,9 @@ impl Mode {
                 };
                 Ok(Mode::External {
                     gateway: gateway.trim_end_matches('/').to_owned(),
-                    admin: var("GANTRY_GATEWAY_ADMIN_URL").map(|a| a.trim_end_matches('/').to_owned()),
-                    redis: var("REDIS_URL"),
-                    registry: var("CONSUL_HTTP_ADDR"),
+                    admin: config::raw("GANTRY_GATEWAY_ADMIN_URL").map(|a| a.trim_end_matches('/').to_owned()),
+                    redis: config::raw("REDIS_URL"),
+                    registry: config::raw("CONSUL_HTTP_ADDR"),
                     signing_seed,
                 })
             }
@@ -143,59 +197,64 @@ impl Mode {
         }
     }
 
-    /// The needs of a scenario (and its feature) this mode does not meet.
-    pub fn unmet(&self, feature: &cucumber::gherkin::Feature, scenario: &cucumber::gherkin::Scenario) -> Vec<Need> {
-        let needs = Need::of_tags(feature.tags.iter().chain(&scenario.tags)).unwrap_or_default();
+    /// The needs of a scenario (with its rule's and feature's) this mode does not meet.
+    pub fn unmet(&self, feature: &Feature, rule: Option<&Rule>, scenario: &Scenario) -> Vec<Need> {
+        let needs = Need::of_tags(tags_of(feature, rule, scenario)).unwrap_or_default();
         needs.into_iter().filter(|n| !self.has(*n)).collect()
     }
 
     /// Whether `scenario` can run in this mode.
-    pub fn runs(&self, feature: &cucumber::gherkin::Feature, scenario: &cucumber::gherkin::Scenario) -> bool {
-        self.unmet(feature, scenario).is_empty()
+    pub fn runs(&self, feature: &Feature, rule: Option<&Rule>, scenario: &Scenario) -> bool {
+        self.unmet(feature, rule, scenario).is_empty()
     }
 
-    fn features(features: &str) -> Vec<cucumber::gherkin::Feature> {
-        let mut paths: Vec<_> = std::fs::read_dir(features)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        paths.sort();
-        paths
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "feature"))
-            .filter_map(|p| cucumber::gherkin::Feature::parse_path(p, cucumber::gherkin::GherkinEnv::default()).ok())
-            .collect()
-    }
-
-    /// Checks every `@needs:` tag is known, so a typo fails the run.
-    pub fn check_tags(features: &str) -> Result<(), String> {
-        for feature in Self::features(features) {
-            for scenario in &feature.scenarios {
-                Need::of_tags(feature.tags.iter().chain(&scenario.tags))
-                    .map_err(|e| format!("{}: {}: {e}", feature.name, scenario.name))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Lists the scenarios this mode cannot run, as skipped, each with what
-    /// it needs and how to give it; returns how many.
-    pub fn report_unrunnable(&self, features: &str) -> usize {
-        let mut count = 0;
-        for feature in Self::features(features) {
-            for scenario in &feature.scenarios {
-                let unmet = self.unmet(&feature, scenario);
+    /// The scenarios this mode cannot run, one line each, with what they
+    /// need and how to give it.
+    pub fn unrunnable(&self, features: &[Feature]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for feature in features {
+            for (rule, scenario) in scenarios(feature) {
+                let unmet = self.unmet(feature, rule, scenario);
                 if unmet.is_empty() {
                     continue;
                 }
-                count += 1;
                 let why: Vec<String> = unmet
                     .iter()
                     .map(|n| format!("@{}: {}", n.tag(), n.how_external()))
                     .collect();
-                println!("SKIPPED {}: {} ({})", feature.name, scenario.name, why.join("; "));
+                lines.push(format!(
+                    "SKIPPED {}: {} ({})",
+                    feature.name,
+                    scenario.name,
+                    why.join("; ")
+                ));
             }
         }
-        count
+        lines
+    }
+}
+
+/// Whether a scenario's name is selected (`--name`).
+pub type NameFilter = Box<dyn Fn(&str) -> bool>;
+
+/// Which scenarios run: those whose needs the mode meets, narrowed (never
+/// widened) by a `--name` or `--tags` from the command line.
+pub struct Selection {
+    pub mode: Mode,
+    /// `--name`: whether a scenario's name matches.
+    pub name: Option<NameFilter>,
+    /// `--tags`, evaluated on the feature's, rule's and scenario's tags.
+    pub tags: Option<TagOperation>,
+}
+
+impl Selection {
+    pub fn runs(&self, feature: &Feature, rule: Option<&Rule>, scenario: &Scenario) -> bool {
+        self.mode.runs(feature, rule, scenario)
+            && self.name.as_ref().is_none_or(|matches| matches(&scenario.name))
+            && self
+                .tags
+                .as_ref()
+                .is_none_or(|tags| tags.eval(tags_of(feature, rule, scenario)))
     }
 }
 
