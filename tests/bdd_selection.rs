@@ -48,7 +48,6 @@ fn external(redis: bool) -> Mode {
         gateway: "http://127.0.0.1:9".into(),
         admin: None,
         redis: redis.then(|| "redis://127.0.0.1:9".into()),
-        registry: None,
         signing_seed: None,
     }
 }

@@ -21,8 +21,6 @@ pub enum Need {
     Process,
     /// To read or write Redis directly.
     Redis,
-    /// To read or write the registry directly.
-    Registry,
     /// A stack of its own, started with settings of the scenario's choosing.
     FreshStack,
     /// The gateway's admin listener (`/metrics`, detailed `/readyz`).
@@ -32,10 +30,9 @@ pub enum Need {
 }
 
 impl Need {
-    pub const ALL: [Need; 6] = [
+    pub const ALL: [Need; 5] = [
         Need::Process,
         Need::Redis,
-        Need::Registry,
         Need::FreshStack,
         Need::Admin,
         Need::SigningKey,
@@ -46,7 +43,6 @@ impl Need {
         match self {
             Need::Process => "needs:process",
             Need::Redis => "needs:redis",
-            Need::Registry => "needs:registry",
             Need::FreshStack => "needs:fresh-stack",
             Need::Admin => "needs:admin",
             Need::SigningKey => "needs:signing-key",
@@ -58,7 +54,6 @@ impl Need {
         match self {
             Need::Process => "a deployed stack's processes are not the harness's to break",
             Need::Redis => "set REDIS_URL",
-            Need::Registry => "set CONSUL_HTTP_ADDR (and CONSUL_HTTP_TOKEN)",
             Need::FreshStack => "it starts a stack of its own, with settings of its choosing",
             Need::Admin => "set GANTRY_GATEWAY_ADMIN_URL",
             Need::SigningKey => "set GANTRY_JWT_SIGNING_KEY",
@@ -141,7 +136,6 @@ pub enum Mode {
         /// The gateway's admin listener, for scenarios that read `/metrics`.
         admin: Option<String>,
         redis: Option<String>,
-        registry: Option<String>,
         signing_seed: Option<[u8; 32]>,
     },
 }
@@ -166,7 +160,6 @@ impl Mode {
                     gateway: gateway.trim_end_matches('/').to_owned(),
                     admin: config::raw("GANTRY_GATEWAY_ADMIN_URL").map(|a| a.trim_end_matches('/').to_owned()),
                     redis: config::raw("REDIS_URL"),
-                    registry: config::raw("CONSUL_HTTP_ADDR"),
                     signing_seed,
                 })
             }
@@ -184,13 +177,11 @@ impl Mode {
             Mode::External {
                 admin,
                 redis,
-                registry,
                 signing_seed,
                 ..
             } => match need {
                 Need::Process | Need::FreshStack => false,
                 Need::Redis => redis.is_some(),
-                Need::Registry => registry.is_some(),
                 Need::Admin => admin.is_some(),
                 Need::SigningKey => signing_seed.is_some(),
             },
@@ -315,7 +306,6 @@ pub async fn shared() -> Target {
                     admin,
                     redis,
                     signing_seed,
-                    ..
                 } => Target {
                     gateways: vec![gateway],
                     admins: admin.into_iter().collect(),
