@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use gantry_common::jwt;
 use gantry_common::registry::RegistryClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::HarnessError;
 use crate::component::Component;
@@ -403,7 +402,7 @@ impl Stack {
         // A port found free can be taken by another stack starting at the
         // same moment: then Redis exits at once and another port is tried.
         let mut attempt = 0;
-        let (process, addr, took) = loop {
+        let (process, url, took) = loop {
             attempt += 1;
             let port = free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
             // The password goes in a file only we can read (the stack's dir is
@@ -432,18 +431,18 @@ impl Stack {
             .to_vec();
             let spec = self.spec("redis", program.clone(), args, vec![]);
             let mut process = Process::start(spec)?;
-            let addr = format!("127.0.0.1:{port}");
+            let url = redis_url(&format!("127.0.0.1:{port}"), &self.redis_password);
             match wait::until("redis to answer PING", READY_TIMEOUT, Some(&mut process), || {
-                redis_ping(&addr, &self.redis_password)
+                redis_ping(&url)
             })
             .await
             {
-                Ok(took) => break (process, addr, took),
+                Ok(took) => break (process, url, took),
                 Err(e) if port_was_taken(&e, attempt) => {}
                 Err(e) => return Err(e),
             }
         };
-        self.redis_url = redis_url(&addr, &self.redis_password);
+        self.redis_url = url;
         self.redis = Some(Component::Process(process));
         progress(Progress::Ready("redis", took));
         Ok(())
@@ -458,12 +457,9 @@ impl Stack {
         progress(Progress::Starting("redis"));
         let started = tokio::time::Instant::now();
         let (redis, port) = containers::redis(images, &self.redis_password).await?;
-        let addr = format!("127.0.0.1:{port}");
-        wait::until("redis to answer PING", READY_TIMEOUT, None, || {
-            redis_ping(&addr, &self.redis_password)
-        })
-        .await?;
-        self.redis_url = redis_url(&addr, &self.redis_password);
+        let url = redis_url(&format!("127.0.0.1:{port}"), &self.redis_password);
+        wait::until("redis to answer PING", READY_TIMEOUT, None, || redis_ping(&url)).await?;
+        self.redis_url = url;
         self.redis = Some(Component::Container(redis));
         progress(Progress::Ready("redis", started.elapsed()));
 
@@ -756,40 +752,19 @@ fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     env.push((key.to_owned(), value.to_owned()));
 }
 
-/// `AUTH` and `PING` over a plain socket: true when both succeed
-/// (`+OK`, `+PONG`); Redis's own error (e.g. `WRONGPASS`) otherwise.
-pub async fn redis_ping(addr: &str, password: &str) -> Result<bool, String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let mut request = resp_command(&["AUTH", password]);
-    request.extend(resp_command(&["PING"]));
-    stream.write_all(&request).await.map_err(|e| e.to_string())?;
-    let mut reply = Vec::new();
-    let mut buf = [0u8; 256];
-    // Two replies, each one line; an error can arrive alone before a close.
-    while reply.iter().filter(|b| **b == b'\n').count() < 2 {
-        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        reply.extend_from_slice(&buf[..n]);
+/// `PING` as a client of `url` (password included) does it: true on
+/// `PONG`; Redis's own error (e.g. `WRONGPASS`) otherwise.
+async fn redis_ping(url: &str) -> Result<bool, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(pong)) => Ok(pong == "PONG"),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer to PING within 2 s".to_owned()),
     }
-    if reply.starts_with(b"+OK\r\n+PONG") {
-        Ok(true)
-    } else {
-        Err(String::from_utf8_lossy(&reply).trim().to_owned())
-    }
-}
-
-/// A command in Redis's protocol (an array of bulk strings), so any byte of
-/// an argument is sent as it is.
-fn resp_command(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend(format!("${}\r\n", a.len()).into_bytes());
-        out.extend(a.as_bytes());
-        out.extend(b"\r\n");
-    }
-    out
 }
 
 /// `redis://:<password>@<addr>`, the form `REDIS_URL` takes.
@@ -855,7 +830,7 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::{acl_token, consul_acl_hcl, consul_dev_args, redis_password, resp_command};
+    use super::{acl_token, consul_acl_hcl, consul_dev_args, redis_password};
 
     #[test]
     fn secrets_are_fresh_and_well_formed() {
@@ -871,14 +846,6 @@ mod tests {
         let hcl = consul_acl_hcl(&t);
         assert!(hcl.contains("default_policy = \"deny\""), "{hcl}");
         assert!(hcl.contains(&format!("initial_management = \"{t}\"")), "{hcl}");
-    }
-
-    #[test]
-    fn redis_commands_are_bulk_strings() {
-        assert_eq!(
-            resp_command(&["AUTH", "p w"]),
-            b"*2\r\n$4\r\nAUTH\r\n$3\r\np w\r\n".to_vec()
-        );
     }
 
     #[test]
