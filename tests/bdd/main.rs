@@ -91,4 +91,9 @@ async fn main() {
     if failed {
         std::process::exit(1);
     }
+    // A selection that runs nothing proves nothing: not a pass.
+    if writer.passed_steps() + writer.skipped_steps() + writer.failed_steps() == 0 {
+        eprintln!("bdd: no scenario ran: the --name, --tags or --input given selects none this mode can run");
+        std::process::exit(1);
+    }
 }
