@@ -37,14 +37,20 @@ impl Credentials {
             Auth::Bearer => self.token.is_some(),
         }
     }
+}
 
-    /// `req` presenting the cookie (session) or the token (bearer), never both.
-    fn present(&self, req: reqwest::RequestBuilder, auth: Auth) -> reqwest::RequestBuilder {
-        match (auth, &self.cookie, &self.token) {
-            (Auth::Session, Some(c), _) => req.header("cookie", c),
-            (Auth::Bearer, _, Some(t)) => req.bearer_auth(t),
-            _ => req,
-        }
+/// `req` presenting `cookie` (session) or `token` (bearer), never both;
+/// unchanged when anonymous or when it lacks what `auth` presents.
+fn present(
+    req: reqwest::RequestBuilder,
+    auth: Auth,
+    cookie: Option<&str>,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    match (auth, cookie, token) {
+        (Auth::Session, Some(c), _) => req.header("cookie", c),
+        (Auth::Bearer, _, Some(t)) => req.bearer_auth(t),
+        _ => req,
     }
 }
 
@@ -277,21 +283,12 @@ impl UserClient {
         auth: Auth,
     ) -> reqwest::Result<Answer> {
         let req = self.http.request(method, format!("{}{path}", self.gateway));
-        Ok(Answer::read(creds.present(req, auth).send().await?).await)
+        let req = present(req, auth, creds.cookie.as_deref(), creds.token.as_deref());
+        Ok(Answer::read(req.send().await?).await)
     }
 
     fn authorize(&self, req: reqwest::RequestBuilder, auth: Auth) -> reqwest::RequestBuilder {
-        match auth {
-            Auth::Anonymous => req,
-            Auth::Session => match &self.cookie {
-                Some(c) => req.header("cookie", c),
-                None => req,
-            },
-            Auth::Bearer => match &self.token {
-                Some(t) => req.bearer_auth(t),
-                None => req,
-            },
-        }
+        present(req, auth, self.cookie.as_deref(), self.token.as_deref())
     }
 }
 
