@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use cucumber::{given, then, when};
+use gantry_harness::StackBuilder;
 use gantry_harness::client::{Auth, UserClient};
 
 use super::{eventually, unique};
@@ -35,6 +36,12 @@ async fn a_fresh_stack(
         builder = builder.env("GANTRY_REQUEST_TIMEOUT", format!("{secs}s"));
         w.request_timeout = Some(Duration::from_secs(secs));
     }
+    start_fresh(w, builder).await;
+}
+
+/// Starts `builder`'s stack as the scenario's own: its target from now on,
+/// stopped when the scenario ends.
+pub async fn start_fresh(w: &mut GantryWorld, builder: StackBuilder) {
     let stack = builder
         .start(&mut |_| {})
         .await
@@ -43,11 +50,27 @@ async fn a_fresh_stack(
     w.fresh = Some(stack);
 }
 
-#[given(regex = r#"^a logged-in user "(\w+)"$"#)]
-async fn a_logged_in_user(w: &mut GantryWorld, name: String) {
-    let mut user = UserClient::new(&w.gateway(), &unique(&name));
+/// A new user called `name` (made unique for this run), registered through
+/// the scenario's gateway.
+pub async fn register(w: &GantryWorld, name: &str) -> UserClient {
+    let mut user = UserClient::new(&w.gateway(), &unique(name));
     let registered = user.register().await.expect("register");
     assert_eq!(registered.status, 201, "register: {}", registered.body);
+    user
+}
+
+/// Logs `name` out by `auth`, keeping a copy of what they held (cookie and
+/// token) for the steps that replay it as a thief would.
+pub async fn log_out(w: &mut GantryWorld, name: &str, auth: Auth) {
+    let copy = w.user(name).credentials();
+    w.before.insert(name.to_owned(), copy);
+    let answer = w.user_mut(name).post("/auth/logout", auth).await.expect("logout");
+    assert_eq!(answer.status, 204, "{}", answer.body);
+}
+
+#[given(regex = r#"^a logged-in user "(\w+)"$"#)]
+async fn a_logged_in_user(w: &mut GantryWorld, name: String) {
+    let mut user = register(w, &name).await;
     let login = user.login().await.expect("login");
     assert_eq!(login.status, 200, "login: {}", login.body);
     assert!(
@@ -66,16 +89,9 @@ async fn logs_in_again(w: &mut GantryWorld, name: String) {
     w.previous_token = previous;
 }
 
-#[when(regex = r#"^"(\w+)" logs out by session( on the first gateway)?$"#)]
+#[when(regex = r#"^"(\w+)" logs out by session$"#)]
 async fn logs_out(w: &mut GantryWorld, name: String) {
-    let copy = w.user(&name).credentials();
-    w.before.insert(name.clone(), copy);
-    let answer = w
-        .user_mut(&name)
-        .post("/auth/logout", Auth::Session)
-        .await
-        .expect("logout");
-    assert_eq!(answer.status, 204, "{}", answer.body);
+    log_out(w, &name, Auth::Session).await;
 }
 
 #[when("a new gateway starts")]
