@@ -35,8 +35,10 @@ GANTRY_ADMIN_PORT=$(free_port)
 GANTRY_REDIS_PORT=$(free_port)
 GANTRY_REDIS_PASSWORD=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 GANTRY_REGISTRY_TOKEN=$(cat /proc/sys/kernel/random/uuid)
-GANTRY_JWT_SIGNING_KEY=$(cargo run -q -- keygen)
-GANTRY_WRONG_SIGNING_KEY=$(cargo run -q -- keygen)
+# Keys from the image about to be deployed: nothing of this tree is built for them.
+keygen() { docker run --rm "${GANTRY_IMAGE:-gantry/gantry:latest}" keygen; }
+GANTRY_JWT_SIGNING_KEY=$(keygen)
+GANTRY_WRONG_SIGNING_KEY=$(keygen)
 export GANTRY_GATEWAY_PORT GANTRY_ADMIN_PORT GANTRY_REDIS_PORT GANTRY_REDIS_PASSWORD \
   GANTRY_REGISTRY_TOKEN GANTRY_JWT_SIGNING_KEY GANTRY_WRONG_SIGNING_KEY
 
