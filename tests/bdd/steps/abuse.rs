@@ -13,11 +13,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cucumber::{given, then, when};
-use gantry_harness::client::{Answer, Auth, Credentials, UserClient};
+use gantry_harness::client::{Answer, Auth, Credentials};
 use serde_json::{Value, json};
 
-use super::unique;
-use crate::target::{self, Target};
+use super::{stack, unique};
+use crate::target;
 use crate::world::GantryWorld;
 
 /// The cookie and token `name` held before their last logout or refresh.
@@ -71,32 +71,18 @@ async fn a_fresh_stack_where(w: &mut GantryWorld, gateways: String, settings: St
         let (var, value) = setting.split_once(" is ").expect("`GANTRY_X is value`");
         builder = builder.env(var, value);
     }
-    let stack = builder
-        .start(&mut |_| {})
-        .await
-        .unwrap_or_else(|e| panic!("the fresh stack did not start: {e}"));
-    w.target = Some(Target::of(&stack));
-    w.fresh = Some(stack);
+    stack::start_fresh(w, builder).await;
 }
 
 #[given(regex = r#"^a registered user "(\w+)"$"#)]
 async fn a_registered_user(w: &mut GantryWorld, name: String) {
-    let mut user = UserClient::new(&w.gateway(), &unique(&name));
-    let registered = user.register().await.expect("register");
-    assert_eq!(registered.status, 201, "register: {}", registered.body);
+    let user = stack::register(w, &name).await;
     w.users.insert(name, user);
 }
 
 #[when(regex = r#"^"(\w+)" logs out by bearer$"#)]
 async fn logs_out_by_bearer(w: &mut GantryWorld, name: String) {
-    let copy = w.user(&name).credentials();
-    w.before.insert(name.clone(), copy);
-    let answer = w
-        .user_mut(&name)
-        .post("/auth/logout", Auth::Bearer)
-        .await
-        .expect("logout");
-    assert_eq!(answer.status, 204, "{}", answer.body);
+    stack::log_out(w, &name, Auth::Bearer).await;
 }
 
 #[when(regex = r#"^"(\w+)" refreshes the session$"#)]
