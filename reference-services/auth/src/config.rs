@@ -1,5 +1,6 @@
 //! The auth service's configuration, parsed once at start.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use gantry_common::config::{self, ConfigError};
@@ -74,19 +75,8 @@ pub struct AuthConfig {
     pub hash_queue: usize,
 }
 
-fn at_least_a_second(var: &'static str, d: Duration) -> Result<Duration, ConfigError> {
-    if d < Duration::from_secs(1) {
-        return Err(ConfigError::new(var, config::format_duration(d), "at least 1s"));
-    }
-    Ok(d)
-}
-
-fn positive(var: &'static str, n: u32) -> Result<u32, ConfigError> {
-    if n == 0 {
-        return Err(ConfigError::new(var, "0", "a whole number of at least 1"));
-    }
-    Ok(n)
-}
+/// Lifetimes: under a second is a misconfiguration, not a policy.
+const LIFETIME: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(365 * 24 * 3600);
 
 /// The cores this process may use, as the default hashing concurrency.
 pub fn cores() -> usize {
@@ -95,46 +85,20 @@ pub fn cores() -> usize {
 
 impl AuthConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let session_ttl = at_least_a_second(
-            "GANTRY_SESSION_TTL",
-            config::duration_or("GANTRY_SESSION_TTL", DEFAULT_SESSION_TTL)?,
+        let session_ttl = config::duration_in("GANTRY_SESSION_TTL", DEFAULT_SESSION_TTL, LIFETIME)?;
+        let session_max_age = config::duration_in("GANTRY_SESSION_MAX_AGE", DEFAULT_SESSION_MAX_AGE, LIFETIME)?;
+        let token_ttl = config::duration_in("GANTRY_TOKEN_TTL", session_ttl, LIFETIME)?;
+        let first_lockout = config::duration_in(
+            "GANTRY_LOGIN_FIRST_LOCKOUT",
+            DEFAULT_FIRST_LOCKOUT,
+            Duration::from_millis(1)..=MAX_LOCKOUT,
         )?;
-        let session_max_age = at_least_a_second(
-            "GANTRY_SESSION_MAX_AGE",
-            config::duration_or("GANTRY_SESSION_MAX_AGE", DEFAULT_SESSION_MAX_AGE)?,
-        )?;
-        let token_ttl = at_least_a_second(
-            "GANTRY_TOKEN_TTL",
-            config::duration_or("GANTRY_TOKEN_TTL", session_ttl)?,
-        )?;
-        let first_lockout = config::duration_or("GANTRY_LOGIN_FIRST_LOCKOUT", DEFAULT_FIRST_LOCKOUT)?;
-        if first_lockout < Duration::from_millis(1) || first_lockout > MAX_LOCKOUT {
-            return Err(ConfigError::new(
-                "GANTRY_LOGIN_FIRST_LOCKOUT",
-                config::format_duration(first_lockout),
-                "a duration from 1ms to 15m",
-            ));
-        }
-        let hash_concurrency = config::parse_or("GANTRY_HASH_CONCURRENCY", cores(), "a whole number from 1 to 1024")?;
-        if !(1..=1024).contains(&hash_concurrency) {
-            return Err(ConfigError::new(
-                "GANTRY_HASH_CONCURRENCY",
-                hash_concurrency.to_string(),
-                "a whole number from 1 to 1024",
-            ));
-        }
-        let hash_queue = config::parse_or(
+        let hash_concurrency = config::number_in("GANTRY_HASH_CONCURRENCY", cores(), 1..=1024)?;
+        let hash_queue = config::number_in(
             "GANTRY_HASH_QUEUE",
             hash_concurrency * DEFAULT_HASH_QUEUE_PER_CORE,
-            "a whole number from 0 to 100000",
+            0..=100_000,
         )?;
-        if hash_queue > 100_000 {
-            return Err(ConfigError::new(
-                "GANTRY_HASH_QUEUE",
-                hash_queue.to_string(),
-                "a whole number from 0 to 100000",
-            ));
-        }
         Ok(Self {
             service: ServiceSettings::from_env("auth", DEFAULT_LISTEN)?,
             jwt: JwtConfig::from_env()?,
@@ -143,17 +107,11 @@ impl AuthConfig {
             session_max_age,
             token_ttl,
             cookie_secure: config::bool_or("GANTRY_COOKIE_SECURE", true)?,
-            max_failures: positive(
-                "GANTRY_LOGIN_MAX_FAILURES",
-                config::parse_or("GANTRY_LOGIN_MAX_FAILURES", DEFAULT_MAX_FAILURES, "a whole number")?,
-            )?,
-            account_max_failures: positive(
+            max_failures: config::number_in("GANTRY_LOGIN_MAX_FAILURES", DEFAULT_MAX_FAILURES, 1..=1_000)?,
+            account_max_failures: config::number_in(
                 "GANTRY_LOGIN_ACCOUNT_MAX_FAILURES",
-                config::parse_or(
-                    "GANTRY_LOGIN_ACCOUNT_MAX_FAILURES",
-                    DEFAULT_ACCOUNT_MAX_FAILURES,
-                    "a whole number",
-                )?,
+                DEFAULT_ACCOUNT_MAX_FAILURES,
+                1..=1_000_000,
             )?,
             first_lockout,
             hash_concurrency,

@@ -4,6 +4,8 @@
 //! bad value stops the process with a message that names the variable, the
 //! value it found and what it expected — never a panic deep inside a request.
 
+use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,6 +42,62 @@ pub fn parse_or<T: FromStr>(var: &'static str, default: T, expected: &str) -> Re
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| ConfigError::new(var, v, expected)),
     }
+}
+
+/// `var` as a whole number within `range`, or `default` when unset; the
+/// error names the range.
+pub fn number_in<T: FromStr + PartialOrd + Display>(
+    var: &'static str,
+    default: T,
+    range: RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    let n = parse_or(var, default, &number_range(&range))?;
+    number_within(var, n, &range)
+}
+
+fn number_range<T: Display>(range: &RangeInclusive<T>) -> String {
+    format!("a whole number from {} to {}", range.start(), range.end())
+}
+
+fn number_within<T: PartialOrd + Display>(
+    var: &'static str,
+    n: T,
+    range: &RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    if !range.contains(&n) {
+        return Err(ConfigError::new(var, n.to_string(), number_range(range)));
+    }
+    Ok(n)
+}
+
+/// `var` as a duration within `range`, or `default` when unset; the error
+/// names the range.
+pub fn duration_in(
+    var: &'static str,
+    default: Duration,
+    range: RangeInclusive<Duration>,
+) -> Result<Duration, ConfigError> {
+    duration_within(var, duration_or(var, default)?, &range)
+}
+
+/// `d` if it lies in `range`, else the error for `var` that names the range.
+pub fn duration_within(
+    var: &'static str,
+    d: Duration,
+    range: &RangeInclusive<Duration>,
+) -> Result<Duration, ConfigError> {
+    if !range.contains(&d) {
+        return Err(ConfigError::new(
+            var,
+            format_duration(d),
+            format!(
+                "a duration from {} to {}",
+                format_duration(*range.start()),
+                format_duration(*range.end())
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 /// `var` as a string, or `default` when unset.
@@ -118,6 +176,24 @@ mod tests {
         assert_eq!(parse_duration("-1s"), None);
         assert_eq!(format_duration(Duration::from_secs(3)), "3s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn values_out_of_their_range_name_the_range() {
+        let e = number_within("GANTRY_X", 0u32, &(1..=10)).unwrap_err();
+        assert_eq!((e.var, e.value.as_str()), ("GANTRY_X", "0"));
+        assert!(e.expected.contains("from 1 to 10"), "{e}");
+        assert_eq!(number_within("GANTRY_X", 7u32, &(1..=10)).unwrap(), 7);
+        assert_eq!(number_in("GANTRY_SURELY_UNSET_IN_TESTS", 5u32, 1..=10).unwrap(), 5);
+
+        let hour = Duration::from_secs(3600);
+        let e = duration_within("GANTRY_Y", hour, &(Duration::ZERO..=Duration::from_secs(60))).unwrap_err();
+        assert_eq!(e.value, "3600s");
+        assert!(e.expected.contains("from 0s to 60s"), "{e}");
+        assert_eq!(
+            duration_within("GANTRY_Y", hour, &(Duration::ZERO..=hour)).unwrap(),
+            hour
+        );
     }
 
     #[test]

@@ -85,14 +85,7 @@ impl GatewayConfig {
                 "at most 5s",
             ));
         }
-        let max_retries = config::parse_or("GANTRY_MAX_RETRIES", DEFAULT_MAX_RETRIES, "a whole number from 0 to 5")?;
-        if max_retries > 5 {
-            return Err(ConfigError::new(
-                "GANTRY_MAX_RETRIES",
-                max_retries.to_string(),
-                "a whole number from 0 to 5",
-            ));
-        }
+        let max_retries = config::number_in("GANTRY_MAX_RETRIES", DEFAULT_MAX_RETRIES, 0..=5)?;
         Ok(Self {
             listen: config::parse_or(
                 "GANTRY_LISTEN",
@@ -116,18 +109,11 @@ impl GatewayConfig {
             request_timeout: config::duration_or("GANTRY_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)?,
             max_retries,
             session_cache_ttl,
-            workers: {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let n = config::parse_or("GANTRY_WORKERS", cores, "a whole number from 1 to 256")?;
-                if !(1..=256).contains(&n) {
-                    return Err(ConfigError::new(
-                        "GANTRY_WORKERS",
-                        n.to_string(),
-                        "a whole number from 1 to 256",
-                    ));
-                }
-                n
-            },
+            workers: config::number_in(
+                "GANTRY_WORKERS",
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                1..=256,
+            )?,
             limits: Limits::from_env()?,
         })
     }
