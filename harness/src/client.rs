@@ -141,7 +141,8 @@ impl Answer {
             .collect()
     }
 
-    async fn read(resp: reqwest::Response) -> Self {
+    /// Reads a whole answer: status, headers and body as text.
+    pub async fn read(resp: reqwest::Response) -> Self {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();

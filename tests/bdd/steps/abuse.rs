@@ -28,13 +28,6 @@ fn before(w: &GantryWorld, name: &str) -> Credentials {
         .unwrap_or_else(|| panic!("no copy of what {name:?} held: log out or refresh first"))
 }
 
-pub(super) async fn answer(resp: reqwest::Response) -> Answer {
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.text().await.unwrap_or_default();
-    Answer { status, headers, body }
-}
-
 /// A client whose requests give up after a minute, so a stalled stack fails
 /// the step instead of hanging it.
 fn timed() -> reqwest::ClientBuilder {
@@ -192,7 +185,7 @@ async fn burst_of_wrong_passwords(w: &mut GantryWorld, count: usize, name: Strin
             // What a client claims; the gateway appends the peer it saw.
             .header("x-forwarded-for", format!("10.1.{}.{}", i / 250, i % 250 + 1))
             .json(&json!({"username": username, "password": "not-the-password"}));
-        async move { answer(req.send().await.expect("login")).await }
+        async move { Answer::read(req.send().await.expect("login")).await }
     });
     w.answers = futures_util::future::join_all(requests).await;
 }
@@ -225,7 +218,7 @@ async fn right_password_from(w: &mut GantryWorld, name: String, from: String, st
         .send()
         .await
         .expect("login");
-    let answer = answer(resp).await;
+    let answer = Answer::read(resp).await;
     assert_eq!(answer.status, status, "from {from}: {}", answer.body);
     w.last = Some(answer);
 }
@@ -238,7 +231,7 @@ async fn login_flood(w: &mut GantryWorld, count: usize) {
         let req = http
             .post(&url)
             .json(&json!({"username": unique("ghost"), "password": "any-password"}));
-        async move { answer(req.send().await.expect("login")).await }
+        async move { Answer::read(req.send().await.expect("login")).await }
     });
     w.answers = futures_util::future::join_all(requests).await;
 }

@@ -5,13 +5,6 @@ use gantry_harness::client::{Answer, Auth};
 
 use crate::world::GantryWorld;
 
-async fn answer(resp: reqwest::Response) -> Answer {
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.text().await.unwrap_or_default();
-    Answer { status, headers, body }
-}
-
 #[when(regex = r#"^"(\w+)" calls (/\S+) by bearer with header "([\w-]+)" set to "(\w+)"$"#)]
 async fn with_header(w: &mut GantryWorld, name: String, path: String, header: String, value: String) {
     let a = w
@@ -30,7 +23,7 @@ async fn anonymous_with_header(w: &mut GantryWorld, path: String, header: String
         .send()
         .await
         .expect("request");
-    w.last = Some(answer(r).await);
+    w.last = Some(Answer::read(r).await);
 }
 
 #[when(regex = r"^an anonymous caller sends (.+)$")]
@@ -60,7 +53,7 @@ async fn sends(w: &mut GantryWorld, request: String) {
         "a request to an unknown route" => http.get(format!("{gw}/no/such/route")),
         other => panic!("unknown request {other:?}"),
     };
-    w.last = Some(answer(req.send().await.expect("request")).await);
+    w.last = Some(Answer::read(req.send().await.expect("request")).await);
 }
 
 #[cucumber::then(regex = r"^the answer is (\d+) with a JSON error$")]

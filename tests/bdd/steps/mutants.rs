@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use cucumber::{then, when};
-use gantry_harness::client::{Auth, Credentials};
+use gantry_harness::client::{Answer, Auth, Credentials};
 
-use super::abuse::{answer, client};
+use super::abuse::client;
 use crate::world::GantryWorld;
 
 /// A thief with a copy of the cookie refreshes at the same moment as its
@@ -37,7 +37,7 @@ async fn refreshes_race(w: &mut GantryWorld, count: usize, name: String) {
     let url = format!("{gateway}/auth/refresh");
     let refreshes = clients.iter().map(|c| {
         let req = c.post(&url).header("cookie", &cookie);
-        async move { answer(req.send().await.expect("refresh")).await }
+        async move { Answer::read(req.send().await.expect("refresh")).await }
     });
     w.answers = futures_util::future::join_all(refreshes).await;
     w.before.insert(name, copy);
@@ -73,7 +73,7 @@ async fn logs_out_with_cookie_and_first_token(w: &mut GantryWorld, name: String)
         token: Some(first.clone()),
     };
     let cookie = copy.cookie.clone().expect("a session cookie");
-    let answer = answer(
+    let answer = Answer::read(
         client()
             .post(format!("{}/auth/logout", w.gateway()))
             .header("cookie", cookie)
