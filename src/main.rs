@@ -163,7 +163,7 @@ async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
     }
     // From here on, Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop
     // the stack, even while it is starting.
-    let stop = stop_requested();
+    let stop = stop_requested()?;
     tokio::pin!(stop);
     println!(
         "Starting the Gantry stack ({users} user instance{}):",
@@ -222,20 +222,22 @@ async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
 }
 
 /// Resolves on SIGINT or SIGTERM (the services' shutdown signal) or SIGHUP
-/// (the terminal `gantry up` runs in was closed), naming which.
-async fn stop_requested() -> &'static str {
-    let hangup = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// (the terminal `gantry up` runs in was closed), naming which. The handlers
+/// are installed by this call, not on the future's first poll: a signal that
+/// came in between would otherwise kill `gantry up` and leave what it had
+/// started running.
+fn stop_requested() -> Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => "interrupted",
+            _ = term.recv() => "terminated",
+            _ = hup.recv() => "hung up",
         }
-    };
-    tokio::select! {
-        () = gantry_common::shutdown::signal() => "interrupted",
-        () = hangup => "hung up",
-    }
+    })
 }
 
 fn walkthrough(gw: &str) -> String {
