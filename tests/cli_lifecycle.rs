@@ -1,8 +1,9 @@
-//! `gantry up` and `gantry down` as a user runs them: real processes, real
-//! signals. Each test gets its own runtime directory (`XDG_RUNTIME_DIR`) and
+//! `gantry up`, `gantry down` and `gantry probe` as a user (or a container
+//! healthcheck) runs them: real processes, real signals. Each test gets its own runtime directory (`XDG_RUNTIME_DIR`) and
 //! temp directory, so nothing here touches a stack the user is running.
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -57,9 +58,66 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `gantry up --infra local` with one user instance; returns once it says
-/// it is ready, with its output so far and a channel of the rest.
-fn start_up(runtime: &Path, tmp: &Path) -> (Child, String, mpsc::Receiver<String>) {
+/// A `gantry up --infra local` with one user instance, in directories of
+/// its own, ready: it has said so.
+struct Up {
+    child: Child,
+    /// Its output after the line saying it is ready.
+    rest: mpsc::Receiver<String>,
+    /// The processes it started (redis, registry, auth, user, gateway).
+    started: Vec<u32>,
+    runtime: PathBuf,
+    tmp: PathBuf,
+    _scratch: Scratch,
+}
+
+impl Up {
+    fn start(name: &str) -> Self {
+        let scratch = Scratch::new(name);
+        let (runtime, tmp) = (scratch.sub("run"), scratch.sub("tmp"));
+        let (child, rest) = spawn_up(&runtime, &tmp);
+        let output = until_line(&rest, "Press Ctrl-C to stop.", START_TIMEOUT);
+        let mut up = Self {
+            started: children(child.id()),
+            child,
+            rest,
+            runtime,
+            tmp,
+            _scratch: scratch,
+        };
+        if let Err(seen) = output {
+            let _ = up.child.kill();
+            let _ = up.child.wait();
+            panic!("`gantry up` did not become ready:\n{seen}");
+        }
+        up
+    }
+
+    /// `gantry` run in this stack's directories.
+    fn gantry(&self) -> Command {
+        gantry(&self.runtime, &self.tmp)
+    }
+
+    /// Waits for `gantry up` to exit; its exit status and the rest of its output.
+    fn exit(&mut self) -> (ExitStatus, String) {
+        let status = wait_exit(&mut self.child, STOP_TIMEOUT);
+        (status, rx_rest(&self.rest))
+    }
+}
+
+/// A test that fails midway still stops its stack (SIGKILL to `gantry up`;
+/// what it started gets SIGTERM as its parent dies).
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|s| s.is_none()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `gantry up --infra local --users 1` on a free port, its stdout as lines.
+fn spawn_up(runtime: &Path, tmp: &Path) -> (Child, mpsc::Receiver<String>) {
     let mut child = gantry(runtime, tmp)
         .args(["up", "--users", "1", "--infra", "local", "--port"])
         .arg(free_port().to_string())
@@ -75,23 +133,23 @@ fn start_up(runtime: &Path, tmp: &Path) -> (Child, String, mpsc::Receiver<String
             }
         }
     });
-    let deadline = Instant::now() + START_TIMEOUT;
+    (child, rx)
+}
+
+/// The lines up to and including the first that contains `marker`; what
+/// came before it if the output ends or `within` passes first.
+fn until_line(rx: &mpsc::Receiver<String>, marker: &str, within: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + within;
     let mut seen = String::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains("Press Ctrl-C to stop.") {
-                    return (child, seen, rx);
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("`gantry up` did not become ready:\n{seen}");
-            }
+        let Ok(line) = rx.recv_timeout(left) else {
+            return Err(seen);
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(marker) {
+            return Ok(seen);
         }
     }
 }
@@ -144,7 +202,30 @@ fn survivors(pids: &[u32], within: Duration) -> Vec<u32> {
     }
 }
 
-fn rest_of(rx: &mpsc::Receiver<String>) -> String {
+/// The live processes whose environment has `TMPDIR=tmp`: everything a
+/// test's `gantry up` started, however deep. Waits (bounded) for none.
+fn left_running(tmp: &Path) -> Vec<u32> {
+    let needle = format!("TMPDIR={}\0", tmp.display()).into_bytes();
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        let left: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle))
+            })
+            .filter(|pid| alive(*pid))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn rx_rest(rx: &mpsc::Receiver<String>) -> String {
     rx.iter().collect::<Vec<_>>().join("\n")
 }
 
@@ -152,52 +233,92 @@ fn rest_of(rx: &mpsc::Receiver<String>) -> String {
 /// as Ctrl-C does, not die and leave it (and its record) behind.
 #[test]
 fn sighup_stops_gantry_up_and_everything_it_started() {
-    let scratch = Scratch::new("hup");
-    let (runtime, tmp) = (scratch.sub("run"), scratch.sub("tmp"));
-    let (mut up, _, rx) = start_up(&runtime, &tmp);
-    let started = children(up.id());
+    let mut up = Up::start("hup");
     assert!(
-        started.len() >= 5,
-        "redis, registry, auth, user and gateway run as children: {started:?}"
+        up.started.len() >= 5,
+        "redis, registry, auth, user and gateway run as children: {:?}",
+        up.started
     );
-    let state = runtime.join("gantry/up.json");
+    let state = up.runtime.join("gantry/up.json");
     assert!(state.is_file(), "`gantry up` records itself in $XDG_RUNTIME_DIR/gantry");
 
     // SAFETY: kill(2) on the child this test spawned and has not reaped.
-    assert_eq!(unsafe { libc::kill(up.id() as libc::pid_t, libc::SIGHUP) }, 0);
-    let status = wait_exit(&mut up, STOP_TIMEOUT);
-    let output = rest_of(&rx);
+    assert_eq!(unsafe { libc::kill(up.child.id() as libc::pid_t, libc::SIGHUP) }, 0);
+    let (status, output) = up.exit();
     assert!(status.success(), "`gantry up` exited {status} on SIGHUP:\n{output}");
     assert!(output.contains("Stopped; nothing left running."), "{output}");
-    assert_eq!(survivors(&started, STOP_TIMEOUT), Vec::<u32>::new(), "left running");
+    assert_eq!(survivors(&up.started, STOP_TIMEOUT), Vec::<u32>::new(), "left running");
+    assert_eq!(left_running(&up.tmp), Vec::<u32>::new(), "left running");
     assert!(!state.exists(), "the record is removed");
 }
 
-/// `gantry down` stops the `gantry up` it recorded.
+/// SIGTERM while the stack is still starting stops what was started so far.
+#[test]
+fn sigterm_while_starting_stops_what_was_started() {
+    let scratch = Scratch::new("early");
+    let (runtime, tmp) = (scratch.sub("run"), scratch.sub("tmp"));
+    let (mut child, rx) = spawn_up(&runtime, &tmp);
+    if let Err(seen) = until_line(&rx, "Starting the Gantry stack", START_TIMEOUT) {
+        let _ = child.kill();
+        panic!("`gantry up` did not start starting:\n{seen}");
+    }
+    // SAFETY: kill(2) on the child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = wait_exit(&mut child, STOP_TIMEOUT);
+    let output = rx_rest(&rx);
+    assert!(status.success(), "`gantry up` exited {status} on SIGTERM:\n{output}");
+    assert!(output.contains("stopped before the stack was ready"), "{output}");
+    assert_eq!(left_running(&tmp), Vec::<u32>::new(), "left running");
+    assert!(!runtime.join("gantry/up.json").exists(), "no record is left");
+}
+
+/// `gantry down` stops the `gantry up` it recorded; a second `gantry up`
+/// meanwhile is refused and leaves the record alone.
 #[test]
 fn down_stops_the_gantry_up_that_is_recorded() {
-    let scratch = Scratch::new("down");
-    let (runtime, tmp) = (scratch.sub("run"), scratch.sub("tmp"));
-    let (mut up, _, rx) = start_up(&runtime, &tmp);
-    let started = children(up.id());
-    let dir = runtime.join("gantry");
+    let mut up = Up::start("down");
+    let dir = up.runtime.join("gantry");
     assert_eq!(
         std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
         0o700,
         "the runtime dir is private"
     );
+    let record = dir.join("up.json");
     assert_eq!(
-        std::fs::metadata(dir.join("up.json")).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(&record).unwrap().permissions().mode() & 0o777,
         0o600,
         "the record is private"
     );
 
-    let down = gantry(&runtime, &tmp).arg("down").output().unwrap();
+    let before = std::fs::read_to_string(&record).unwrap();
+    let mut second = up
+        .gantry()
+        .args(["up", "--users", "1", "--infra", "local", "--port"])
+        .arg(free_port().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A refusal is immediate; one that starts a stack would run until killed.
+    let status = wait_exit(&mut second, Duration::from_secs(30));
+    let mut said = String::new();
+    second.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    assert!(!status.success(), "a second `gantry up` started: {said}");
+    assert!(said.contains("is running; stop it with `gantry down` first"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        before,
+        "the record is the first's"
+    );
+
+    let down = up.gantry().arg("down").output().unwrap();
     let said = String::from_utf8_lossy(&down.stdout).into_owned() + &String::from_utf8_lossy(&down.stderr);
     assert!(down.status.success(), "{said}");
-    let status = wait_exit(&mut up, STOP_TIMEOUT);
-    assert!(status.success(), "{}", rest_of(&rx));
-    assert_eq!(survivors(&started, STOP_TIMEOUT), Vec::<u32>::new());
+    let (status, output) = up.exit();
+    assert!(status.success(), "{output}");
+    assert_eq!(survivors(&up.started, STOP_TIMEOUT), Vec::<u32>::new());
+    assert_eq!(left_running(&up.tmp), Vec::<u32>::new(), "left running");
+    assert!(!record.exists(), "the record is removed");
 }
 
 /// A record naming a pid that is not `gantry up` (a stale record whose pid
@@ -261,4 +382,68 @@ fn a_runtime_dir_open_to_others_is_refused() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(said.contains("open to other users"), "{said}");
+}
+
+/// A server that answers one request with `status`; its URL.
+fn answer_once(status: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else { return };
+        // The whole request head, so closing does not reset the connection.
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let body = "redis: not ready";
+        let _ = write!(
+            conn,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    url
+}
+
+/// `gantry probe` is the containers' healthcheck: it exits 0 on a 2xx and
+/// 1, saying why, on any other answer or none.
+#[test]
+fn probe_exits_0_on_a_2xx_and_1_otherwise() {
+    let scratch = Scratch::new("probe");
+    let (runtime, tmp) = (scratch.sub("run"), scratch.sub("tmp"));
+    let probe = |url: &str, timeout: &str| {
+        let out = gantry(&runtime, &tmp)
+            .args(["probe", "--timeout", timeout, url])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (code, said) = probe(&answer_once("200 OK"), "5s");
+    assert_eq!(code, Some(0), "{said}");
+    for status in ["503 Service Unavailable", "404 Not Found", "500 Internal Server Error"] {
+        let (code, said) = probe(&answer_once(status), "5s");
+        assert_eq!(code, Some(1), "{status}: {said}");
+        assert!(
+            said.contains(status) && said.contains("redis: not ready"),
+            "{status}: {said}"
+        );
+    }
+
+    let closed = format!("http://127.0.0.1:{}/readyz", free_port());
+    let (code, said) = probe(&closed, "5s");
+    assert_eq!(code, Some(1), "nothing listening: {said}");
+
+    // Connections are accepted (by the kernel) but never answered.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/readyz", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let (code, said) = probe(&url, "300ms");
+    assert_eq!(code, Some(1), "no answer: {said}");
+    assert!(said.contains("did not answer within"), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the timeout was not kept");
 }
