@@ -51,8 +51,9 @@ trap tear_down EXIT
 echo "== deploy-validate: deploying ci/compose.yaml as $project$([ "$broken" = 1 ] && echo ' (broken on purpose: auth signs with a wrong key)')"
 compose up -d
 
-# `docker compose up --wait` where it exists; the same by hand otherwise,
-# reporting each container as it turns healthy.
+# What `docker compose up --wait` does (docker-compose v1 has no --wait), by
+# hand: it reports each container as it turns healthy, and on a timeout
+# prints every container's health output and logs.
 echo "== deploy-validate: waiting for every healthcheck"
 deadline=$((SECONDS + 180))
 declare -A reported=()
