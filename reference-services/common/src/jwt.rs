@@ -415,9 +415,19 @@ impl Signer {
     /// Signs `claims` as a token of `kind` (its `typ` header). The caller
     /// sets the audience that goes with the kind.
     pub fn sign_as<T: Serialize>(&self, kind: TokenKind, claims: &T) -> String {
-        let mut header = Header::new(self.alg);
+        let header = Header {
+            typ: Some(kind.typ().to_owned()),
+            ..Header::default()
+        };
+        self.sign_with_header(header, claims)
+    }
+
+    /// Signs `claims` under `header` with this key (its `alg` and `kid` are
+    /// set to the key's; the rest, `typ` above all, is the caller's): tests
+    /// sign tokens of no or the wrong type to check verifiers refuse them.
+    pub fn sign_with_header<T: Serialize>(&self, mut header: Header, claims: &T) -> String {
+        header.alg = self.alg;
         header.kid = Some(self.kid.clone());
-        header.typ = Some(kind.typ().to_owned());
         jsonwebtoken::encode(&header, claims, &self.key).expect("signing with a key validated at start cannot fail")
     }
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::eventually;
-use crate::target::{self, Target};
+use crate::target;
 use crate::world::GantryWorld;
 
 /// How long one raw-TCP answer may take before the step fails.
@@ -218,15 +218,11 @@ async fn names_nothing_inside(w: &mut GantryWorld) {
 async fn fresh_with_cap(w: &mut GantryWorld, cap: usize) {
     // A long header timeout, so the stalled connections of the scenario are
     // not cut off (and their places given back) while it runs.
-    let stack = target::builder()
+    let builder = target::builder()
         .users(1)
         .gateway_env(1, "GANTRY_MAX_CONNECTIONS", cap.to_string())
-        .gateway_env(1, "GANTRY_HEADER_TIMEOUT", "120s")
-        .start(&mut |_| {})
-        .await
-        .unwrap_or_else(|e| panic!("the fresh stack did not start: {e}"));
-    w.target = Some(Target::of(&stack));
-    w.fresh = Some(stack);
+        .gateway_env(1, "GANTRY_HEADER_TIMEOUT", "120s");
+    super::stack::start_fresh(w, builder).await;
     w.connection_cap = Some(cap);
 }
 

@@ -163,7 +163,7 @@ async fn at_most_lookups(w: &mut GantryWorld, most: u64) {
 }
 
 #[when(regex = r#"^the session of "(\w+)" expires in Redis$"#)]
-async fn session_expires(w: &mut GantryWorld, name: String) {
+pub(super) async fn session_expires(w: &mut GantryWorld, name: String) {
     let redis = w.target().redis_url.clone().expect("this step needs Redis access");
     let cookie = w.user(&name).cookie.clone().expect("a session");
     let key = gantry_common::session::key(cookie.trim_start_matches("SESSION="));
@@ -439,10 +439,7 @@ async fn signed_by_stack(w: &mut GantryWorld, name: String, claims: String) {
         }
         // Valid claims, but without the access-token type (`typ: JWT`).
         "untyped" => {
-            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-            header.kid = Some(Signer::ed25519(seed).kid().to_owned());
-            let key = jsonwebtoken::EncodingKey::from_ed_der(&ed25519_pkcs8(&seed));
-            let token = jsonwebtoken::encode(&header, &c, &key).expect("signing");
+            let token = Signer::ed25519(seed).sign_with_header(jsonwebtoken::Header::default(), &c);
             w.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
             return;
         }
@@ -450,15 +447,6 @@ async fn signed_by_stack(w: &mut GantryWorld, name: String, claims: String) {
     }
     let token = Signer::ed25519(seed).sign_as(kind, &c);
     w.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
-}
-
-/// PKCS#8 v1 of an Ed25519 seed (RFC 8410 §7), as jsonwebtoken takes it.
-fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
-    let mut der = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-    ];
-    der.extend_from_slice(seed);
-    der
 }
 
 #[when("auth's signing key is rotated")]

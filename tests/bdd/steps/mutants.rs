@@ -1,8 +1,6 @@
 //! Steps for `features/mutants.feature`: behaviour a mutation run found no
 //! other scenario checking.
 
-use std::time::Duration;
-
 use cucumber::{then, when};
 use gantry_harness::client::{Answer, Auth, Credentials};
 
@@ -87,12 +85,12 @@ async fn logs_out_with_cookie_and_first_token(w: &mut GantryWorld, name: String)
     w.before.insert(name, copy);
 }
 
-/// Waits out the session's Redis TTL (the stack's GANTRY_SESSION_TTL of 2 s)
-/// and checks that the session is gone while its token still works.
+/// Waits until Redis has dropped the session by its TTL (the stack's
+/// GANTRY_SESSION_TTL of 2 s) and checks that the session is gone while its
+/// token still works.
 #[when(regex = r#"^the session of "(\w+)" ends by its TTL while its token lives on$"#)]
 async fn session_ends_by_its_ttl(w: &mut GantryWorld, name: String) {
-    // The TTL itself, not a readiness wait: Redis drops the key after 2 s.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    super::identity::session_expires(w, name.clone()).await;
     let user = w.user(&name).clone();
     let copy = user.credentials();
     let refresh = user
