@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod nginx;
 pub mod ports;
 pub mod process;
+pub mod raw;
 pub mod redis_stats;
 pub mod registry;
 pub mod stack;

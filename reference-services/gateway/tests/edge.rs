@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use gantry_common::registry::RegistryClient;
 use gantry_gateway::GatewayConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use gantry_harness::raw::{read_response, read_to_close};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout};
 
@@ -40,46 +41,6 @@ async fn gateway(tweak: impl FnOnce(&mut GatewayConfig)) -> Gateway {
         public,
         admin: admin_addr,
         _stop: stop,
-    }
-}
-
-/// Reads until the server closes (or resets) the connection; what it sent.
-async fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads one response with a `content-length` body; `(status, head+body)`.
-async fn read_response(stream: &mut TcpStream) -> (u16, String) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&out).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_owned())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if out.len() >= end + 4 + length {
-                let status = text[9..12].parse().expect("a status code");
-                return (status, text);
-            }
-        }
-        let n = stream.read(&mut buf).await.expect("reading a response");
-        assert!(n > 0, "closed before a whole response: {text:?}");
-        out.extend_from_slice(&buf[..n]);
     }
 }
 

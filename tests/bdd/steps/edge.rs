@@ -7,7 +7,8 @@ use std::time::Duration;
 use cucumber::{given, then, when};
 use gantry_harness::client::Auth;
 use gantry_harness::metrics::Scrape;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use gantry_harness::raw::{read_response, read_to_close};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::eventually;
@@ -20,44 +21,6 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// `host:port` of a `http://host:port` URL.
 fn authority(url: &str) -> &str {
     url.trim_start_matches("http://").trim_end_matches('/')
-}
-
-/// Reads until the server closes (or resets) the connection.
-async fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = stream.read(&mut buf).await
-        && n > 0
-    {
-        out.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads one answer with a `content-length` body; its status.
-async fn read_status(stream: &mut TcpStream) -> u16 {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&out).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let length = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_owned())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if out.len() >= end + 4 + length {
-                return text[9..12].parse().expect("a status code");
-            }
-        }
-        let n = stream.read(&mut buf).await.expect("reading an answer");
-        assert!(n > 0, "closed before a whole answer: {text:?}");
-        out.extend_from_slice(&buf[..n]);
-    }
 }
 
 /// A connection that sent half a request head and nothing since.
@@ -232,7 +195,7 @@ async fn kept_alive(w: &mut GantryWorld) {
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("write");
-    let status = tokio::time::timeout(ANSWER_WITHIN, read_status(&mut s))
+    let (status, _) = tokio::time::timeout(ANSWER_WITHIN, read_response(&mut s))
         .await
         .expect("an answer");
     assert_eq!(status, 200);
@@ -272,7 +235,7 @@ async fn kept_answered(w: &mut GantryWorld) {
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .expect("write");
-        let status = tokio::time::timeout(ANSWER_WITHIN, read_status(s))
+        let (status, _) = tokio::time::timeout(ANSWER_WITHIN, read_response(s))
             .await
             .expect("an answer");
         assert_eq!(status, 200);
