@@ -491,6 +491,72 @@ mod tests {
         assert_eq!(c.services().count(), 0);
     }
 
+    fn tcp_check(id: &str, deregister_ms: Option<u64>) -> CheckSpec {
+        use crate::definition::{Target, Thresholds};
+        CheckSpec {
+            id: id.into(),
+            name: "tcp".into(),
+            notes: String::new(),
+            kind: CheckKind::Probe(Probe {
+                target: Target::Tcp("127.0.0.1:1".into()),
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_secs(1),
+                thresholds: Thresholds::default(),
+            }),
+            status: Status::Critical,
+            deregister_after: deregister_ms.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn probe_results_count_only_for_the_registration_that_ran_them() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        register(&mut c, "w1", "web", tcp_check("service:w1", None), t0);
+        let (_, first, _) = c
+            .probes()
+            .next()
+            .map(|(id, g, p)| (id.to_owned(), g, p.clone()))
+            .unwrap();
+        register(&mut c, "w1", "web", tcp_check("service:w1", None), t0);
+        let (_, second, _) = c
+            .probes()
+            .next()
+            .map(|(id, g, p)| (id.to_owned(), g, p.clone()))
+            .unwrap();
+        assert_ne!(first, second, "a registration starts a new generation");
+        let index = c.index();
+        assert!(!c.record_probe("service:w1", first, Status::Passing, "old", t0));
+        assert_eq!(c.index(), index, "a replaced check's result changes nothing");
+        assert!(c.record_probe("service:w1", second, Status::Passing, "ok", t0));
+        assert!(c.instances_of("web").next().unwrap().passing());
+        assert!(
+            !c.record_probe("service:w1", second, Status::Passing, "ok", t0),
+            "the same result again is no change"
+        );
+        assert_eq!(
+            c.update_check("service:w1", Status::Passing, "", t0),
+            Err(CatalogError::NotTtl("service:w1".into())),
+            "a check the registry runs takes no TTL updates"
+        );
+    }
+
+    #[test]
+    fn a_probe_check_critical_past_its_grace_removes_the_service() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        register(&mut c, "w1", "web", tcp_check("service:w1", Some(500)), t0);
+        let generation = c.probes().next().unwrap().1;
+        c.record_probe("service:w1", generation, Status::Passing, "ok", t0);
+        assert_eq!(c.next_deadline(), None, "a passing probe check sets no deadline");
+        let t1 = t0 + Duration::from_millis(100);
+        c.record_probe("service:w1", generation, Status::Critical, "refused", t1);
+        assert_eq!(c.next_deadline(), Some(t1 + Duration::from_millis(500)));
+        assert!(!c.reap(t1 + Duration::from_millis(499)));
+        assert!(c.reap(t1 + Duration::from_millis(500)));
+        assert_eq!(c.probes().count(), 0);
+    }
+
     #[test]
     fn unknown_ids_are_errors() {
         let mut c = Catalog::default();

@@ -47,7 +47,7 @@ pub struct Probe {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Http(HttpTarget),
+    Http(Box<HttpTarget>),
     /// `host:port` to connect to.
     Tcp(String),
 }

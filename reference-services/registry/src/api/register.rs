@@ -165,12 +165,12 @@ fn check_spec(check: CheckBody, default_id: String, service: &str) -> Result<Che
             let interval = interval
                 .ok_or_else(|| invalid("Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks"))?;
             let target = match (http, tcp) {
-                (Some(url), _) => Target::Http(http_target(
+                (Some(url), _) => Target::Http(Box::new(http_target(
                     url,
                     check.method.as_deref(),
                     check.header.unwrap_or_default(),
                     check.body.unwrap_or_default(),
-                )?),
+                )?)),
                 (None, Some(addr)) => Target::Tcp(tcp_target(addr)?),
                 (None, None) => unreachable!("matched above"),
             };
