@@ -156,35 +156,30 @@ fn check_spec(check: CheckBody, default_id: String, service: &str) -> Result<Che
     if interval.is_some() && ttl.is_some() {
         return Err(invalid("Interval and TTL cannot both be specified"));
     }
-    if http.is_some() && tcp.is_some() {
-        return Err(invalid("HTTP and TCP cannot both be specified"));
-    }
-    let kind = match (http, tcp) {
-        (None, None) => CheckKind::Ttl(ttl.ok_or_else(|| invalid("TTL must be > 0 for TTL checks"))?),
-        (http, tcp) => {
-            let interval = interval
-                .ok_or_else(|| invalid("Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks"))?;
-            let target = match (http, tcp) {
-                (Some(url), _) => Target::Http(Box::new(http_target(
-                    url,
-                    check.method.as_deref(),
-                    check.header.unwrap_or_default(),
-                    check.body.unwrap_or_default(),
-                )?)),
-                (None, Some(addr)) => Target::Tcp(tcp_target(addr)?),
-                (None, None) => unreachable!("matched above"),
-            };
-            CheckKind::Probe(Probe {
-                target,
-                interval,
-                timeout: optional_duration("Timeout", check.timeout.as_deref())?.unwrap_or(DEFAULT_CHECK_TIMEOUT),
-                thresholds: Thresholds::new(
-                    check.success_before_passing.unwrap_or(0),
-                    check.failures_before_warning.unwrap_or(0),
-                    check.failures_before_critical.unwrap_or(0),
-                ),
-            })
-        }
+    let target = match (http, tcp) {
+        (None, None) => None,
+        (Some(url), None) => Some(Target::Http(Box::new(http_target(
+            url,
+            check.method.as_deref(),
+            check.header.unwrap_or_default(),
+            check.body.unwrap_or_default(),
+        )?))),
+        (None, Some(addr)) => Some(Target::Tcp(tcp_target(addr)?)),
+        (Some(_), Some(_)) => return Err(invalid("HTTP and TCP cannot both be specified")),
+    };
+    let kind = match target {
+        None => CheckKind::Ttl(ttl.ok_or_else(|| invalid("TTL must be > 0 for TTL checks"))?),
+        Some(target) => CheckKind::Probe(Probe {
+            target,
+            interval: interval
+                .ok_or_else(|| invalid("Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks"))?,
+            timeout: optional_duration("Timeout", check.timeout.as_deref())?.unwrap_or(DEFAULT_CHECK_TIMEOUT),
+            thresholds: Thresholds::new(
+                check.success_before_passing.unwrap_or(0),
+                check.failures_before_warning.unwrap_or(0),
+                check.failures_before_critical.unwrap_or(0),
+            ),
+        }),
     };
     let deregister_after = optional_duration(
         "DeregisterCriticalServiceAfter",
