@@ -16,6 +16,7 @@ pub mod redis_stats;
 pub mod registry;
 pub mod stack;
 pub mod stats;
+pub mod steps;
 pub mod wait;
 
 use std::time::Duration;

@@ -285,8 +285,16 @@ mod tests {
     #[test]
     fn an_even_split_scores_zero_and_a_skewed_one_fails() {
         assert_eq!(chi_square_uniform(&[1000.0, 1000.0, 1000.0]), 0.0);
-        assert!(!EvenSplit::test(&[1200, 900, 900], DEFAULT_SIGNIFICANCE).unwrap().is_even());
-        assert!(EvenSplit::test(&[1010, 985, 1005], DEFAULT_SIGNIFICANCE).unwrap().is_even());
+        assert!(
+            !EvenSplit::test(&[1200, 900, 900], DEFAULT_SIGNIFICANCE)
+                .unwrap()
+                .is_even()
+        );
+        assert!(
+            EvenSplit::test(&[1010, 985, 1005], DEFAULT_SIGNIFICANCE)
+                .unwrap()
+                .is_even()
+        );
     }
 
     /// For any number of instances (2 to 300) and any share per instance:
