@@ -8,9 +8,9 @@ use super::args::{Args, StepFuture, here, re, within};
 use super::poll;
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
-    let key = format!(r#"^Redis has (?P<no>no )?key "(?P<key>[^"]*)"{}$"#, within!());
+    let key = format!(r#"^Redis has (?:(?P<no>no) )?key "(?P<key>[^"]*)"{}$"#, within!());
     let matching = format!(
-        r#"^Redis has (?P<no>no |a )key matching "(?P<pattern>[^"]*)"{}$"#,
+        r#"^Redis has (?P<no>no|a) key matching "(?P<pattern>[^"]*)"{}$"#,
         within!()
     );
     steps
