@@ -57,8 +57,9 @@ pub enum FaultError {
         fault: Fault,
         service: String,
         n: usize,
+        // Boxed: the harness's error is large, and this one is returned often.
         #[source]
-        source: HarnessError,
+        source: Box<HarnessError>,
     },
 }
 
@@ -135,7 +136,7 @@ impl Faults for Stack {
                 fault,
                 service: service.to_owned(),
                 n,
-                source,
+                source: Box::new(source),
             };
             if matches!(service, "redis" | "registry") {
                 let component = match service {
