@@ -7,7 +7,7 @@ Feature: Load balancing
   Scenario: Three instances share 3,000 requests evenly
     Given a fresh stack with 3 user instances
     And a logged-in user "bal"
-    When "bal" sends 3000 requests to /users/me with 8 concurrent callers
+    When 3000 requests are sent to /users/me with 8 concurrent callers as "bal"
     Then every answer is 200
     And the answers are spread evenly over 3 instances by a chi-square test
 
@@ -23,9 +23,9 @@ Feature: Load balancing
     Given a fresh stack with 3 user instances
     And a logged-in user "dee"
     When user instance 2 stops gracefully
-    And "dee" sends 300 requests to /users/me with 4 concurrent callers
+    And 300 requests are sent to /users/me with 4 concurrent callers as "dee"
     Then every answer is 200
-    And no answer came from user instance 2
+    And no answer came from instance 2 of "user"
     And the gateway never tried user instance 2
 
   @needs:fresh-stack

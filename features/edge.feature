@@ -7,7 +7,7 @@ Feature: The edge
   Scenario: Clients that send half a request header are disconnected, and the gateway keeps answering
     Given a running stack
     When 200 clients each send half a request header and then nothing
-    Then the gateway is healthy
+    Then GET /healthz answers 200
     And the gateway closes all of those connections within 15 seconds
 
   @needs:fresh-stack
@@ -32,8 +32,8 @@ Feature: The edge
   Scenario: An upstream failure answer names no instance and no system error
     Given a fresh stack with 1 user instance
     And a logged-in user "una"
-    When user instance 1 is killed
-    And "una" calls /users/me by bearer
+    When instance 1 of "user" is killed
+    And I GET /users/me as "una" by bearer
     Then the answer is a 5xx JSON error naming no instance, address or system error
 
   @needs:fresh-stack

@@ -19,7 +19,7 @@ Feature: Outages of Redis and the registry
     Given a fresh stack with 2 user instances
     And a logged-in user "reg"
     When the registry stops
-    And "reg" sends 100 requests to /users/me with 4 concurrent callers
+    And 100 requests are sent to /users/me with 4 concurrent callers as "reg"
     Then every answer is 200
     And the answers came from 2 instances
     When the registry starts again

@@ -11,7 +11,7 @@ Feature: Trust: only holders of the stack's secrets steer traffic or read sessio
     And a rogue server that counts the connections it receives
     When someone without the registry token registers the rogue server as "user-1" of "user"
     And someone without the registry token registers the rogue server as "user-9" of "user"
-    And "trudy" sends 30 requests to /users/me with 3 concurrent callers
+    And 30 requests are sent to /users/me with 3 concurrent callers as "trudy"
     Then the registry refused each of them with 403 "Permission denied"
     And the registry still lists only the real "user-1" for "user"
     And someone without the registry token sees no instance of "user"

@@ -1,16 +1,88 @@
 //! A simulated user of the stack: its own session cookie and token, and the
-//! calls of the HTTP contract.
+//! calls of the HTTP contract. How it logs in (paths, field names, where the
+//! token is, the cookie's name) is a [`LoginFlow`]: Gantry's by default, any
+//! service's that logs in with a JSON body otherwise.
 
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
+
+/// Gantry's registration path.
+pub const DEFAULT_REGISTER_PATH: &str = "/auth/register";
+/// Gantry's login path.
+pub const DEFAULT_LOGIN_PATH: &str = "/auth/login";
+/// Gantry's refresh path: a new token comes back from it too.
+pub const DEFAULT_REFRESH_PATH: &str = "/auth/refresh";
+/// The JSON field login and registration take the user name in.
+pub const DEFAULT_USERNAME_FIELD: &str = "username";
+/// The JSON field login and registration take the password in.
+pub const DEFAULT_PASSWORD_FIELD: &str = "password";
+/// Where Gantry's login answer has the access token (an RFC 6901 JSON pointer).
+pub const DEFAULT_TOKEN_POINTER: &str = "/access_token";
+/// Gantry's session cookie.
+pub const DEFAULT_COOKIE_NAME: &str = "SESSION";
+/// How long one request may take before the client gives up: a stalled
+/// stack fails a step instead of hanging it.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much of a body a failure message quotes.
+pub const BODY_EXCERPT: usize = 300;
+
+/// How a service logs users in: where to post, which JSON fields carry the
+/// name and password, where the token is in the answer and what the session
+/// cookie is called. The default is Gantry's auth service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginFlow {
+    /// Where registration is posted (used only by steps that register).
+    pub register_path: String,
+    pub login_path: String,
+    /// A path whose 200 answer carries a new token (at `token_pointer`).
+    pub refresh_path: Option<String>,
+    pub username_field: String,
+    pub password_field: String,
+    /// RFC 6901 pointer to the token in the login answer; `None` when the
+    /// service gives only a cookie.
+    pub token_pointer: Option<String>,
+    /// The session cookie kept from `Set-Cookie`; `None` when the service
+    /// gives only a token.
+    pub cookie_name: Option<String>,
+}
+
+impl Default for LoginFlow {
+    fn default() -> Self {
+        Self {
+            register_path: DEFAULT_REGISTER_PATH.into(),
+            login_path: DEFAULT_LOGIN_PATH.into(),
+            refresh_path: Some(DEFAULT_REFRESH_PATH.into()),
+            username_field: DEFAULT_USERNAME_FIELD.into(),
+            password_field: DEFAULT_PASSWORD_FIELD.into(),
+            token_pointer: Some(DEFAULT_TOKEN_POINTER.into()),
+            cookie_name: Some(DEFAULT_COOKIE_NAME.into()),
+        }
+    }
+}
+
+impl LoginFlow {
+    /// `{"<username_field>": username, "<password_field>": password}`.
+    pub fn body(&self, username: &str, password: &str) -> Value {
+        let mut body = Map::new();
+        body.insert(self.username_field.clone(), username.into());
+        body.insert(self.password_field.clone(), password.into());
+        Value::Object(body)
+    }
+
+    /// The token in a login (or refresh) answer, if the flow has one there.
+    pub fn token_in(&self, answer: &Answer) -> Option<String> {
+        let pointer = self.token_pointer.as_deref()?;
+        answer.json().pointer(pointer)?.as_str().map(str::to_owned)
+    }
+}
 
 /// How a request proves who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
     Anonymous,
-    /// The `SESSION` cookie from the last login.
+    /// The session cookie (`SESSION` in Gantry) from the last login.
     Session,
     /// The access token from the last login, as `Authorization: Bearer`.
     Bearer,
@@ -22,7 +94,7 @@ pub enum Auth {
 /// a cookie the server clears); a copy keeps the old values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
-    /// `SESSION=<id>`, as sent in `Cookie`.
+    /// `<name>=<value>` (`SESSION=<id>` in Gantry), as sent in `Cookie`.
     pub cookie: Option<String>,
     /// The access token, as sent in `Authorization: Bearer`.
     pub token: Option<String>,
@@ -103,12 +175,24 @@ impl SetCookie {
     }
 }
 
+/// What a request was, so a failure can say what was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub method: reqwest::Method,
+    pub url: String,
+    /// The `X-Request-Id` the request carried, if any (the gateway's own
+    /// comes back in the answer's headers).
+    pub request_id: Option<String>,
+}
+
 /// One answer, kept whole so steps can look at any part of it.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: String,
+    /// The request it answers, when it was sent through [`Answer::send`].
+    pub sent: Option<Sent>,
 }
 
 impl Answer {
@@ -146,35 +230,109 @@ impl Answer {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.text().await.unwrap_or_default();
-        Self { status, headers, body }
+        Self {
+            status,
+            headers,
+            body,
+            sent: None,
+        }
+    }
+
+    /// Sends `req` and reads the whole answer, remembering what was sent.
+    pub async fn send(req: reqwest::RequestBuilder) -> reqwest::Result<Self> {
+        let (client, request) = req.build_split();
+        let request = request?;
+        let sent = Sent {
+            method: request.method().clone(),
+            url: request.url().to_string(),
+            request_id: request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        let mut answer = Self::read(client.execute(request).await?).await;
+        answer.sent = Some(sent);
+        Ok(answer)
+    }
+
+    /// What was sent and what came back, for a failure message: method,
+    /// URL and request id, then status and the start of the body.
+    pub fn describe(&self) -> String {
+        let request_id = self
+            .sent
+            .as_ref()
+            .and_then(|s| s.request_id.as_deref())
+            .or_else(|| self.header("x-request-id"));
+        let request = match &self.sent {
+            Some(sent) => format!("{} {}", sent.method, sent.url),
+            None => "a request".to_owned(),
+        };
+        let id = request_id.map(|id| format!(" (X-Request-Id {id})")).unwrap_or_default();
+        format!("{request}{id} was answered {}: {}", self.status, self.excerpt())
+    }
+
+    /// The start of the body, at most [`BODY_EXCERPT`] bytes (cut at a
+    /// character boundary), `<empty body>` when there is none.
+    pub fn excerpt(&self) -> String {
+        excerpt(&self.body)
     }
 }
 
-/// A user with a cookie jar of one cookie (`SESSION`) and the last token.
+/// The start of `body` for a message, at most [`BODY_EXCERPT`] bytes.
+pub fn excerpt(body: &str) -> String {
+    if body.is_empty() {
+        return "<empty body>".to_owned();
+    }
+    if body.len() <= BODY_EXCERPT {
+        return body.to_owned();
+    }
+    let mut end = BODY_EXCERPT;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &body[..end], body.len())
+}
+
+/// A user with a cookie jar of one cookie (the flow's session cookie) and
+/// the last token.
 #[derive(Debug, Clone)]
 pub struct UserClient {
     http: reqwest::Client,
     gateway: String,
+    flow: LoginFlow,
     pub username: String,
     pub password: String,
     pub id: Option<String>,
     pub token: Option<String>,
     pub cookie: Option<String>,
-    /// The last `Set-Cookie` for `SESSION` this client was given (by login,
-    /// refresh or logout), whole, attributes and all.
+    /// The last `Set-Cookie` for the session cookie this client was given
+    /// (by login, refresh or logout), whole, attributes and all.
     pub session_set_cookie: Option<SetCookie>,
 }
 
 impl UserClient {
+    /// A user of Gantry's login flow, with a password made from its name.
     pub fn new(gateway: &str, username: &str) -> Self {
+        Self::with_flow(
+            gateway,
+            username,
+            &format!("{username}-correct-horse"),
+            LoginFlow::default(),
+        )
+    }
+
+    /// A user who logs in as `flow` says.
+    pub fn with_flow(gateway: &str, username: &str, password: &str, flow: LoginFlow) -> Self {
         Self {
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
+                .timeout(DEFAULT_REQUEST_TIMEOUT)
                 .build()
                 .expect("an HTTP client without TLS always builds"),
             gateway: gateway.trim_end_matches('/').to_owned(),
+            flow,
             username: username.to_owned(),
-            password: format!("{username}-correct-horse"),
+            password: password.to_owned(),
             id: None,
             token: None,
             cookie: None,
@@ -193,6 +351,10 @@ impl UserClient {
         &self.gateway
     }
 
+    pub fn flow(&self) -> &LoginFlow {
+        &self.flow
+    }
+
     /// A copy of the cookie and token this client holds now.
     pub fn credentials(&self) -> Credentials {
         Credentials {
@@ -201,23 +363,29 @@ impl UserClient {
         }
     }
 
-    /// As a browser does: a `SESSION` cookie set with a value is kept, one
+    /// As a browser does: the session cookie set with a value is kept, one
     /// set empty (logout's `SESSION=; Max-Age=0`) is dropped.
-    fn absorb_cookie(&mut self, headers: &HeaderMap) {
+    pub fn absorb_cookie(&mut self, headers: &HeaderMap) {
+        let Some(name) = self.flow.cookie_name.clone() else {
+            return;
+        };
         for value in headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()) {
-            let Some(cookie) = SetCookie::parse(value).filter(|c| c.name == "SESSION") else {
+            let Some(cookie) = SetCookie::parse(value).filter(|c| c.name == name) else {
                 continue;
             };
             let expired = cookie.attribute("Max-Age").is_some_and(|a| a.trim() == "0");
-            self.cookie = (!cookie.value.is_empty() && !expired).then(|| format!("SESSION={}", cookie.value));
+            self.cookie = (!cookie.value.is_empty() && !expired).then(|| format!("{name}={}", cookie.value));
             self.session_set_cookie = Some(cookie);
         }
     }
 
+    /// Registers at the flow's registration path; the answer's `id`, if
+    /// any, is kept.
     pub async fn register(&mut self) -> reqwest::Result<Answer> {
-        let body = json!({"username": self.username, "password": self.password, "display_name": self.username});
-        let answer = self.post_json("/auth/register", &body).await?;
-        if answer.status == 201 {
+        let path = self.flow.register_path.clone();
+        let body = self.flow.body(&self.username, &self.password);
+        let answer = self.post_json(&path, &body).await?;
+        if (200..300).contains(&answer.status) {
             self.id = answer.json()["id"].as_str().map(str::to_owned);
         }
         Ok(answer)
@@ -225,18 +393,20 @@ impl UserClient {
 
     async fn post_json(&self, path: &str, body: &Value) -> reqwest::Result<Answer> {
         let url = format!("{}{path}", self.gateway);
-        Ok(Answer::read(self.http.post(url).json(body).send().await?).await)
+        Answer::send(self.http.post(url).json(body)).await
     }
 
     pub async fn login(&mut self) -> reqwest::Result<Answer> {
-        let body = json!({"username": self.username, "password": self.password});
+        let body = self.flow.body(&self.username, &self.password);
         self.login_with(body).await
     }
 
+    /// Logs in with `body` as it is; on 200 keeps the token and cookie.
     pub async fn login_with(&mut self, body: Value) -> reqwest::Result<Answer> {
-        let answer = self.post_json("/auth/login", &body).await?;
+        let path = self.flow.login_path.clone();
+        let answer = self.post_json(&path, &body).await?;
         if answer.status == 200 {
-            self.token = answer.json()["access_token"].as_str().map(str::to_owned);
+            self.token = self.flow.token_in(&answer);
             self.absorb_cookie(&answer.headers);
         }
         Ok(answer)
@@ -244,13 +414,37 @@ impl UserClient {
 
     /// `POST` with the given identity; cookies set by the answer are kept.
     pub async fn post(&mut self, path: &str, auth: Auth) -> reqwest::Result<Answer> {
-        let req = self.http.post(format!("{}{path}", self.gateway));
-        let answer = Answer::read(self.authorize(req, auth).send().await?).await;
+        let url = format!("{}{path}", self.gateway);
+        self.call(self.http.post(url), auth).await
+    }
+
+    /// `req` (built by the caller, any method and URL) presenting `auth`.
+    /// Like a browser, keeps the session cookie an answer sets or clears;
+    /// a 200 from the refresh path gives the new token.
+    pub async fn call(&mut self, req: reqwest::RequestBuilder, auth: Auth) -> reqwest::Result<Answer> {
+        let answer = Answer::send(self.authorize(req, auth)).await?;
         self.absorb_cookie(&answer.headers);
-        if path == "/auth/refresh" && answer.status == 200 {
-            self.token = answer.json()["access_token"].as_str().map(str::to_owned);
+        let refreshed = answer.sent.as_ref().is_some_and(|sent| {
+            self.flow
+                .refresh_path
+                .as_deref()
+                .is_some_and(|p| sent.url.strip_prefix(self.gateway.as_str()) == Some(p))
+        });
+        if refreshed && answer.status == 200 {
+            self.token = self.flow.token_in(&answer);
         }
         Ok(answer)
+    }
+
+    /// A request builder on this client's HTTP client (its timeout and
+    /// connection pool): `url` as given, or after the gateway when it is a path.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let url = if url.starts_with('/') {
+            format!("{}{url}", self.gateway)
+        } else {
+            url.to_owned()
+        };
+        self.http.request(method, url)
     }
 
     pub async fn get(&self, path: &str, auth: Auth) -> reqwest::Result<Answer> {
@@ -263,13 +457,13 @@ impl UserClient {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        Ok(Answer::read(self.authorize(req, auth).send().await?).await)
+        Answer::send(self.authorize(req, auth)).await
     }
 
     /// `GET` with a token of the caller's choosing.
     pub async fn get_with_token(&self, path: &str, token: &str) -> reqwest::Result<Answer> {
         let req = self.http.get(format!("{}{path}", self.gateway)).bearer_auth(token);
-        Ok(Answer::read(req.send().await?).await)
+        Answer::send(req).await
     }
 
     /// `method path` presenting `creds` as `auth` says (the cookie alone, or
@@ -285,7 +479,7 @@ impl UserClient {
     ) -> reqwest::Result<Answer> {
         let req = self.http.request(method, format!("{}{path}", self.gateway));
         let req = present(req, auth, creds.cookie.as_deref(), creds.token.as_deref());
-        Ok(Answer::read(req.send().await?).await)
+        Answer::send(req).await
     }
 
     fn authorize(&self, req: reqwest::RequestBuilder, auth: Auth) -> reqwest::RequestBuilder {
@@ -295,8 +489,65 @@ impl UserClient {
 
 #[cfg(test)]
 mod tests {
-    use super::{Auth, Credentials, SetCookie, UserClient};
+    use super::{Answer, Auth, Credentials, LoginFlow, SetCookie, UserClient};
     use reqwest::header::{HeaderMap, HeaderValue};
+    use serde_json::json;
+
+    fn answer(body: &str) -> Answer {
+        Answer {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: body.to_owned(),
+            sent: None,
+        }
+    }
+
+    #[test]
+    fn another_login_flow_names_its_own_fields_token_and_cookie() {
+        let flow = LoginFlow {
+            username_field: "email".into(),
+            password_field: "secret".into(),
+            token_pointer: Some("/data/jwt".into()),
+            cookie_name: Some("sid".into()),
+            ..LoginFlow::default()
+        };
+        assert_eq!(flow.body("a@b", "pw"), json!({"email": "a@b", "secret": "pw"}));
+        assert_eq!(
+            flow.token_in(&answer(r#"{"data":{"jwt":"t1"}}"#)).as_deref(),
+            Some("t1")
+        );
+        assert_eq!(flow.token_in(&answer(r#"{"access_token":"t1"}"#)), None);
+        let mut user = UserClient::with_flow("http://127.0.0.1:1", "a@b", "pw", flow);
+        let mut headers = HeaderMap::new();
+        headers.append("set-cookie", HeaderValue::from_static("SESSION=not-ours; Path=/"));
+        headers.append("set-cookie", HeaderValue::from_static("sid=ours; Path=/"));
+        user.absorb_cookie(&headers);
+        assert_eq!(user.cookie.as_deref(), Some("sid=ours"));
+        assert_eq!(
+            LoginFlow::default()
+                .token_in(&answer(r#"{"access_token":"t2"}"#))
+                .as_deref(),
+            Some("t2")
+        );
+    }
+
+    #[test]
+    fn a_failure_description_names_the_request_and_quotes_the_answer() {
+        let mut a = answer(&"é".repeat(400));
+        a.status = 502;
+        a.sent = Some(super::Sent {
+            method: reqwest::Method::POST,
+            url: "http://127.0.0.1:1/notes".into(),
+            request_id: Some("r-1".into()),
+        });
+        let said = a.describe();
+        assert!(
+            said.starts_with("POST http://127.0.0.1:1/notes (X-Request-Id r-1) was answered 502: éé"),
+            "{said}"
+        );
+        assert!(said.ends_with("… (800 bytes)"), "{said}");
+        assert_eq!(answer("").excerpt(), "<empty body>");
+    }
 
     #[test]
     fn set_cookie_attributes_are_read_case_insensitively() {

@@ -17,6 +17,7 @@ pub mod redis_stats;
 pub use gantry_registry as registry;
 pub mod stack;
 pub mod stats;
+pub mod steps;
 pub mod wait;
 
 use std::time::Duration;

@@ -1,18 +1,24 @@
 //! A bounded load driver: a fixed number of concurrent callers, for a fixed
 //! time or number of requests, recording every answer's status, latency and
-//! `X-Instance-Id`. Loopback only; it always stops by itself.
+//! the instance that answered (from `X-Instance-Id`, or the header the spec
+//! names). Loopback only; it always stops by itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::client::excerpt;
 
 /// The most requests one run may send, whatever the spec says.
 pub const MAX_REQUESTS: usize = 200_000;
 /// The longest one run may last, whatever the spec says.
 pub const MAX_DURATION: Duration = Duration::from_secs(60);
+/// The header that names the instance that answered, as Gantry's services set it.
+pub const DEFAULT_INSTANCE_HEADER: &str = "x-instance-id";
 
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
@@ -21,6 +27,8 @@ pub struct LoadSpec {
     pub concurrency: usize,
     pub duration: Duration,
     pub max_requests: usize,
+    /// The answer header that names the instance ([`DEFAULT_INSTANCE_HEADER`]).
+    pub instance_header: String,
 }
 
 impl LoadSpec {
@@ -31,7 +39,14 @@ impl LoadSpec {
             concurrency: 8,
             duration: Duration::from_secs(5),
             max_requests: MAX_REQUESTS,
+            instance_header: DEFAULT_INSTANCE_HEADER.to_owned(),
         }
+    }
+
+    /// Reads which instance answered from `name` instead of `X-Instance-Id`.
+    pub fn instance_header(mut self, name: &str) -> Self {
+        self.instance_header = name.to_owned();
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -64,6 +79,31 @@ pub struct Sample {
     /// When the request was sent, from the start of the run.
     pub sent_at: Duration,
     pub error: Option<String>,
+    /// The answer's `X-Request-Id`, for finding a failure in the logs.
+    pub request_id: Option<String>,
+    /// The start of the body of an answer that was not 2xx (2xx bodies are
+    /// not kept: a run holds many thousands).
+    pub body: Option<String>,
+}
+
+impl std::fmt::Display for Sample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sent at {:.3} s, ", self.sent_at.as_secs_f64())?;
+        match &self.error {
+            Some(e) if self.status == 0 => write!(f, "no answer ({e})")?,
+            _ => write!(f, "answered {}", self.status)?,
+        }
+        if let Some(instance) = &self.instance {
+            write!(f, " by {instance}")?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (X-Request-Id {id})")?;
+        }
+        if let Some(body) = &self.body {
+            write!(f, ": {body}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -121,6 +161,12 @@ impl LoadReport {
 
 /// Runs `spec` to completion.
 pub async fn run(spec: LoadSpec) -> LoadReport {
+    run_observed(spec, watch::Sender::new(0)).await
+}
+
+/// Runs `spec` to completion, counting finished requests in `done`, so a
+/// step can act (break an instance) once a share of them has been answered.
+pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadReport {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(spec.concurrency)
@@ -132,7 +178,7 @@ pub async fn run(spec: LoadSpec) -> LoadReport {
     let deadline = started + spec.duration;
     let workers: Vec<_> = (0..spec.concurrency)
         .map(|_| {
-            let (http, spec, issued) = (http.clone(), spec.clone(), issued.clone());
+            let (http, spec, issued, done) = (http.clone(), spec.clone(), issued.clone(), done.clone());
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < spec.max_requests {
@@ -144,18 +190,27 @@ pub async fn run(spec: LoadSpec) -> LoadReport {
                     let sample = match req.send().await {
                         Ok(resp) => {
                             let status = resp.status().as_u16();
-                            let instance = resp
-                                .headers()
-                                .get("x-instance-id")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
+                            let header = |name: &str| {
+                                resp.headers()
+                                    .get(name)
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_owned)
+                            };
+                            let instance = header(&spec.instance_header);
+                            let request_id = header("x-request-id");
                             let body = resp.bytes().await;
+                            let kept = match &body {
+                                Ok(b) if !(200..300).contains(&status) => Some(excerpt(&String::from_utf8_lossy(b))),
+                                _ => None,
+                            };
                             Sample {
                                 status: if body.is_ok() { status } else { 0 },
                                 latency: sent.elapsed(),
                                 instance,
                                 sent_at: sent - started,
                                 error: body.err().map(|e| e.to_string()),
+                                request_id,
+                                body: kept,
                             }
                         }
                         Err(e) => Sample {
@@ -164,9 +219,12 @@ pub async fn run(spec: LoadSpec) -> LoadReport {
                             instance: None,
                             sent_at: sent - started,
                             error: Some(e.to_string()),
+                            request_id: None,
+                            body: None,
                         },
                     };
                     samples.push(sample);
+                    done.send_modify(|n| *n += 1);
                 }
                 samples
             })

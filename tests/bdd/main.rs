@@ -58,7 +58,9 @@ async fn main() {
             .map(|re| Box::new(move |name: &str| re.is_match(name)) as target::NameFilter),
         tags: cli.tags_filter.take(),
     };
+    // Gantry's own steps (tests/bdd/steps) and the library's shared ones.
     let writer = GantryWorld::cucumber()
+        .steps(gantry_harness::steps::collection::<GantryWorld>())
         .max_concurrent_scenarios(MAX_CONCURRENT_SCENARIOS)
         .with_writer(
             writer::Basic::stdout()

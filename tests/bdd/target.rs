@@ -3,7 +3,6 @@
 //! run there.
 
 use std::path::Path;
-use std::time::Duration;
 
 use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::gherkin::{Feature, GherkinEnv, Rule, Scenario};
@@ -258,7 +257,6 @@ pub struct Target {
     pub admins: Vec<String>,
     pub redis_url: Option<String>,
     pub signing_seed: Option<[u8; 32]>,
-    pub check_ttl: Duration,
 }
 
 impl Target {
@@ -268,7 +266,6 @@ impl Target {
             admins: stack.gateway_admin_urls().to_vec(),
             redis_url: Some(stack.redis_url().to_owned()),
             signing_seed: Some(stack.signing_seed()),
-            check_ttl: gantry_harness::stack::DEFAULT_CHECK_TTL,
         }
     }
 
@@ -311,7 +308,6 @@ pub async fn shared() -> Target {
                     admins: admin.into_iter().collect(),
                     redis_url: redis,
                     signing_seed,
-                    check_ttl: gantry_harness::stack::DEFAULT_CHECK_TTL,
                 },
                 Mode::Managed(_) => {
                     let stack = builder()

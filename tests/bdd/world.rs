@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use gantry_common::registry::RegistryClient;
 use gantry_harness::Stack;
 use gantry_harness::client::{Answer, Credentials, UserClient};
 use gantry_harness::echo::{Echo, EchoInstance};
 use gantry_harness::load::LoadReport;
+use gantry_harness::steps::{StackWorld, StepState};
 use tokio::time::Instant;
 
 use crate::target::Target;
@@ -16,11 +18,9 @@ pub struct GantryWorld {
     /// The stack this scenario started for itself, if any.
     pub fresh: Option<Stack>,
     pub target: Option<Target>,
-    /// Users by the name the scenario gives them.
-    pub users: HashMap<String, UserClient>,
-    pub last: Option<Answer>,
-    pub answers: Vec<Answer>,
-    pub load: Option<LoadReport>,
+    /// The shared steps' state: the last answer, the answers of a batch,
+    /// users by the name the scenario gives them, the last load.
+    pub steps: StepState,
     pub request_timeout: Option<Duration>,
     pub previous_token: Option<String>,
     /// Each user's cookie and token as they were just before their last
@@ -46,6 +46,33 @@ pub struct GantryWorld {
     pub echoes: Echoes,
     /// A rogue server and its registration attempts (steps/trust.rs).
     pub rogue: Option<Rogue>,
+}
+
+/// The shared steps of `gantry_harness::steps` run on this world.
+impl StackWorld for GantryWorld {
+    fn gateway_url(&self) -> String {
+        self.gateway()
+    }
+
+    fn step_state(&mut self) -> &mut StepState {
+        &mut self.steps
+    }
+
+    fn admin_url(&mut self) -> Option<String> {
+        self.target.as_ref().and_then(|t| t.admins.first().cloned())
+    }
+
+    fn stack(&mut self) -> Option<&mut Stack> {
+        self.fresh.as_mut()
+    }
+
+    fn registry(&mut self) -> Option<RegistryClient> {
+        self.fresh.as_ref().map(Stack::registry)
+    }
+
+    fn redis_url(&mut self) -> Option<String> {
+        self.target.as_ref().and_then(|t| t.redis_url.clone())
+    }
 }
 
 /// Echo upstreams a step registered, and what the steps remember about them.
@@ -94,23 +121,29 @@ impl GantryWorld {
     }
 
     pub fn user(&self, name: &str) -> &UserClient {
-        self.users
-            .get(name)
-            .unwrap_or_else(|| panic!("no user {name:?} in this scenario"))
+        self.steps.user(name)
     }
 
     pub fn user_mut(&mut self, name: &str) -> &mut UserClient {
-        self.users
-            .get_mut(name)
-            .unwrap_or_else(|| panic!("no user {name:?} in this scenario"))
+        self.steps.user_mut(name)
+    }
+
+    /// The first user the scenario named (the one steps that need any user take).
+    pub fn any_user(&self) -> UserClient {
+        self.steps
+            .users
+            .values()
+            .next()
+            .cloned()
+            .expect("a user: log one in first (Given a logged-in user …)")
     }
 
     pub fn last(&self) -> &Answer {
-        self.last.as_ref().expect("no answer yet")
+        self.steps.last()
     }
 
-    pub fn load(&self) -> &gantry_harness::load::LoadReport {
-        self.load.as_ref().expect("no load was run")
+    pub fn load(&self) -> &LoadReport {
+        self.steps.load()
     }
 
     /// Stops this scenario's own stack gracefully.

@@ -70,7 +70,7 @@ async fn a_fresh_stack_where(w: &mut GantryWorld, gateways: String, settings: St
 #[given(regex = r#"^a registered user "(\w+)"$"#)]
 async fn a_registered_user(w: &mut GantryWorld, name: String) {
     let user = stack::register(w, &name).await;
-    w.users.insert(name, user);
+    w.steps.users.insert(name, user);
 }
 
 #[when(regex = r#"^"(\w+)" logs out by bearer$"#)]
@@ -111,7 +111,7 @@ async fn old_session(w: &mut GantryWorld, name: String, status: u16, method: Str
         answer.body
     );
     assert!(answer.error_code().is_some(), "a JSON reason: {}", answer.body);
-    w.last = Some(answer);
+    w.steps.last = Some(answer);
 }
 
 #[then(regex = r#"^the old token of "(\w+)" gets (\d+) from (/\S+)$"#)]
@@ -124,7 +124,7 @@ async fn old_token(w: &mut GantryWorld, name: String, status: u16, path: String)
         .await
         .expect("request");
     assert_eq!(answer.status, status, "{path} with the old token: {}", answer.body);
-    w.last = Some(answer);
+    w.steps.last = Some(answer);
 }
 
 #[then(regex = r#"^a refresh of "(\w+)" ends the session and its token within (\d+) seconds of the login$"#)]
@@ -147,7 +147,7 @@ async fn end_by_the_deadline(w: &mut GantryWorld, name: String, secs: u64) {
         .and_then(|v| v.parse().ok())
         .expect("the refresh set a cookie with Max-Age");
     assert!(max_age <= secs, "the refreshed cookie lives {max_age} s");
-    w.last = Some(answer);
+    w.steps.last = Some(answer);
 }
 
 #[then(regex = r#"^refreshing the session of "(\w+)" again and again is refused within (\d+) seconds$"#)]
@@ -187,7 +187,7 @@ async fn burst_of_wrong_passwords(w: &mut GantryWorld, count: usize, name: Strin
             .json(&json!({"username": username, "password": "not-the-password"}));
         async move { Answer::read(req.send().await.expect("login")).await }
     });
-    w.answers = futures_util::future::join_all(requests).await;
+    w.steps.answers = futures_util::future::join_all(requests).await;
 }
 
 #[then(
@@ -195,10 +195,10 @@ async fn burst_of_wrong_passwords(w: &mut GantryWorld, count: usize, name: Strin
 )]
 async fn answered_401_and_429(w: &mut GantryWorld, unauthorized: usize, throttled: usize, at_least: String) {
     let at_least: u64 = at_least.parse().unwrap_or(1);
-    let count = |status| w.answers.iter().filter(|a| a.status == status).count();
-    let statuses: Vec<u16> = w.answers.iter().map(|a| a.status).collect();
+    let count = |status| w.steps.answers.iter().filter(|a| a.status == status).count();
+    let statuses: Vec<u16> = w.steps.answers.iter().map(|a| a.status).collect();
     assert_eq!((count(401), count(429)), (unauthorized, throttled), "{statuses:?}");
-    for a in w.answers.iter().filter(|a| a.status == 429) {
+    for a in w.steps.answers.iter().filter(|a| a.status == 429) {
         assert_eq!(a.error_code().as_deref(), Some("too_many_attempts"), "{}", a.body);
         let wait: u64 = a
             .header("retry-after")
@@ -220,7 +220,7 @@ async fn right_password_from(w: &mut GantryWorld, name: String, from: String, st
         .expect("login");
     let answer = Answer::read(resp).await;
     assert_eq!(answer.status, status, "from {from}: {}", answer.body);
-    w.last = Some(answer);
+    w.steps.last = Some(answer);
 }
 
 #[when(regex = r"^(\d+) logins of unknown users arrive at once$")]
@@ -233,12 +233,12 @@ async fn login_flood(w: &mut GantryWorld, count: usize) {
             .json(&json!({"username": unique("ghost"), "password": "any-password"}));
         async move { Answer::read(req.send().await.expect("login")).await }
     });
-    w.answers = futures_util::future::join_all(requests).await;
+    w.steps.answers = futures_util::future::join_all(requests).await;
 }
 
 #[then(regex = r#"^every answer is 401 or 503, and the 503s say "(\w+)" with Retry-After$"#)]
 async fn only_401_or_503(w: &mut GantryWorld, code: String) {
-    for a in &w.answers {
+    for a in &w.steps.answers {
         match a.status {
             401 => assert_eq!(a.error_code().as_deref(), Some("invalid_credentials"), "{}", a.body),
             503 => {
@@ -252,8 +252,8 @@ async fn only_401_or_503(w: &mut GantryWorld, code: String) {
 
 #[then(regex = r"^at least one answer is (\d+)$")]
 async fn at_least_one(w: &mut GantryWorld, status: u16) {
-    let n = w.answers.iter().filter(|a| a.status == status).count();
-    let others = w.answers.len() - n;
+    let n = w.steps.answers.iter().filter(|a| a.status == status).count();
+    let others = w.steps.answers.len() - n;
     println!("    {n} answers {status}, {others} others");
     assert!(n >= 1, "no answer was {status}");
 }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use cucumber::{given, then, when};
-use gantry_harness::client::Auth;
 use gantry_harness::metrics::Scrape;
 use gantry_harness::raw::{read_response, read_to_close};
 use tokio::io::AsyncWriteExt;
@@ -144,18 +143,6 @@ async fn admin_readyz(w: &mut GantryWorld) {
     let body: serde_json::Value = r.json().await.expect("a JSON body");
     assert!(body["instances"]["user"].as_u64().is_some_and(|n| n >= 1), "{body}");
     assert!(body["problems"].as_array().is_some_and(Vec::is_empty), "{body}");
-}
-
-#[when(regex = r"^user instance (\d+) is killed$")]
-async fn killed(w: &mut GantryWorld, n: usize) {
-    let i = n.checked_sub(1).expect("user instances count from 1");
-    w.stack().users_mut()[i].kill().await.expect("SIGKILL");
-}
-
-#[when(regex = r#"^"(\w+)" calls (/\S+) by bearer$"#)]
-async fn calls_by_bearer(w: &mut GantryWorld, name: String, path: String) {
-    let answer = w.user(&name).get(&path, Auth::Bearer).await.expect("request");
-    w.last = Some(answer);
 }
 
 #[then("the answer is a 5xx JSON error naming no instance, address or system error")]

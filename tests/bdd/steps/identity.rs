@@ -25,7 +25,7 @@ fn auth(by: &str) -> Auth {
 async fn gets(w: &mut GantryWorld, name: String, status: u16, path: String, by: String) {
     let answer = w.user(&name).get(&path, auth(&by)).await.expect("request");
     assert_eq!(answer.status, status, "{path} by {by}: {}", answer.body);
-    w.last = Some(answer);
+    w.steps.last = Some(answer);
 }
 
 #[then(regex = r#"^"(\w+)" gets (\d+) from (/\S+) by (session|bearer), eventually$"#)]
@@ -35,7 +35,7 @@ async fn gets_eventually(w: &mut GantryWorld, name: String, status: u16, path: S
     loop {
         if let Ok(answer) = user.get(&path, auth(&by)).await {
             let done = answer.status == status;
-            w.last = Some(answer);
+            w.steps.last = Some(answer);
             if done {
                 return;
             }
@@ -43,7 +43,7 @@ async fn gets_eventually(w: &mut GantryWorld, name: String, status: u16, path: S
         assert!(
             tokio::time::Instant::now() < deadline,
             "{path} by {by} never answered {status}; last: {:?}",
-            w.last.as_ref().map(|a| (a.status, a.body.clone()))
+            w.steps.last.as_ref().map(|a| (a.status, a.body.clone()))
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -140,9 +140,10 @@ async fn many_calls(w: &mut GantryWorld, name: String, times: usize) {
         .await
         .expect("INFO commandstats");
     let user = w.user(&name).clone();
-    w.answers.clear();
+    w.steps.answers.clear();
     for _ in 0..times {
-        w.answers
+        w.steps
+            .answers
             .push(user.get("/users/me", Auth::Session).await.expect("request"));
     }
 }
@@ -154,11 +155,11 @@ async fn at_most_lookups(w: &mut GantryWorld, most: u64) {
         .await
         .expect("INFO commandstats");
     let lookups = after - w.hget_before;
-    println!("    {} requests by session cost {lookups} HGETs", w.answers.len());
+    println!("    {} requests by session cost {lookups} HGETs", w.steps.answers.len());
     assert!(
         lookups <= most,
         "{lookups} session lookups for {} requests",
-        w.answers.len()
+        w.steps.answers.len()
     );
 }
 
@@ -333,11 +334,6 @@ async fn names_the_user(w: &mut GantryWorld, name: String) {
     assert!(instance.starts_with("user-"), "X-Instance-Id {instance:?}");
 }
 
-#[then(regex = r"^the answer is (\d+)$")]
-async fn the_answer_is(w: &mut GantryWorld, status: u16) {
-    assert_eq!(w.last().status, status, "{}", w.last().body);
-}
-
 #[then(regex = r"^the answer is (\d+) with a Bearer challenge$")]
 async fn with_challenge(w: &mut GantryWorld, status: u16) {
     let last = w.last();
@@ -394,7 +390,7 @@ async fn forged_token(w: &mut GantryWorld, name: String, forgery: String) {
         "garbage" => "not-a-jwt".to_owned(),
         other => panic!("unknown forgery {other:?}"),
     };
-    w.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
+    w.steps.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
 }
 
 fn valid_claims(sub: &Option<String>) -> Claims {
@@ -440,13 +436,13 @@ async fn signed_by_stack(w: &mut GantryWorld, name: String, claims: String) {
         // Valid claims, but without the access-token type (`typ: JWT`).
         "untyped" => {
             let token = Signer::ed25519(seed).sign_with_header(jsonwebtoken::Header::default(), &c);
-            w.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
+            w.steps.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
             return;
         }
         other => panic!("unknown claims {other:?}"),
     }
     let token = Signer::ed25519(seed).sign_as(kind, &c);
-    w.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
+    w.steps.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
 }
 
 #[when("auth's signing key is rotated")]
@@ -458,6 +454,6 @@ async fn rotate(w: &mut GantryWorld) {
 async fn different_kid(w: &mut GantryWorld) {
     let kid = |t: &str| jwt::KeySet::kid_of(t).expect("a kid");
     let old = w.previous_token.clone().expect("an earlier token");
-    let new = w.users.values().next().and_then(|u| u.token.clone()).expect("a token");
+    let new = w.any_user().token.expect("a token");
     assert_ne!(kid(&old), kid(&new));
 }

@@ -1,30 +1,9 @@
 //! Hostile and malformed input.
 
 use cucumber::when;
-use gantry_harness::client::{Answer, Auth};
+use gantry_harness::client::Answer;
 
 use crate::world::GantryWorld;
-
-#[when(regex = r#"^"(\w+)" calls (/\S+) by bearer with header "([\w-]+)" set to "(\w+)"$"#)]
-async fn with_header(w: &mut GantryWorld, name: String, path: String, header: String, value: String) {
-    let a = w
-        .user(&name)
-        .get_with(&path, Auth::Bearer, &[(&header, &value)])
-        .await
-        .expect("request");
-    w.last = Some(a);
-}
-
-#[when(regex = r#"^an anonymous caller calls (/\S+) with header "([\w-]+)" set to "(\w+)"$"#)]
-async fn anonymous_with_header(w: &mut GantryWorld, path: String, header: String, value: String) {
-    let r = reqwest::Client::new()
-        .get(format!("{}{path}", w.gateway()))
-        .header(header, value)
-        .send()
-        .await
-        .expect("request");
-    w.last = Some(Answer::read(r).await);
-}
 
 #[when(regex = r"^an anonymous caller sends (.+)$")]
 async fn sends(w: &mut GantryWorld, request: String) {
@@ -53,7 +32,7 @@ async fn sends(w: &mut GantryWorld, request: String) {
         "a request to an unknown route" => http.get(format!("{gw}/no/such/route")),
         other => panic!("unknown request {other:?}"),
     };
-    w.last = Some(Answer::read(req.send().await.expect("request")).await);
+    w.steps.last = Some(Answer::read(req.send().await.expect("request")).await);
 }
 
 #[cucumber::then(regex = r"^the answer is (\d+) with a JSON error$")]

@@ -37,14 +37,14 @@ async fn refreshes_race(w: &mut GantryWorld, count: usize, name: String) {
         let req = c.post(&url).header("cookie", &cookie);
         async move { Answer::read(req.send().await.expect("refresh")).await }
     });
-    w.answers = futures_util::future::join_all(refreshes).await;
+    w.steps.answers = futures_util::future::join_all(refreshes).await;
     w.before.insert(name, copy);
 }
 
 #[then(regex = r"^exactly one of the refreshes gets a new session and the others get 401$")]
 async fn exactly_one_refresh_wins(w: &mut GantryWorld) {
-    let statuses: Vec<u16> = w.answers.iter().map(|a| a.status).collect();
-    let winners: Vec<_> = w.answers.iter().filter(|a| a.status == 200).collect();
+    let statuses: Vec<u16> = w.steps.answers.iter().map(|a| a.status).collect();
+    let winners: Vec<_> = w.steps.answers.iter().filter(|a| a.status == 200).collect();
     assert_eq!(winners.len(), 1, "one session, one successor: {statuses:?}");
     assert!(statuses.iter().all(|s| matches!(s, 200 | 401)), "{statuses:?}");
     let cookie = winners[0]

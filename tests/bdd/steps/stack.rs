@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cucumber::{given, then, when};
+use cucumber::{given, when};
 use gantry_harness::StackBuilder;
 use gantry_harness::client::{Auth, UserClient};
 
@@ -77,7 +77,7 @@ async fn a_logged_in_user(w: &mut GantryWorld, name: String) {
         user.token.is_some() && user.cookie.is_some(),
         "login gives a token and a session"
     );
-    w.users.insert(name, user);
+    w.steps.users.insert(name, user);
 }
 
 #[when(regex = r#"^"(\w+)" logs in again$"#)]
@@ -162,10 +162,4 @@ async fn registry_starts(w: &mut GantryWorld) {
         async move { client.leader().await.is_ok() }
     })
     .await;
-}
-
-#[then("the gateway is healthy")]
-async fn gateway_healthy(w: &mut GantryWorld) {
-    let r = reqwest::get(format!("{}/healthz", w.gateway())).await.expect("healthz");
-    assert_eq!(r.status(), 200);
 }

@@ -125,7 +125,7 @@ async fn calls_with_headers(w: &mut GantryWorld, step: &Step, name: String, path
         .collect();
     let auth = if how == "session" { Auth::Session } else { Auth::Bearer };
     let answer = w.user(&name).get_with(&path, auth, &headers).await.expect("request");
-    w.last = Some(answer);
+    w.steps.last = Some(answer);
 }
 
 #[then(regex = r#"^the answer came from echo upstream "([\w-]+)" and is what it received$"#)]
@@ -227,7 +227,7 @@ async fn sends_requests(w: &mut GantryWorld, step: &Step, name: String) {
     let gateway = w.gateway();
     let http = reqwest::Client::new();
     let mut sent = Vec::new();
-    w.answers.clear();
+    w.steps.answers.clear();
     for row in table.rows.iter().skip(1) {
         let (method, path, body) = (row[0].clone(), row[1].clone(), row[2].clone());
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
@@ -235,15 +235,7 @@ async fn sends_requests(w: &mut GantryWorld, step: &Step, name: String) {
         if !body.is_empty() {
             req = req.header("content-type", "application/json").body(body.clone());
         }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        w.answers.push(Answer {
-            status,
-            headers,
-            body: text,
-        });
+        w.steps.answers.push(Answer::send(req).await.expect("request"));
         sent.push((method, path, body));
     }
     w.echoes.sent = sent;
@@ -270,7 +262,7 @@ async fn reached_unchanged(w: &mut GantryWorld, id: String) {
             assert_eq!(got.header("content-type"), Some("application/json"), "{what}");
         }
     }
-    for (a, got) in w.answers.iter().zip(arrived) {
+    for (a, got) in w.steps.answers.iter().zip(arrived) {
         assert_eq!(a.status, 200, "{}", a.body);
         assert_eq!(Received::from_json(&a.body).ok().as_ref(), Some(got));
     }
@@ -287,9 +279,11 @@ async fn one_at_a_time(w: &mut GantryWorld, name: String, n: usize, path: String
         .map(|i| (i.id().to_owned(), (i.echo.requests(), i.echo.closed_unanswered())))
         .collect();
     let user = w.user(&name).clone();
-    w.answers.clear();
+    w.steps.answers.clear();
     for _ in 0..n {
-        w.answers.push(user.get(&path, Auth::Bearer).await.expect("request"));
+        w.steps
+            .answers
+            .push(user.get(&path, Auth::Bearer).await.expect("request"));
     }
 }
 
@@ -349,27 +343,6 @@ async fn set_check(w: &mut GantryWorld, id: String, how: String) {
         .expect("the registry takes the check update");
 }
 
-#[then(regex = r#"^the registry lists "([\w-]+)" of "(\w+)" as (passing|critical)$"#)]
-async fn registry_lists(w: &mut GantryWorld, id: String, service: String, state: String) {
-    let registry = w.stack().registry();
-    let all = registry
-        .health_service(&service, false, None, Duration::ZERO)
-        .await
-        .expect("a health query");
-    let passing = registry
-        .health_service(&service, true, None, Duration::ZERO)
-        .await
-        .expect("a ?passing health query");
-    assert!(all.value.iter().any(|i| i.id == id), "{id} is not registered");
-    let is_passing = passing.value.iter().any(|i| i.id == id);
-    assert_eq!(
-        is_passing,
-        state == "passing",
-        "{id} is not {state}: {:?}",
-        passing.value
-    );
-}
-
 #[then(regex = r#"^the gateway drops "([\w-]+)" from its instances of "(\w+)"$"#)]
 async fn gateway_drops(w: &mut GantryWorld, id: String, service: String) {
     let what = format!("the gateway to drop {id} from {service}");
@@ -380,7 +353,7 @@ async fn gateway_drops(w: &mut GantryWorld, id: String, service: String) {
 async fn received_share(w: &mut GantryWorld, id: String, share: String) {
     let (before, _) = w.echoes.before.get(&id).copied().expect("requests counted before");
     let got = echo(w, &id).echo.requests() - before;
-    let sent = w.answers.len();
+    let sent = w.steps.answers.len();
     assert!(sent > 0, "no requests were sent");
     let expected = if share == "none" { 0 } else { sent };
     assert_eq!(got, expected, "{id} received {got} of the {sent} requests");

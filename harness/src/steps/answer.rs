@@ -1,0 +1,182 @@
+//! Checks of the last answer: its status, a value in its JSON body (by an
+//! RFC 6901 JSON pointer), a header, its body's text; and of every answer
+//! since the last batch started (load samples included).
+
+use cucumber::step::{Collection, Context};
+use serde_json::Value;
+
+use super::StackWorld;
+use super::args::{Args, StepFuture, here, re};
+use crate::client::Answer;
+
+pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
+    steps
+        .then(here!(), re(r"^the status is (?P<status>\d{3})$"), status::<W>)
+        .then(
+            here!(),
+            re(r#"^the JSON at "(?P<pointer>[^"]*)" (?P<check>exists|is absent|is (?P<value>.+))$"#),
+            json_at::<W>,
+        )
+        .then(
+            here!(),
+            re(r#"^the header "(?P<name>[^"]+)" (?P<check>exists|is absent|is "(?P<value>[^"]*)"|contains "(?P<part>[^"]*)")$"#),
+            header::<W>,
+        )
+        .then(
+            here!(),
+            re(r#"^the body (?P<not>does not contain|contains) "(?P<text>.*)"$"#),
+            body::<W>,
+        )
+        .then(here!(), re(r"^every answer is (?P<status>\d{3})$"), every::<W>)
+}
+
+fn status<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let want: u16 = Args::new(ctx).num("status");
+        let last = w.step_state().last();
+        assert_eq!(last.status, want, "expected {want}, but {}", last.describe());
+    })
+}
+
+/// What a JSON check expects, from the step's words.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonCheck {
+    Exists,
+    Absent,
+    Is(Value),
+}
+
+impl JsonCheck {
+    /// `exists`, `is absent`, or `is <a JSON value>` (`"text"`, `3`,
+    /// `true`, `null`, `[1, 2]`, `{"a": 1}`).
+    pub fn parse(check: &str, value: Option<&str>) -> Result<Self, String> {
+        match (check, value) {
+            ("exists", _) => Ok(Self::Exists),
+            ("is absent", _) => Ok(Self::Absent),
+            (_, Some(value)) => serde_json::from_str(value).map(Self::Is).map_err(|e| {
+                format!("{value:?} is not a JSON value ({e}): write strings in quotes, e.g. is \"{value}\"")
+            }),
+            _ => Err(format!("{check:?} is not exists, is absent or is <JSON>")),
+        }
+    }
+
+    /// Whether `found` (the value at the pointer, if any) passes; `Err` says why not.
+    pub fn check(&self, pointer: &str, found: Option<&Value>) -> Result<(), String> {
+        match (self, found) {
+            (Self::Exists, Some(_)) | (Self::Absent, None) => Ok(()),
+            (Self::Is(want), Some(got)) if want == got => Ok(()),
+            (Self::Exists, None) => Err(format!("nothing at {pointer:?}")),
+            (Self::Absent, Some(got)) => Err(format!("{pointer:?} is {got}, expected nothing there")),
+            (Self::Is(want), Some(got)) => Err(format!("{pointer:?} is {got}, expected {want}")),
+            (Self::Is(want), None) => Err(format!("nothing at {pointer:?}, expected {want}")),
+        }
+    }
+}
+
+fn json_at<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let pointer = args.opt("pointer").unwrap_or_default();
+        let check = JsonCheck::parse(args.get("check"), args.opt("value")).unwrap_or_else(|e| panic!("{e}"));
+        let last = w.step_state().last();
+        let body: Value = serde_json::from_str(&last.body)
+            .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {}", last.describe()));
+        if let Err(why) = check.check(pointer, body.pointer(pointer)) {
+            panic!("{why}: {}", last.describe());
+        }
+    })
+}
+
+fn header<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let name = args.get("name");
+        let last = w.step_state().last();
+        let got = last.header(name);
+        let ok = match (args.get("check"), got) {
+            ("exists", found) => found.is_some(),
+            ("is absent", found) => found.is_none(),
+            (check, Some(v)) if check.starts_with("contains") => v.contains(args.opt("part").unwrap_or_default()),
+            (_, Some(v)) => v == args.opt("value").unwrap_or_default(),
+            (_, None) => false,
+        };
+        assert!(
+            ok,
+            "expected the header {name:?} {}, it is {got:?}: {}",
+            args.get("check"),
+            last.describe()
+        );
+    })
+}
+
+fn body<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let text = args.opt("text").unwrap_or_default();
+        let wanted = args.get("not") == "contains";
+        let last = w.step_state().last();
+        assert_eq!(
+            last.body.contains(text),
+            wanted,
+            "expected the body to {} {text:?}: {}",
+            args.get("not"),
+            last.describe()
+        );
+    })
+}
+
+fn every<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let want: u16 = Args::new(ctx).num("status");
+        let state = w.step_state();
+        if let Some(report) = &state.load {
+            let off: Vec<_> = report.samples.iter().filter(|s| s.status != want).collect();
+            assert!(
+                off.is_empty(),
+                "{} of {} load requests were not answered {want}; first: {}",
+                off.len(),
+                report.samples.len(),
+                off[0]
+            );
+        }
+        let off: Vec<&Answer> = state.answers.iter().filter(|a| a.status != want).collect();
+        assert!(
+            off.is_empty(),
+            "{} of {} answers were not {want}; first: {}",
+            off.len(),
+            state.answers.len(),
+            off.first().map(|a| a.describe()).unwrap_or_default()
+        );
+        assert!(
+            state.load.is_some() || !state.answers.is_empty(),
+            "no requests were made"
+        );
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonCheck;
+    use serde_json::json;
+
+    #[test]
+    fn json_checks_compare_values_not_text() {
+        let body = json!({"user": {"name": "alice", "roles": ["a"], "n": 3}});
+        let at = |p: &str| body.pointer(p);
+        let is = |v: &str| JsonCheck::parse("is", Some(v)).unwrap();
+        assert!(is("\"alice\"").check("/user/name", at("/user/name")).is_ok());
+        assert!(is("3").check("/user/n", at("/user/n")).is_ok());
+        assert!(
+            is("3.0").check("/user/n", at("/user/n")).is_err(),
+            "3 and 3.0 differ in JSON"
+        );
+        assert!(is("[\"a\"]").check("/user/roles", at("/user/roles")).is_ok());
+        assert!(is("\"a\"").check("/user/roles/0", at("/user/roles/0")).is_ok());
+        assert!(JsonCheck::Exists.check("/user", at("/user")).is_ok());
+        assert!(JsonCheck::Absent.check("/user/x", at("/user/x")).is_ok());
+        let e = JsonCheck::Absent.check("/user/n", at("/user/n")).unwrap_err();
+        assert!(e.contains("is 3"), "{e}");
+        let e = JsonCheck::parse("is", Some("alice")).unwrap_err();
+        assert!(e.contains("write strings in quotes"), "{e}");
+    }
+}

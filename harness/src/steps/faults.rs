@@ -1,0 +1,219 @@
+//! Breaking and mending one instance of a service, by the service's name and
+//! the instance's 1-based index: `When instance 2 of "greeter" is killed`.
+//! The steps go through [`Faults`], which a [`Stack`] implements, so a world
+//! whose stack is run some other way can implement it too.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use cucumber::step::{Collection, Context};
+
+use super::StackWorld;
+use super::args::{Args, StepFuture, here, re};
+use crate::process::Process;
+use crate::{HarnessError, Stack};
+
+/// What can be done to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL: gone at once, connections reset, nothing deregistered.
+    Kill,
+    /// SIGTERM and a graceful exit (it deregisters on the way out).
+    Stop,
+    /// SIGSTOP: hung, its sockets open and silent.
+    Pause,
+    /// SIGCONT after a pause.
+    Resume,
+    /// Stopped and started again with the same ports and environment.
+    Restart,
+    /// Started again after a kill or stop.
+    StartAgain,
+}
+
+impl Fault {
+    /// The words a step uses for it: `is killed`, `killed`, `starts again`, ….
+    pub fn from_words(words: &str) -> Option<Self> {
+        Some(match words.trim_start_matches("is ") {
+            "killed" => Self::Kill,
+            "stopped" => Self::Stop,
+            "paused" => Self::Pause,
+            "resumed" | "resumes" => Self::Resume,
+            "restarted" => Self::Restart,
+            "started again" | "starts again" => Self::StartAgain,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a fault could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("there is no instance {n} of {service:?}: it has {count} (instances count from 1)")]
+    NoSuchInstance { service: String, n: usize, count: usize },
+    #[error("the stack has no service {service:?} to break; it has {known}")]
+    UnknownService { service: String, known: String },
+    #[error("{fault:?} of instance {n} of {service:?} failed: {source}")]
+    Harness {
+        fault: Fault,
+        service: String,
+        n: usize,
+        // Boxed: the harness's error is large, and this one is returned often.
+        #[source]
+        source: Box<HarnessError>,
+    },
+}
+
+/// The future of [`Faults::inflict`].
+pub type FaultFuture<'a> = Pin<Box<dyn Future<Output = Result<(), FaultError>> + 'a>>;
+
+/// Instances a step can address by service name and 1-based index.
+pub trait Faults {
+    /// The id instance `n` of `service` registers and answers as (what its
+    /// instance header says), e.g. `user-2`.
+    fn instance_id(&self, service: &str, n: usize) -> Result<String, FaultError>;
+
+    /// Does `fault` to instance `n` of `service`; returns once it is done
+    /// (a kill reaped, a stop exited), not once the instance is ready again.
+    fn inflict<'a>(&'a mut self, service: &'a str, n: usize, fault: Fault) -> FaultFuture<'a>;
+}
+
+/// The services of today's [`Stack`] that faults can address.
+const STACK_SERVICES: &str = "\"user\", \"gateway\", \"redis\" and \"registry\" (instance 1)";
+
+/// The processes of `service` in `stack`.
+fn instances_mut<'s>(stack: &'s mut Stack, service: &str) -> Result<&'s mut [Process], FaultError> {
+    match service {
+        "user" => Ok(stack.users_mut()),
+        "gateway" => Ok(stack.gateways_mut()),
+        _ => Err(FaultError::UnknownService {
+            service: service.to_owned(),
+            known: STACK_SERVICES.to_owned(),
+        }),
+    }
+}
+
+fn nth<'a, T>(items: &'a mut [T], service: &str, n: usize) -> Result<&'a mut T, FaultError> {
+    let count = items.len();
+    n.checked_sub(1)
+        .and_then(|i| items.get_mut(i))
+        .ok_or_else(|| FaultError::NoSuchInstance {
+            service: service.to_owned(),
+            n,
+            count,
+        })
+}
+
+// Written against today's `users_mut`/`gateways_mut`; `Stack::instance_mut`
+// replaces them when services of any name land.
+impl Faults for Stack {
+    fn instance_id(&self, service: &str, n: usize) -> Result<String, FaultError> {
+        match service {
+            "user" | "gateway" => {
+                let id = format!("{service}-{n}");
+                let count = match service {
+                    "user" => self.user_addrs().len(),
+                    _ => self.gateway_urls().len(),
+                };
+                if n == 0 || n > count {
+                    return Err(FaultError::NoSuchInstance {
+                        service: service.to_owned(),
+                        n,
+                        count,
+                    });
+                }
+                Ok(id)
+            }
+            _ => Err(FaultError::UnknownService {
+                service: service.to_owned(),
+                known: STACK_SERVICES.to_owned(),
+            }),
+        }
+    }
+
+    fn inflict<'a>(&'a mut self, service: &'a str, n: usize, fault: Fault) -> FaultFuture<'a> {
+        Box::pin(async move {
+            let failed = |source| FaultError::Harness {
+                fault,
+                service: service.to_owned(),
+                n,
+                source: Box::new(source),
+            };
+            if matches!(service, "redis" | "registry") {
+                let component = match service {
+                    "redis" => self.redis_mut(),
+                    _ => self.registry_mut(),
+                };
+                let mut one: Vec<_> = component.into_iter().collect();
+                let component = nth(&mut one, service, n)?;
+                let done = match fault {
+                    Fault::Kill => component.kill().await,
+                    Fault::Stop => component.stop().await,
+                    Fault::Pause => component.pause().await,
+                    Fault::Resume => component.resume().await,
+                    Fault::Restart => match component.stop().await {
+                        Ok(()) => component.start_again().await,
+                        Err(e) => Err(e),
+                    },
+                    Fault::StartAgain => component.start_again().await,
+                };
+                return done.map_err(failed);
+            }
+            let process = nth(instances_mut(self, service)?, service, n)?;
+            let done = match fault {
+                Fault::Kill => process.kill().await,
+                Fault::Stop => process.stop().await,
+                Fault::Pause => process.pause(),
+                Fault::Resume => process.resume(),
+                Fault::Restart => process.restart().await,
+                Fault::StartAgain => process.start_again(),
+            };
+            done.map_err(failed)
+        })
+    }
+}
+
+pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
+    let pattern = re(
+        r#"^instance (?P<n>\d+) of "(?P<service>[^"]+)" (?P<fault>is killed|is stopped|is paused|is resumed|resumes|is restarted|starts again)$"#,
+    );
+    steps
+        .given(here!(), pattern.clone(), fault_step::<W>)
+        .when(here!(), pattern, fault_step::<W>)
+}
+
+/// The world's [`Faults`], or a panic saying the step needs them.
+pub(super) fn faults_of<W: StackWorld>(w: &mut W) -> &mut dyn Faults {
+    w.faults()
+        .expect("this step breaks instances: it needs a stack the harness runs (StackWorld::stack or ::faults)")
+}
+
+/// Does `fault` (in a step's words) to instance `n` of `service`.
+pub(super) async fn inflict<W: StackWorld>(w: &mut W, service: &str, n: usize, words: &str) {
+    let fault = Fault::from_words(words).unwrap_or_else(|| panic!("{words:?} is not a fault"));
+    faults_of(w)
+        .inflict(service, n, fault)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn fault_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        inflict(w, args.get("service"), args.num("n"), args.get("fault")).await;
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fault;
+
+    #[test]
+    fn the_words_of_the_steps_name_the_faults() {
+        assert_eq!(Fault::from_words("is killed"), Some(Fault::Kill));
+        assert_eq!(Fault::from_words("killed"), Some(Fault::Kill));
+        assert_eq!(Fault::from_words("resumes"), Some(Fault::Resume));
+        assert_eq!(Fault::from_words("starts again"), Some(Fault::StartAgain));
+        assert_eq!(Fault::from_words("is restarted"), Some(Fault::Restart));
+        assert_eq!(Fault::from_words("is deleted"), None);
+    }
+}

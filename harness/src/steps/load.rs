@@ -1,0 +1,178 @@
+//! Load, and how it was answered: `When 400 requests are sent to /hello with
+//! 8 concurrent callers while instance 2 of "greeter" is killed`, then
+//! `Then no request failed` and `Then the answers are spread evenly over 3
+//! instances by a chi-square test`. Which instance answered comes from the
+//! header [`StepConfig::instance_header`] names.
+//!
+//! [`StepConfig::instance_header`]: super::StepConfig::instance_header
+
+use std::collections::BTreeMap;
+
+use cucumber::step::{Collection, Context};
+use tokio::sync::watch;
+
+use super::StackWorld;
+use super::args::{Args, StepFuture, here, re};
+use super::faults::{faults_of, inflict};
+use super::http::{auth_for, url_of};
+use crate::client::Auth;
+use crate::load::{self, LoadSpec, MAX_DURATION};
+use crate::stats::EvenSplit;
+
+/// The share of a load's requests answered before its fault: traffic runs
+/// before, during and after it.
+const FAULT_AFTER_SHARE: usize = 3;
+
+pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
+    steps
+        .when(
+            here!(),
+            re(
+                r#"^(?P<n>\d+) requests are sent to (?P<target>\S+) with (?P<callers>\d+) concurrent callers?(?: as "(?P<user>[^"]+)")?(?: while instance (?P<instance>\d+) of "(?P<service>[^"]+)" is (?P<fault>killed|stopped|paused|restarted))?$"#,
+            ),
+            sent::<W>,
+        )
+        .then(here!(), re(r"^no request failed$"), none_failed::<W>)
+        .then(
+            here!(),
+            re(r"^the answers are spread evenly over (?P<n>\d+) instances by a chi-square test$"),
+            spread::<W>,
+        )
+        .then(
+            here!(),
+            re(r"^the answers came from (?P<n>\d+) instances?$"),
+            came_from::<W>,
+        )
+        .then(
+            here!(),
+            re(r#"^no answer came from (?:instance (?P<n>\d+) of "(?P<service>[^"]+)"|"(?P<id>[^"]+)")$"#),
+            none_from::<W>,
+        )
+}
+
+/// The load a step describes, presenting the user's token or cookie.
+fn spec<W: StackWorld>(w: &mut W, target: &str, user: Option<&str>) -> LoadSpec {
+    let config = w.step_config();
+    let mut spec = LoadSpec::get(url_of(w, target)).instance_header(&config.instance_header);
+    if let Some(name) = user {
+        let auth = auth_for(w, name, None);
+        let creds = w.step_state().user(name).credentials();
+        spec = match (auth, creds.token, creds.cookie) {
+            (Auth::Bearer, Some(token), _) => spec.header("authorization", &format!("Bearer {token}")),
+            (Auth::Session, _, Some(cookie)) => spec.header("cookie", &cookie),
+            (auth, ..) => panic!("{name:?} holds nothing to present as {auth:?}: log them in first"),
+        };
+    }
+    spec
+}
+
+fn sent<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let n: usize = args.num("n");
+        let spec = spec(w, args.get("target"), args.opt("user"))
+            .requests(n)
+            .concurrency(args.num("callers"))
+            .duration(MAX_DURATION);
+        let url = spec.url.clone();
+        let report = match args.opt("fault") {
+            None => load::run(spec).await,
+            Some(fault) => {
+                let (service, instance) = (args.get("service"), args.num("instance"));
+                // Fail before any load when the instance does not exist.
+                faults_of(w)
+                    .instance_id(service, instance)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let (done, mut answered) = watch::channel(0);
+                let running = tokio::spawn(load::run_observed(spec, done));
+                let share = n / FAULT_AFTER_SHARE;
+                if answered.wait_for(|count| *count >= share).await.is_err() {
+                    // The load ended before: its report says why.
+                    let report = running.await.expect("the load task");
+                    panic!("the load ended before {share} answers: {}", report.summary());
+                }
+                inflict(w, service, instance, fault).await;
+                running.await.expect("the load task")
+            }
+        };
+        println!("    GET {url}: {}", report.summary());
+        assert_eq!(
+            report.samples.len(),
+            n,
+            "GET {url}: the load stopped early (it may last {MAX_DURATION:?}): {}",
+            report.summary()
+        );
+        let state = w.step_state();
+        state.answers.clear();
+        state.load = Some(report);
+    })
+}
+
+fn none_failed<W: StackWorld>(w: &mut W, _: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let report = w.step_state().load();
+        let failures = report.failures();
+        let first: Vec<String> = failures.iter().take(3).map(|s| s.to_string()).collect();
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed; the first: {}",
+            failures.len(),
+            report.samples.len(),
+            first.join("; ")
+        );
+    })
+}
+
+/// Answers per instance of the last load (or of the answers, when no load ran).
+fn by_instance<W: StackWorld>(w: &mut W) -> BTreeMap<String, usize> {
+    let header = w.step_config().instance_header;
+    let state = w.step_state();
+    if let Some(report) = &state.load {
+        return report.by_instance();
+    }
+    let mut out = BTreeMap::new();
+    for a in &state.answers {
+        *out.entry(a.header(&header).unwrap_or("<none>").to_owned()).or_default() += 1;
+    }
+    assert!(!out.is_empty(), "no requests were made");
+    out
+}
+
+fn spread<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let instances: usize = Args::new(ctx).num("n");
+        let significance = w.step_config().significance;
+        let by = by_instance(w);
+        assert_eq!(
+            by.len(),
+            instances,
+            "expected answers from {instances} instances: {by:?}"
+        );
+        let counts: Vec<usize> = by.values().copied().collect();
+        let verdict = EvenSplit::test(&counts, significance).unwrap_or_else(|e| panic!("{e}: {by:?}"));
+        println!("    split {by:?}: {verdict}");
+        assert!(verdict.is_even(), "uneven: {by:?}, {verdict}");
+    })
+}
+
+fn came_from<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let n: usize = Args::new(ctx).num("n");
+        let by = by_instance(w);
+        assert_eq!(by.len(), n, "expected answers from {n} instances: {by:?}");
+    })
+}
+
+fn none_from<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let id = match args.opt("id") {
+            Some(id) => id.to_owned(),
+            None => faults_of(w)
+                .instance_id(args.get("service"), args.num("n"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        };
+        let by = by_instance(w);
+        assert!(!by.contains_key(&id), "{id} answered {} times: {by:?}", by[&id]);
+    })
+}

@@ -1,0 +1,98 @@
+//! Named users: registered and logged in as the configured [`LoginFlow`]
+//! says (Gantry's by default), then used by `as "alice"` in other steps,
+//! which present their bearer token or their session cookie.
+//!
+//! [`LoginFlow`]: crate::client::LoginFlow
+
+use cucumber::step::{Collection, Context};
+
+use super::StackWorld;
+use super::args::{Args, StepFuture, here, re};
+use crate::client::{Auth, UserClient};
+
+pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
+    let register = re(r#"^a user "(?P<name>[^"]+)" with password "(?P<password>[^"]*)" is registered$"#);
+    let login = re(r#"^"(?P<name>[^"]+)" (?:is logged|logs) in(?: with password "(?P<password>[^"]*)")?$"#);
+    let carry = re(r#"^requests as "(?P<name>[^"]+)" carry (?:the|their) (?P<what>bearer token|session cookie)$"#);
+    steps
+        .given(here!(), register.clone(), registered::<W>)
+        .when(here!(), register, registered::<W>)
+        .given(here!(), login.clone(), logged_in::<W>)
+        .when(here!(), login, logged_in::<W>)
+        .given(here!(), carry.clone(), carry_step::<W>)
+        .when(here!(), carry, carry_step::<W>)
+}
+
+fn registered<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let (name, password) = (args.get("name"), args.opt("password").unwrap_or_default());
+        let flow = w.step_config().login;
+        let mut user = UserClient::with_flow(&w.gateway_url(), name, password, flow);
+        let answer = user
+            .register()
+            .await
+            .unwrap_or_else(|e| panic!("registering {name:?} got no answer: {e}"));
+        assert!(
+            (200..300).contains(&answer.status),
+            "registering {name:?}: {}",
+            answer.describe()
+        );
+        w.step_state().users.insert(name.to_owned(), user);
+    })
+}
+
+fn logged_in<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let name = args.get("name").to_owned();
+        let gateway = w.gateway_url();
+        let flow = w.step_config().login;
+        let state = w.step_state();
+        let user = match (state.users.get_mut(&name), args.opt("password")) {
+            (Some(user), password) => {
+                if let Some(password) = password {
+                    user.password = password.to_owned();
+                }
+                user
+            }
+            (None, Some(password)) => state
+                .users
+                .entry(name.clone())
+                .or_insert_with(|| UserClient::with_flow(&gateway, &name, password, flow)),
+            (None, None) => panic!(
+                "no user {name:?} in this scenario: register them first, or say their password (\"{name}\" is logged in with password \"…\")"
+            ),
+        };
+        let answer = user
+            .login()
+            .await
+            .unwrap_or_else(|e| panic!("logging {name:?} in got no answer: {e}"));
+        assert_eq!(answer.status, 200, "logging {name:?} in: {}", answer.describe());
+        let flow = user.flow().clone();
+        assert!(
+            flow.token_pointer.is_none() || user.token.is_some(),
+            "the login answer has no token at {:?}: {}",
+            flow.token_pointer,
+            answer.describe()
+        );
+        assert!(
+            flow.cookie_name.is_none() || user.cookie.is_some(),
+            "the login answer set no {:?} cookie: {}",
+            flow.cookie_name,
+            answer.describe()
+        );
+        state.last = Some(answer);
+    })
+}
+
+fn carry_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let auth = match args.get("what") {
+            "session cookie" => Auth::Session,
+            _ => Auth::Bearer,
+        };
+        w.step_state().presents.insert(args.get("name").to_owned(), auth);
+    })
+}

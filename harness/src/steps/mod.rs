@@ -1,0 +1,139 @@
+//! Cucumber steps for testing any HTTP services behind a gateway, for a
+//! team's own `World`: HTTP calls and assertions on their answers, logins,
+//! load with a fault in the middle, an even spread over instances, and the
+//! registry and Redis as the stack sees them.
+//!
+//! A team implements [`StackWorld`] on its world and runs its features with
+//! the library's steps next to its own (`#[given]`/`#[when]`/`#[then]`
+//! steps stay as they are):
+//!
+//! ```ignore
+//! #[derive(Debug, Default, cucumber::World)]
+//! struct MyWorld { steps: StepState, stack: Option<Stack> }
+//!
+//! impl StackWorld for MyWorld {
+//!     fn gateway_url(&self) -> String { self.stack.as_ref().map(|s| s.gateway_url().to_owned()).unwrap_or_default() }
+//!     fn step_state(&mut self) -> &mut StepState { &mut self.steps }
+//!     fn stack(&mut self) -> Option<&mut Stack> { self.stack.as_mut() }
+//! }
+//!
+//! // In main: the world's own steps plus the library's.
+//! MyWorld::cucumber().steps(gantry_harness::steps::collection::<MyWorld>()).run("features").await;
+//! ```
+//!
+//! Cucumber's attribute macros register steps for one concrete world (through
+//! `inventory`), so a library cannot use them for a world it does not know.
+//! The steps here are plain generic functions added to a
+//! [`cucumber::step::Collection`] for the team's world: [`collection`] is the
+//! world's own macro steps plus these, [`add`] adds these to any collection.
+//!
+//! The phrases, each a regular expression (`Given`/`When` for actions,
+//! `Then` for checks; `And`/`But` take the kind before them):
+//!
+//! | phrase | |
+//! |---|---|
+//! | `I GET /path` (any method), with clauses in any order: `as "alice"`, `by bearer`/`by session`, `with header "X-Foo: bar"`, `with headers:` (a table), `with JSON {…}`, `with JSON:`/`with body:` (a doc string) | [`http`] |
+//! | `GET /path … answers 200` (`within N seconds`: polls) | [`http`] |
+//! | `the status is 200`, `the JSON at "/pointer" is "value"` / `is 3` / `exists` / `is absent`, `the header "X" is "v"` / `exists` / `is absent`, `the body contains "…"`, `every answer is 200` | [`answer`] |
+//! | `a user "alice" with password "…" is registered`, `"alice" is logged in` (`with password "…"`), `requests as "alice" carry the bearer token` / `the session cookie` | [`login`] |
+//! | `400 requests are sent to /path with 8 concurrent callers` (`as "alice"`) (`while instance 2 of "greeter" is killed`/`stopped`/`paused`/`restarted`) | [`load`] |
+//! | `no request failed`, `the answers are spread evenly over 3 instances by a chi-square test`, `the answers came from 3 instances`, `no answer came from instance 2 of "greeter"` / `from "greeter-2"` | [`load`] |
+//! | `instance 2 of "greeter" is killed` / `is stopped` / `is paused` / `resumes` / `is restarted` / `starts again` | [`faults`] |
+//! | `"greeter" has 3 passing instances in the registry`, `instance 2 of "greeter" is passing` / `critical` / `not passing` / `not registered` `in the registry`, `the registry lists "greeter-2" of "greeter" as …` | [`registry`] |
+//! | `Redis has key "…"` / `no key "…"`, `Redis has a key matching "…"` / `no key matching "…"` | [`redis`] |
+//! | `the admin metric "series{label=\"x\"}" is 3` / `is at least 3` / `is at most 3` | [`metrics`] |
+//!
+//! Every check takes `within N seconds`, and then polls until it holds or the
+//! deadline passes (a check without it looks once). A failure says what was
+//! sent (method, URL, request id) and what came back (status, body excerpt).
+
+pub mod answer;
+mod args;
+pub mod config;
+pub mod faults;
+pub mod http;
+pub mod load;
+pub mod login;
+pub mod metrics;
+mod poll;
+pub mod redis;
+pub mod registry;
+pub mod request;
+pub mod state;
+
+use std::fmt::Debug;
+
+use cucumber::codegen::WorldInventory;
+use cucumber::step::Collection;
+use gantry_common::registry::RegistryClient;
+
+pub use config::StepConfig;
+pub use faults::{Fault, FaultError, Faults};
+pub use state::StepState;
+
+use crate::Stack;
+
+/// What the library's steps need of a team's `World`. Only
+/// [`gateway_url`](StackWorld::gateway_url) and
+/// [`step_state`](StackWorld::step_state) must be written; the rest have
+/// defaults that read a running [`Stack`] when [`stack`](StackWorld::stack)
+/// gives one.
+pub trait StackWorld: cucumber::World + Debug {
+    /// Where paths (`/users/me`) are sent: the gateway in front of the services.
+    fn gateway_url(&self) -> String;
+
+    /// The library's state in this world: the last answer, named users, the
+    /// last load. Keep one [`StepState`] in the world and return it.
+    fn step_state(&mut self) -> &mut StepState;
+
+    /// How logins work and which header names the instance; Gantry's by default.
+    fn step_config(&self) -> StepConfig {
+        StepConfig::default()
+    }
+
+    /// The gateway's admin listener, for the metric steps.
+    fn admin_url(&mut self) -> Option<String> {
+        self.stack().and_then(|s| s.gateway_admin_urls().first().cloned())
+    }
+
+    /// The stack this scenario runs against, when the harness runs it.
+    fn stack(&mut self) -> Option<&mut Stack> {
+        None
+    }
+
+    /// What breaks and mends instances: the stack by default.
+    fn faults(&mut self) -> Option<&mut dyn Faults> {
+        self.stack().map(|s| s as &mut dyn Faults)
+    }
+
+    /// A client of the registry the services register in.
+    fn registry(&mut self) -> Option<RegistryClient> {
+        self.stack().map(|s| s.registry())
+    }
+
+    /// `REDIS_URL` of the stack's Redis.
+    fn redis_url(&mut self) -> Option<String> {
+        self.stack().map(|s| s.redis_url().to_owned())
+    }
+}
+
+/// The world's own macro-registered steps plus the library's: what
+/// `W::cucumber().steps(...)` takes.
+pub fn collection<W: StackWorld + WorldInventory>() -> Collection<W> {
+    add(W::collection())
+}
+
+/// `steps` with the library's steps added.
+pub fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
+    let steps = http::add(steps);
+    let steps = answer::add(steps);
+    let steps = login::add(steps);
+    let steps = load::add(steps);
+    let steps = faults::add(steps);
+    let steps = registry::add(steps);
+    let steps = redis::add(steps);
+    metrics::add(steps)
+}
+
+#[cfg(test)]
+mod tests;

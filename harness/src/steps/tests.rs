@@ -1,0 +1,221 @@
+//! The library's steps run by cucumber for a world of the test's own, against
+//! a real HTTP server (an echo, which answers with what it received).
+
+use cucumber::gherkin::{Step, StepType};
+use cucumber::step::Collection;
+use cucumber::writer::Stats as _;
+use cucumber::{World as _, WriterExt as _};
+
+use super::{StackWorld, StepConfig, StepState, add, collection};
+use crate::client::LoginFlow;
+use crate::echo::Echo;
+
+#[derive(Debug, Default, cucumber::World)]
+struct EchoWorld {
+    steps: StepState,
+}
+
+/// The echo's URL for every scenario of one run (worlds are made by cucumber).
+static ECHO_URL: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+impl StackWorld for EchoWorld {
+    fn gateway_url(&self) -> String {
+        ECHO_URL.lock().expect("not poisoned").clone()
+    }
+
+    fn step_state(&mut self) -> &mut StepState {
+        &mut self.steps
+    }
+
+    /// The echo answers a login with what it received: the token is taken
+    /// from where its own id is, so a token can be seen arriving later.
+    fn step_config(&self) -> StepConfig {
+        StepConfig {
+            login: LoginFlow {
+                token_pointer: Some("/instance".into()),
+                cookie_name: None,
+                ..LoginFlow::default()
+            },
+            ..StepConfig::default()
+        }
+    }
+}
+
+fn step(ty: StepType, value: &str) -> Step {
+    Step {
+        keyword: String::new(),
+        ty,
+        value: value.to_owned(),
+        docstring: None,
+        table: None,
+        span: Default::default(),
+        position: Default::default(),
+    }
+}
+
+/// Every phrase the module documents, with its kind: each must match
+/// exactly one step (cucumber fails a step that matches two).
+const PHRASES: &[(StepType, &str)] = &[
+    (StepType::When, "I GET /users/me"),
+    (
+        StepType::Given,
+        r#"I POST /notes as "alice" with header "X-Foo: bar" with JSON {"a": 1}"#,
+    ),
+    (
+        StepType::When,
+        r#"I DELETE http://127.0.0.1:1/notes/1 as "alice" by session"#,
+    ),
+    (StepType::Then, "GET /healthz answers 200"),
+    (
+        StepType::Then,
+        r#"GET /users/me as "alice" answers 200 within 5 seconds"#,
+    ),
+    (StepType::Then, "the status is 200"),
+    (StepType::Then, r#"the JSON at "/user/name" is "alice""#),
+    (StepType::Then, r#"the JSON at "/n" is 3"#),
+    (StepType::Then, r#"the JSON at "/n" exists"#),
+    (StepType::Then, r#"the JSON at "/n" is absent"#),
+    (StepType::Then, r#"the header "X-Instance-Id" is "user-1""#),
+    (StepType::Then, r#"the header "X-Instance-Id" is absent"#),
+    (StepType::Then, r#"the header "Cache-Control" contains "no-store""#),
+    (StepType::Then, r#"the body contains "hello""#),
+    (StepType::Then, r#"the body does not contain "secret""#),
+    (StepType::Then, "every answer is 200"),
+    (StepType::Given, r#"a user "alice" with password "pw" is registered"#),
+    (StepType::Given, r#""alice" is logged in"#),
+    (StepType::When, r#""alice" logs in with password "pw""#),
+    (StepType::Given, r#"requests as "alice" carry the session cookie"#),
+    (
+        StepType::When,
+        "400 requests are sent to /hello with 8 concurrent callers",
+    ),
+    (
+        StepType::When,
+        r#"400 requests are sent to /hello with 8 concurrent callers as "alice" while instance 2 of "greeter" is killed"#,
+    ),
+    (StepType::Then, "no request failed"),
+    (
+        StepType::Then,
+        "the answers are spread evenly over 3 instances by a chi-square test",
+    ),
+    (StepType::Then, "the answers came from 3 instances"),
+    (StepType::Then, r#"no answer came from instance 2 of "greeter""#),
+    (StepType::Then, r#"no answer came from "greeter-2""#),
+    (StepType::When, r#"instance 2 of "greeter" is killed"#),
+    (StepType::When, r#"instance 2 of "greeter" starts again"#),
+    (StepType::Then, r#""greeter" has 3 passing instances in the registry"#),
+    (
+        StepType::Then,
+        r#""greeter" has 1 passing instance in the registry within 5 seconds"#,
+    ),
+    (
+        StepType::Then,
+        r#"instance 2 of "greeter" is not passing in the registry within 3 seconds"#,
+    ),
+    (StepType::Then, r#"the registry lists "echo-2" of "user" as critical"#),
+    (StepType::Then, r#"Redis has key "greeting:alice""#),
+    (StepType::Then, r#"Redis has no key "greeting:alice" within 5 seconds"#),
+    (StepType::Then, r#"Redis has a key matching "session:*""#),
+    (StepType::Then, r#"Redis has no key matching "session:*""#),
+    (
+        StepType::Then,
+        r#"the admin metric "requests_total{service=\"user\"}" is at least 3"#,
+    ),
+];
+
+#[test]
+fn every_documented_phrase_matches_exactly_one_step() {
+    let steps = add(Collection::<EchoWorld>::new());
+    for (ty, phrase) in PHRASES {
+        match steps.find(&step(*ty, phrase)) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("no step matches {ty:?} {phrase:?}"),
+            Err(e) => panic!("{ty:?} {phrase:?} is ambiguous: {e}"),
+        }
+    }
+    for (ty, phrase) in [
+        (StepType::Then, "I GET /x"),
+        (StepType::When, "the status is 200"),
+        (StepType::Then, "the status is two hundred"),
+    ] {
+        assert!(
+            matches!(steps.find(&step(ty, phrase)), Ok(None)),
+            "{ty:?} {phrase:?} should match nothing"
+        );
+    }
+}
+
+const PASSING: &str = r#"
+Feature: The library's steps against a real server
+  Scenario: Calls, answers, users and load
+    When I POST /notes?draft=1 with header "X-Probe: one" with JSON {"note": "hi"}
+    Then the status is 200
+    And the JSON at "/method" is "POST"
+    And the JSON at "/path" is "/notes"
+    And the JSON at "/query" is "draft=1"
+    And the JSON at "/body" is "{\"note\":\"hi\"}"
+    And the JSON at "/nothing" is absent
+    And the JSON at "/peer" exists
+    And the header "X-Instance-Id" is "echo-1"
+    And the body contains "x-probe"
+    And the body does not contain "authorization"
+    When I PUT /doc with JSON:
+      """
+      {"a": [1, 2]}
+      """
+    Then the JSON at "/method" is "PUT"
+    And the JSON at "/body" is "{\"a\":[1,2]}"
+    Given a user "alice" with password "pw" is registered
+    And "alice" is logged in
+    When I GET /me as "alice"
+    Then the body contains "Bearer echo-1"
+    When 60 requests are sent to /load with 4 concurrent callers as "alice"
+    Then no request failed
+    And every answer is 200
+    And the answers came from 1 instance
+    And no answer came from "echo-2"
+    And GET /healthz answers 200 within 2 seconds
+"#;
+
+const FAILING: &str = r#"
+Feature: The library's checks fail when they should
+  Scenario: A wrong status
+    When I GET /x
+    Then the status is 404
+
+  Scenario: A wrong JSON value
+    When I GET /x
+    Then the JSON at "/method" is "POST"
+
+  Scenario: An answer from an instance that should have given none
+    When 10 requests are sent to /x with 2 concurrent callers
+    Then no answer came from "echo-1"
+
+  Scenario: A status that never comes
+    Then GET /x answers 503 within 1 second
+"#;
+
+/// Runs `feature` with the library's steps against an echo; returns the
+/// (passed, failed) step counts.
+async fn run(feature: &str) -> (usize, usize) {
+    let echo = Echo::start("echo-1").await.expect("an echo server");
+    *ECHO_URL.lock().expect("not poisoned") = format!("http://{}", echo.addr());
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("library.feature");
+    std::fs::write(&path, feature).expect("writing the feature");
+    let writer = EchoWorld::cucumber()
+        .steps(collection::<EchoWorld>())
+        .with_writer(cucumber::writer::Basic::stdout().summarized().normalized())
+        .with_default_cli()
+        .run(&path)
+        .await;
+    (writer.passed_steps(), writer.failed_steps())
+}
+
+#[tokio::test]
+async fn the_steps_pass_against_a_real_server_and_fail_when_they_should() {
+    let (passed, failed) = run(PASSING).await;
+    assert_eq!((passed, failed), (24, 0), "every step of the passing feature passes");
+    let (passed, failed) = run(FAILING).await;
+    assert_eq!((passed, failed), (3, 4), "each failing scenario fails at its check");
+}
