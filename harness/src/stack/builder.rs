@@ -300,7 +300,7 @@ impl StackBuilder {
                 if self.redis {
                     stack.start_redis(progress).await?;
                 }
-                stack.start_registry(self.registry, progress).await?;
+                stack.start_registry(&self.registry, progress).await?;
             }
         }
         let ttl = gantry_common::config::format_duration(self.check_ttl);

@@ -147,7 +147,7 @@ impl StackFile {
         let mut b = StackBuilder::empty(&binary)
             .infra(self.infra)
             .redis(self.redis)
-            .registry(self.registry)
+            .registry(self.registry.clone())
             .gateway(self.gateway.clone());
         for s in &self.services {
             let mut spec = s.spec.clone();

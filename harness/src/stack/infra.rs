@@ -41,7 +41,7 @@ impl std::str::FromStr for Infra {
 }
 
 /// Which registry a local stack runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum RegistryKind {
     /// `consul agent -dev` when `consul` is on PATH (and `GANTRY_NO_CONSUL`
     /// is unset), else Gantry's dev registry.
@@ -49,6 +49,9 @@ pub enum RegistryKind {
     ConsulIfInstalled,
     /// Gantry's dev registry always.
     Dev,
+    /// One already running at `addr` (`host:port`), written to with `token`
+    /// (its ACL token, if it has ACLs on). The stack neither starts nor stops it.
+    External { addr: String, token: Option<String> },
 }
 
 impl Stack {
@@ -158,14 +161,23 @@ impl Stack {
     /// registry, as `kind` says.
     pub(super) async fn start_registry(
         &mut self,
-        kind: RegistryKind,
+        kind: &RegistryKind,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), HarnessError> {
+        if let RegistryKind::External { addr, token } = kind {
+            progress(Progress::Starting("registry"));
+            let client = RegistryClient::new(addr);
+            let took = wait_leader(client.base_url(), None).await?;
+            self.registry_addr = client.base_url().trim_start_matches("http://").to_owned();
+            self.registry_token = token.clone().unwrap_or_default();
+            progress(Progress::Ready("registry", took));
+            return Ok(());
+        }
         let consul = match kind {
             RegistryKind::ConsulIfInstalled => {
                 which("consul").filter(|_| std::env::var_os("GANTRY_NO_CONSUL").is_none())
             }
-            RegistryKind::Dev => None,
+            RegistryKind::Dev | RegistryKind::External { .. } => None,
         };
         let label = if consul.is_some() {
             "registry (consul)"
