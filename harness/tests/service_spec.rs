@@ -388,12 +388,12 @@ fn a_bad_stack_file_names_the_file_the_line_and_what_was_expected() {
         ("\n[[service]]\nname = \"a\"\nreplicas = 2\n", 2, "missing command"),
         (
             "[[service]]\nname = \"a\"\ncommand = [\"x\", \"{prot}\"]\n",
-            2,
+            1,
             "unknown placeholder {prot}",
         ),
         (
             "[[service]]\nname = \"a\"\ncommand = [\"x\"]\nready = { http = \"/h\", tcp = true }\n",
-            2,
+            1,
             "exactly one of http, tcp",
         ),
         (
