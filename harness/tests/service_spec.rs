@@ -51,6 +51,7 @@ async fn builder() -> StackBuilder {
     let token = format!("token-{}", std::process::id());
     let options = gantry_harness::registry::Options {
         acl_token: Some(token.clone()),
+        ..Default::default()
     };
     tokio::spawn(gantry_harness::registry::run(listener, options, std::future::pending()));
     // No `gantry` binary is needed: every service here is a script.
