@@ -249,11 +249,9 @@ while True:
     stack.stop(&mut |_| {}).await.unwrap();
 }
 
-/// Needs HTTP/TCP checks in the dev registry (issue 10, item 3): until that
-/// lands the dev registry refuses such a registration. Enable by removing
-/// the `ignore` once it has; with `consul` on PATH use `RegistryKind::ConsulIfInstalled`.
+/// The registry runs the HTTP and TCP checks the harness registered, as a
+/// Consul agent does.
 #[tokio::test]
-#[ignore = "needs HTTP/TCP checks in the dev registry (issue 10 item 3)"]
 async fn harness_registered_instances_pass_by_their_check_and_leave_on_remove() {
     let dir = tempfile::tempdir().unwrap();
     let script = script(dir.path());
@@ -296,9 +294,8 @@ async fn harness_registered_instances_pass_by_their_check_and_leave_on_remove() 
     stack.stop(&mut |_| {}).await.unwrap();
 }
 
-/// Same dependency: a check that never passes names the check and its output.
+/// A check that never passes: the error names the check and its output.
 #[tokio::test]
-#[ignore = "needs HTTP/TCP checks in the dev registry (issue 10 item 3)"]
 async fn a_check_that_never_passes_names_the_check_and_its_output() {
     let dir = tempfile::tempdir().unwrap();
     let spec = greeter(&script(dir.path()))

@@ -162,9 +162,9 @@ impl StackBuilder {
         self
     }
 
-    /// The first gateway's port; a free one when not set.
+    /// The first gateway's port; a free one when not set or 0.
     pub fn gateway_port(mut self, port: u16) -> Self {
-        self.gateway.port = Some(port);
+        self.gateway.port = (port != 0).then_some(port);
         self
     }
 
