@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use gantry_harness::stack::file::StackFile;
 use gantry_harness::{Infra, Progress, StackBuilder};
 
 #[derive(Parser)]
@@ -23,17 +24,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start Redis, the registry, auth, N user instances and the gateway; Ctrl-C stops them all.
+    /// Start Redis, the registry, auth, N user instances and the gateway (or
+    /// the stack a --config file describes); Ctrl-C stops them all.
     Up {
-        /// How many user-service instances.
-        #[arg(long, default_value_t = 3)]
+        /// How many user-service instances (reference stack only).
+        #[arg(long, default_value_t = 3, conflicts_with = "config")]
         users: usize,
-        /// The gateway's port on 127.0.0.1.
+        /// The gateway's port on 127.0.0.1 (the file's `[gateway] port` when it sets one).
         #[arg(long, default_value_t = 8000)]
         port: u16,
-        /// Where Redis and the registry come from.
-        #[arg(long, default_value = "auto")]
-        infra: String,
+        /// Where Redis and the registry come from (the file's `[infra] provider` when it sets one).
+        #[arg(long)]
+        infra: Option<String>,
+        /// A stack file (TOML) describing the services to start instead of
+        /// the reference stack; see harness/stack.example.toml.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
     },
     /// Stop the stack that `gantry up` started.
     Down,
@@ -73,7 +79,12 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Up { users, port, infra } => up(users, port, &infra).await,
+            Command::Up {
+                users,
+                port,
+                infra,
+                config,
+            } => up(users, port, infra.as_deref(), config.as_deref()).await,
             Command::Down => down().await,
             Command::Status => status().await,
             Command::Serve { component } => serve(component).await,
@@ -140,9 +151,43 @@ fn show(step: Progress<'_>) {
     }
 }
 
-async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
-    let infra: Infra = infra.parse().map_err(anyhow::Error::msg)?;
+async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::path::Path>) -> Result<()> {
+    let infra: Option<Infra> = infra
+        .map(|i| i.parse().map_err(|e| anyhow::anyhow!("--infra: {e}")))
+        .transpose()?;
     let binary = std::env::current_exe().context("locating the gantry executable")?;
+    // The stack file is read before anything starts: a mistake in it costs nothing.
+    let (builder, title) = match config {
+        None => (
+            StackBuilder::reference(binary)
+                .infra(infra.unwrap_or(Infra::Auto))
+                .users(users)
+                .gateway_port(port),
+            format!(
+                "the Gantry stack ({users} user instance{})",
+                if users == 1 { "" } else { "s" }
+            ),
+        ),
+        Some(path) => {
+            let file = StackFile::load(path)?;
+            let mut builder = file.builder(binary);
+            if let Some(infra) = infra {
+                builder = builder.infra(infra);
+            }
+            if file.gateway.port.is_none() && file.gateway.count > 0 {
+                builder = builder.gateway_port(port);
+            }
+            let services: Vec<String> = file
+                .services
+                .iter()
+                .map(|s| format!("{} ×{}", s.spec.name, s.spec.replicas))
+                .collect();
+            (
+                builder,
+                format!("the stack of {} ({})", path.display(), services.join(", ")),
+            )
+        }
+    };
     let dir = runstate::dir()?;
     if let Ok((_, state)) = read_state()
         && let Some(running) = runstate::Identity::from_json(&state)
@@ -157,18 +202,10 @@ async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
     // the stack, even while it is starting.
     let stop = stop_requested()?;
     tokio::pin!(stop);
-    println!(
-        "Starting the Gantry stack ({users} user instance{}):",
-        if users == 1 { "" } else { "s" }
-    );
+    println!("Starting {title}:");
     let started = std::time::Instant::now();
     let mut progress = |p: Progress<'_>| show(p);
-    let start = StackBuilder::new(binary)
-        .infra(infra)
-        .users(users)
-        .gateway_port(port)
-        .check_ttl(Duration::from_secs(3))
-        .start(&mut progress);
+    let start = builder.check_ttl(Duration::from_secs(3)).start(&mut progress);
     let stack = tokio::select! {
         stack = start => stack,
         why = &mut stop => {
@@ -184,7 +221,7 @@ async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
             bail!("{e}");
         }
     };
-    let gw = stack.gateway_url().to_owned();
+    let gw = stack.gateway_urls().first().cloned().unwrap_or_default();
     let mut state = runstate::Identity::of_self()?.to_json();
     state["gateway"] = gw.clone().into();
     let admin = stack.gateway_admin_urls().first().cloned().unwrap_or_default();
@@ -194,16 +231,33 @@ async fn up(users: usize, port: u16, infra: &str) -> Result<()> {
     state["registry_token"] = stack.registry_token().into();
     state["logs"] = stack.log_dir().display().to_string().into();
     let state_path = runstate::write(&dir, &state)?;
+    println!("\nReady in {:.1} s.\n", started.elapsed().as_secs_f64());
+    if !gw.is_empty() {
+        println!("  gateway   {gw}\n  admin     {admin}   (/metrics, /readyz with detail)");
+    }
     println!(
-        "\nReady in {:.1} s.\n\n  gateway   {gw}\n  admin     {admin}   (/metrics, /readyz with detail)\n  registry  http://{}   (CONSUL_HTTP_ADDR)\n            {}   (CONSUL_HTTP_TOKEN)\n  redis     {}   (REDIS_URL)\n  logs      {}\n  state     {}\n",
-        started.elapsed().as_secs_f64(),
+        "  registry  http://{}   (CONSUL_HTTP_ADDR)\n            {}   (CONSUL_HTTP_TOKEN)",
         stack.registry_addr(),
-        stack.registry_token(),
-        stack.redis_url(),
-        stack.log_dir().display(),
-        state_path.display(),
+        stack.registry_token()
     );
-    println!("Try it (in another terminal):\n{}", walkthrough(&gw));
+    if !stack.redis_url().is_empty() {
+        println!("  redis     {}   (REDIS_URL)", stack.redis_url());
+    }
+    println!(
+        "  logs      {}\n  state     {}\n",
+        stack.log_dir().display(),
+        state_path.display()
+    );
+    if config.is_none() {
+        println!("Try it (in another terminal):\n{}", walkthrough(&gw));
+    } else {
+        for service in stack.services() {
+            for instance in stack.instances(service).unwrap_or_default() {
+                println!("  {:<12} http://{}", instance.id(), instance.addr());
+            }
+        }
+        println!();
+    }
     println!("Press Ctrl-C to stop.");
     let why = stop.await;
     println!("\n{why}; stopping:");

@@ -198,47 +198,39 @@ fn publish_on_loopback_only(host_config: &mut HostConfig) {
     }
 }
 
-/// How many host ports to try before giving up: a port found free can be
-/// taken by another stack starting at the same moment.
-const PORT_ATTEMPTS: usize = 5;
-
-/// Starts the container built by `request(host_port)` on a free host port,
-/// trying another port when the chosen one was taken meanwhile.
-async fn start(
+/// Starts the container built by `request` on host port `port`, once. A
+/// port taken meanwhile fails with Docker's "already allocated" in the
+/// error, which the stack's start-on-a-free-port routine retries.
+async fn start_on(
     name: &str,
-    request: impl Fn(u16) -> testcontainers::ContainerRequest<GenericImage>,
-) -> Result<(Container, u16), HarnessError> {
-    let mut last = None;
-    for _ in 0..PORT_ATTEMPTS {
-        let port = crate::ports::free_port().map_err(|e| HarnessError::Io("finding a free port".into(), e))?;
-        // Named, so a start that fails half-way can be cleaned up exactly.
-        let container_name = format!("gantry-{name}-{}-{port}", std::process::id());
-        let started = request(port)
-            .with_container_name(&container_name)
-            .with_label(LABEL, std::process::id().to_string())
-            .with_host_config_modifier(publish_on_loopback_only)
-            .with_startup_timeout(STARTUP_TIMEOUT)
-            .start()
-            .await;
-        match started {
-            Ok(inner) => {
-                let container = Container {
-                    name: name.to_owned(),
-                    inner: Some(Box::new(inner)),
-                };
-                return Ok((container, port));
-            }
-            Err(e)
-                if e.to_string().contains("already allocated") || e.to_string().contains("address already in use") =>
-            {
-                // The container was created but could not start: remove it.
-                remove_unstarted(&container_name).await;
-                last = Some(e);
-            }
-            Err(e) => return Err(failed(name, "start", e)),
+    port: u16,
+    request: testcontainers::ContainerRequest<GenericImage>,
+) -> Result<Container, HarnessError> {
+    // Named, so a start that fails half-way can be cleaned up exactly.
+    let container_name = format!("gantry-{name}-{}-{port}", std::process::id());
+    let started = request
+        .with_container_name(&container_name)
+        .with_label(LABEL, std::process::id().to_string())
+        .with_host_config_modifier(publish_on_loopback_only)
+        .with_startup_timeout(STARTUP_TIMEOUT)
+        .start()
+        .await;
+    match started {
+        Ok(inner) => Ok(Container {
+            name: name.to_owned(),
+            inner: Some(Box::new(inner)),
+        }),
+        Err(e) => {
+            // The container may have been created without starting: remove it.
+            remove_unstarted(&container_name).await;
+            Err(failed(name, "start", e))
         }
     }
-    Err(failed(name, "start", last.map_or_else(String::new, |e| e.to_string())))
+}
+
+/// True when a container could not start because its host port was taken.
+pub fn port_was_taken(detail: &str) -> bool {
+    detail.contains("already allocated") || detail.contains("address already in use")
 }
 
 /// Removes a container that was created but could not start
@@ -257,9 +249,9 @@ async fn remove_unstarted(container_name: &str) {
     }
 }
 
-/// Redis on a free host port (returned), persisting every write so a
-/// restart keeps sessions, and refusing clients without `password`.
-pub async fn redis(images: &Images, password: &str) -> Result<(Container, u16), HarnessError> {
+/// Redis on host port `host_port`, persisting every write so a restart
+/// keeps sessions, and refusing clients without `password`.
+pub async fn redis(images: &Images, password: &str, host_port: u16) -> Result<Container, HarnessError> {
     let (name, tag) = split_image(&images.redis);
     let image = GenericImage::new(name, tag)
         .with_exposed_port(6379.tcp())
@@ -269,9 +261,10 @@ pub async fn redis(images: &Images, password: &str) -> Result<(Container, u16), 
     // stays on (the official image's entrypoint would turn it off otherwise);
     // with a password it lets authenticated clients in from anywhere.
     let config = format!("requirepass {password}\nprotected-mode yes\n");
-    start("redis", |host_port| {
+    start_on(
+        "redis",
+        host_port,
         image
-            .clone()
             .with_mapped_port(host_port, 6379.tcp())
             .with_copy_to(REDIS_CONFIG, config.clone().into_bytes())
             .with_cmd([
@@ -283,14 +276,14 @@ pub async fn redis(images: &Images, password: &str) -> Result<(Container, u16), 
                 "yes",
                 "--appendfsync",
                 "always",
-            ])
-    })
+            ]),
+    )
     .await
 }
 
-/// Consul (`agent -dev`) or the dev registry on a free host port (returned),
+/// Consul (`agent -dev`) or the dev registry on host port `host_port`,
 /// with ACLs on and `token` as the management token.
-pub async fn registry(images: &Images, token: &str) -> Result<(Container, u16), HarnessError> {
+pub async fn registry(images: &Images, token: &str, host_port: u16) -> Result<Container, HarnessError> {
     let (name, tag) = split_image(images.registry.image());
     let image = GenericImage::new(name, tag).with_exposed_port(8500.tcp());
     match &images.registry {
@@ -299,26 +292,60 @@ pub async fn registry(images: &Images, token: &str) -> Result<(Container, u16), 
             // ACLs on, default deny, `token` as the management token; in a
             // file copied in, not on the command line the host's `ps` shows.
             let acl = crate::stack::consul_acl_hcl(token).into_bytes();
-            start("registry", |host_port| {
+            start_on(
+                "registry",
+                host_port,
                 image
-                    .clone()
                     .with_mapped_port(host_port, 8500.tcp())
-                    .with_copy_to(CONSUL_ACL_CONFIG, acl.clone())
-                    .with_cmd(["agent", "-dev", "-client", "0.0.0.0", "-config-file", CONSUL_ACL_CONFIG])
-            })
+                    .with_copy_to(CONSUL_ACL_CONFIG, acl)
+                    .with_cmd(["agent", "-dev", "-client", "0.0.0.0", "-config-file", CONSUL_ACL_CONFIG]),
+            )
             .await
         }
         Registry::Dev(_) => {
             let image = image.with_wait_for(WaitFor::message_on_stderr("dev registry serving"));
-            start("registry", |host_port| {
+            start_on(
+                "registry",
+                host_port,
                 image
-                    .clone()
                     .with_mapped_port(host_port, 8500.tcp())
                     .with_env_var("GANTRY_LISTEN", "0.0.0.0:8500")
-                    .with_env_var(crate::registry::ACL_TOKEN_VAR, token)
-            })
+                    .with_env_var(crate::registry::ACL_TOKEN_VAR, token),
+            )
             .await
         }
+    }
+}
+
+/// A service of the stack from `image`, listening on `port` inside its
+/// container, published on host port `host_port`, with `env`. Readiness is
+/// the stack's business (its spec's [`crate::stack::Ready`]), not a log wait here.
+pub async fn service(
+    name: &str,
+    image: &str,
+    port: u16,
+    host_port: u16,
+    env: &[(String, String)],
+) -> Result<Container, HarnessError> {
+    let (image_name, tag) = split_image(image);
+    let mut request = GenericImage::new(image_name, tag)
+        .with_exposed_port(port.tcp())
+        .with_mapped_port(host_port, port.tcp());
+    for (k, v) in env {
+        request = request.with_env_var(k, v);
+    }
+    start_on(name, host_port, request).await
+}
+
+impl Container {
+    /// Everything the container has written to stdout and stderr so far.
+    pub async fn logs(&self) -> String {
+        let Ok(inner) = self.inner() else {
+            return String::new();
+        };
+        let out = inner.stdout_to_vec().await.unwrap_or_default();
+        let err = inner.stderr_to_vec().await.unwrap_or_default();
+        format!("{}{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err))
     }
 }
 

@@ -22,7 +22,10 @@ pub mod wait;
 
 use std::time::Duration;
 
-pub use stack::{Infra, Progress, Stack, StackBuilder};
+pub use stack::{
+    Check, GatewaySpec, Infra, Instance, LogMatch, Progress, Ready, Registration, Role, Run, ServiceSpec, Stack,
+    StackBuilder,
+};
 
 /// Why the harness could not do what was asked. Every message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -65,4 +68,17 @@ pub enum HarnessError {
     Container { name: String, detail: String },
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
+    /// An instance that never became ready; boxed, it is large.
+    #[error("{0}")]
+    NeverReady(Box<stack::readiness::NeverReady>),
+    #[error("no instance {wanted}: {have}")]
+    NoSuchInstance { wanted: String, have: String },
+    #[error("service {service}: {problem}")]
+    BadSpec { service: String, problem: String },
+    #[error("{what}: {source}")]
+    Registry {
+        what: String,
+        #[source]
+        source: gantry_common::registry::RegistryError,
+    },
 }

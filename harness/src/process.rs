@@ -26,6 +26,8 @@ pub struct Spec {
 #[derive(Debug)]
 pub struct Process {
     spec: Spec,
+    /// The working directory; the harness's own when `None`.
+    dir: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -34,9 +36,15 @@ impl Process {
     /// own process group (Ctrl-C reaches the harness, which stops things in
     /// order) and is sent SIGTERM if the thread that started it dies.
     pub fn start(spec: Spec) -> Result<Self, HarnessError> {
-        let child = spawn(&spec)?;
+        Self::start_in(spec, None)
+    }
+
+    /// [`Process::start`] in working directory `dir` (kept for restarts).
+    pub fn start_in(spec: Spec, dir: Option<PathBuf>) -> Result<Self, HarnessError> {
+        let child = spawn(&spec, dir.as_deref())?;
         Ok(Self {
             spec,
+            dir,
             child: Some(child),
         })
     }
@@ -144,14 +152,14 @@ impl Process {
     /// Starts the process again with the same arguments, environment and port.
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
         self.stop().await?;
-        self.child = Some(spawn(&self.spec)?);
+        self.child = Some(spawn(&self.spec, self.dir.as_deref())?);
         Ok(())
     }
 
     /// Starts it again after a kill or stop, without stopping first.
     pub fn start_again(&mut self) -> Result<(), HarnessError> {
         if self.child.is_none() {
-            self.child = Some(spawn(&self.spec)?);
+            self.child = Some(spawn(&self.spec, self.dir.as_deref())?);
         }
         Ok(())
     }
@@ -163,7 +171,7 @@ impl Drop for Process {
     }
 }
 
-fn spawn(spec: &Spec) -> Result<Child, HarnessError> {
+fn spawn(spec: &Spec, dir: Option<&Path>) -> Result<Child, HarnessError> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -186,6 +194,9 @@ fn spawn(spec: &Spec) -> Result<Child, HarnessError> {
         .stderr(Stdio::from(log_err))
         .kill_on_drop(true)
         .process_group(0);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
     // SAFETY: prctl(2) is async-signal-safe and touches only this child.
     unsafe {
         cmd.pre_exec(|| {

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{self, ConfigError};
 
+mod check;
+pub use check::{AgentRegistration, CheckDefinition, CheckState};
+
 /// Where Consul's agent listens unless `CONSUL_HTTP_ADDR` says otherwise.
 pub const DEFAULT_CONSUL_HTTP_ADDR: &str = "http://127.0.0.1:8500";
 /// How long to wait to connect to the registry.

@@ -1,0 +1,355 @@
+//! Describing a stack: infrastructure, services in start order, gateways.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gantry_common::jwt;
+
+use super::infra::{Infra, RegistryKind, acl_token, redis_password};
+use super::role::{GATEWAY, Role};
+use super::services::Group;
+use super::spec::{READY_TIMEOUT, Ready, Registration, ServiceSpec};
+use super::{DEFAULT_CHECK_TTL, Progress, Stack};
+use crate::HarnessError;
+use crate::containers;
+use crate::ports::is_free;
+
+/// The gateways of a stack: Gantry's gateway, `count` instances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySpec {
+    pub count: usize,
+    /// Gateway 1's public port; a free one when `None`.
+    pub port: Option<u16>,
+    /// A routes file, passed as `GANTRY_GATEWAY_CONFIG`.
+    pub routes: Option<PathBuf>,
+    /// Environment for every gateway (placeholders allowed).
+    pub env: Vec<(String, String)>,
+    /// Environment for gateway `n` (1-based) only.
+    pub instance_env: Vec<(usize, String, String)>,
+    pub ready_timeout: Duration,
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            port: None,
+            routes: None,
+            env: Vec::new(),
+            instance_env: Vec::new(),
+            ready_timeout: READY_TIMEOUT,
+        }
+    }
+}
+
+impl GatewaySpec {
+    /// As a [`ServiceSpec`]: `gantry serve gateway` with a public and an
+    /// admin port, ready when its admin `/readyz` answers 200, not in the
+    /// registry.
+    fn to_spec(&self, binary: &std::path::Path) -> ServiceSpec {
+        let mut spec = ServiceSpec::gantry(binary, GATEWAY)
+            .with_admin_port()
+            .env("GANTRY_ADMIN_LISTEN", "{host}:{admin_port}")
+            .ready(Ready::http("/readyz"))
+            .registration(Registration::Unregistered)
+            .ready_timeout(self.ready_timeout)
+            .replicas(self.count);
+        if let Some(routes) = &self.routes {
+            spec = spec.env("GANTRY_GATEWAY_CONFIG", routes.display().to_string());
+        }
+        spec.env.extend(self.env.iter().cloned());
+        spec.instance_env = self.instance_env.clone();
+        spec.port = self.port;
+        spec
+    }
+}
+
+/// Describes a stack; [`StackBuilder::start`] makes it real.
+#[derive(Debug, Clone)]
+pub struct StackBuilder {
+    binary: PathBuf,
+    infra: Infra,
+    redis: bool,
+    registry: RegistryKind,
+    services: Vec<ServiceSpec>,
+    gateway: GatewaySpec,
+    check_ttl: Duration,
+    env: Vec<(String, String)>,
+}
+
+impl StackBuilder {
+    /// Same as [`StackBuilder::reference`]; kept for existing callers.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Self::reference(binary)
+    }
+
+    /// Gantry's reference stack: Redis, the registry, `auth-1`,
+    /// `user-1..3` and `gateway-1`. `binary` is the `gantry` executable,
+    /// whose `serve <component>` runs each part.
+    pub fn reference(binary: impl Into<PathBuf>) -> Self {
+        let binary = binary.into();
+        let mut builder = Self::empty(&binary);
+        builder.services = vec![
+            ServiceSpec::gantry(&binary, "auth"),
+            ServiceSpec::gantry(&binary, "user").replicas(3),
+        ];
+        builder.gateway.count = 1;
+        builder
+    }
+
+    /// Redis and the registry, and nothing else until
+    /// [`StackBuilder::service`] and [`StackBuilder::gateway`] add to it.
+    pub fn empty(binary: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            infra: Infra::Auto,
+            redis: true,
+            registry: RegistryKind::default(),
+            services: Vec::new(),
+            gateway: GatewaySpec {
+                count: 0,
+                ..GatewaySpec::default()
+            },
+            check_ttl: DEFAULT_CHECK_TTL,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn infra(mut self, infra: Infra) -> Self {
+        self.infra = infra;
+        self
+    }
+
+    /// Whether the stack has Redis (it does unless told otherwise).
+    pub fn redis(mut self, yes: bool) -> Self {
+        self.redis = yes;
+        self
+    }
+
+    /// Which registry a local stack runs.
+    pub fn registry(mut self, kind: RegistryKind) -> Self {
+        self.registry = kind;
+        self
+    }
+
+    /// A service, started after those added before it (a service can need
+    /// another). A spec with the name of one already there replaces it.
+    pub fn service(mut self, spec: ServiceSpec) -> Self {
+        match self.services.iter_mut().find(|s| s.name == spec.name) {
+            Some(old) => *old = spec,
+            None => self.services.push(spec),
+        }
+        self
+    }
+
+    /// The gateways, started after every service.
+    pub fn gateway(mut self, gateway: GatewaySpec) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
+    /// How many user-service instances (at least 1), in a stack with Gantry's user service.
+    pub fn users(mut self, n: usize) -> Self {
+        if let Some(user) = self.services.iter_mut().find(|s| s.name == "user") {
+            user.replicas = n.max(1);
+        }
+        self
+    }
+
+    /// How many gateways (at least 1); the second and later get free ports.
+    pub fn gateways(mut self, n: usize) -> Self {
+        self.gateway.count = n.max(1);
+        self
+    }
+
+    /// The first gateway's port; a free one when not set or 0.
+    pub fn gateway_port(mut self, port: u16) -> Self {
+        self.gateway.port = (port != 0).then_some(port);
+        self
+    }
+
+    /// A routes file for every gateway (`GANTRY_GATEWAY_CONFIG`).
+    pub fn gateway_routes(mut self, path: impl Into<PathBuf>) -> Self {
+        self.gateway.routes = Some(path.into());
+        self
+    }
+
+    /// The TTL Gantry's services give their checks (`GANTRY_CHECK_TTL`).
+    pub fn check_ttl(mut self, ttl: Duration) -> Self {
+        self.check_ttl = ttl;
+        self
+    }
+
+    /// An environment variable for every service process (e.g. `GANTRY_LB=p2c`).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// An environment variable for gateway number `n` only (1-based), e.g. a
+    /// second gateway with its session cache off.
+    pub fn gateway_env(mut self, n: usize, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.gateway.instance_env.push((n, key.into(), value.into()));
+        self
+    }
+
+    /// The services in start order, then the gateways, as specs.
+    pub fn specs(&self) -> Vec<(Role, ServiceSpec)> {
+        let mut specs: Vec<(Role, ServiceSpec)> = self
+            .services
+            .iter()
+            .map(|s| (Role::Service(s.name.clone()), s.clone()))
+            .collect();
+        if self.gateway.count > 0 {
+            specs.push((Role::Gateway, self.gateway.to_spec(&self.binary)));
+        }
+        specs
+    }
+
+    /// Starts everything in order and waits until each part is really
+    /// ready: Redis answers PING, the registry has a leader, every instance
+    /// is ready by its spec, every gateway's `/readyz` is 200. When a part
+    /// fails, everything started before it is stopped before the error returns.
+    pub async fn start(self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<Stack, HarnessError> {
+        let specs = self.specs();
+        let mut names = std::collections::HashSet::new();
+        for (_, spec) in &specs {
+            spec.validate(self.redis)?;
+            if !names.insert(spec.name.clone()) {
+                return Err(HarnessError::BadSpec {
+                    service: spec.name.clone(),
+                    problem: "named twice (the gateways are \"gateway\"): expected one spec per service".into(),
+                });
+            }
+        }
+        if let Some(port) = self.gateway.port
+            && self.gateway.count > 0
+            && !is_free(port)
+        {
+            return Err(HarnessError::PortBusy(port));
+        }
+        let images = containers::Images::from_env();
+        let infra = match self.infra {
+            Infra::Auto => match containers::unavailable_because(&images).await {
+                None => Infra::Containers,
+                Some(why) => {
+                    progress(Progress::Note(&format!("using local processes: {why}")));
+                    Infra::Local
+                }
+            },
+            other => other,
+        };
+        if infra == Infra::Containers {
+            progress(Progress::Note(&format!(
+                "using containers: {} and {}",
+                images.redis,
+                images.registry.image()
+            )));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("gantry-stack-")
+            .tempdir()
+            .map_err(|e| HarnessError::Io("creating the stack's temp dir".into(), e))?;
+        let mut stack = Stack {
+            dir,
+            redis: None,
+            registry: None,
+            groups: specs
+                .into_iter()
+                .map(|(role, spec)| Group {
+                    spec,
+                    role,
+                    instances: Vec::new(),
+                })
+                .collect(),
+            redis_url: String::new(),
+            registry_addr: String::new(),
+            gateway_urls: Vec::new(),
+            gateway_admin_urls: Vec::new(),
+            service_env: Vec::new(),
+            common_env: self.env.clone(),
+            binary: self.binary.clone(),
+            signing_seed: jwt::generate_seed(),
+            redis_password: redis_password(),
+            registry_token: acl_token(),
+        };
+        match self.bring_up(&mut stack, infra, &images, progress).await {
+            Ok(()) => Ok(stack),
+            Err(e) => {
+                stack.discard().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn bring_up(
+        &self,
+        stack: &mut Stack,
+        infra: Infra,
+        images: &containers::Images,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), HarnessError> {
+        match infra {
+            Infra::Containers => {
+                if self.redis {
+                    stack.start_redis_container(images, progress).await?;
+                }
+                stack.start_registry_container(images, progress).await?;
+            }
+            _ => {
+                if self.redis {
+                    stack.start_redis(progress).await?;
+                }
+                stack.start_registry(&self.registry, progress).await?;
+            }
+        }
+        let ttl = gantry_common::config::format_duration(self.check_ttl);
+        stack.service_env = vec![
+            ("REDIS_URL".into(), stack.redis_url.clone()),
+            ("CONSUL_HTTP_ADDR".into(), format!("http://{}", stack.registry_addr)),
+            ("CONSUL_HTTP_TOKEN".into(), stack.registry_token.clone()),
+            ("GANTRY_JWT_SIGNING_KEY".into(), jwt::encode_seed(&stack.signing_seed)),
+            ("GANTRY_COOKIE_SECURE".into(), "false".into()),
+            ("GANTRY_CHECK_TTL".into(), ttl),
+            ("GANTRY_DEREGISTER_AFTER".into(), "30s".into()),
+            (
+                "RUST_LOG".into(),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            ),
+        ];
+        stack.service_env.extend(self.env.iter().cloned());
+        for g in 0..stack.groups.len() {
+            for index in 1..=stack.groups[g].spec.replicas {
+                stack.start_instance(g, index, progress).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_stack_is_auth_users_and_a_gateway_as_specs() {
+        let b = StackBuilder::new("/bin/gantry").users(2).gateways(2);
+        let specs = b.specs();
+        let names: Vec<_> = specs
+            .iter()
+            .map(|(r, s)| (r.clone(), s.name.as_str(), s.replicas))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Role::Service("auth".into()), "auth", 1),
+                (Role::Service("user".into()), "user", 2),
+                (Role::Gateway, "gateway", 2),
+            ]
+        );
+        assert_eq!(specs[0].1.registration, Registration::SelfRegisters);
+        assert_eq!(specs[0].1.ready, Ready::Passing);
+        assert_eq!(specs[2].1.ready, Ready::http("/readyz"));
+        assert!(StackBuilder::empty("/bin/gantry").specs().is_empty());
+    }
+}

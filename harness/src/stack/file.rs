@@ -1,0 +1,426 @@
+//! `stack.toml`: a stack described in a file, in the same terms as
+//! [`ServiceSpec`], for `gantry up --config stack.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::builder::{GatewaySpec, StackBuilder};
+use super::infra::{Infra, RegistryKind};
+use super::spec::{Check, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT, DEFAULT_DEREGISTER_AFTER, Ready};
+use super::spec::{Registration, Run, ServiceSpec};
+
+/// Why a stack file could not be used: which file, where, and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum StackFileError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// A stack file. Every table and key is optional but `[[service]]`'s
+/// `name` and one of `command`, `image` or `gantry`; unknown keys are errors.
+/// Durations are written as `500ms`, `10s`, `5m`. Relative paths (a
+/// command with a `/`, `workdir`, `routes`) are resolved against the file's
+/// directory, which is also a service's working directory unless `workdir`
+/// says otherwise. Values in `command`, `env` and `workdir` may use the
+/// placeholders of [`ServiceSpec`] (`{port}`, `{id}`, `{registry}` …).
+///
+/// ```toml
+/// [infra]
+/// provider = "local"         # auto (default) | local | containers
+/// redis = true               # default true
+/// registry = "dev"           # consul-if-installed (default) | dev
+///
+/// [[service]]                # started in the order written
+/// name = "greeter"
+/// command = ["python3", "greeter.py", "--port", "{port}"]
+/// # image = "greeter:1"; port = 8080     (a container; port inside it)
+/// # gantry = "auth"                      (Gantry's own auth or user service)
+/// replicas = 2               # default 1
+/// workdir = "services"       # default: this file's directory
+/// env = { GREETING = "hello from {id}" }
+/// ready = { http = "/health" }   # or { tcp = true }, { log = "listening" },
+///                                # { log_regex = "listening on \\d+" }, { passing = true }
+/// ready_timeout = "20s"      # default 30s
+/// register = { by = "harness", check = { http = "/health", interval = "1s", timeout = "1s" },
+///              deregister_after = "30s", tags = ["v1"], meta = { team = "a" } }
+/// # register = { by = "self" } (default) | { by = "none" }; check = { tcp = true }
+///
+/// [gateway]                  # Gantry's gateway, started after every service
+/// count = 1                  # default 1; 0 for none
+/// port = 8000                # gateway 1's port; default a free one
+/// routes = "routes.toml"     # passed as GANTRY_GATEWAY_CONFIG
+/// env = { GANTRY_LB = "p2c" }
+/// ready_timeout = "30s"
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackFile {
+    pub infra: Infra,
+    pub redis: bool,
+    pub registry: RegistryKind,
+    pub services: Vec<FileService>,
+    pub gateway: GatewaySpec,
+}
+
+/// A service of a stack file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileService {
+    pub spec: ServiceSpec,
+    /// Run as `gantry serve <component>` with the stack's `gantry` binary.
+    pub gantry: bool,
+}
+
+impl StackFile {
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, StackFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StackFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses `text`, read from `path` (for messages and relative paths).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, StackFileError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_and_column(text, s.start));
+            StackFileError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let services = raw
+            .service
+            .into_iter()
+            .map(|s| {
+                let mut s = s.0;
+                if let Run::Command { program, .. } = &mut s.spec.run
+                    && program.components().count() > 1
+                {
+                    *program = resolve(program);
+                }
+                s.spec.workdir = Some(s.spec.workdir.as_deref().map_or_else(|| base.to_owned(), resolve));
+                s
+            })
+            .collect();
+        let g = raw.gateway;
+        let gateway = GatewaySpec {
+            count: g.count.unwrap_or(1),
+            port: g.port,
+            routes: g.routes.as_deref().map(resolve),
+            env: g.env.into_iter().collect(),
+            instance_env: Vec::new(),
+            ready_timeout: g.ready_timeout.map_or(super::READY_TIMEOUT, |d| d.0),
+        };
+        Ok(Self {
+            infra: raw.infra.provider.map_or(Infra::Auto, |p| p.0),
+            redis: raw.infra.redis.unwrap_or(true),
+            registry: raw.infra.registry.unwrap_or_default().into(),
+            services,
+            gateway,
+        })
+    }
+
+    /// The builder for this stack, with `binary` as the `gantry` executable.
+    pub fn builder(&self, binary: impl Into<PathBuf>) -> StackBuilder {
+        let binary = binary.into();
+        let mut b = StackBuilder::empty(&binary)
+            .infra(self.infra)
+            .redis(self.redis)
+            .registry(self.registry.clone())
+            .gateway(self.gateway.clone());
+        for s in &self.services {
+            let mut spec = s.spec.clone();
+            if s.gantry
+                && let Run::Command { program, .. } = &mut spec.run
+            {
+                program.clone_from(&binary);
+            }
+            b = b.service(spec);
+        }
+        b
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    infra: RawInfra,
+    #[serde(default)]
+    service: Vec<ServiceEntry>,
+    #[serde(default)]
+    gateway: RawGateway,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInfra {
+    provider: Option<Provider>,
+    redis: Option<bool>,
+    registry: Option<RawRegistry>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+enum RawRegistry {
+    #[default]
+    ConsulIfInstalled,
+    Dev,
+}
+
+impl From<RawRegistry> for RegistryKind {
+    fn from(r: RawRegistry) -> Self {
+        match r {
+            RawRegistry::ConsulIfInstalled => RegistryKind::ConsulIfInstalled,
+            RawRegistry::Dev => RegistryKind::Dev,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Provider(Infra);
+
+impl TryFrom<String> for Provider {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(Provider)
+    }
+}
+
+/// A duration written as Consul writes them (`500ms`, `10s`).
+#[derive(Deserialize, Clone, Copy)]
+#[serde(try_from = "String")]
+struct Dur(Duration);
+
+impl TryFrom<String> for Dur {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        gantry_common::config::parse_duration(&s)
+            .map(Dur)
+            .ok_or_else(|| format!("{s:?} is not a duration: expected one such as 500ms, 10s or 5m"))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    count: Option<usize>,
+    port: Option<u16>,
+    routes: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    ready_timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "RawService")]
+struct ServiceEntry(FileService);
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Component {
+    Auth,
+    User,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: String,
+    command: Option<Vec<String>>,
+    image: Option<String>,
+    port: Option<u16>,
+    gantry: Option<Component>,
+    replicas: Option<usize>,
+    workdir: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    ready: Option<RawReady>,
+    ready_timeout: Option<Dur>,
+    register: Option<RawRegister>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReady {
+    http: Option<String>,
+    tcp: Option<bool>,
+    log: Option<String>,
+    log_regex: Option<String>,
+    passing: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum By {
+    #[serde(rename = "self")]
+    Itself,
+    Harness,
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    by: By,
+    check: Option<RawCheck>,
+    deregister_after: Option<Dur>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    meta: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    http: Option<String>,
+    tcp: Option<bool>,
+    interval: Option<Dur>,
+    timeout: Option<Dur>,
+}
+
+impl TryFrom<RawService> for ServiceEntry {
+    type Error = String;
+    fn try_from(r: RawService) -> Result<Self, String> {
+        let name = r.name.clone();
+        let within = |e: String| format!("service {name:?}: {e}");
+        let (mut spec, gantry) = match (r.command, r.image, r.gantry) {
+            (Some(command), None, None) => {
+                let Some((program, args)) = command.split_first() else {
+                    return Err(within("command is empty: expected [program, args…]".into()));
+                };
+                (ServiceSpec::command(&r.name, program, args.to_vec()), false)
+            }
+            (None, Some(image), None) => {
+                let port = r.port.ok_or_else(|| {
+                    within("image needs port: the port the service listens on inside its container".into())
+                })?;
+                (ServiceSpec::image(&r.name, image, port), false)
+            }
+            (None, None, Some(component)) => {
+                let component = match component {
+                    Component::Auth => "auth",
+                    Component::User => "user",
+                };
+                let mut spec = ServiceSpec::gantry("gantry", component);
+                spec.name.clone_from(&r.name);
+                (spec, true)
+            }
+            (None, None, None) => {
+                return Err(within(
+                    "missing command: expected one of command, image or gantry".into(),
+                ));
+            }
+            _ => return Err(within("expected only one of command, image or gantry".into())),
+        };
+        if r.port.is_some() && !matches!(spec.run, Run::Image { .. }) {
+            spec.port = r.port;
+        }
+        if let Some(n) = r.replicas {
+            spec.replicas = n;
+        }
+        spec.workdir = r.workdir;
+        spec.env.extend(r.env);
+        if let Some(ready) = r.ready {
+            spec.ready = ready.into_ready().map_err(within)?;
+        }
+        if let Some(t) = r.ready_timeout {
+            spec.ready_timeout = t.0;
+        }
+        if let Some(reg) = r.register {
+            spec.registration = reg.into_registration().map_err(within)?;
+        }
+        spec.validate(true).map_err(|e| e.to_string())?;
+        Ok(ServiceEntry(FileService { spec, gantry }))
+    }
+}
+
+impl RawReady {
+    fn into_ready(self) -> Result<Ready, String> {
+        let mut found = Vec::new();
+        if let Some(path) = self.http {
+            found.push(Ready::http(path));
+        }
+        if self.tcp == Some(true) {
+            found.push(Ready::Tcp);
+        }
+        if let Some(text) = self.log {
+            found.push(Ready::log_contains(text));
+        }
+        if let Some(pattern) = self.log_regex {
+            found.push(Ready::log_matches(&pattern).map_err(|e| format!("ready.log_regex: {e}"))?);
+        }
+        if self.passing == Some(true) {
+            found.push(Ready::Passing);
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            _ => Err("ready: expected exactly one of http, tcp, log, log_regex or passing".into()),
+        }
+    }
+}
+
+impl RawRegister {
+    fn into_registration(self) -> Result<Registration, String> {
+        match (self.by, self.check) {
+            (By::Itself, None) => Ok(Registration::SelfRegisters),
+            (By::None, None) => Ok(Registration::Unregistered),
+            (By::Itself | By::None, Some(_)) => {
+                Err("register.check is only for by = \"harness\" (a service registering itself brings its own)".into())
+            }
+            (By::Harness, None) => {
+                Err("register: by = \"harness\" needs check = { http = \"/path\" } or { tcp = true }".into())
+            }
+            (By::Harness, Some(c)) => {
+                let interval = c.interval.map_or(DEFAULT_CHECK_INTERVAL, |d| d.0);
+                let timeout = c.timeout.map_or(DEFAULT_CHECK_TIMEOUT, |d| d.0);
+                let check = match (c.http, c.tcp) {
+                    (Some(path), None | Some(false)) => Check::Http {
+                        path,
+                        interval,
+                        timeout,
+                    },
+                    (None, Some(true)) => Check::Tcp { interval, timeout },
+                    _ => return Err("register.check: expected exactly one of http = \"/path\" or tcp = true".into()),
+                };
+                Ok(Registration::ByHarness {
+                    check,
+                    deregister_after: self.deregister_after.map_or(DEFAULT_DEREGISTER_AFTER, |d| d.0),
+                    tags: self.tags,
+                    meta: self.meta,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! What a service of a stack is, described rather than hard-coded: how to
+//! run it, how many, with what environment, how it is known to be ready and
+//! how it gets into the registry. Gantry's own services are specs too
+//! ([`ServiceSpec::gantry`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::placeholders;
+use crate::HarnessError;
+
+/// How long an instance may take to become ready unless its spec says otherwise.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the registry runs a harness-registered check unless told otherwise.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one run of a harness-registered check may take unless told otherwise.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a harness-registered instance may stay critical before the
+/// registry removes it, unless told otherwise (what Gantry's services use).
+pub const DEFAULT_DEREGISTER_AFTER: Duration = Duration::from_secs(30);
+
+/// How an instance is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Run {
+    /// Any executable or script: `program` with `args` (placeholders filled).
+    Command { program: PathBuf, args: Vec<String> },
+    /// A container image (through testcontainers); `port` is the port the
+    /// service listens on inside the container, published on a free
+    /// loopback port of the host.
+    Image { image: String, port: u16 },
+}
+
+/// How a log line is recognised.
+#[derive(Debug, Clone)]
+pub enum LogMatch {
+    Contains(String),
+    Matches(regex::Regex),
+}
+
+impl LogMatch {
+    pub fn is_in(&self, text: &str) -> bool {
+        match self {
+            LogMatch::Contains(s) => text.contains(s.as_str()),
+            LogMatch::Matches(re) => re.is_match(text),
+        }
+    }
+}
+
+impl std::fmt::Display for LogMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogMatch::Contains(s) => write!(f, "a log line containing {s:?}"),
+            LogMatch::Matches(re) => write!(f, "a log line matching /{}/", re.as_str()),
+        }
+    }
+}
+
+impl PartialEq for LogMatch {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (LogMatch::Contains(a), LogMatch::Contains(b)) => a == b,
+            (LogMatch::Matches(a), LogMatch::Matches(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+/// How the harness knows an instance is ready to take traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ready {
+    /// `GET path` answers 2xx (on the admin port when the spec has one).
+    Http { path: String },
+    /// Its port accepts a TCP connection.
+    Tcp,
+    /// Its output (since this start) has such a line.
+    LogLine(LogMatch),
+    /// The registry lists it as passing.
+    Passing,
+}
+
+impl Ready {
+    pub fn http(path: impl Into<String>) -> Self {
+        Ready::Http { path: path.into() }
+    }
+
+    /// A log line containing `text`.
+    pub fn log_contains(text: impl Into<String>) -> Self {
+        Ready::LogLine(LogMatch::Contains(text.into()))
+    }
+
+    /// A log line matching the regular expression `pattern`.
+    pub fn log_matches(pattern: &str) -> Result<Self, regex::Error> {
+        Ok(Ready::LogLine(LogMatch::Matches(regex::Regex::new(pattern)?)))
+    }
+}
+
+/// The check the registry runs for an instance the harness registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// `GET http://host:port{path}`, 2xx passing.
+    Http {
+        path: String,
+        interval: Duration,
+        timeout: Duration,
+    },
+    /// A TCP connection to `host:port`.
+    Tcp { interval: Duration, timeout: Duration },
+}
+
+impl Check {
+    /// An HTTP check on `path` with the default interval and timeout.
+    pub fn http(path: impl Into<String>) -> Self {
+        Check::Http {
+            path: path.into(),
+            interval: DEFAULT_CHECK_INTERVAL,
+            timeout: DEFAULT_CHECK_TIMEOUT,
+        }
+    }
+
+    /// A TCP check with the default interval and timeout.
+    pub fn tcp() -> Self {
+        Check::Tcp {
+            interval: DEFAULT_CHECK_INTERVAL,
+            timeout: DEFAULT_CHECK_TIMEOUT,
+        }
+    }
+}
+
+/// How an instance gets into the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// It registers itself (Consul-native, as Gantry's services do) and
+    /// deregisters on SIGTERM.
+    SelfRegisters,
+    /// The harness registers each instance (service name, instance id,
+    /// address, port, tags, meta) with `check`, as an orchestrator would, and
+    /// deregisters it when the instance is removed for good. Killing or
+    /// stopping it does not: the check notices, as in a real deployment.
+    ByHarness {
+        check: Check,
+        deregister_after: Duration,
+        tags: Vec<String>,
+        meta: BTreeMap<String, String>,
+    },
+    /// Not in the registry at all (a gateway, a stand-in dependency).
+    Unregistered,
+}
+
+impl Registration {
+    /// Registered by the harness with `check`, the default
+    /// `DeregisterCriticalServiceAfter`, no tags and no meta.
+    pub fn by_harness(check: Check) -> Self {
+        Registration::ByHarness {
+            check,
+            deregister_after: DEFAULT_DEREGISTER_AFTER,
+            tags: Vec::new(),
+            meta: BTreeMap::new(),
+        }
+    }
+}
+
+/// One service of a stack: how to run it and how to know it is up.
+///
+/// Environment values, arguments and the working directory may use
+/// placeholders, filled per instance: `{port}`, `{admin_port}`, `{host}`,
+/// `{id}` (e.g. `greeter-2`), `{index}` (2), `{name}` (`greeter`),
+/// `{registry}` (`http://host:port`), `{registry_token}`, `{redis}` (the
+/// `REDIS_URL`) and `{dir}` (the stack's log and state directory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    /// The service's name in the registry, and the stem of its instance ids.
+    pub name: String,
+    pub run: Run,
+    pub replicas: usize,
+    pub env: Vec<(String, String)>,
+    /// Extra environment for instance `n` (1-based) only.
+    pub instance_env: Vec<(usize, String, String)>,
+    pub workdir: Option<PathBuf>,
+    pub ready: Ready,
+    pub registration: Registration,
+    pub ready_timeout: Duration,
+    /// Instance 1's port; the others (and instance 1 when `None`) get free ones.
+    pub port: Option<u16>,
+    /// A second free port per instance (`{admin_port}`), for an operator
+    /// listener; [`Ready::Http`] is probed there.
+    pub admin_port: bool,
+    /// Given the stack's Gantry settings (signing key, check TTL, Redis and
+    /// registry variables): only Gantry's own components read them.
+    pub gantry_env: bool,
+}
+
+impl ServiceSpec {
+    /// A service run as `program args…`, one replica, ready when its port
+    /// accepts connections, registered by itself.
+    pub fn command<I, S>(name: impl Into<String>, program: impl Into<PathBuf>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_run(
+            name,
+            Run::Command {
+                program: program.into(),
+                args: args.into_iter().map(Into::into).collect(),
+            },
+        )
+    }
+
+    /// A service run from a container `image` listening on `port` inside it.
+    pub fn image(name: impl Into<String>, image: impl Into<String>, port: u16) -> Self {
+        Self::with_run(
+            name,
+            Run::Image {
+                image: image.into(),
+                port,
+            },
+        )
+    }
+
+    fn with_run(name: impl Into<String>, run: Run) -> Self {
+        Self {
+            name: name.into(),
+            run,
+            replicas: 1,
+            env: Vec::new(),
+            instance_env: Vec::new(),
+            workdir: None,
+            ready: Ready::Tcp,
+            registration: Registration::SelfRegisters,
+            ready_timeout: READY_TIMEOUT,
+            port: None,
+            admin_port: false,
+            gantry_env: false,
+        }
+    }
+
+    /// One of Gantry's own components (`auth`, `user`), run as
+    /// `gantry serve <component>`: registers itself, ready when passing.
+    pub fn gantry(binary: impl Into<PathBuf>, component: &str) -> Self {
+        let mut spec = Self::command(component, binary, ["serve", component]);
+        spec.env = [("GANTRY_LISTEN", "{host}:{port}"), ("GANTRY_INSTANCE_ID", "{id}")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .to_vec();
+        spec.ready = Ready::Passing;
+        spec.gantry_env = true;
+        spec
+    }
+
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn instance_env(mut self, n: usize, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.instance_env.push((n, key.into(), value.into()));
+        self
+    }
+
+    pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    pub fn ready(mut self, ready: Ready) -> Self {
+        self.ready = ready;
+        self
+    }
+
+    pub fn registration(mut self, registration: Registration) -> Self {
+        self.registration = registration;
+        self
+    }
+
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Instance 1's port (the others get free ones).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    pub fn with_admin_port(mut self) -> Self {
+        self.admin_port = true;
+        self
+    }
+
+    /// Everything that can be wrong with a spec before anything is started:
+    /// a bad name, no replicas, an unknown placeholder, readiness the
+    /// registration cannot give.
+    pub fn validate(&self, has_redis: bool) -> Result<(), HarnessError> {
+        let bad = |problem: String| HarnessError::BadSpec {
+            service: self.name.clone(),
+            problem,
+        };
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(bad(format!(
+                "{:?} is not a service name: expected letters, digits, '-' or '_'",
+                self.name
+            )));
+        }
+        if self.replicas == 0 {
+            return Err(bad("replicas is 0: expected at least 1".into()));
+        }
+        if self.ready == Ready::Passing && self.registration == Registration::Unregistered {
+            return Err(bad(
+                "ready when passing in the registry, but it is not registered: expected another readiness or a registration"
+                    .into(),
+            ));
+        }
+        let mut texts: Vec<(String, &str)> = self.env.iter().map(|(k, v)| (format!("env {k}"), v.as_str())).collect();
+        texts.extend(
+            self.instance_env
+                .iter()
+                .map(|(n, k, v)| (format!("env {k} of instance {n}"), v.as_str())),
+        );
+        if let Run::Command { args, .. } = &self.run {
+            texts.extend(args.iter().map(|a| ("an argument".to_owned(), a.as_str())));
+        }
+        let workdir = self.workdir.as_ref().map(|w| w.display().to_string());
+        if let Some(w) = &workdir {
+            texts.push(("the working directory".into(), w));
+        }
+        for (place, text) in texts {
+            for name in placeholders::names_in(text) {
+                if !placeholders::KNOWN.contains(&name) {
+                    return Err(bad(format!(
+                        "unknown placeholder {{{name}}} in {place}: expected one of {}",
+                        placeholders::KNOWN.map(|k| format!("{{{k}}}")).join(", ")
+                    )));
+                }
+                if name == "redis" && !has_redis {
+                    return Err(bad(format!("{{redis}} in {place}, but the stack has no Redis")));
+                }
+                if name == "admin_port" && !self.admin_port {
+                    return Err(bad(format!(
+                        "{{admin_port}} in {place}, but the spec asks for no admin port"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_with_an_unknown_placeholder_is_refused_by_name() {
+        let spec = ServiceSpec::command("greeter", "python3", ["-c", "x", "{prot}"]);
+        let e = spec.validate(true).unwrap_err().to_string();
+        assert!(
+            e.contains("greeter") && e.contains("{prot}") && e.contains("{port}"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn redis_placeholder_needs_redis_and_passing_needs_a_registration() {
+        let spec = ServiceSpec::command("a", "x", Vec::<String>::new()).env("R", "{redis}");
+        assert!(spec.validate(true).is_ok());
+        assert!(spec.validate(false).unwrap_err().to_string().contains("no Redis"));
+        let spec = ServiceSpec::command("a", "x", Vec::<String>::new())
+            .ready(Ready::Passing)
+            .registration(Registration::Unregistered);
+        assert!(spec.validate(true).unwrap_err().to_string().contains("not registered"));
+        let spec = ServiceSpec::command("a b", "x", Vec::<String>::new());
+        assert!(
+            spec.validate(true)
+                .unwrap_err()
+                .to_string()
+                .contains("not a service name")
+        );
+    }
+}
