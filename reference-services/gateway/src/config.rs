@@ -46,7 +46,8 @@ pub enum LbPolicy {
 pub enum GatewayConfigError {
     #[error(transparent)]
     Env(#[from] ConfigError),
-    #[error("{CONFIG_FILE_VAR}: {0}")]
+    /// The file's own error (file, line, what was expected) is the source.
+    #[error("{CONFIG_FILE_VAR} names a routes file that was refused")]
     File(#[from] DeclaredError),
 }
 

@@ -145,7 +145,7 @@ pub enum DeclaredError {
         line: Option<usize>,
         message: String,
         #[source]
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
     /// Well-formed, but inconsistent (an unknown service, a duplicate route).
     #[error("{}: {found}; expected {expected}", Location(path, Some(*line)))]
@@ -218,7 +218,7 @@ impl Declared {
             path: path.to_owned(),
             line: source.span().map(|s| line_of(text, s.start)),
             message: source.message().trim_end().to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         let invalid = |at: usize, found: String, expected: &str| DeclaredError::Invalid {
             path: path.to_owned(),
