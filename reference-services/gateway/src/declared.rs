@@ -42,8 +42,10 @@
 //!
 //! Routes are tried longest prefix first, and a route with a host before one
 //! without for the same prefix. Two routes with the same host and prefix are
-//! allowed only when their methods do not overlap. Client-sent identity
-//! headers never reach a service, whatever the route says.
+//! allowed only when their methods do not overlap. The gateway's own
+//! `GET /healthz`, `/readyz` and `/openapi.json` are answered before any
+//! route, so a catch-all `prefix = "/"` cannot hide them from health checks.
+//! Client-sent identity headers never reach a service, whatever the route says.
 //!
 //! Every mistake is reported with the file, the line, and what was expected;
 //! a file with one is refused whole (at start, the gateway does not start;

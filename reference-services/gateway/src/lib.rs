@@ -51,6 +51,9 @@ pub use upstream::{BASE_EJECTION, MAX_EJECTION};
 
 /// How often Redis reachability is checked for `/readyz`.
 pub const REDIS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the JWKS refresher looks for a key source when the
+/// configuration names none (no route needs identity; a reload may add one).
+pub const JWKS_SOURCE_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -294,13 +297,17 @@ fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
     let gw = gateway.clone();
     tasks.push(tokio::spawn(async move {
         loop {
-            let urls = gw.routing.load().jwks_urls();
-            let pause = match gw.identity.keys().refresh(&urls).await {
-                Ok(_) => Duration::from_secs(300),
-                // Until the JWKS service is discovered (or, with no route
-                // that needs identity, until a reload adds one): readiness
-                // waits on this.
-                Err(_) => Duration::from_millis(50),
+            let routing = gw.routing.load_full();
+            let pause = if routing.jwks.is_none() {
+                // No key source configured (no route needs identity): look
+                // again in a while, in case a reload adds one.
+                JWKS_SOURCE_RECHECK
+            } else {
+                match gw.identity.keys().refresh(&routing.jwks_urls()).await {
+                    Ok(_) => Duration::from_secs(300),
+                    // Until the JWKS service is discovered: readiness waits on this.
+                    Err(_) => Duration::from_millis(50),
+                }
             };
             tokio::time::sleep(pause).await;
         }
