@@ -132,13 +132,13 @@ impl Gateway {
             .map_err(fail)?;
 
         // Forward: the path the service sees, then an instance, retrying when safe.
-        parts.uri = stages::forward::upstream_uri(&parts.uri, route.strip_prefix.then_some(&*route.prefix))
-            .ok_or_else(|| {
-                fail(ApiError::bad_request(
-                    "bad_path",
-                    "the request path could not be rewritten",
-                ))
-            })?;
+        let strip = route.strip_prefix.then_some(&*route.prefix);
+        parts.uri = stages::forward::upstream_uri(std::mem::take(&mut parts.uri), strip).ok_or_else(|| {
+            fail(ApiError::bad_request(
+                "bad_path",
+                "the request path could not be rewritten",
+            ))
+        })?;
         let response = self.forward(service, parts, body).await.map_err(|e| {
             // The detail (instance, OS error) is for the log; the client gets
             // a generic message and the request id to quote.

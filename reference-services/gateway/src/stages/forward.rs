@@ -20,12 +20,13 @@ use crate::upstream::Endpoint;
 /// The URI the service is sent: the origin form (`/path?query`), as nginx
 /// sends it, with `strip` taken off the path when the route strips its
 /// prefix. `None` only if the rewritten path is not a valid URI path, which
-/// a path the prefix matched cannot be.
-pub fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
+/// a path the prefix matched cannot be. Takes the URI by value: without a
+/// prefix to strip, the common origin-form request passes as it came.
+pub fn upstream_uri(uri: Uri, strip: Option<&str>) -> Option<Uri> {
     let Some(prefix) = strip else {
         return Some(match (uri.scheme(), uri.path_and_query()) {
             (Some(_), Some(pq)) => Uri::from(pq.clone()),
-            _ => uri.clone(),
+            _ => uri,
         });
     };
     let path = strip_prefix(prefix, uri.path());
@@ -160,7 +161,7 @@ mod tests {
     use super::*;
 
     fn rewritten(uri: &str, strip: Option<&str>) -> String {
-        upstream_uri(&uri.parse().unwrap(), strip).unwrap().to_string()
+        upstream_uri(uri.parse().unwrap(), strip).unwrap().to_string()
     }
 
     #[test]
