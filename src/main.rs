@@ -146,16 +146,8 @@ async fn serve(component: Component) -> Result<()> {
             gantry_user::run(bind(cfg.service.listen).await?, cfg, shutdown).await?;
         }
         Component::Registry => {
-            let default = format!("127.0.0.1:{}", gantry_harness::registry::DEFAULT_PORT);
-            let addr = gantry_common::config::parse_or(
-                "GANTRY_LISTEN",
-                default.parse().expect("valid default"),
-                "host:port, e.g. 127.0.0.1:8500",
-            )?;
-            let listener = bind(addr).await?;
-            tracing::info!(%addr, "dev registry serving");
-            let options = gantry_harness::registry::Options::from_env();
-            gantry_harness::registry::run(listener, options, shutdown).await?;
+            let cfg = gantry_registry::Options::from_env()?;
+            gantry_registry::run(bind(cfg.listen).await?, cfg, shutdown).await?;
         }
     }
     Ok(())

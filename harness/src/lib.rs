@@ -1,6 +1,5 @@
 //! The Gantry harness: starts a stack (infrastructure and services as real
-//! processes), breaks it on purpose, and drives it. Also home of the dev
-//! registry, the Consul-compatible registry used when no Consul is at hand.
+//! processes), breaks it on purpose, and drives it.
 
 pub mod client;
 pub mod component;
@@ -13,7 +12,9 @@ pub mod ports;
 pub mod process;
 pub mod raw;
 pub mod redis_stats;
-pub mod registry;
+/// The dev registry moved to its own crate (it is a deployed component);
+/// this path keeps `gantry_harness::registry::…` working for callers.
+pub use gantry_registry as registry;
 pub mod stack;
 pub mod stats;
 pub mod wait;

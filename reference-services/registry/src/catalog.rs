@@ -1,11 +1,15 @@
-//! The dev registry's state: services, their TTL checks and the Raft-like
-//! index that blocking queries wait on. Pure data and rules, no HTTP.
+//! The dev registry's state: services, their checks and the Raft-like
+//! index that blocking queries wait on. Pure data and rules: no HTTP, no
+//! clock of its own (every operation is told `now`), no tasks. Running the
+//! HTTP and TCP checks is [`crate::runner`]'s job; it reports here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
+
+use crate::definition::{CheckKind, Probe};
 
 /// A check's health, with Consul's spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,20 +29,69 @@ impl Status {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passing => "passing",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+        }
+    }
 }
 
+/// A check as registered: what it is and how it starts.
 #[derive(Debug, Clone)]
-pub struct Check {
+pub struct CheckSpec {
     pub id: String,
     pub name: String,
-    pub ttl: Duration,
+    pub notes: String,
+    pub kind: CheckKind,
+    /// The status before the first result (Consul's default is critical).
+    pub status: Status,
+    pub deregister_after: Option<Duration>,
+}
+
+/// A check as held: its spec and its current state.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub spec: CheckSpec,
     pub status: Status,
     pub output: String,
-    pub deregister_after: Option<Duration>,
-    pub expires_at: Instant,
+    /// When a TTL check turns critical unless updated; `None` for checks
+    /// the registry runs itself.
+    pub expires_at: Option<Instant>,
     pub critical_since: Option<Instant>,
     pub create_index: u64,
     pub modify_index: u64,
+}
+
+impl Check {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    /// The HTTP or TCP probe the registry runs for this check, with the
+    /// generation (its create index) that tells a re-registered check from
+    /// the one it replaced.
+    pub fn probe(&self) -> Option<(&Probe, u64)> {
+        match &self.spec.kind {
+            CheckKind::Ttl(_) => None,
+            CheckKind::Probe(p) => Some((p, self.create_index)),
+        }
+    }
+
+    /// Sets status and output; whether anything changed.
+    fn set(&mut self, status: Status, output: &str, now: Instant) -> bool {
+        if self.status == status && self.output == output {
+            return false;
+        }
+        if self.status != status {
+            self.critical_since = (status == Status::Critical).then_some(now);
+        }
+        self.status = status;
+        self.output = output.to_owned();
+        true
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -61,16 +114,6 @@ impl Service {
     }
 }
 
-/// A TTL check as registered.
-#[derive(Debug, Clone)]
-pub struct CheckSpec {
-    pub id: String,
-    pub name: String,
-    pub ttl: Duration,
-    pub status: Status,
-    pub deregister_after: Option<Duration>,
-}
-
 /// Why a catalog operation was refused; maps onto Consul's status codes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CatalogError {
@@ -78,6 +121,9 @@ pub enum CatalogError {
     UnknownService(String),
     #[error("Unknown check ID {0:?}. Ensure that the check ID is passed, not the check name.")]
     UnknownCheck(String),
+    /// Consul refuses TTL updates to a check the agent runs itself.
+    #[error("CheckID {0:?} does not have associated TTL")]
+    NotTtl(String),
     /// A duration so large that the deadline it sets cannot be represented.
     #[error("Invalid check: {0} is out of range")]
     OutOfRange(String),
@@ -142,10 +188,15 @@ impl Catalog {
         now: Instant,
     ) -> Result<(), CatalogError> {
         for c in &checks {
-            let expires = later(now, c.ttl).ok_or_else(|| CatalogError::OutOfRange(format!("TTL {:?}", c.ttl)))?;
-            // The grace starts at the latest when the TTL runs out.
+            // The grace starts at the latest when a TTL runs out.
+            let grace_from = match &c.kind {
+                CheckKind::Ttl(ttl) => {
+                    later(now, *ttl).ok_or_else(|| CatalogError::OutOfRange(format!("TTL {ttl:?}")))?
+                }
+                CheckKind::Probe(_) => now,
+            };
             if let Some(after) = c.deregister_after
-                && later(expires, after).is_none()
+                && later(grace_from, after).is_none()
             {
                 return Err(CatalogError::OutOfRange(format!(
                     "DeregisterCriticalServiceAfter {after:?}"
@@ -160,15 +211,15 @@ impl Catalog {
         let create_index = self.services.get(&id).map_or(index, |s| s.create_index);
         let checks = checks
             .into_iter()
-            .map(|c| Check {
-                id: c.id,
-                name: c.name,
-                ttl: c.ttl,
+            .map(|spec| Check {
+                expires_at: match &spec.kind {
+                    CheckKind::Ttl(ttl) => Some(later(now, *ttl).unwrap_or(now)),
+                    CheckKind::Probe(_) => None,
+                },
+                critical_since: (spec.status == Status::Critical).then_some(now),
+                status: spec.status,
                 output: String::new(),
-                deregister_after: c.deregister_after,
-                expires_at: later(now, c.ttl).unwrap_or(now),
-                critical_since: (c.status == Status::Critical).then_some(now),
-                status: c.status,
+                spec,
                 create_index: index,
                 modify_index: index,
             })
@@ -199,7 +250,14 @@ impl Catalog {
         Ok(())
     }
 
-    /// Sets a check's status; a TTL check's timer restarts with every update.
+    fn find_check(&mut self, check_id: &str) -> Option<(String, &mut Check)> {
+        self.services.values_mut().find_map(|s| {
+            let i = s.checks.iter().position(|c| c.id() == check_id)?;
+            Some((s.name.clone(), &mut s.checks[i]))
+        })
+    }
+
+    /// Sets a TTL check's status; its timer restarts with every update.
     pub fn update_check(
         &mut self,
         check_id: &str,
@@ -209,28 +267,43 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         let next_index = self.index + 1;
         let (service, check) = self
-            .services
-            .values_mut()
-            .find_map(|s| {
-                let i = s.checks.iter().position(|c| c.id == check_id)?;
-                Some((s.name.clone(), &mut s.checks[i]))
-            })
+            .find_check(check_id)
             .ok_or_else(|| CatalogError::UnknownCheck(check_id.to_owned()))?;
+        let CheckKind::Ttl(ttl) = check.spec.kind else {
+            return Err(CatalogError::NotTtl(check_id.to_owned()));
+        };
         // Checked at registration; a clock this far on cannot happen, but
         // an overflow must never panic: such a check then never expires.
-        check.expires_at = later(now, check.ttl).unwrap_or(check.expires_at);
+        check.expires_at = later(now, ttl).or(check.expires_at);
         // A heartbeat that changes nothing must not wake every watcher.
-        if check.status == status && check.output == output {
-            return Ok(());
+        if check.set(status, output, now) {
+            check.modify_index = next_index;
+            self.bump(&service);
         }
-        if check.status != status {
-            check.critical_since = (status == Status::Critical).then_some(now);
+        Ok(())
+    }
+
+    /// Records what the registry's own run of an HTTP or TCP check decided.
+    /// `generation` must match the check's (a result from the run of a check
+    /// since replaced is dropped). Returns whether anything changed.
+    pub fn record_probe(
+        &mut self,
+        check_id: &str,
+        generation: u64,
+        status: Status,
+        output: &str,
+        now: Instant,
+    ) -> bool {
+        let next_index = self.index + 1;
+        let Some((service, check)) = self.find_check(check_id) else {
+            return false;
+        };
+        if check.probe().map(|(_, g)| g) != Some(generation) || !check.set(status, output, now) {
+            return false;
         }
-        check.status = status;
-        check.output = output.to_owned();
         check.modify_index = next_index;
         self.bump(&service);
-        Ok(())
+        true
     }
 
     /// Expires TTL checks whose time is up and removes services that have
@@ -239,7 +312,10 @@ impl Catalog {
         let mut changed_names = Vec::new();
         for service in self.services.values_mut() {
             for check in &mut service.checks {
-                if check.status != Status::Critical && now >= check.expires_at {
+                if let Some(expires) = check.expires_at
+                    && check.status != Status::Critical
+                    && now >= expires
+                {
                     check.status = Status::Critical;
                     check.output = "TTL expired".to_owned();
                     check.critical_since = Some(now);
@@ -251,10 +327,12 @@ impl Catalog {
             .services
             .values()
             .filter(|s| {
-                s.checks.iter().any(|c| match (c.deregister_after, c.critical_since) {
-                    (Some(after), Some(since)) => later(since, after).is_some_and(|due| now >= due),
-                    _ => false,
-                })
+                s.checks
+                    .iter()
+                    .any(|c| match (c.spec.deregister_after, c.critical_since) {
+                        (Some(after), Some(since)) => later(since, after).is_some_and(|due| now >= due),
+                        _ => false,
+                    })
             })
             .map(|s| (s.id.clone(), s.name.clone()))
             .collect();
@@ -268,15 +346,15 @@ impl Catalog {
         !changed_names.is_empty()
     }
 
-    /// The instants at which the next TTL expiry or deregistration is due.
+    /// The instant at which the next TTL expiry or deregistration is due.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.services
             .values()
             .flat_map(|s| &s.checks)
-            .filter_map(|c| match (c.status, c.deregister_after, c.critical_since) {
+            .filter_map(|c| match (c.status, c.spec.deregister_after, c.critical_since) {
                 (Status::Critical, Some(after), Some(since)) => later(since, after),
                 (Status::Critical, _, _) => None,
-                _ => Some(c.expires_at),
+                _ => c.expires_at,
             })
             .min()
     }
@@ -285,8 +363,20 @@ impl Catalog {
         self.services.values()
     }
 
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services.get(id)
+    }
+
     pub fn instances_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
         self.services.values().filter(move |s| s.name == name)
+    }
+
+    /// Every check the registry must run itself: `(check id, generation, probe)`.
+    pub fn probes(&self) -> impl Iterator<Item = (&str, u64, &Probe)> {
+        self.services
+            .values()
+            .flat_map(|s| &s.checks)
+            .filter_map(|c| c.probe().map(|(p, g)| (c.id(), g, p)))
     }
 }
 
@@ -298,7 +388,8 @@ mod tests {
         CheckSpec {
             id: id.into(),
             name: "ttl".into(),
-            ttl: Duration::from_millis(ttl_ms),
+            notes: String::new(),
+            kind: CheckKind::Ttl(Duration::from_millis(ttl_ms)),
             status: Status::Critical,
             deregister_after: deregister_ms.map(Duration::from_millis),
         }
@@ -379,7 +470,7 @@ mod tests {
         let mut c = Catalog::default();
         let index = c.index();
         let mut huge_ttl = ttl_check("service:u1", 1_000, None);
-        huge_ttl.ttl = Duration::MAX;
+        huge_ttl.kind = CheckKind::Ttl(Duration::MAX);
         assert!(matches!(
             try_register(&mut c, "u1", "user", huge_ttl, t0),
             Err(CatalogError::OutOfRange(_))
@@ -398,6 +489,72 @@ mod tests {
         assert!(!c.reap(t0 + Duration::from_millis(99)));
         assert!(c.reap(t0 + Duration::from_millis(100)));
         assert_eq!(c.services().count(), 0);
+    }
+
+    fn tcp_check(id: &str, deregister_ms: Option<u64>) -> CheckSpec {
+        use crate::definition::{Target, Thresholds};
+        CheckSpec {
+            id: id.into(),
+            name: "tcp".into(),
+            notes: String::new(),
+            kind: CheckKind::Probe(Probe {
+                target: Target::Tcp("127.0.0.1:1".into()),
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_secs(1),
+                thresholds: Thresholds::default(),
+            }),
+            status: Status::Critical,
+            deregister_after: deregister_ms.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn probe_results_count_only_for_the_registration_that_ran_them() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        register(&mut c, "w1", "web", tcp_check("service:w1", None), t0);
+        let (_, first, _) = c
+            .probes()
+            .next()
+            .map(|(id, g, p)| (id.to_owned(), g, p.clone()))
+            .unwrap();
+        register(&mut c, "w1", "web", tcp_check("service:w1", None), t0);
+        let (_, second, _) = c
+            .probes()
+            .next()
+            .map(|(id, g, p)| (id.to_owned(), g, p.clone()))
+            .unwrap();
+        assert_ne!(first, second, "a registration starts a new generation");
+        let index = c.index();
+        assert!(!c.record_probe("service:w1", first, Status::Passing, "old", t0));
+        assert_eq!(c.index(), index, "a replaced check's result changes nothing");
+        assert!(c.record_probe("service:w1", second, Status::Passing, "ok", t0));
+        assert!(c.instances_of("web").next().unwrap().passing());
+        assert!(
+            !c.record_probe("service:w1", second, Status::Passing, "ok", t0),
+            "the same result again is no change"
+        );
+        assert_eq!(
+            c.update_check("service:w1", Status::Passing, "", t0),
+            Err(CatalogError::NotTtl("service:w1".into())),
+            "a check the registry runs takes no TTL updates"
+        );
+    }
+
+    #[test]
+    fn a_probe_check_critical_past_its_grace_removes_the_service() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        register(&mut c, "w1", "web", tcp_check("service:w1", Some(500)), t0);
+        let generation = c.probes().next().unwrap().1;
+        c.record_probe("service:w1", generation, Status::Passing, "ok", t0);
+        assert_eq!(c.next_deadline(), None, "a passing probe check sets no deadline");
+        let t1 = t0 + Duration::from_millis(100);
+        c.record_probe("service:w1", generation, Status::Critical, "refused", t1);
+        assert_eq!(c.next_deadline(), Some(t1 + Duration::from_millis(500)));
+        assert!(!c.reap(t1 + Duration::from_millis(499)));
+        assert!(c.reap(t1 + Duration::from_millis(500)));
+        assert_eq!(c.probes().count(), 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gantry_common::registration::Registration;
 use gantry_common::registry::{RegistryClient, ServiceRegistration, TtlState};
-use gantry_harness::registry::Options;
+use gantry_registry::Options;
 use tokio::net::TcpListener;
 
 /// The registries to check: a fresh dev registry with ACLs on and a client
@@ -35,8 +35,9 @@ async fn dev_registry(token: Option<&str>) -> String {
     let addr = listener.local_addr().unwrap();
     let options = Options {
         acl_token: token.map(str::to_owned),
+        ..Options::default()
     };
-    tokio::spawn(gantry_harness::registry::run(listener, options, std::future::pending()));
+    tokio::spawn(gantry_registry::run(listener, options, std::future::pending()));
     addr.to_string()
 }
 

@@ -1,0 +1,75 @@
+//! `/v1/catalog/*`: the services by name, and the instances of one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::json::{DATACENTER, NODE_ID, NODE_NAME};
+use super::{BlockingQuery, read_answer};
+use crate::acl::Access;
+use crate::catalog::Catalog;
+use crate::state::Registry;
+
+pub async fn services(
+    State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
+    Query(q): Query<BlockingQuery>,
+) -> Response {
+    let (index, wait) = match q.parse() {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    reg.block_until(index, wait, Catalog::index).await;
+    let (index, body) = reg.read(|c| {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in c.services() {
+            let tags = map.entry(s.name.clone()).or_default();
+            for t in &s.tags {
+                if !tags.contains(t) {
+                    tags.push(t.clone());
+                }
+            }
+        }
+        (c.index(), serde_json::to_value(map).unwrap_or_default())
+    });
+    read_answer(access, Some(index), body)
+}
+
+pub async fn service(
+    State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
+    Path(name): Path<String>,
+    Query(q): Query<BlockingQuery>,
+) -> Response {
+    let (index, wait) = match q.parse() {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    reg.block_until(index, wait, |c| c.index_of(&name)).await;
+    let (index, body) = reg.read(|c| {
+        let entries: Vec<Value> = c
+            .instances_of(&name)
+            .map(|s| {
+                json!({
+                    "ID": NODE_ID,
+                    "Node": NODE_NAME,
+                    "Address": "127.0.0.1",
+                    "Datacenter": DATACENTER,
+                    "ServiceID": s.id,
+                    "ServiceName": s.name,
+                    "ServiceAddress": s.address,
+                    "ServicePort": s.port,
+                    "ServiceTags": s.tags,
+                    "ServiceMeta": s.meta,
+                    "CreateIndex": s.create_index,
+                    "ModifyIndex": s.modify_index,
+                })
+            })
+            .collect();
+        (c.index_of(&name), Value::Array(entries))
+    });
+    read_answer(access, Some(index), body)
+}

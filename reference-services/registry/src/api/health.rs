@@ -1,0 +1,124 @@
+//! `/v1/health/*`: instances with their checks, the checks of a service,
+//! and checks by state.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::Value;
+
+use super::{BlockingQuery, json, read_answer, refuse};
+use crate::acl::Access;
+use crate::catalog::{Catalog, Status};
+use crate::state::Registry;
+
+/// `GET /v1/health/service/{name}`: every instance with the node, its
+/// checks and the node's Serf check; `?passing` keeps only instances whose
+/// every check passes.
+pub async fn service(
+    State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
+    Path(name): Path<String>,
+    Query(q): Query<BlockingQuery>,
+) -> Response {
+    let ((index, wait), passing) = match q.parse().and_then(|p| Ok((p, q.passing()?))) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    reg.block_until(index, wait, |c| c.index_of(&name)).await;
+    let (index, body) = reg.read(|c| {
+        let entries: Vec<Value> = c
+            .instances_of(&name)
+            .filter(|s| !passing || s.passing())
+            .map(|s| {
+                let mut checks = vec![json::serf_check()];
+                checks.extend(json::checks(s));
+                serde_json::json!({"Node": json::node(), "Service": json::service(s), "Checks": checks})
+            })
+            .collect();
+        (c.index_of(&name), Value::Array(entries))
+    });
+    read_answer(access, Some(index), body)
+}
+
+/// `GET /v1/health/checks/{name}`: the checks of every instance of a
+/// service (not the node's Serf check, as in Consul). It has no `?passing`.
+pub async fn checks(
+    State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
+    Path(name): Path<String>,
+    Query(q): Query<BlockingQuery>,
+) -> Response {
+    let (index, wait) = match q.parse() {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    reg.block_until(index, wait, |c| c.index_of(&name)).await;
+    let (index, body) = reg.read(|c| {
+        let checks: Vec<Value> = c.instances_of(&name).flat_map(json::checks).collect();
+        (c.index_of(&name), Value::Array(checks))
+    });
+    read_answer(access, Some(index), body)
+}
+
+/// A state `/v1/health/state/{state}` takes: one status, or `any`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateFilter {
+    Any,
+    Only(Status),
+}
+
+impl StateFilter {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "any" => Some(StateFilter::Any),
+            other => Status::parse(other).map(StateFilter::Only),
+        }
+    }
+
+    fn admits(self, status: Status) -> bool {
+        match self {
+            StateFilter::Any => true,
+            StateFilter::Only(s) => s == status,
+        }
+    }
+}
+
+/// `GET /v1/health/state/{state}`: every check in that state, the node's
+/// Serf check (always passing) included. An unknown state is refused with
+/// 400 (Consul answers it with an empty list, which hides a typo).
+pub async fn state(
+    State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
+    Path(state): Path<String>,
+    Query(q): Query<BlockingQuery>,
+) -> Response {
+    let Some(filter) = StateFilter::parse(&state) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid check state {state:?}: expected any, passing, warning or critical"),
+        );
+    };
+    let (index, wait) = match q.parse() {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    reg.block_until(index, wait, Catalog::index).await;
+    let (index, body) = reg.read(|c| {
+        let mut checks = Vec::new();
+        if filter.admits(Status::Passing) {
+            checks.push(json::serf_check());
+        }
+        for s in c.services() {
+            checks.extend(
+                s.checks
+                    .iter()
+                    .filter(|check| filter.admits(check.status))
+                    .map(|check| json::check(s, check)),
+            );
+        }
+        (c.index(), Value::Array(checks))
+    });
+    read_answer(access, Some(index), body)
+}

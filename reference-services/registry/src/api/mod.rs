@@ -1,0 +1,141 @@
+//! The HTTP face of the dev registry: Consul's paths, JSON field names,
+//! status codes and blocking-query headers.
+
+mod agent;
+mod catalog;
+mod health;
+mod json;
+mod register;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::acl::{self, Access, Acl};
+use crate::catalog::CatalogError;
+use crate::state::Registry;
+use gantry_common::config::parse_duration;
+
+/// Consul's default and maximum `wait` for blocking queries.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+pub fn router(registry: Arc<Registry>, acl: Acl) -> Router {
+    Router::new()
+        .route("/v1/agent/service/register", put(register::register))
+        .route("/v1/agent/service/deregister/{id}", put(agent::deregister))
+        .route("/v1/agent/service/{id}", get(agent::service))
+        .route("/v1/agent/check/pass/{id}", put(agent::check_pass))
+        .route("/v1/agent/check/warn/{id}", put(agent::check_warn))
+        .route("/v1/agent/check/fail/{id}", put(agent::check_fail))
+        .route("/v1/agent/check/update/{id}", put(agent::check_update))
+        .route("/v1/agent/services", get(agent::services))
+        .route("/v1/agent/checks", get(agent::checks))
+        .route("/v1/health/service/{name}", get(health::service))
+        .route("/v1/health/checks/{name}", get(health::checks))
+        .route("/v1/health/state/{state}", get(health::state))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/service/{name}", get(catalog::service))
+        .route("/v1/status/leader", get(|| async { axum::Json("127.0.0.1:8300") }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        .layer(axum::middleware::from_fn_with_state(Arc::new(acl), acl::enforce))
+        .with_state(registry)
+}
+
+/// Consul answers errors as plain text with a status; so do we.
+fn refuse(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, text.into()).into_response()
+}
+
+/// A write's answer as Consul gives it: 200 with an empty body, or the
+/// refusal's status and reason.
+fn written(result: Result<(), CatalogError>) -> Response {
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => {
+            let status = match e {
+                CatalogError::UnknownService(_) | CatalogError::UnknownCheck(_) => StatusCode::NOT_FOUND,
+                CatalogError::OutOfRange(_) | CatalogError::NotTtl(_) => StatusCode::BAD_REQUEST,
+            };
+            refuse(status, e.to_string())
+        }
+    }
+}
+
+/// A read's answer: its result `body` (a JSON array or object) as `access`
+/// may see it, with the blocking `index` when the endpoint has one. The
+/// anonymous token (ACLs' default deny) sees an empty result of the same
+/// shape, and Consul's header says results were filtered when there were any.
+fn read_answer(access: Access, index: Option<u64>, body: Value) -> Response {
+    let (body, hidden) = match body {
+        Value::Array(a) if !access.can_read() => (json!([]), !a.is_empty()),
+        Value::Object(m) if !access.can_read() => (json!({}), !m.is_empty()),
+        body => (body, false),
+    };
+    let mut resp = match index {
+        Some(index) => with_index(index, body),
+        None => axum::Json(body).into_response(),
+    };
+    if hidden {
+        resp.headers_mut()
+            .insert(acl::FILTERED_HEADER, HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// Blocking-query parameters, as Consul reads them.
+#[derive(Deserialize, Default)]
+struct BlockingQuery {
+    index: Option<String>,
+    wait: Option<String>,
+    passing: Option<String>,
+    hash: Option<String>,
+}
+
+impl BlockingQuery {
+    fn wait(&self) -> Result<Duration, Box<Response>> {
+        match self.wait.as_deref() {
+            None | Some("") => Ok(DEFAULT_WAIT),
+            Some(text) => match parse_duration(text) {
+                Some(w) => Ok(w.min(MAX_WAIT)),
+                None => Err(Box::new(refuse(StatusCode::BAD_REQUEST, "Invalid wait time"))),
+            },
+        }
+    }
+
+    fn parse(&self) -> Result<(Option<u64>, Duration), Box<Response>> {
+        let index = match self.index.as_deref() {
+            None | Some("") => None,
+            Some(text) => match text.parse::<u64>() {
+                Ok(i) => Some(i),
+                Err(_) => return Err(Box::new(refuse(StatusCode::BAD_REQUEST, "Invalid index"))),
+            },
+        };
+        Ok((index, self.wait()?))
+    }
+
+    /// `?passing`, `?passing=true` and `?passing=1` filter; `false` and `0`
+    /// do not; anything else is refused, as Consul's `strconv.ParseBool`.
+    fn passing(&self) -> Result<bool, Box<Response>> {
+        match self.passing.as_deref() {
+            None => Ok(false),
+            Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+            Some(_) => Err(Box::new(refuse(StatusCode::BAD_REQUEST, "Invalid value for ?passing"))),
+        }
+    }
+}
+
+fn with_index(index: u64, body: Value) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
+    headers.insert("X-Consul-KnownLeader", HeaderValue::from_static("true"));
+    headers.insert("X-Consul-LastContact", HeaderValue::from_static("0"));
+    (headers, axum::Json(body)).into_response()
+}

@@ -1,0 +1,283 @@
+//! `PUT /v1/agent/service/register`: the body as Consul's agent takes it,
+//! checked with Consul's rules (and its words) before anything changes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::{refuse, written};
+use crate::catalog::{CheckSpec, Status};
+use crate::definition::{CheckKind, DEFAULT_CHECK_TIMEOUT, HttpTarget, Probe, Target, Thresholds};
+use crate::state::Registry;
+use gantry_common::config::parse_duration;
+
+/// The longest duration Consul accepts (Go's `time.Duration`, int64
+/// nanoseconds, about 292 years); longer ones are refused with 400.
+pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RegisterBody {
+    #[serde(rename = "ID", default)]
+    id: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    meta: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    check: Option<CheckBody>,
+    #[serde(default)]
+    checks: Option<Vec<CheckBody>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct CheckBody {
+    #[serde(rename = "CheckID")]
+    check_id: Option<String>,
+    name: Option<String>,
+    notes: Option<String>,
+    #[serde(rename = "TTL")]
+    ttl: Option<String>,
+    #[serde(rename = "HTTP")]
+    http: Option<String>,
+    method: Option<String>,
+    header: Option<BTreeMap<String, Vec<String>>>,
+    body: Option<String>,
+    /// Accepted and ignored: the dev registry runs `http://` checks only.
+    #[serde(rename = "TLSSkipVerify")]
+    _tls_skip_verify: Option<bool>,
+    #[serde(rename = "TCP")]
+    tcp: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    deregister_critical_service_after: Option<String>,
+    success_before_passing: Option<u32>,
+    failures_before_warning: Option<u32>,
+    failures_before_critical: Option<u32>,
+    status: Option<String>,
+    // Check kinds Consul has and the dev registry does not run: named here
+    // so that a registration using one is refused rather than misread.
+    #[serde(rename = "GRPC")]
+    grpc: Option<serde_json::Value>,
+    #[serde(rename = "H2PING")]
+    h2ping: Option<serde_json::Value>,
+    #[serde(rename = "UDP")]
+    udp: Option<serde_json::Value>,
+    args: Option<serde_json::Value>,
+    script_args: Option<serde_json::Value>,
+    #[serde(rename = "DockerContainerID")]
+    docker_container_id: Option<serde_json::Value>,
+    alias_service: Option<serde_json::Value>,
+    alias_node: Option<serde_json::Value>,
+    #[serde(rename = "OSService")]
+    os_service: Option<serde_json::Value>,
+}
+
+type Refusal = Box<Response>;
+
+fn invalid(text: impl std::fmt::Display) -> Refusal {
+    Box::new(refuse(StatusCode::BAD_REQUEST, format!("Invalid check: {text}")))
+}
+
+pub async fn register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
+    let body: RegisterBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("Request decode failed: {e}")),
+    };
+    let Some(name) = body.name.filter(|n| !n.is_empty()) else {
+        return refuse(StatusCode::BAD_REQUEST, "Missing service name");
+    };
+    let id = body.id.filter(|i| !i.is_empty()).unwrap_or_else(|| name.clone());
+    let mut specs = Vec::new();
+    let bodies = body.check.into_iter().chain(body.checks.unwrap_or_default());
+    for (i, check) in bodies.enumerate() {
+        // Consul numbers the default ids of a service's checks from the second on.
+        let default_id = if i == 0 {
+            format!("service:{id}")
+        } else {
+            format!("service:{id}:{}", i + 1)
+        };
+        match check_spec(check, default_id, &name) {
+            Ok(spec) => specs.push(spec),
+            Err(r) => return *r,
+        }
+    }
+    written(reg.write(|c| {
+        c.register(
+            id,
+            name,
+            body.address.unwrap_or_default(),
+            body.port.unwrap_or(0),
+            body.tags.unwrap_or_default(),
+            body.meta.unwrap_or_default(),
+            specs,
+            Instant::now(),
+        )
+    }))
+}
+
+/// One check of a registration, checked as Consul's `CheckType.Validate`.
+fn check_spec(check: CheckBody, default_id: String, service: &str) -> Result<CheckSpec, Refusal> {
+    let unsupported = [
+        ("GRPC", check.grpc.is_some()),
+        ("H2PING", check.h2ping.is_some()),
+        ("UDP", check.udp.is_some()),
+        ("Args", check.args.is_some() || check.script_args.is_some()),
+        ("DockerContainerID", check.docker_container_id.is_some()),
+        (
+            "AliasService",
+            check.alias_service.is_some() || check.alias_node.is_some(),
+        ),
+        ("OSService", check.os_service.is_some()),
+    ];
+    if let Some((kind, _)) = unsupported.iter().find(|(_, present)| *present) {
+        return Err(invalid(format_args!(
+            "the dev registry runs TTL, HTTP and TCP checks only, not {kind} checks"
+        )));
+    }
+    let ttl = optional_duration("TTL", check.ttl.as_deref())?;
+    let interval = optional_duration("Interval", check.interval.as_deref())?;
+    let http = check.http.filter(|h| !h.is_empty());
+    let tcp = check.tcp.filter(|t| !t.is_empty());
+    if interval.is_some() && ttl.is_some() {
+        return Err(invalid("Interval and TTL cannot both be specified"));
+    }
+    let target = match (http, tcp) {
+        (None, None) => None,
+        (Some(url), None) => Some(Target::Http(Box::new(http_target(
+            url,
+            check.method.as_deref(),
+            check.header.unwrap_or_default(),
+            check.body.unwrap_or_default(),
+        )?))),
+        (None, Some(addr)) => Some(Target::Tcp(tcp_target(addr)?)),
+        (Some(_), Some(_)) => return Err(invalid("HTTP and TCP cannot both be specified")),
+    };
+    let kind = match target {
+        None => CheckKind::Ttl(ttl.ok_or_else(|| invalid("TTL must be > 0 for TTL checks"))?),
+        Some(target) => CheckKind::Probe(Probe {
+            target,
+            interval: interval
+                .ok_or_else(|| invalid("Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks"))?,
+            timeout: optional_duration("Timeout", check.timeout.as_deref())?.unwrap_or(DEFAULT_CHECK_TIMEOUT),
+            thresholds: Thresholds::new(
+                check.success_before_passing.unwrap_or(0),
+                check.failures_before_warning.unwrap_or(0),
+                check.failures_before_critical.unwrap_or(0),
+            ),
+        }),
+    };
+    let deregister_after = optional_duration(
+        "DeregisterCriticalServiceAfter",
+        check.deregister_critical_service_after.as_deref(),
+    )?;
+    let status = match check.status.as_deref() {
+        None | Some("") => Status::Critical,
+        Some(s) => Status::parse(s).ok_or_else(|| {
+            Box::new(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("Status for checks must 'passing', 'warning', 'critical', not {s:?}"),
+            ))
+        })?,
+    };
+    Ok(CheckSpec {
+        id: check.check_id.filter(|c| !c.is_empty()).unwrap_or(default_id),
+        name: check
+            .name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("Service '{service}' check")),
+        notes: check.notes.unwrap_or_default(),
+        kind,
+        status,
+        deregister_after,
+    })
+}
+
+fn http_target(
+    url: String,
+    method: Option<&str>,
+    header: BTreeMap<String, Vec<String>>,
+    body: String,
+) -> Result<HttpTarget, Refusal> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| invalid(format_args!("HTTP {url:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(invalid(format_args!(
+                "HTTP {url:?}: the dev registry runs http:// checks only (it has no TLS)"
+            )));
+        }
+        _ => return Err(invalid(format_args!("HTTP {url:?} is not an http:// URL"))),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(format_args!("HTTP {url:?} has no host")));
+    }
+    let method = match method.filter(|m| !m.is_empty()) {
+        None => Method::GET,
+        Some(m) => {
+            Method::from_bytes(m.as_bytes()).map_err(|_| invalid(format_args!("Method {m:?} is not an HTTP method")))?
+        }
+    };
+    let mut headers = HeaderMap::new();
+    for (name, values) in header {
+        let header_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format_args!("Header {name:?} is not a header name")))?;
+        for value in values {
+            let value = HeaderValue::from_str(&value).map_err(|_| {
+                invalid(format_args!(
+                    "Header {name:?} has a value that is not a header value: {value:?}"
+                ))
+            })?;
+            headers.append(header_name.clone(), value);
+        }
+    }
+    Ok(HttpTarget {
+        url,
+        uri,
+        method,
+        headers,
+        body,
+    })
+}
+
+/// `host:port`, as Go's `net.Dial` needs it.
+fn tcp_target(addr: String) -> Result<String, Refusal> {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(addr),
+        _ => Err(invalid(format_args!("TCP {addr:?} is not host:port"))),
+    }
+}
+
+/// A check's duration field: `None` when absent, empty or zero (Consul's
+/// "not set"), refused with 400 when it is not a duration or longer than
+/// Consul accepts.
+fn optional_duration(field: &str, text: Option<&str>) -> Result<Option<Duration>, Refusal> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    match parse_duration(text) {
+        None => Err(invalid(format_args!("{field} {text:?} is not a duration such as 10s"))),
+        Some(d) if d > MAX_DURATION => Err(invalid(format_args!(
+            "{field} {text:?} is out of range: at most {}h",
+            MAX_DURATION.as_secs() / 3600
+        ))),
+        Some(d) if d.is_zero() => Ok(None),
+        Some(d) => Ok(Some(d)),
+    }
+}

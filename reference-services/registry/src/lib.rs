@@ -1,0 +1,79 @@
+//! The dev registry: the subset of Consul's HTTP API the stack uses, for
+//! hermetic runs where no Consul binary or image can be had. It runs TTL
+//! checks, and HTTP and TCP checks on an interval as a Consul agent does
+//! (see [`probe`] and [`status_handler`]), so a service that does not
+//! register itself can be registered for it with a check the registry runs.
+//!
+//! Differences from Consul, on purpose: one node, one ACL token (the
+//! management token, see [`acl`]); `Interval` and
+//! `DeregisterCriticalServiceAfter` are honoured at any value (Consul
+//! enforces floors of one second and one minute), which lets tests watch
+//! checks flip and services be reaped quickly; HTTP checks are `http://`
+//! only; an unknown state in `/v1/health/state/{state}` is refused with 400
+//! (Consul answers an empty list); other check kinds (gRPC, script, …)
+//! are refused with 400.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `GANTRY_LISTEN` | `127.0.0.1:8500` ([`DEFAULT_LISTEN`]) | where the HTTP API listens |
+//! | `GANTRY_REGISTRY_ACL_TOKEN` | — (ACLs off) | the management token, as Consul's `acl.tokens.initial_management`; with it, writes without it get 403 and reads without it see nothing |
+
+pub mod acl;
+mod api;
+pub mod catalog;
+pub mod config;
+pub mod definition;
+pub mod probe;
+mod runner;
+pub mod state;
+pub mod status_handler;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use acl::Acl;
+pub use config::{ACL_TOKEN_VAR, DEFAULT_LISTEN, DEFAULT_PORT, LISTEN_VAR, Options};
+use state::Registry;
+
+/// Stops the reaper and every check task when [`run`] ends, however it ends
+/// (returned, or dropped by its caller).
+struct StopOnDrop {
+    registry: Arc<Registry>,
+    reaper: tokio::task::AbortHandle,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.reaper.abort();
+        self.registry.stop_checks();
+    }
+}
+
+/// Serves the dev registry on `listener` until `shutdown` resolves.
+/// (`options.listen` is not used here: the caller binds.)
+pub async fn run(
+    listener: TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acl = Acl::new(options.acl_token);
+    if !acl.enabled() {
+        tracing::warn!(
+            "ACLs are off: anyone who can reach this registry can register, replace and remove services \
+             (set {ACL_TOKEN_VAR} to require a token)"
+        );
+    }
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "dev registry serving");
+    }
+    let registry = Arc::new(Registry::default());
+    let _stop = StopOnDrop {
+        registry: registry.clone(),
+        reaper: tokio::spawn(registry.clone().reaper()).abort_handle(),
+    };
+    axum::serve(listener, api::router(registry, acl))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
