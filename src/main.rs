@@ -54,6 +54,11 @@ enum Command {
     /// set, writes need that token (X-Consul-Token) and reads without it see nothing,
     /// as with Consul's ACLs on and default deny; without it anyone may write.
     Registry,
+    /// Act on running gateways.
+    Gateway {
+        #[command(subcommand)]
+        action: GatewayAction,
+    },
     /// Print a fresh Ed25519 signing key for GANTRY_JWT_SIGNING_KEY.
     Keygen,
     /// Exit 0 when URL answers 2xx within the timeout, else 1 with why: a
@@ -63,6 +68,19 @@ enum Command {
         /// How long to wait for the answer (`500ms`, `2s`).
         #[arg(long, default_value = "2s")]
         timeout: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatewayAction {
+    /// Make a gateway read its routes file (GANTRY_GATEWAY_CONFIG) again, by
+    /// sending it SIGHUP: a valid file is in force for the next request, a
+    /// bad one is logged and the routes in force stay.
+    Reload {
+        /// The gateway's process id; without it, every gateway of the stack
+        /// `gantry up` started.
+        #[arg(long)]
+        pid: Option<u32>,
     },
 }
 
@@ -90,6 +108,9 @@ fn main() -> Result<()> {
             Command::Serve { component } => serve(component).await,
             Command::Registry => serve(Component::Registry).await,
             Command::Probe { url, timeout } => probe(&url, &timeout).await,
+            Command::Gateway {
+                action: GatewayAction::Reload { pid },
+            } => gateway_reload(pid),
             Command::Keygen => {
                 println!(
                     "{}",
@@ -121,7 +142,11 @@ async fn serve(component: Component) -> Result<()> {
                 ),
                 None => None,
             };
-            gantry_gateway::run(bind(cfg.listen).await?, admin, cfg, shutdown).await?;
+            // From here on SIGHUP reloads the routes file instead of ending the process.
+            let (reloader, reloads) = gantry_gateway::reload::channel();
+            let hangups = gantry_gateway::reload::on_sighup(reloader).context("installing the SIGHUP handler")?;
+            tokio::spawn(hangups);
+            gantry_gateway::run_with_reloads(bind(cfg.listen).await?, admin, cfg, reloads, shutdown).await?;
         }
         Component::Auth => {
             let cfg = gantry_auth::AuthConfig::from_env()?;
@@ -230,6 +255,10 @@ async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::p
     state["registry"] = format!("http://{}", stack.registry_addr()).into();
     state["registry_token"] = stack.registry_token().into();
     state["logs"] = stack.log_dir().display().to_string().into();
+    state["gateway_pids"] = (1..)
+        .map_while(|n| stack.pid_of(&format!("gateway-{n}")))
+        .collect::<Vec<_>>()
+        .into();
     let state_path = runstate::write(&dir, &state)?;
     println!("\nReady in {:.1} s.\n", started.elapsed().as_secs_f64());
     if !gw.is_empty() {
@@ -313,6 +342,42 @@ fn read_state() -> Result<(std::path::PathBuf, serde_json::Value)> {
     let state = serde_json::from_str(&text)
         .with_context(|| format!("{} is unreadable; remove it and run `gantry up`", path.display()))?;
     Ok((path, state))
+}
+
+/// `gantry gateway reload`: SIGHUP to gateway `pid`, or to each gateway
+/// `gantry up` recorded in its state file.
+fn gateway_reload(pid: Option<u32>) -> Result<()> {
+    let pids = match pid {
+        Some(pid) => vec![pid],
+        None => {
+            let (path, state) = read_state()?;
+            let pids: Vec<u32> = state["gateway_pids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| u32::try_from(p.as_u64()?).ok())
+                .collect();
+            if pids.is_empty() {
+                bail!("{} records no gateway pids; pass the gateway's --pid", path.display());
+            }
+            pids
+        }
+    };
+    for pid in pids {
+        // SIGHUP ends a process that does not handle it: only a gateway gets one.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).with_context(|| format!("no process {pid}"))?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if !args.windows(2).any(|w| w[0] == b"serve" && w[1] == b"gateway") {
+            bail!("process {pid} is not `gantry serve gateway`; not sending it SIGHUP, which would end it");
+        }
+        let target = libc::pid_t::try_from(pid).context("a pid out of range")?;
+        // SAFETY: kill(2) takes a pid and a signal number and touches no memory of ours.
+        if unsafe { libc::kill(target, libc::SIGHUP) } != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("sending SIGHUP to {pid}"));
+        }
+        println!("gateway {pid}: asked to reload (its log says whether the file was accepted)");
+    }
+    Ok(())
 }
 
 async fn probe(url: &str, timeout: &str) -> Result<()> {

@@ -1,5 +1,7 @@
-//! The gateway's configuration, parsed once at start.
+//! The gateway's configuration, parsed once at start: the environment, and
+//! the declarative routes file it may name (see [`crate::declared`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use gantry_common::config::{self, ConfigError};
@@ -7,6 +9,8 @@ use gantry_common::jwt::JwtConfig;
 use gantry_common::registry::RegistryClient;
 use gantry_common::serve::Limits;
 use gantry_common::service::DEFAULT_REDIS_URL;
+
+use crate::declared::{Declared, DeclaredError};
 
 /// Where the gateway listens unless `GANTRY_LISTEN` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -22,13 +26,29 @@ pub const DEFAULT_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
 /// missed push must not keep a dead session alive for long.
 pub const MAX_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// The variable naming the declarative routes file.
+pub const CONFIG_FILE_VAR: &str = "GANTRY_GATEWAY_CONFIG";
+
 /// How the gateway picks among healthy instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LbPolicy {
     /// Each instance in turn.
+    #[serde(alias = "rr")]
     RoundRobin,
     /// Two at random; the one with fewer requests in flight.
     P2c,
+}
+
+/// Why the gateway's configuration could not be had: a variable, or the
+/// routes file, each naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayConfigError {
+    #[error(transparent)]
+    Env(#[from] ConfigError),
+    /// The file's own error (file, line, what was expected) is the source.
+    #[error("{CONFIG_FILE_VAR} names a routes file that was refused")]
+    File(#[from] DeclaredError),
 }
 
 /// | variable | default | meaning |
@@ -38,10 +58,11 @@ pub enum LbPolicy {
 /// | `GANTRY_HEADER_TIMEOUT` | `10s` | to send a request's headers; also how long an idle keep-alive connection is kept |
 /// | `GANTRY_BODY_TIMEOUT` | `30s` | to send a request's body once the headers are in (408 after it) |
 /// | `GANTRY_MAX_CONNECTIONS` | `10000` | open client connections; more are answered 503 and closed |
-/// | `GANTRY_LB` | `round_robin` | `round_robin` or `p2c` (least outstanding of two) |
-/// | `GANTRY_CONNECT_TIMEOUT` | `1s` | upstream connect timeout |
-/// | `GANTRY_REQUEST_TIMEOUT` | `30s` | per-attempt time to upstream response headers |
-/// | `GANTRY_MAX_RETRIES` | `2` | retries on other instances (connect failures; any failure for idempotent methods) |
+/// | `GANTRY_GATEWAY_CONFIG` | the reference routes | a TOML file of services and routes ([`crate::declared`]); read again on SIGHUP |
+/// | `GANTRY_LB` | `round_robin` | `round_robin` or `p2c` (least outstanding of two); a service's `lb` overrides it |
+/// | `GANTRY_CONNECT_TIMEOUT` | `1s` | upstream connect timeout; a service's `connect_timeout` overrides it |
+/// | `GANTRY_REQUEST_TIMEOUT` | `30s` | per-attempt time to upstream response headers; a service's `request_timeout` overrides it |
+/// | `GANTRY_MAX_RETRIES` | `2` | retries on other instances (connect failures; any failure for idempotent methods); a service's `retries` overrides it |
 /// | `GANTRY_SESSION_CACHE_TTL` | `5s` | session lookup cache, at most 5 s |
 /// | `GANTRY_WORKERS` | the number of cores | worker threads (thread per core) |
 /// | `GANTRY_INSTANCE_ID` | `gateway-<port>` | sent as `X-Instance-Id` on the gateway's own answers |
@@ -58,6 +79,13 @@ pub struct GatewayConfig {
     pub jwt: JwtConfig,
     pub registry: RegistryClient,
     pub redis_url: String,
+    /// The routes file, read again on every reload; `None` keeps the
+    /// built-in reference routes (and a reload has nothing to read).
+    pub routes_file: Option<PathBuf>,
+    /// The services and routes in force at start: `routes_file`'s, or
+    /// [`Declared::reference`].
+    pub declared: Declared,
+    /// The defaults for a service that does not set its own.
     pub lb: LbPolicy,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -71,11 +99,13 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Reads the environment and, when `GANTRY_GATEWAY_CONFIG` names one,
+    /// the routes file: a mistake in either stops the gateway before it binds.
+    pub fn from_env() -> Result<Self, GatewayConfigError> {
         let lb = match config::string_or("GANTRY_LB", "round_robin").as_str() {
             "round_robin" | "rr" => LbPolicy::RoundRobin,
             "p2c" | "least_outstanding" => LbPolicy::P2c,
-            other => return Err(ConfigError::new("GANTRY_LB", other, "round_robin or p2c")),
+            other => return Err(ConfigError::new("GANTRY_LB", other, "round_robin or p2c").into()),
         };
         let session_cache_ttl = config::duration_or("GANTRY_SESSION_CACHE_TTL", DEFAULT_SESSION_CACHE_TTL)?;
         if session_cache_ttl > MAX_SESSION_CACHE_TTL {
@@ -83,9 +113,15 @@ impl GatewayConfig {
                 "GANTRY_SESSION_CACHE_TTL",
                 config::format_duration(session_cache_ttl),
                 "at most 5s",
-            ));
+            )
+            .into());
         }
-        let max_retries = config::number_in("GANTRY_MAX_RETRIES", DEFAULT_MAX_RETRIES, 0..=5)?;
+        let max_retries = config::number_in(
+            "GANTRY_MAX_RETRIES",
+            DEFAULT_MAX_RETRIES,
+            0..=crate::declared::MAX_RETRIES,
+        )?;
+        let routes_file = config::raw(CONFIG_FILE_VAR).map(|p| PathBuf::from(p.trim()));
         Ok(Self {
             listen: config::parse_or(
                 "GANTRY_LISTEN",
@@ -104,6 +140,11 @@ impl GatewayConfig {
             jwt: JwtConfig::from_env()?,
             registry: RegistryClient::from_env()?,
             redis_url: config::string_or("REDIS_URL", DEFAULT_REDIS_URL),
+            declared: match &routes_file {
+                Some(path) => Declared::load(path)?,
+                None => Declared::reference(),
+            },
+            routes_file,
             lb,
             connect_timeout: config::duration_or("GANTRY_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)?,
             request_timeout: config::duration_or("GANTRY_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)?,
@@ -116,5 +157,14 @@ impl GatewayConfig {
             )?,
             limits: Limits::from_env()?,
         })
+    }
+
+    /// This configuration with its routes from the file at `path` (which
+    /// reloads read again), as `GANTRY_GATEWAY_CONFIG=path` would give.
+    pub fn with_routes_file(mut self, path: impl Into<PathBuf>) -> Result<Self, DeclaredError> {
+        let path = path.into();
+        self.declared = Declared::load(&path)?;
+        self.routes_file = Some(path);
+        Ok(self)
     }
 }

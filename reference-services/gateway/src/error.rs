@@ -24,7 +24,7 @@ pub enum ProxyError {
     Timeout { instance: Box<str> },
     /// No passing instance of the service is known.
     #[error("no healthy instance of {service}")]
-    NoInstance { service: &'static str },
+    NoInstance { service: Box<str> },
 }
 
 impl ProxyError {
@@ -91,7 +91,7 @@ mod tests {
         let stale = of(SendError::Stale("closed".into()));
         assert!(!stale.retry_safe(false) && stale.retry_safe(true) && !stale.ejects());
         assert_eq!(stale.to_api_error().status, StatusCode::BAD_GATEWAY);
-        let none = ProxyError::NoInstance { service: "user" };
+        let none = ProxyError::NoInstance { service: "user".into() };
         assert!(!none.retry_safe(true) && !none.ejects());
     }
 

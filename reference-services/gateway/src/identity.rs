@@ -14,7 +14,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use gantry_common::error::ApiError;
 use gantry_common::jwks::KeyStore;
-use gantry_common::jwt::now_secs;
+use gantry_common::jwt::{Claims, now_secs};
 use gantry_common::session::{self, Revocation};
 use gantry_common::store::Store;
 use http::HeaderValue;
@@ -44,10 +44,33 @@ pub const DENYLIST_TIMEOUT: Duration = Duration::from_millis(250);
 /// are ever inserted, so SipHash's flood resistance buys nothing here.
 type Hasher = foldhash::fast::RandomState;
 
+/// Who a verified token says is calling, as header values made once when
+/// the token is first verified, so passing them on (`identity_headers`)
+/// costs a reference count, not an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub`: sent as `X-User-Id`.
+    pub user_id: HeaderValue,
+    /// The token's `username`, when it has one: sent as `X-Username`.
+    pub username: Option<HeaderValue>,
+}
+
+impl Caller {
+    /// The caller `claims` name. A `sub` that cannot be a header value is
+    /// refused: a service trusting `X-User-Id` must never get a wrong one.
+    fn of(claims: &Claims) -> Result<Self, Denied> {
+        let user_id =
+            HeaderValue::from_str(&claims.sub).map_err(|_| Denied::Unauthorized("invalid or expired token"))?;
+        let username = claims.username.as_deref().and_then(|u| HeaderValue::from_str(u).ok());
+        Ok(Self { user_id, username })
+    }
+}
+
 #[derive(Debug)]
 struct TokenEntry {
     exp: u64,
     jti: Arc<str>,
+    caller: Caller,
 }
 
 #[derive(Debug)]
@@ -56,6 +79,7 @@ struct SessionEntry {
     authorization: HeaderValue,
     exp: u64,
     jti: Arc<str>,
+    caller: Caller,
     fetched: Instant,
 }
 
@@ -107,10 +131,11 @@ enum Denylist {
     Unknown,
 }
 
-/// A verified token: its `exp` and `jti`, and whether it may be cached.
+/// A verified token: its `exp`, `jti` and caller, and whether it may be cached.
 struct Verified {
     exp: u64,
     jti: Arc<str>,
+    caller: Caller,
     /// The denylist answered (not revoked) and the token is in the cache.
     cached: bool,
 }
@@ -215,24 +240,26 @@ impl Identity {
         self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Checks a bearer token. `auth_urls` is called only when the token's key
-    /// is unknown and the JWKS must be fetched.
-    pub async fn bearer(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<(), Denied> {
+    /// Checks a bearer token and says who it names. `auth_urls` is called
+    /// only when the token's key is unknown and the JWKS must be fetched.
+    pub async fn bearer(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<Caller, Denied> {
         // The hot path: a map lookup, no allocation, no signature check.
-        if self.tokens.get(token).is_some_and(|e| e.exp > now_secs()) {
+        if let Some(entry) = self.tokens.get(token)
+            && entry.exp > now_secs()
+        {
             self.stats.local().token_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return Ok(entry.caller.clone());
         }
         self.stats.local().token_misses.fetch_add(1, Ordering::Relaxed);
-        self.verify_and_cache(token, auth_urls).await.map(drop)
+        self.verify_and_cache(token, auth_urls).await.map(|v| v.caller)
     }
 
-    /// The `(exp, jti)` of a token verified before and not expired since.
-    /// Revocations remove tokens from the cache, so a hit is still good.
-    fn cached_token(&self, token: &str) -> Option<(u64, Arc<str>)> {
+    /// The `(exp, jti, caller)` of a token verified before and not expired
+    /// since. Revocations remove tokens from the cache, so a hit is still good.
+    fn cached_token(&self, token: &str) -> Option<(u64, Arc<str>, Caller)> {
         let entry = self.tokens.get(token).filter(|e| e.exp > now_secs())?;
         self.stats.local().token_hits.fetch_add(1, Ordering::Relaxed);
-        Some((entry.exp, entry.jti.clone()))
+        Some((entry.exp, entry.jti.clone(), entry.caller.clone()))
     }
 
     async fn verify_and_cache(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<Verified, Denied> {
@@ -241,6 +268,7 @@ impl Identity {
             other => other,
         }
         .map_err(|_| Denied::Unauthorized("invalid or expired token"))?;
+        let caller = Caller::of(&claims)?;
         match self.denylist(&claims.iss, &claims.jti).await {
             Denylist::Revoked => Err(REVOKED),
             // Let through on the signature, as Redis outages must not stop
@@ -250,16 +278,18 @@ impl Identity {
                 Ok(Verified {
                     exp: claims.exp,
                     jti: claims.jti.into(),
+                    caller,
                     cached: false,
                 })
             }
             Denylist::NotRevoked => {
                 let jti: Arc<str> = claims.jti.into();
-                match self.cache_token(token, claims.exp, &jti) {
+                match self.cache_token(token, claims.exp, &jti, &caller) {
                     Cached::Revoked => Err(REVOKED),
                     cached => Ok(Verified {
                         exp: claims.exp,
                         jti,
+                        caller,
                         cached: cached == Cached::Yes,
                     }),
                 }
@@ -269,13 +299,20 @@ impl Identity {
 
     /// Caches a token the denylist has cleared, unless its `jti` was
     /// revoked while Redis was asked.
-    fn cache_token(&self, token: &str, exp: u64, jti: &Arc<str>) -> Cached {
+    fn cache_token(&self, token: &str, exp: u64, jti: &Arc<str>, caller: &Caller) -> Cached {
         let mut index = self.index();
         let key = match self.link(&mut index, jti, self.tokens.len(), |refs| &mut refs.tokens, token) {
             Ok(key) => key,
             Err(not) => return not,
         };
-        self.tokens.insert(key, TokenEntry { exp, jti: jti.clone() });
+        self.tokens.insert(
+            key,
+            TokenEntry {
+                exp,
+                jti: jti.clone(),
+                caller: caller.clone(),
+            },
+        );
         Cached::Yes
     }
 
@@ -331,8 +368,13 @@ impl Identity {
         }
     }
 
-    /// Resolves a session id to the `Authorization` value to send upstream.
-    pub async fn session(&self, sid: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<HeaderValue, Denied> {
+    /// Resolves a session id to the `Authorization` value to send upstream
+    /// and the caller its token names.
+    pub async fn session(
+        &self,
+        sid: &str,
+        auth_urls: impl FnOnce() -> Vec<String>,
+    ) -> Result<(HeaderValue, Caller), Denied> {
         if !session::is_well_formed(sid) {
             return Err(Denied::Unauthorized("invalid session"));
         }
@@ -341,7 +383,7 @@ impl Identity {
             && entry.exp > now_secs()
         {
             self.stats.local().session_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(entry.authorization.clone());
+            return Ok((entry.authorization.clone(), entry.caller.clone()));
         }
         self.stats.local().session_lookups.fetch_add(1, Ordering::Relaxed);
         let cmd = Cmd::hget(session::key(sid), session::JWT_FIELD);
@@ -355,22 +397,29 @@ impl Identity {
             .ok_or(Denied::Unauthorized("session has ended; log in again"))?;
         // The session's token was most likely verified already: then the
         // lookup costs one Redis round trip and no signature check.
-        let (exp, jti, cacheable) = match self.cached_token(&jwt) {
-            Some((exp, jti)) => (exp, jti, true),
+        let (exp, jti, caller, cacheable) = match self.cached_token(&jwt) {
+            Some((exp, jti, caller)) => (exp, jti, caller, true),
             None => {
                 let v = self.verify_and_cache(&jwt, auth_urls).await?;
-                (v.exp, v.jti, v.cached)
+                (v.exp, v.jti, v.caller, v.cached)
             }
         };
         let authorization =
             HeaderValue::from_str(&format!("Bearer {jwt}")).map_err(|_| Denied::Unauthorized("invalid session"))?;
-        if cacheable && self.cache_session(sid, &authorization, exp, &jti) == Cached::Revoked {
+        if cacheable && self.cache_session(sid, &authorization, exp, &jti, &caller) == Cached::Revoked {
             return Err(REVOKED);
         }
-        Ok(authorization)
+        Ok((authorization, caller))
     }
 
-    fn cache_session(&self, sid: &str, authorization: &HeaderValue, exp: u64, jti: &Arc<str>) -> Cached {
+    fn cache_session(
+        &self,
+        sid: &str,
+        authorization: &HeaderValue,
+        exp: u64,
+        jti: &Arc<str>,
+        caller: &Caller,
+    ) -> Cached {
         let mut index = self.index();
         let key = match self.link(&mut index, jti, self.sessions.len(), |refs| &mut refs.sessions, sid) {
             Ok(key) => key,
@@ -380,6 +429,7 @@ impl Identity {
             authorization: authorization.clone(),
             exp,
             jti: jti.clone(),
+            caller: caller.clone(),
             fetched: Instant::now(),
         };
         // A session now holding another token: its old `jti` no longer
@@ -498,8 +548,15 @@ mod tests {
         let now = now_secs();
         Signer::hs256(SECRET).sign(&serde_json::json!({
             "sub": "u_1", "iss": cfg.issuer, "aud": cfg.audience,
-            "iat": now, "exp": now + 600, "jti": jti,
+            "iat": now, "exp": now + 600, "jti": jti, "username": "ada",
         }))
+    }
+
+    fn caller() -> Caller {
+        Caller {
+            user_id: HeaderValue::from_static("u_1"),
+            username: Some(HeaderValue::from_static("ada")),
+        }
     }
 
     fn revocation(jti: Option<&str>, sid: Option<&str>) -> Revocation {
@@ -589,8 +646,9 @@ mod tests {
     async fn a_token_the_denylist_cleared_is_cached() {
         let id = identity(&fake_redis(false, None).await);
         let t = token("j1");
-        id.bearer(&t, Vec::new).await.unwrap();
-        id.bearer(&t, Vec::new).await.unwrap();
+        // The caller is the token's, whether verified now or found cached.
+        assert_eq!(id.bearer(&t, Vec::new).await.unwrap(), caller());
+        assert_eq!(id.bearer(&t, Vec::new).await.unwrap(), caller());
         assert_eq!(stat(&id, |s| &s.token_misses), 1);
         assert_eq!(stat(&id, |s| &s.token_hits), 1);
     }
@@ -635,7 +693,9 @@ mod tests {
         let sid = "a".repeat(session::ID_LEN);
         let (t, other) = (token("j1"), token("j2"));
         let id = identity(&fake_redis(false, Some((sid.clone(), t.clone()))).await);
-        id.session(&sid, Vec::new).await.unwrap();
+        let (authorization, who) = id.session(&sid, Vec::new).await.unwrap();
+        assert_eq!(authorization, format!("Bearer {t}").as_str());
+        assert_eq!(who, caller());
         id.bearer(&other, Vec::new).await.unwrap();
         assert!(id.tokens.contains_key(t.as_str()) && id.sessions.contains_key(sid.as_str()));
 
@@ -669,7 +729,10 @@ mod tests {
         // a "not revoked" answer must not bring the token back.
         let id = identity("redis://127.0.0.1:1");
         id.apply(&revocation(Some("j1"), None));
-        assert_eq!(id.cache_token("t", now_secs() + 60, &Arc::from("j1")), Cached::Revoked);
+        assert_eq!(
+            id.cache_token("t", now_secs() + 60, &Arc::from("j1"), &caller()),
+            Cached::Revoked
+        );
         assert!(id.tokens.is_empty());
     }
 
@@ -679,7 +742,7 @@ mod tests {
         let exp = now_secs() + 60;
         for i in 0..MAX_CACHE_ENTRIES + 10 {
             assert_eq!(
-                id.cache_token(&format!("t{i}"), exp, &Arc::from(format!("j{i}"))),
+                id.cache_token(&format!("t{i}"), exp, &Arc::from(format!("j{i}")), &caller()),
                 Cached::Yes
             );
         }
@@ -696,12 +759,12 @@ mod tests {
         let id = identity("redis://127.0.0.1:1");
         let (exp, jti) = (now_secs() + 60, Arc::from("j1"));
         for i in 0..MAX_ENTRIES_PER_JTI {
-            assert_eq!(id.cache_token(&format!("t{i}"), exp, &jti), Cached::Yes);
+            assert_eq!(id.cache_token(&format!("t{i}"), exp, &jti, &caller()), Cached::Yes);
         }
         // One more cannot be indexed, so it is not cached (it is still served).
-        assert_eq!(id.cache_token("one-too-many", exp, &jti), Cached::No);
+        assert_eq!(id.cache_token("one-too-many", exp, &jti, &caller()), Cached::No);
         // The same token again is not a new entry.
-        assert_eq!(id.cache_token("t0", exp, &jti), Cached::Yes);
+        assert_eq!(id.cache_token("t0", exp, &jti, &caller()), Cached::Yes);
         id.apply(&revocation(Some("j1"), None));
         assert!(id.tokens.is_empty());
     }

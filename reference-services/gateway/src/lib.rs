@@ -1,11 +1,16 @@
 //! The Gantry API gateway.
 //!
-//! Built on hyper directly: the request path reads an immutable per-service
-//! snapshot (no lock), verifies identity from caches, balances, and retries
-//! around dead instances. Background tasks keep the snapshots, the JWKS, the
-//! Redis health flag and the revocation feed current.
+//! Built on hyper directly: the request path reads an immutable snapshot of
+//! the configuration and of each service's instances (no lock), verifies
+//! identity from caches, balances, and retries around dead instances.
+//! Services and routes come from a declarative file ([`declared`]), reloaded
+//! on SIGHUP without dropping a connection ([`reload`]). Background tasks
+//! keep the instance snapshots, the JWKS, the Redis health flag and the
+//! revocation feed current.
 
+mod admin;
 pub mod config;
+pub mod declared;
 mod error;
 mod headers;
 mod identity;
@@ -13,8 +18,11 @@ mod metrics;
 mod openapi;
 mod pool;
 mod proxy;
+pub mod reload;
 mod routes;
 mod shard;
+mod snapshot;
+mod stages;
 mod upstream;
 
 use std::future::Future;
@@ -25,7 +33,6 @@ use std::time::Duration;
 use gantry_common::jwks::KeyStore;
 use gantry_common::serve::{Admitted, DRAIN_TIMEOUT, Limits, http1_builder};
 use gantry_common::store::Store;
-use gantry_common::watch::{DEFAULT_WATCH_WAIT, watch_service};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -33,8 +40,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 
-pub use config::{GatewayConfig, LbPolicy};
+pub use config::{GatewayConfig, GatewayConfigError, LbPolicy};
+pub use declared::{Declared, DeclaredError};
 pub use proxy::Gateway;
+pub use reload::{ReloadError, ReloadReport, Reloader, Reloads};
 /// Passive health's backoff (an instance is ejected for `BASE_EJECTION` at its
 /// first failure, doubling with each failure in a row up to `MAX_EJECTION`):
 /// public so checks can derive how often a broken instance may be tried.
@@ -42,6 +51,9 @@ pub use upstream::{BASE_EJECTION, MAX_EJECTION};
 
 /// How often Redis reachability is checked for `/readyz`.
 pub const REDIS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the JWKS refresher looks for a key source when the
+/// configuration names none (no route needs identity; a reload may add one).
+pub const JWKS_SOURCE_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -51,7 +63,8 @@ pub enum GatewayError {
     Serve(#[from] std::io::Error),
 }
 
-/// Serves the gateway on `listener` until `shutdown`, then drains.
+/// Serves the gateway on `listener` until `shutdown`, then drains; the
+/// routes in `cfg` stay as they are (see [`run_with_reloads`]).
 ///
 /// `admin`, when given, serves the operator endpoints (`/metrics`, the
 /// detailed `/readyz`); the public listener never does. Both are bound by
@@ -60,6 +73,19 @@ pub async fn run(
     listener: TcpListener,
     admin: Option<TcpListener>,
     cfg: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let (_, reloads) = reload::channel();
+    run_with_reloads(listener, admin, cfg, reloads, shutdown).await
+}
+
+/// [`run`], reloading the routes file whenever the [`Reloader`] paired
+/// with `reloads` ([`reload::channel`]) asks; the binary asks on SIGHUP.
+pub async fn run_with_reloads(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    cfg: GatewayConfig,
+    reloads: Reloads,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let bound = listener.local_addr()?;
@@ -74,10 +100,23 @@ pub async fn run(
         cfg.session_cache_ttl,
         cfg.workers,
     ));
-    let gateway = Arc::new(Gateway::new(cfg, identity.clone(), &instance_id));
+    let routing = snapshot::Routing::build(&cfg.declared, &cfg, None);
+    let mut watches = reload::Watches::new(cfg.registry.clone());
+    watches.start_missing(&routing);
+    let gateway = Arc::new(Gateway::new(cfg, routing, identity.clone(), &instance_id));
     let mut tasks = spawn_background(&gateway);
+    tasks.push(tokio::spawn(reload::serve(gateway.clone(), watches, reloads)));
     let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
-    tracing::info!(%bound, admin = ?admin_addr, %instance_id, lb = ?gateway.cfg.lb, workers = gateway.cfg.workers, "gateway serving");
+    tracing::info!(
+        %bound,
+        admin = ?admin_addr,
+        %instance_id,
+        routes_file = ?gateway.cfg.routes_file,
+        services = gateway.cfg.declared.services.len(),
+        routes = gateway.cfg.declared.routes.len(),
+        workers = gateway.cfg.workers,
+        "gateway serving"
+    );
 
     // Thread per core, as nginx runs a worker per core: each worker has its
     // own single-threaded runtime and upstream pool, so a request never
@@ -240,25 +279,10 @@ async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>, mut stop: tok
     }
 }
 
+/// The tasks that keep shared state current: the revocation feed, Redis
+/// reachability, the JWKS. (Registry watches belong to [`reload::serve`].)
 fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    for (i, name) in routes::SERVICES.iter().enumerate() {
-        let gw = gateway.clone();
-        tasks.push(tokio::spawn(watch_service(
-            gateway.cfg.registry.clone(),
-            (*name).to_owned(),
-            DEFAULT_WATCH_WAIT,
-            move |instances| {
-                tracing::info!(
-                    service = routes::SERVICES[i],
-                    count = instances.len(),
-                    "instances changed"
-                );
-                gw.upstreams[i].update(&instances);
-            },
-            |e| tracing::warn!(error = %e, "registry watch failed; serving from the last snapshot"),
-        )));
-    }
     tasks.push(tokio::spawn(gateway.identity.clone().follow_revocations()));
     let gw = gateway.clone();
     tasks.push(tokio::spawn(async move {
@@ -273,10 +297,17 @@ fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
     let gw = gateway.clone();
     tasks.push(tokio::spawn(async move {
         loop {
-            let pause = match gw.identity.keys().refresh(&gw.upstreams[0].base_urls()).await {
-                Ok(_) => Duration::from_secs(300),
-                // Until auth is discovered: readiness waits on this.
-                Err(_) => Duration::from_millis(50),
+            let routing = gw.routing.load_full();
+            let pause = if routing.jwks.is_none() {
+                // No key source configured (no route needs identity): look
+                // again in a while, in case a reload adds one.
+                JWKS_SOURCE_RECHECK
+            } else {
+                match gw.identity.keys().refresh(&routing.jwks_urls()).await {
+                    Ok(_) => Duration::from_secs(300),
+                    // Until the JWKS service is discovered: readiness waits on this.
+                    Err(_) => Duration::from_millis(50),
+                }
             };
             tokio::time::sleep(pause).await;
         }

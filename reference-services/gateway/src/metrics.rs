@@ -4,16 +4,18 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::routes::SERVICES;
 use crate::shard::Sharded;
+use crate::snapshot::Routing;
+use crate::upstream::Upstream;
 
 /// Histogram bucket upper bounds, in seconds.
 pub const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
 ];
 
-/// Requests by route (services, then "none") and status class, and latency;
-/// one copy per worker (see [`crate::shard`]).
+/// The gateway's own answers (route "none") by status class, and latency
+/// of all requests; one copy per worker (see [`crate::shard`]). Requests on
+/// a route are counted by their service's [`Upstream`], which survives reloads.
 #[derive(Default)]
 pub struct Metrics {
     shards: Sharded<Counts>,
@@ -21,7 +23,7 @@ pub struct Metrics {
 
 #[derive(Default)]
 struct Counts {
-    requests: [[AtomicU64; 5]; SERVICES.len() + 1],
+    unrouted: [AtomicU64; 5],
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -35,8 +37,15 @@ impl Metrics {
     }
 
     /// Records one answered request. `service` is `None` for the gateway's own answers.
-    pub fn record(&self, service: Option<usize>, status: u16, elapsed: Duration) {
-        self.shards.local().record(service, status, elapsed);
+    pub fn record(&self, service: Option<&Upstream>, status: u16, elapsed: Duration) {
+        match service {
+            Some(upstream) => upstream.record(status),
+            None => {
+                let class = usize::from((status / 100).clamp(1, 5)) - 1;
+                self.shards.local().unrouted[class].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.shards.local().record(elapsed);
     }
 
     fn sum(&self, read: impl Fn(&Counts) -> &AtomicU64) -> u64 {
@@ -45,10 +54,7 @@ impl Metrics {
 }
 
 impl Counts {
-    fn record(&self, service: Option<usize>, status: u16, elapsed: Duration) {
-        let route = service.unwrap_or(SERVICES.len());
-        let class = usize::from((status / 100).clamp(1, 5)) - 1;
-        self.requests[route][class].fetch_add(1, Ordering::Relaxed);
+    fn record(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
@@ -59,13 +65,18 @@ impl Counts {
 }
 
 impl Metrics {
-    pub fn render_requests(&self, out: &mut String) {
+    /// Requests by route (named by the service of the current `routing`,
+    /// then "none" for the gateway's own answers) and latency.
+    pub fn render_requests(&self, routing: &Routing, out: &mut String) {
         out.push_str("# HELP gantry_gateway_requests_total Requests answered, by route and status class.\n");
         out.push_str("# TYPE gantry_gateway_requests_total counter\n");
-        for route in 0..=SERVICES.len() {
-            let name = SERVICES.get(route).copied().unwrap_or("none");
+        let services = routing.services.iter().map(|s| (&*s.name, Some(&*s.upstream)));
+        for (name, upstream) in services.chain([("none", None)]) {
             for class in 0..5 {
-                let n = self.sum(|c| &c.requests[route][class]);
+                let n = match upstream {
+                    Some(u) => u.answered(class),
+                    None => self.sum(|c| &c.unrouted[class]),
+                };
                 let _ = writeln!(
                     out,
                     "gantry_gateway_requests_total{{route=\"{name}\",status=\"{}xx\"}} {n}",
@@ -100,12 +111,16 @@ mod tests {
 
     #[test]
     fn renders_counts_and_cumulative_buckets() {
+        let cfg = crate::GatewayConfig::from_env().expect("the default config");
+        let routing = Routing::build(&crate::declared::Declared::reference(), &cfg, None);
+        let user = &routing.by_name("user").unwrap().upstream;
         let m = Metrics::default();
-        m.record(Some(1), 200, Duration::from_micros(300));
-        m.record(Some(1), 503, Duration::from_millis(2));
+        m.record(Some(user), 200, Duration::from_micros(300));
+        m.record(Some(user), 503, Duration::from_millis(2));
         m.record(None, 404, Duration::from_secs(60));
         let mut out = String::new();
-        m.render_requests(&mut out);
+        m.render_requests(&routing, &mut out);
+        assert!(out.contains("gantry_gateway_requests_total{route=\"auth\",status=\"2xx\"} 0"));
         assert!(out.contains("gantry_gateway_requests_total{route=\"user\",status=\"2xx\"} 1"));
         assert!(out.contains("gantry_gateway_requests_total{route=\"user\",status=\"5xx\"} 1"));
         assert!(out.contains("gantry_gateway_requests_total{route=\"none\",status=\"4xx\"} 1"));

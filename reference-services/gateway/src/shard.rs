@@ -40,6 +40,14 @@ impl<T> Sharded<T> {
     }
 }
 
+impl<T> std::fmt::Debug for Sharded<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sharded")
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: Default> Default for Sharded<T> {
     fn default() -> Self {
         Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))

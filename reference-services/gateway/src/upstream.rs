@@ -12,7 +12,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use gantry_common::registry::Instance;
 use http::uri::Authority;
+use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::shard::Sharded;
 
 /// The first ejection after a connect failure lasts this long …
 pub const BASE_EJECTION: Duration = Duration::from_secs(1);
@@ -118,7 +121,8 @@ impl Snapshot {
     }
 }
 
-/// A service's current snapshot, swapped atomically.
+/// A service's current snapshot, swapped atomically, and its counters. It
+/// outlives configuration reloads that keep the service.
 #[derive(Debug, Default)]
 pub struct Upstream {
     pub snapshot: ArcSwap<Snapshot>,
@@ -128,12 +132,50 @@ pub struct Upstream {
     pub failures: AtomicU64,
     /// Connections opened; requests reuse idle ones whenever they can.
     pub connects: AtomicU64,
+    /// Requests answered on routes to this service, by status class
+    /// (1xx to 5xx), one copy per worker.
+    pub answered: Sharded<[AtomicU64; 5]>,
+    /// Woken on every snapshot change, so a reload can wait for a new
+    /// service's first registry answer instead of routing to nothing.
+    changed: Notify,
 }
 
 impl Upstream {
+    /// An upstream with per-worker counters for `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            answered: Sharded::new(workers),
+            ..Self::default()
+        }
+    }
+
     pub fn update(&self, instances: &[Instance]) {
         let previous = self.snapshot.load();
         self.snapshot.store(Arc::new(Snapshot::next(&previous, instances)));
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves once the registry has answered for this service at least once.
+    pub async fn answered_once(&self) {
+        loop {
+            // Made before the check: a change in between still wakes it.
+            let changed = self.changed.notified();
+            if self.snapshot.load().received {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Counts one answered request with `status`.
+    pub fn record(&self, status: u16) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.answered.local()[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered with status class `class` (0 for 1xx … 4 for 5xx), over all workers.
+    pub fn answered(&self, class: usize) -> u64 {
+        self.answered.all().map(|c| c[class].load(Ordering::Relaxed)).sum()
     }
 
     /// Base URLs of the current endpoints (for fetching the JWKS from auth).

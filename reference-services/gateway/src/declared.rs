@@ -1,0 +1,779 @@
+//! The gateway's declarative configuration: which services it knows and
+//! which routes lead to them, read from the TOML file `GANTRY_GATEWAY_CONFIG`
+//! names (as Kong's declarative config and Traefik's dynamic configuration
+//! are), or the built-in reference routes when it names none.
+//!
+//! ```toml
+//! # Which service's /.well-known/jwks.json holds the token keys (default "auth").
+//! jwks_service = "auth"
+//!
+//! [[services]]
+//! name = "greeter"            # the service's name in the registry
+//! lb = "p2c"                  # or "round_robin"; default GANTRY_LB
+//! connect_timeout = "1s"      # default GANTRY_CONNECT_TIMEOUT
+//! request_timeout = "30s"     # default GANTRY_REQUEST_TIMEOUT
+//! retries = 2                 # 0 to 5; default GANTRY_MAX_RETRIES
+//!
+//! [[routes]]
+//! prefix = "/greet"           # whole segments: /greet and /greet/x, not /greetings
+//! host = "api.example.com"    # optional: only for this Host (port ignored, any case)
+//! methods = ["GET", "POST"]   # optional: other methods get 405 with an Allow header
+//! service = "greeter"
+//! identity = "required"       # "none" (default), "optional" or "required"
+//! identity_headers = true     # send X-User-Id / X-Username from the verified token
+//! strip_prefix = true         # /greet/x reaches the service as /x
+//! ```
+//!
+//! | key | where | default | meaning |
+//! |---|---|---|---|
+//! | `jwks_service` | top | `"auth"` | the service whose `/.well-known/jwks.json` the gateway trusts for token keys; must be declared when a route needs identity |
+//! | `name` | `[[services]]` | required | the registry name; letters, digits, `-`, `_`, `.` |
+//! | `lb` | `[[services]]` | `GANTRY_LB` | `round_robin` or `p2c` |
+//! | `connect_timeout` | `[[services]]` | `GANTRY_CONNECT_TIMEOUT` | a duration such as `500ms` or `1s` |
+//! | `request_timeout` | `[[services]]` | `GANTRY_REQUEST_TIMEOUT` | per attempt, to the response headers |
+//! | `retries` | `[[services]]` | `GANTRY_MAX_RETRIES` | 0 to 5 further attempts on other instances |
+//! | `prefix` | `[[routes]]` | required | `/` or a path without a trailing `/` |
+//! | `host` | `[[routes]]` | any host | a host name without a port |
+//! | `methods` | `[[routes]]` | any method | HTTP methods in capitals; exact, so `HEAD` is not implied by `GET` |
+//! | `service` | `[[routes]]` | required | a name from `[[services]]` |
+//! | `identity` | `[[routes]]` | `"none"` | `required`: 401 without a valid token or session; `optional`: verified when presented (401 if bad), passed on without one |
+//! | `identity_headers` | `[[routes]]` | `false` | set `X-User-Id` (the token's `sub`) and `X-Username` (its `username`); needs `identity` other than `none` |
+//! | `strip_prefix` | `[[routes]]` | `false` | remove the prefix from the path the service sees (`/greet` becomes `/`) |
+//!
+//! Routes are tried longest prefix first, and a route with a host before one
+//! without for the same prefix. Two routes with the same host and prefix are
+//! allowed only when their methods do not overlap. The gateway's own
+//! `GET /healthz`, `/readyz` and `/openapi.json` are answered before any
+//! route, so a catch-all `prefix = "/"` cannot hide them from health checks.
+//! Client-sent identity headers never reach a service, whatever the route says.
+//!
+//! Every mistake is reported with the file, the line, and what was expected;
+//! a file with one is refused whole (at start, the gateway does not start;
+//! on a reload, the routes in force stay).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Method;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::LbPolicy;
+
+/// The service whose JWKS is trusted unless the file says otherwise.
+pub const DEFAULT_JWKS_SERVICE: &str = "auth";
+/// The most retries a service may be given: the request path keeps the
+/// instances it tried in a fixed array of `MAX_RETRIES + 1` or more.
+pub const MAX_RETRIES: u32 = 5;
+
+/// Whether a route needs a verified caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityMode {
+    /// Nothing is verified; credentials pass through untouched.
+    #[default]
+    None,
+    /// Credentials are verified when presented (401 if bad); a request
+    /// without any goes on without an identity.
+    Optional,
+    /// 401 without a verified identity.
+    Required,
+}
+
+/// One `[[services]]` entry; `None` fields take the gateway's defaults
+/// (`GANTRY_LB` and the like), resolved when the snapshot is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub lb: Option<LbPolicy>,
+    pub connect_timeout: Option<Duration>,
+    pub request_timeout: Option<Duration>,
+    pub retries: Option<u32>,
+}
+
+impl ServiceSpec {
+    /// A service with every setting left to the gateway's defaults.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            lb: None,
+            connect_timeout: None,
+            request_timeout: None,
+            retries: None,
+        }
+    }
+}
+
+/// One `[[routes]]` entry, checked: its service is declared, its methods
+/// are methods, and it does not collide with another route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub prefix: String,
+    /// Lower-cased, without a port.
+    pub host: Option<String>,
+    /// `None`: any method.
+    pub methods: Option<Vec<Method>>,
+    /// Index into [`Declared::services`].
+    pub service: usize,
+    pub identity: IdentityMode,
+    pub identity_headers: bool,
+    pub strip_prefix: bool,
+}
+
+/// A whole configuration, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    pub services: Vec<ServiceSpec>,
+    pub routes: Vec<RouteSpec>,
+    /// Index into `services` of the JWKS source; `None` only when no route
+    /// needs identity and the file names no `jwks_service`.
+    pub jwks_service: Option<usize>,
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeclaredError {
+    #[error("{}: could not be read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, or not the shape above (an unknown key, a wrong type, a bad
+    /// duration or method): toml's own message, which says what it expected.
+    #[error("{}: {message}", Location(path, *line))]
+    Syntax {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// Well-formed, but inconsistent (an unknown service, a duplicate route).
+    #[error("{}: {found}; expected {expected}", Location(path, Some(*line)))]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        found: String,
+        expected: String,
+    },
+}
+
+impl DeclaredError {
+    /// The 1-based line the error is on, when it is about one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            DeclaredError::Read { .. } => None,
+            DeclaredError::Syntax { line, .. } => *line,
+            DeclaredError::Invalid { line, .. } => Some(*line),
+        }
+    }
+}
+
+/// `file:line`, or just `file` when the line is unknown.
+struct Location<'a>(&'a Path, Option<usize>);
+
+impl std::fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(line) => write!(f, "{}:{line}", self.0.display()),
+            None => write!(f, "{}", self.0.display()),
+        }
+    }
+}
+
+impl Declared {
+    /// Gantry's own stack: `/auth` to auth with no identity, `/users` to
+    /// user with identity required, keys from auth.
+    pub fn reference() -> Self {
+        let route = |prefix: &str, service, identity| RouteSpec {
+            prefix: prefix.to_owned(),
+            host: None,
+            methods: None,
+            service,
+            identity,
+            identity_headers: false,
+            strip_prefix: false,
+        };
+        Self {
+            services: vec![ServiceSpec::named("auth"), ServiceSpec::named("user")],
+            routes: vec![
+                route("/auth", 0, IdentityMode::None),
+                route("/users", 1, IdentityMode::Required),
+            ],
+            jwks_service: Some(0),
+        }
+    }
+
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, DeclaredError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DeclaredError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks `text`, the contents of the file at `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, DeclaredError> {
+        let raw: RawFile = toml::from_str(text).map_err(|source| DeclaredError::Syntax {
+            path: path.to_owned(),
+            line: source.span().map(|s| line_of(text, s.start)),
+            message: source.message().trim_end().to_owned(),
+            source: Box::new(source),
+        })?;
+        let invalid = |at: usize, found: String, expected: &str| DeclaredError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, at),
+            found,
+            expected: expected.to_owned(),
+        };
+
+        let mut services: Vec<ServiceSpec> = Vec::with_capacity(raw.services.len());
+        for s in raw.services {
+            let at = s.name.span().start;
+            let name = s.name.into_inner();
+            if !is_service_name(&name) {
+                return Err(invalid(
+                    at,
+                    format!("service name {name:?}"),
+                    "a registry name of letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if services.iter().any(|known| known.name == name) {
+                return Err(invalid(
+                    at,
+                    format!("service {name:?} is declared twice"),
+                    "each service once in [[services]]",
+                ));
+            }
+            let retries = match s.retries {
+                Some(r) if *r.get_ref() > MAX_RETRIES => {
+                    return Err(invalid(
+                        r.span().start,
+                        format!("retries = {}", r.get_ref()),
+                        &format!("a whole number from 0 to {MAX_RETRIES}"),
+                    ));
+                }
+                other => other.map(Spanned::into_inner),
+            };
+            services.push(ServiceSpec {
+                name,
+                lb: s.lb,
+                connect_timeout: s.connect_timeout.map(|d| d.0),
+                request_timeout: s.request_timeout.map(|d| d.0),
+                retries,
+            });
+        }
+        let service_index = |name: &str| services.iter().position(|s| s.name == name);
+        let declared_names = || {
+            let names: Vec<String> = services.iter().map(|s| format!("{:?}", s.name)).collect();
+            if names.is_empty() {
+                "a service declared in [[services]] (there are none)".to_owned()
+            } else {
+                format!("one of the services declared in [[services]]: {}", names.join(", "))
+            }
+        };
+
+        let mut routes: Vec<RouteSpec> = Vec::with_capacity(raw.routes.len());
+        let mut route_lines: Vec<usize> = Vec::with_capacity(raw.routes.len());
+        // Where each route says it needs identity, for the JWKS check below.
+        let mut identity_lines: Vec<usize> = Vec::with_capacity(raw.routes.len());
+        for r in raw.routes {
+            let at = r.prefix.span().start;
+            let prefix = r.prefix.into_inner();
+            if let Err(why) = check_prefix(&prefix) {
+                return Err(invalid(at, format!("prefix {prefix:?} {why}"), PREFIX_EXPECTED));
+            }
+            let host = match r.host {
+                None => None,
+                Some(h) => {
+                    let host_at = h.span().start;
+                    let host = h.into_inner();
+                    if !is_host(&host) {
+                        return Err(invalid(
+                            host_at,
+                            format!("host {host:?}"),
+                            "a host name without a port or scheme, e.g. \"api.example.com\"",
+                        ));
+                    }
+                    Some(host.to_ascii_lowercase())
+                }
+            };
+            let service_at = r.service.span().start;
+            let service_name = r.service.into_inner();
+            let Some(service) = service_index(&service_name) else {
+                return Err(invalid(
+                    service_at,
+                    format!("route {prefix:?} names service {service_name:?}, which is not declared"),
+                    &declared_names(),
+                ));
+            };
+            let identity_at = r.identity.as_ref().map_or(at, |i| i.span().start);
+            let identity = r.identity.map(Spanned::into_inner).unwrap_or_default();
+            let identity_headers = match r.identity_headers {
+                Some(h) if *h.get_ref() && identity == IdentityMode::None => {
+                    return Err(invalid(
+                        h.span().start,
+                        format!("route {prefix:?} asks for identity_headers with identity = \"none\""),
+                        "identity = \"optional\" or \"required\" (there is no identity to pass on otherwise)",
+                    ));
+                }
+                other => other.is_some_and(Spanned::into_inner),
+            };
+            let methods = match r.methods {
+                None => None,
+                Some(list) => {
+                    let list_at = list.span().start;
+                    let list = list.into_inner();
+                    if list.is_empty() {
+                        return Err(invalid(
+                            list_at,
+                            "an empty methods list".to_owned(),
+                            "at least one method, or no `methods` key for any method",
+                        ));
+                    }
+                    let mut methods: Vec<Method> = Vec::with_capacity(list.len());
+                    for m in list {
+                        if !methods.contains(&m.0) {
+                            methods.push(m.0);
+                        }
+                    }
+                    Some(methods)
+                }
+            };
+            let route = RouteSpec {
+                prefix,
+                host,
+                methods,
+                service,
+                identity,
+                identity_headers,
+                strip_prefix: r.strip_prefix.unwrap_or(false),
+            };
+            if let Some(i) = routes.iter().position(|other| collides(other, &route)) {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "route {:?}{} duplicates the route on line {}",
+                        route.prefix,
+                        route
+                            .host
+                            .as_ref()
+                            .map(|h| format!(" (host {h:?})"))
+                            .unwrap_or_default(),
+                        route_lines[i],
+                    ),
+                    "one route per host and prefix, or routes whose `methods` do not overlap",
+                ));
+            }
+            route_lines.push(line_of(text, at));
+            identity_lines.push(line_of(text, identity_at));
+            routes.push(route);
+        }
+
+        let jwks_service = match raw.jwks_service {
+            Some(name) => {
+                let name_at = name.span().start;
+                let name = name.into_inner();
+                Some(service_index(&name).ok_or_else(|| {
+                    invalid(
+                        name_at,
+                        format!("jwks_service {name:?} is not declared"),
+                        &declared_names(),
+                    )
+                })?)
+            }
+            None => service_index(DEFAULT_JWKS_SERVICE),
+        };
+        if jwks_service.is_none()
+            && let Some(i) = routes.iter().position(|r| r.identity != IdentityMode::None)
+        {
+            return Err(DeclaredError::Invalid {
+                path: path.to_owned(),
+                line: identity_lines[i],
+                found: format!(
+                    "route {:?} needs identity, but no service {DEFAULT_JWKS_SERVICE:?} is declared to fetch token keys from",
+                    routes[i].prefix
+                ),
+                expected: "jwks_service = \"<a declared service>\" at the top of the file, naming the service that serves /.well-known/jwks.json".to_owned(),
+            });
+        }
+        Ok(Self {
+            services,
+            routes,
+            jwks_service,
+        })
+    }
+
+    /// Whether some route verifies callers (and so the JWKS is needed).
+    pub fn needs_identity(&self) -> bool {
+        self.routes.iter().any(|r| r.identity != IdentityMode::None)
+    }
+}
+
+const PREFIX_EXPECTED: &str = "a path starting with '/' without a trailing '/', '?', '#' or spaces, e.g. \"/greet\"";
+
+fn check_prefix(prefix: &str) -> Result<(), &'static str> {
+    if !prefix.starts_with('/') {
+        return Err("does not start with '/'");
+    }
+    if prefix.len() > 1 && prefix.ends_with('/') {
+        return Err("ends with '/' (prefixes match whole segments already)");
+    }
+    if prefix.contains(['?', '#']) || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("holds '?', '#', a space or a control character");
+    }
+    Ok(())
+}
+
+fn is_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+}
+
+/// Whether two routes would both answer some request: the same host and
+/// prefix, and a method both accept.
+fn collides(a: &RouteSpec, b: &RouteSpec) -> bool {
+    a.prefix == b.prefix
+        && a.host == b.host
+        && match (&a.methods, &b.methods) {
+            (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
+            _ => true,
+        }
+}
+
+/// The 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    jwks_service: Option<Spanned<String>>,
+    #[serde(default)]
+    services: Vec<RawService>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    lb: Option<LbPolicy>,
+    connect_timeout: Option<FileDuration>,
+    request_timeout: Option<FileDuration>,
+    retries: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: Spanned<String>,
+    host: Option<Spanned<String>>,
+    methods: Option<Spanned<Vec<FileMethod>>>,
+    service: Spanned<String>,
+    identity: Option<Spanned<IdentityMode>>,
+    identity_headers: Option<Spanned<bool>>,
+    strip_prefix: Option<bool>,
+}
+
+/// A duration written as `500ms`, `2s`, `1m`; above zero. Parsed in
+/// `Deserialize`, so toml reports a bad one with its line.
+struct FileDuration(Duration);
+
+impl<'de> Deserialize<'de> for FileDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match gantry_common::config::parse_duration(&text) {
+            Some(v) if !v.is_zero() => Ok(FileDuration(v)),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is not a duration: expected one above zero such as \"500ms\", \"2s\" or \"1m\""
+            ))),
+        }
+    }
+}
+
+/// An HTTP method as HTTP spells it (capitals).
+struct FileMethod(Method);
+
+/// The methods a route may name: the standard ones (RFC 9110, and PATCH).
+const METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::CONNECT,
+    Method::OPTIONS,
+    Method::TRACE,
+    Method::PATCH,
+];
+
+impl<'de> Deserialize<'de> for FileMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match METHODS.iter().find(|m| m.as_str() == text) {
+            Some(m) => Ok(FileMethod(m.clone())),
+            None => Err(serde::de::Error::custom(format!(
+                "{text:?} is not an HTTP method: expected one of {} (in capitals)",
+                METHODS.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Declared, DeclaredError> {
+        Declared::parse(text, Path::new("gateway.toml"))
+    }
+
+    /// The error for `text`, which must be refused, as the operator sees it.
+    fn refused(text: &str) -> (Option<usize>, String) {
+        let e = parse(text).expect_err("the file should be refused");
+        (e.line(), e.to_string())
+    }
+
+    const GOOD: &str = r#"
+jwks_service = "auth"
+
+[[services]]
+name = "auth"
+
+[[services]]
+name = "greeter"
+lb = "p2c"
+connect_timeout = "250ms"
+request_timeout = "5s"
+retries = 1
+
+[[routes]]
+prefix = "/auth"
+service = "auth"
+
+[[routes]]
+prefix = "/greet"
+host = "API.Example.com"
+methods = ["GET", "POST"]
+service = "greeter"
+identity = "optional"
+identity_headers = true
+strip_prefix = true
+"#;
+
+    #[test]
+    fn a_full_file_reads_as_written() {
+        let d = parse(GOOD).unwrap();
+        assert_eq!(d.services.len(), 2);
+        assert_eq!(
+            d.services[1],
+            ServiceSpec {
+                name: "greeter".into(),
+                lb: Some(LbPolicy::P2c),
+                connect_timeout: Some(Duration::from_millis(250)),
+                request_timeout: Some(Duration::from_secs(5)),
+                retries: Some(1),
+            }
+        );
+        assert_eq!(d.services[0], ServiceSpec::named("auth"));
+        assert_eq!(
+            d.routes[1],
+            RouteSpec {
+                prefix: "/greet".into(),
+                host: Some("api.example.com".into()),
+                methods: Some(vec![Method::GET, Method::POST]),
+                service: 1,
+                identity: IdentityMode::Optional,
+                identity_headers: true,
+                strip_prefix: true,
+            }
+        );
+        assert_eq!(d.routes[0].identity, IdentityMode::None);
+        assert!(!d.routes[0].strip_prefix && !d.routes[0].identity_headers);
+        assert_eq!(d.jwks_service, Some(0));
+        assert!(d.needs_identity());
+    }
+
+    #[test]
+    fn the_reference_routes_are_todays() {
+        let d = Declared::reference();
+        let names: Vec<&str> = d.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["auth", "user"]);
+        assert!(d.services.iter().all(|s| *s == ServiceSpec::named(&s.name)));
+        let routes: Vec<(&str, &str, IdentityMode)> = d
+            .routes
+            .iter()
+            .map(|r| (r.prefix.as_str(), d.services[r.service].name.as_str(), r.identity))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("/auth", "auth", IdentityMode::None),
+                ("/users", "user", IdentityMode::Required)
+            ]
+        );
+        assert!(
+            d.routes
+                .iter()
+                .all(|r| r.host.is_none() && r.methods.is_none() && !r.strip_prefix && !r.identity_headers)
+        );
+        assert_eq!(d.jwks_service, Some(0));
+    }
+
+    #[test]
+    fn the_example_file_is_the_reference_routes() {
+        let example = include_str!("../gateway.example.toml");
+        assert_eq!(parse(example).unwrap(), Declared::reference());
+    }
+
+    #[test]
+    fn the_default_jwks_service_is_auth_and_a_file_without_identity_needs_none() {
+        let d = parse("[[services]]\nname = \"a\"\n[[routes]]\nprefix = \"/\"\nservice = \"a\"\n").unwrap();
+        assert_eq!(d.jwks_service, None);
+        assert!(!d.needs_identity());
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line_and_the_keys_expected() {
+        let (line, e) =
+            refused("[[services]]\nname = \"a\"\n\n[[routes]]\nprefix = \"/a\"\nservice = \"a\"\nhots = \"x\"\n");
+        assert_eq!(line, Some(7), "{e}");
+        assert!(e.starts_with("gateway.toml:7: "), "{e}");
+        assert!(e.contains("hots") && e.contains("`host`"), "{e}");
+    }
+
+    #[test]
+    fn a_route_to_an_unknown_service_names_the_declared_ones() {
+        let (line, e) = refused("[[services]]\nname = \"a\"\n[[routes]]\nprefix = \"/a\"\nservice = \"b\"\n");
+        assert_eq!(line, Some(5), "{e}");
+        assert!(e.contains("\"b\", which is not declared"), "{e}");
+        assert!(
+            e.contains("expected one of the services declared in [[services]]: \"a\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_route_names_both_lines() {
+        let text = "[[services]]\nname = \"a\"\n\
+                    [[routes]]\nprefix = \"/a\"\nservice = \"a\"\n\
+                    [[routes]]\nprefix = \"/a\"\nservice = \"a\"\nmethods = [\"GET\"]\n";
+        let (line, e) = refused(text);
+        assert_eq!(line, Some(7), "{e}");
+        assert!(e.contains("duplicates the route on line 4"), "{e}");
+        // The same prefix on another host, or with other methods, is no duplicate.
+        let split = "[[services]]\nname = \"a\"\n\
+                     [[routes]]\nprefix = \"/a\"\nservice = \"a\"\nmethods = [\"POST\"]\n\
+                     [[routes]]\nprefix = \"/a\"\nservice = \"a\"\nmethods = [\"GET\"]\n\
+                     [[routes]]\nprefix = \"/a\"\nhost = \"x.example\"\nservice = \"a\"\n";
+        assert_eq!(parse(split).unwrap().routes.len(), 3);
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_line_and_the_form_expected() {
+        let (line, e) = refused("[[services]]\nname = \"a\"\nconnect_timeout = \"soon\"\n");
+        assert_eq!(line, Some(3), "{e}");
+        assert!(
+            e.contains("\"soon\" is not a duration") && e.contains("\"500ms\""),
+            "{e}"
+        );
+        let (line, e) = refused("[[services]]\nname = \"a\"\nrequest_timeout = \"0s\"\n");
+        assert_eq!(line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn a_bad_method_names_its_line_and_the_methods_expected() {
+        let (line, e) = refused(
+            "[[services]]\nname = \"a\"\n[[routes]]\nprefix = \"/a\"\nservice = \"a\"\nmethods = [\"GET\", \"get\"]\n",
+        );
+        assert_eq!(line, Some(6), "{e}");
+        assert!(
+            e.contains("\"get\" is not an HTTP method") && e.contains("GET, HEAD, POST"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_mistakes_each_name_a_line() {
+        let cases: [(&str, usize, &str); 10] = [
+            ("[[services]]\nname = \"a\"\nlb = \"random\"\n", 3, "round_robin"),
+            ("[[services]]\nname = \"a\"\nretries = 9\n", 3, "from 0 to 5"),
+            (
+                "[[services]]\nname = \"a\"\n[[services]]\nname = \"a\"\n",
+                4,
+                "declared twice",
+            ),
+            ("[[services]]\nname = \"a b\"\n", 2, "letters, digits"),
+            (
+                "[[services]]\nname = \"a\"\n[[routes]]\nprefix = \"a\"\nservice = \"a\"\n",
+                4,
+                "does not start with '/'",
+            ),
+            (
+                "[[services]]\nname = \"a\"\n[[routes]]\nprefix = \"/a/\"\nservice = \"a\"\n",
+                4,
+                "trailing",
+            ),
+            (
+                "[[services]]\nname = \"a\"\n[[routes]]\nprefix = \"/a\"\nservice = \"a\"\nidentity = \"maybe\"\n",
+                6,
+                "`required`",
+            ),
+            (
+                "[[services]]\nname = \"a\"\n[[routes]]\nprefix = \"/a\"\nservice = \"a\"\nidentity_headers = true\n",
+                6,
+                "identity = \"optional\" or \"required\"",
+            ),
+            (
+                "[[services]]\nname = \"a\"\n[[routes]]\nprefix = \"/a\"\nservice = \"a\"\nhost = \"a.example:80\"\n",
+                6,
+                "without a port",
+            ),
+            (
+                "[[services]]\nname = \"a\"\n\n[[routes]]\nprefix = \"/a\"\nservice = \"a\"\nidentity = \"required\"\n",
+                7,
+                "jwks_service",
+            ),
+        ];
+        for (text, want_line, want_text) in cases {
+            let (line, e) = refused(text);
+            assert_eq!(line, Some(want_line), "{text:?}: {e}");
+            assert!(e.contains(want_text), "{text:?}: {e} does not say {want_text:?}");
+            assert!(e.starts_with(&format!("gateway.toml:{want_line}: ")), "{e}");
+        }
+    }
+
+    #[test]
+    fn not_toml_at_all_is_refused_with_a_line() {
+        let (line, e) = refused("[[services]]\nname = \n");
+        assert_eq!(line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_file_names_the_file() {
+        let e = Declared::load(Path::new("/nonexistent/gateway.toml")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/gateway.toml: could not be read"),
+            "{e}"
+        );
+    }
+}
