@@ -10,7 +10,6 @@ use cucumber::step::{Collection, Context};
 
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re};
-use crate::process::Process;
 use crate::{HarnessError, Stack};
 
 /// What can be done to an instance.
@@ -77,20 +76,9 @@ pub trait Faults {
     fn inflict<'a>(&'a mut self, service: &'a str, n: usize, fault: Fault) -> FaultFuture<'a>;
 }
 
-/// The services of today's [`Stack`] that faults can address.
-const STACK_SERVICES: &str = "\"user\", \"gateway\", \"redis\" and \"registry\" (instance 1)";
-
-/// The processes of `service` in `stack`.
-fn instances_mut<'s>(stack: &'s mut Stack, service: &str) -> Result<&'s mut [Process], FaultError> {
-    match service {
-        "user" => Ok(stack.users_mut()),
-        "gateway" => Ok(stack.gateways_mut()),
-        _ => Err(FaultError::UnknownService {
-            service: service.to_owned(),
-            known: STACK_SERVICES.to_owned(),
-        }),
-    }
-}
+/// The parts of a [`Stack`] that are not services but can still be broken:
+/// each has one instance.
+const INFRASTRUCTURE: [&str; 2] = ["redis", "registry"];
 
 fn nth<'a, T>(items: &'a mut [T], service: &str, n: usize) -> Result<&'a mut T, FaultError> {
     let count = items.len();
@@ -103,31 +91,19 @@ fn nth<'a, T>(items: &'a mut [T], service: &str, n: usize) -> Result<&'a mut T, 
         })
 }
 
-// Written against today's `users_mut`/`gateways_mut`; `Stack::instance_mut`
-// replaces them when services of any name land.
+/// Any service of the stack by name and index (`Stack::instance_mut`), and
+/// Redis and the registry as instance 1 of `"redis"` and `"registry"`.
 impl Faults for Stack {
     fn instance_id(&self, service: &str, n: usize) -> Result<String, FaultError> {
-        match service {
-            "user" | "gateway" => {
-                let id = format!("{service}-{n}");
-                let count = match service {
-                    "user" => self.user_addrs().len(),
-                    _ => self.gateway_urls().len(),
-                };
-                if n == 0 || n > count {
-                    return Err(FaultError::NoSuchInstance {
-                        service: service.to_owned(),
-                        n,
-                        count,
-                    });
-                }
-                Ok(id)
-            }
-            _ => Err(FaultError::UnknownService {
-                service: service.to_owned(),
-                known: STACK_SERVICES.to_owned(),
-            }),
+        if INFRASTRUCTURE.contains(&service) {
+            return Ok(service.to_owned());
         }
+        self.instance(service, n)
+            .map(|i| i.id().to_owned())
+            .map_err(|e| FaultError::UnknownService {
+                service: service.to_owned(),
+                known: e.to_string(),
+            })
     }
 
     fn inflict<'a>(&'a mut self, service: &'a str, n: usize, fault: Fault) -> FaultFuture<'a> {
@@ -138,7 +114,7 @@ impl Faults for Stack {
                 n,
                 source: Box::new(source),
             };
-            if matches!(service, "redis" | "registry") {
+            if INFRASTRUCTURE.contains(&service) {
                 let component = match service {
                     "redis" => self.redis_mut(),
                     _ => self.registry_mut(),
@@ -158,14 +134,14 @@ impl Faults for Stack {
                 };
                 return done.map_err(failed);
             }
-            let process = nth(instances_mut(self, service)?, service, n)?;
+            let instance = self.instance_mut(service, n).map_err(failed)?;
             let done = match fault {
-                Fault::Kill => process.kill().await,
-                Fault::Stop => process.stop().await,
-                Fault::Pause => process.pause(),
-                Fault::Resume => process.resume(),
-                Fault::Restart => process.restart().await,
-                Fault::StartAgain => process.start_again(),
+                Fault::Kill => instance.kill().await,
+                Fault::Stop => instance.stop().await,
+                Fault::Pause => instance.pause().await,
+                Fault::Resume => instance.resume().await,
+                Fault::Restart => instance.restart().await.map(drop),
+                Fault::StartAgain => instance.start_again().await,
             };
             done.map_err(failed)
         })
