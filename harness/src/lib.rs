@@ -1,6 +1,7 @@
 //! The Gantry harness: starts a stack (infrastructure and services as real
 //! processes), breaks it on purpose, and drives it.
 
+pub mod binary;
 pub mod client;
 pub mod component;
 pub mod containers;
@@ -22,6 +23,7 @@ pub mod wait;
 
 use std::time::Duration;
 
+pub use binary::gantry_binary;
 pub use stack::{
     Check, GatewaySpec, Infra, Instance, LogMatch, Progress, Ready, Registration, Role, Run, ServiceSpec, Stack,
     StackBuilder,

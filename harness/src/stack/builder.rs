@@ -222,6 +222,7 @@ impl StackBuilder {
                 });
             }
         }
+        super::placeholders::check_references(&specs)?;
         if let Some(port) = self.gateway.port
             && self.gateway.count > 0
             && !is_free(port)

@@ -28,7 +28,25 @@ pub enum StackFileError {
         column: usize,
         message: String,
     },
+    #[error("{path}: there is no service {service:?} to run with {program}: expected one of {known}")]
+    NoService {
+        path: PathBuf,
+        service: String,
+        program: PathBuf,
+        known: String,
+    },
+    #[error("{variable}={value:?}: {message}")]
+    Env {
+        variable: &'static str,
+        value: String,
+        message: String,
+    },
 }
+
+/// The variable that, when set, overrides a stack file's `[infra] provider`
+/// (`auto`, `local` or `containers`), as it chooses for Gantry's own suite:
+/// one CI job can run the same file on local processes and on containers.
+pub const INFRA_VAR: &str = "GANTRY_INFRA";
 
 /// A stack file. Every table and key is optional but `[[service]]`'s
 /// `name` and one of `command`, `image` or `gantry`; unknown keys are errors.
@@ -68,6 +86,8 @@ pub enum StackFileError {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct StackFile {
+    /// Where it was read from (for messages).
+    pub path: PathBuf,
     pub infra: Infra,
     pub redis: bool,
     pub registry: RegistryKind,
@@ -133,12 +153,63 @@ impl StackFile {
             ready_timeout: g.ready_timeout.map_or(super::READY_TIMEOUT, |d| d.0),
         };
         Ok(Self {
+            path: path.to_owned(),
             infra: raw.infra.provider.map_or(Infra::Auto, |p| p.0),
             redis: raw.infra.redis.unwrap_or(true),
             registry: raw.infra.registry.unwrap_or_default().into(),
             services,
             gateway,
         })
+    }
+
+    /// Runs `service` with `program` instead of the file's (same arguments,
+    /// environment and the rest): how a test runs the binary cargo built for
+    /// it, `env!("CARGO_BIN_EXE_<name>")`, while the file names the one a
+    /// person runs by hand.
+    pub fn with_program(mut self, service: &str, program: impl Into<PathBuf>) -> Result<Self, StackFileError> {
+        let program = program.into();
+        // Gantry's own services run the stack's `gantry`, whatever is set here.
+        let found = self.services.iter_mut().find(|s| s.spec.name == service && !s.gantry);
+        match found.map(|s| &mut s.spec.run) {
+            Some(Run::Command { program: p, .. }) => {
+                *p = program;
+                Ok(self)
+            }
+            _ => {
+                let known: Vec<&str> = self
+                    .services
+                    .iter()
+                    .filter(|s| matches!(s.spec.run, Run::Command { .. }) && !s.gantry)
+                    .map(|s| s.spec.name.as_str())
+                    .collect();
+                Err(StackFileError::NoService {
+                    path: self.path.clone(),
+                    service: service.to_owned(),
+                    program,
+                    known: if known.is_empty() {
+                        "none: the file has no service with a command".to_owned()
+                    } else {
+                        known.join(", ")
+                    },
+                })
+            }
+        }
+    }
+
+    /// With `[infra] provider` replaced by [`INFRA_VAR`] when it is set.
+    pub fn infra_from_env(self) -> Result<Self, StackFileError> {
+        self.infra_from(std::env::var(INFRA_VAR).ok())
+    }
+
+    fn infra_from(mut self, value: Option<String>) -> Result<Self, StackFileError> {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            self.infra = value.parse().map_err(|message| StackFileError::Env {
+                variable: INFRA_VAR,
+                value,
+                message,
+            })?;
+        }
+        Ok(self)
     }
 
     /// The builder for this stack, with `binary` as the `gantry` executable.
@@ -422,5 +493,57 @@ impl RawRegister {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[[service]]
+name = "auth"
+gantry = "auth"
+
+[[service]]
+name = "notes"
+command = ["../../target/debug/notes", "--port", "{port}"]
+"#;
+
+    #[test]
+    fn a_test_runs_its_own_build_of_a_service() {
+        let file = StackFile::parse(FILE, Path::new("team/stack.toml")).unwrap();
+        let file = file.with_program("notes", "/built/notes").unwrap();
+        assert_eq!(
+            file.services[1].spec.run,
+            Run::Command {
+                program: "/built/notes".into(),
+                args: vec!["--port".into(), "{port}".into()]
+            }
+        );
+        for wrong in ["nots", "auth"] {
+            let e = file.clone().with_program(wrong, "/built/x").unwrap_err().to_string();
+            assert!(
+                e.starts_with("team/stack.toml: there is no service") && e.contains("expected one of notes"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn gantry_infra_overrides_the_provider_and_a_bad_value_is_named() {
+        let file = StackFile::parse("[infra]\nprovider = \"local\"\n", Path::new("s.toml")).unwrap();
+        assert_eq!(file.clone().infra_from(None).unwrap().infra, Infra::Local);
+        assert_eq!(
+            file.clone().infra_from(Some(String::new())).unwrap().infra,
+            Infra::Local
+        );
+        let set = file.clone().infra_from(Some("containers".into())).unwrap();
+        assert_eq!(set.infra, Infra::Containers);
+        let e = file.infra_from(Some("cloud".into())).unwrap_err().to_string();
+        assert!(
+            e.starts_with("GANTRY_INFRA=\"cloud\"") && e.contains("expected auto, local or containers"),
+            "{e}"
+        );
     }
 }

@@ -84,6 +84,11 @@ impl Stack {
             registry_token: self.registry_token.clone(),
             redis: self.redis_url.clone(),
             dir: self.dir.path().display().to_string(),
+            peers: self
+                .groups
+                .iter()
+                .filter_map(|g| Some((g.spec.name.clone(), g.instances.first()?.addr())))
+                .collect(),
         };
         if let Run::Image { port: inside, .. } = &spec.run {
             // Inside its container the service listens on every interface

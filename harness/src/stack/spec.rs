@@ -166,7 +166,8 @@ impl Registration {
 /// placeholders, filled per instance: `{port}`, `{admin_port}`, `{host}`,
 /// `{id}` (e.g. `greeter-2`), `{index}` (2), `{name}` (`greeter`),
 /// `{registry}` (`http://host:port`), `{registry_token}`, `{redis}` (the
-/// `REDIS_URL`) and `{dir}` (the stack's log and state directory).
+/// `REDIS_URL`), `{dir}` (the stack's log and state directory), and
+/// `{url:<service>}` / `{addr:<service>}` of a service started before.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceSpec {
     /// The service's name in the registry, and the stem of its instance ids.
@@ -336,10 +337,10 @@ impl ServiceSpec {
         }
         for (place, text) in texts {
             for name in placeholders::names_in(text) {
-                if !placeholders::KNOWN.contains(&name) {
+                if !placeholders::is_known(name) {
                     return Err(bad(format!(
                         "unknown placeholder {{{name}}} in {place}: expected one of {}",
-                        placeholders::KNOWN.map(|k| format!("{{{k}}}")).join(", ")
+                        placeholders::expected()
                     )));
                 }
                 if name == "redis" && !has_redis {

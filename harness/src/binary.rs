@@ -1,0 +1,92 @@
+//! Finding the `gantry` executable a stack runs its own components with
+//! (`gantry serve auth|user|gateway`), the way a team's tests would.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::HarnessError;
+
+/// The variable that names the `gantry` executable, first in the search.
+pub const GANTRY_BIN: &str = "GANTRY_BIN";
+
+/// The `gantry` executable: `$GANTRY_BIN`, else the one cargo built next to
+/// the running test (in the same target directory), else `gantry` on `PATH`.
+///
+/// The build beside the test comes before `PATH` so that a workspace which
+/// builds `gantry` itself (a plain `cargo test` builds every binary of the
+/// workspace before any test runs) tests that build, not an older one
+/// installed with `cargo install`. A team's own crate has no such build,
+/// and finds the installed one.
+pub fn gantry_binary() -> Result<PathBuf, HarnessError> {
+    find(
+        std::env::var_os(GANTRY_BIN),
+        std::env::current_exe().ok().as_deref(),
+        std::env::var_os("PATH"),
+    )
+}
+
+fn find(named: Option<OsString>, exe: Option<&Path>, path: Option<OsString>) -> Result<PathBuf, HarnessError> {
+    let name = format!("gantry{}", std::env::consts::EXE_SUFFIX);
+    if let Some(named) = named.filter(|n| !n.is_empty()) {
+        let named = PathBuf::from(named);
+        return if named.is_file() {
+            Ok(named)
+        } else {
+            Err(HarnessError::Missing {
+                program: named.display().to_string(),
+                hint: format!("{GANTRY_BIN} names it; set {GANTRY_BIN} to the path of a built `gantry`"),
+            })
+        };
+    }
+    // A test runs from `target/<profile>/deps/`; binaries sit in `target/<profile>/`.
+    let beside = exe
+        .into_iter()
+        .flat_map(Path::ancestors)
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(&name));
+    let on_path = path.iter().flat_map(std::env::split_paths).map(|dir| dir.join(&name));
+    beside
+        .chain(on_path)
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| HarnessError::Missing {
+            program: name,
+            hint: format!(
+                "build it with `cargo build --bin gantry` (in Gantry's workspace), install it with `cargo install`, or set {GANTRY_BIN} to its path"
+            ),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gantry_bin_then_the_target_dir_then_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target/debug");
+        let deps = target.join("deps");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&deps).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        let exe = deps.join("stack-0123");
+        let path = Some(OsString::from(bin.as_os_str()));
+
+        let e = find(None, Some(&exe), path.clone()).unwrap_err().to_string();
+        assert!(e.contains("cargo build --bin gantry") && e.contains(GANTRY_BIN), "{e}");
+
+        std::fs::write(bin.join("gantry"), "").unwrap();
+        assert_eq!(find(None, Some(&exe), path.clone()).unwrap(), bin.join("gantry"));
+        std::fs::write(target.join("gantry"), "").unwrap();
+        assert_eq!(find(None, Some(&exe), path.clone()).unwrap(), target.join("gantry"));
+
+        let named = dir.path().join("elsewhere/gantry");
+        let e = find(Some(named.clone().into()), Some(&exe), path.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("elsewhere/gantry") && e.contains(GANTRY_BIN), "{e}");
+        std::fs::create_dir_all(named.parent().unwrap()).unwrap();
+        std::fs::write(&named, "").unwrap();
+        assert_eq!(find(Some(named.clone().into()), Some(&exe), path).unwrap(), named);
+    }
+}
