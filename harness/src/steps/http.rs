@@ -11,7 +11,7 @@ use super::request::{Body, Call};
 use crate::client::{Answer, Auth};
 use crate::wait::POLL;
 
-const METHODS: &str = "GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS";
+pub(super) const METHODS: &str = "GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS";
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let call = format!(r"^I (?P<method>{METHODS}) (?P<target>\S+)(?P<clauses>.*)$");

@@ -38,6 +38,7 @@
 //! | `a user "alice" with password "…" is registered`, `"alice" is logged in` (`with password "…"`), `requests as "alice" carry the bearer token` / `the session cookie` | [`login`] |
 //! | `400 requests are sent to /path with 8 concurrent callers` (`as "alice"`) (`while instance 2 of "greeter" is killed`/`stopped`/`paused`/`restarted`) | [`load`] |
 //! | `no request failed`, `the answers are spread evenly over 3 instances by a chi-square test`, `the answers came from 3 instances`, `no answer came from instance 2 of "greeter"` / `from "greeter-2"` | [`load`] |
+//! | `GET /path … is answered by instance 2 of "greeter"` (`within N seconds`: polls) | [`traffic`] |
 //! | `instance 2 of "greeter" is killed` / `is stopped` / `is paused` / `resumes` / `is restarted` / `starts again` | [`faults`] |
 //! | `"greeter" has 3 passing instances in the registry`, `instance 2 of "greeter" is passing` / `critical` / `not passing` / `not registered` `in the registry`, `the registry lists "greeter-2" of "greeter" as …` | [`registry`] |
 //! | `Redis has key "…"` / `no key "…"`, `Redis has a key matching "…"` / `no key matching "…"` | [`redis`] |
@@ -60,6 +61,7 @@ pub mod redis;
 pub mod registry;
 pub mod request;
 pub mod state;
+pub mod traffic;
 
 use std::fmt::Debug;
 
@@ -129,6 +131,7 @@ pub fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let steps = answer::add(steps);
     let steps = login::add(steps);
     let steps = load::add(steps);
+    let steps = traffic::add(steps);
     let steps = faults::add(steps);
     let steps = registry::add(steps);
     let steps = redis::add(steps);

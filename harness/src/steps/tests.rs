@@ -101,6 +101,10 @@ const PHRASES: &[(StepType, &str)] = &[
     (StepType::Then, "the answers came from 3 instances"),
     (StepType::Then, r#"no answer came from instance 2 of "greeter""#),
     (StepType::Then, r#"no answer came from "greeter-2""#),
+    (
+        StepType::Then,
+        r#"GET /hello as "fay" is answered by instance 2 of "greeter" within 30 seconds"#,
+    ),
     (StepType::When, r#"instance 2 of "greeter" is killed"#),
     (StepType::When, r#"instance 2 of "greeter" starts again"#),
     (StepType::Then, r#""greeter" has 3 passing instances in the registry"#),

@@ -1,0 +1,14 @@
+Feature: Failover under SIGKILL
+  A greeter killed mid-load costs callers nothing: the gateway retries on
+  another instance. The registry's check notices it is gone; once it runs
+  again, the check passes and it gets traffic again.
+
+  Scenario: One of three greeters is killed under load
+    Given a user "fay" with password "correct horse battery" is registered
+    And "fay" is logged in
+    When 600 requests are sent to /greet/hello with 8 concurrent callers as "fay" while instance 2 of "greeter" is killed
+    Then no request failed
+    And instance 2 of "greeter" is critical in the registry within 10 seconds
+    When instance 2 of "greeter" starts again
+    Then instance 2 of "greeter" is passing in the registry within 30 seconds
+    And GET /greet/hello as "fay" is answered by instance 2 of "greeter" within 40 seconds
