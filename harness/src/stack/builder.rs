@@ -317,6 +317,11 @@ impl StackBuilder {
                 "RUST_LOG".into(),
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             ),
+            // An error a component exits with (a refused routes file) is
+            // printed without a backtrace even under RUST_BACKTRACE=1, so the
+            // log tail the harness reports shows the error, not frames.
+            // Panics keep theirs (RUST_BACKTRACE).
+            ("RUST_LIB_BACKTRACE".into(), "0".into()),
         ];
         stack.service_env.extend(self.env.iter().cloned());
         for g in 0..stack.groups.len() {
