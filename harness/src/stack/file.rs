@@ -128,6 +128,10 @@ impl StackFile {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        // Absolute: a relative program is looked up from the service's
+        // working directory, which is not where `gantry up` runs.
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+        let base = base.as_path();
         let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
         let services = raw
             .service
@@ -513,6 +517,15 @@ command = ["../../target/debug/notes", "--port", "{port}"]
     #[test]
     fn a_test_runs_its_own_build_of_a_service() {
         let file = StackFile::parse(FILE, Path::new("team/stack.toml")).unwrap();
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            file.services[1].spec.run,
+            Run::Command {
+                program: here.join("team/../../target/debug/notes"),
+                args: vec!["--port".into(), "{port}".into()]
+            },
+            "a relative program is resolved against the file's directory, made absolute"
+        );
         let file = file.with_program("notes", "/built/notes").unwrap();
         assert_eq!(
             file.services[1].spec.run,
