@@ -60,6 +60,7 @@ mod poll;
 pub mod redis;
 pub mod registry;
 pub mod request;
+pub mod shared;
 pub mod state;
 pub mod traffic;
 
@@ -71,6 +72,7 @@ use gantry_common::registry::RegistryClient;
 
 pub use config::StepConfig;
 pub use faults::{Fault, FaultError, Faults};
+pub use shared::{Lease, SharedStack};
 pub use state::StepState;
 
 use crate::Stack;

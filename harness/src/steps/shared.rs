@@ -1,0 +1,104 @@
+//! One stack for a whole run of scenarios, lent to one scenario at a time:
+//! what a team's runner needs when starting a stack costs more than its
+//! scenarios do. A scenario holds a [`Lease`] from its before-hook to its
+//! after-hook, which [`Lease::mend`]s what the scenario left broken, so a
+//! scenario that fails half-way through a fault does not fail the next.
+//!
+//! ```ignore
+//! #[derive(Debug, Default, cucumber::World)]
+//! struct World { steps: StepState, stack: Option<Lease> }
+//! // StackWorld::stack: self.stack.as_mut().map(Lease::stack)
+//! let shared = SharedStack::new(builder.start(&mut |_| {}).await?);
+//! let lender = shared.clone();
+//! World::cucumber()
+//!     .before(move |_, _, _, w| { let s = lender.clone(); Box::pin(async move { w.stack = Some(s.lend().await) }) })
+//!     .after(|_, _, _, _, w| Box::pin(async move { if let Some(l) = w.and_then(|w| w.stack.as_mut()) { l.mend().await.unwrap() } }))
+//!     …
+//! shared.stop().await?;
+//! ```
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::{HarnessError, Stack};
+
+/// A running stack scenarios take turns with. Clones share it.
+#[derive(Debug, Clone)]
+pub struct SharedStack {
+    inner: Arc<Mutex<Option<Stack>>>,
+}
+
+/// The stack, held by one scenario until it is dropped.
+#[derive(Debug)]
+pub struct Lease {
+    guard: OwnedMutexGuard<Option<Stack>>,
+}
+
+impl SharedStack {
+    pub fn new(stack: Stack) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Some(stack))),
+        }
+    }
+
+    /// The stack, once no other scenario holds it.
+    pub async fn lend(&self) -> Lease {
+        Lease {
+            guard: self.inner.clone().lock_owned().await,
+        }
+    }
+
+    /// Stops the stack gracefully, once no scenario holds it.
+    pub async fn stop(self) -> Result<(), HarnessError> {
+        match self.inner.lock().await.take() {
+            Some(stack) => stack.stop(&mut |_| {}).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Lease {
+    pub fn stack(&mut self) -> &mut Stack {
+        self.guard
+            .as_mut()
+            .expect("the shared stack is lent only before it is stopped")
+    }
+
+    /// The first gateway's URL.
+    pub fn gateway_url(&self) -> String {
+        self.guard
+            .as_ref()
+            .map(|s| s.gateway_url().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Starts again, and waits until ready, every instance of a service
+    /// (or gateway) that is not running: what a scenario killed or stopped
+    /// and did not start again, or what crashed. A paused one is resumed.
+    pub async fn mend(&mut self) -> Result<(), HarnessError> {
+        let stack = self.stack();
+        let services: Vec<String> = stack.services().into_iter().map(str::to_owned).collect();
+        for service in services {
+            let indices: Vec<usize> = stack.instances(&service)?.iter().map(|i| i.index()).collect();
+            for n in indices {
+                let instance = stack.instance_mut(&service, n)?;
+                let Some(process) = instance.process_mut() else {
+                    continue; // A container: its state is not known from here.
+                };
+                if process.pid().is_none() {
+                    // Killed or stopped by a step.
+                    instance.start_again().await?;
+                    instance.wait_ready().await?;
+                } else if process.exited().is_some() {
+                    // Crashed: reaped and started again.
+                    instance.restart().await?;
+                } else {
+                    // SIGCONT does nothing to a process that is not stopped.
+                    instance.resume().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
