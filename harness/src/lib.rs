@@ -18,6 +18,7 @@ pub use gantry_registry as registry;
 pub mod stack;
 pub mod stats;
 pub mod steps;
+pub mod tls;
 pub mod wait;
 
 use std::time::Duration;
