@@ -1,16 +1,20 @@
 //! The gateway terminating TLS, on port-0 listeners with a CA and a server
 //! certificate generated for the test: HTTPS proxied to an echo upstream
 //! (which shows `X-Forwarded-Proto`), the handshake deadline, plain HTTP
-//! sent to the TLS port, and a bad certificate or key refused at start.
+//! sent to the TLS port, a bad certificate or key refused at start, and the
+//! harness's load driver reusing its TLS connections.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gantry_common::registry::RegistryClient;
 use gantry_common::tls::{TlsFiles, client_builder_trusting};
 use gantry_gateway::GatewayConfig;
 use gantry_harness::echo::{EchoInstance, Received};
+use gantry_harness::load::LoadSpec;
 use gantry_harness::raw::read_to_close;
 use gantry_harness::tls::TestPki;
 use tokio::io::AsyncWriteExt;
@@ -253,4 +257,46 @@ fn a_bad_certificate_or_key_stops_the_start() {
         let e = config_error_with(vars);
         assert!(e.contains(var) && e.contains(expected), "{vars:?}: {e}");
     }
+}
+
+/// A TCP forwarder to `to` that counts the connections it is asked for:
+/// what shows whether a client reuses its TLS connections.
+async fn counting_forwarder(to: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Ok(mut upstream) = TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn the_load_driver_keeps_its_tls_connections_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path()).unwrap();
+    let tls = gateway(dir.path(), RegistryClient::new("127.0.0.1:1"), Some(&pki), |_| {}).await;
+    let (forwarder, connections) = counting_forwarder(tls.addr).await;
+    let callers = 4;
+    let spec = LoadSpec::get(format!("https://localhost:{}/healthz", forwarder.port()))
+        .trusting(Some(&pki.ca_cert))
+        .requests(400)
+        .concurrency(callers)
+        .duration(SLACK);
+    let report = gantry_harness::load::run(spec).await;
+    assert_eq!(report.samples.len(), 400, "{}", report.summary());
+    assert!(report.failures().is_empty(), "{}", report.summary());
+    let opened = connections.load(Ordering::Relaxed);
+    assert!(
+        (1..=callers).contains(&opened),
+        "{opened} TLS connections for 400 requests by {callers} callers: a handshake per request"
+    );
 }
