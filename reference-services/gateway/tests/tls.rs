@@ -227,12 +227,15 @@ fn config_error_with(vars: &[(&str, &Path)]) -> String {
         .to_owned()
 }
 
+/// The variables a child is started with.
+type Vars<'a> = &'a [(&'a str, &'a Path)];
+
 #[test]
 fn a_bad_certificate_or_key_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::generate(dir.path()).unwrap();
     let missing = dir.path().join("missing.pem");
-    let cases: [(&[(&str, &Path)], &str, &str); 4] = [
+    let cases: [(Vars, &str, &str); 4] = [
         (
             &[("GANTRY_TLS_CERT", &missing), ("GANTRY_TLS_KEY", &pki.server_key)],
             "GANTRY_TLS_CERT",
@@ -299,4 +302,37 @@ async fn the_load_driver_keeps_its_tls_connections_alive() {
         (1..=callers).contains(&opened),
         "{opened} TLS connections for 400 requests by {callers} callers: a handshake per request"
     );
+}
+
+/// 5000 GETs of `/healthz` by 8 keep-alive callers through the gateway,
+/// over HTTPS and over HTTP: prints requests/s and p50 of each. A
+/// measurement, not a check of speed (only that every request was answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn measure_https_against_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path()).unwrap();
+    let registry = RegistryClient::new("127.0.0.1:1");
+    let tls = gateway(dir.path(), registry.clone(), Some(&pki), |_| {}).await;
+    let plain = gateway(dir.path(), registry, None, |_| {}).await;
+    let runs = [
+        ("https", format!("https://localhost:{}/healthz", tls.addr.port())),
+        ("http", format!("http://127.0.0.1:{}/healthz", plain.addr.port())),
+    ];
+    for (name, url) in runs {
+        let spec = LoadSpec::get(url)
+            .trusting(Some(&pki.ca_cert))
+            .requests(5000)
+            .concurrency(8)
+            .duration(Duration::from_secs(60));
+        let report = gantry_harness::load::run(spec).await;
+        assert_eq!(report.samples.len(), 5000, "{}", report.summary());
+        assert!(report.failures().is_empty(), "{}", report.summary());
+        let rate = report.samples.len() as f64 / report.elapsed.as_secs_f64();
+        println!(
+            "{name}: {rate:.0} requests/s, p50 {:?}; {}",
+            report.quantile(0.5),
+            report.summary()
+        );
+    }
 }
