@@ -166,10 +166,18 @@ async fn a_client_that_never_says_hello_is_cut_off_and_frees_its_slot() {
         "nothing is sent to a client that said nothing: {sent:?}"
     );
     assert!(started.elapsed() >= header_timeout, "closed before the deadline");
-    // The only slot is free again: a real client gets through.
+    // The only slot is free again: a real client gets through (polled: the
+    // slot is given back just after the socket closes, not before).
     let url = format!("https://localhost:{}/healthz", tls.addr.port());
-    let ok = https_client(&pki).get(&url).send().await.unwrap();
-    assert_eq!(ok.status(), 200);
+    let client = https_client(&pki);
+    let deadline = Instant::now() + SLACK;
+    loop {
+        match client.get(&url).send().await {
+            Ok(ok) if ok.status() == 200 => break,
+            other => assert!(Instant::now() < deadline, "the slot was never given back: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -284,6 +292,7 @@ async fn counting_forwarder(to: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn the_load_driver_keeps_its_tls_connections_alive() {
+    const REQUESTS: usize = 400;
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::generate(dir.path()).unwrap();
     let tls = gateway(dir.path(), RegistryClient::new("127.0.0.1:1"), Some(&pki), |_| {}).await;
@@ -291,16 +300,20 @@ async fn the_load_driver_keeps_its_tls_connections_alive() {
     let callers = 4;
     let spec = LoadSpec::get(format!("https://localhost:{}/healthz", forwarder.port()))
         .trusting(Some(&pki.ca_cert))
-        .requests(400)
+        .requests(REQUESTS)
         .concurrency(callers)
         .duration(SLACK);
     let report = gantry_harness::load::run(spec).await;
-    assert_eq!(report.samples.len(), 400, "{}", report.summary());
+    assert_eq!(report.samples.len(), REQUESTS, "{}", report.summary());
     assert!(report.failures().is_empty(), "{}", report.summary());
+    // About one per caller (4 to 6 were seen): a caller whose request finds
+    // no idle connection may open one more while another's is still being
+    // returned to the pool (hyper's client races a connect against it). A
+    // handshake per request would be 400; the bound leaves room for races.
     let opened = connections.load(Ordering::Relaxed);
     assert!(
-        (1..=callers).contains(&opened),
-        "{opened} TLS connections for 400 requests by {callers} callers: a handshake per request"
+        (1..=REQUESTS / 10).contains(&opened),
+        "{opened} TLS connections for {REQUESTS} requests by {callers} callers: not kept alive"
     );
 }
 
