@@ -57,7 +57,7 @@ pub enum GatewayConfigError {
 /// |---|---|---|
 /// | `GANTRY_LISTEN` | `127.0.0.1:8000` | where the gateway listens |
 /// | `GANTRY_ADMIN_LISTEN` | off | where operator endpoints (`/metrics`, detailed `/readyz`) are served; off unless set |
-/// | `GANTRY_HEADER_TIMEOUT` | `10s` | to send a request's headers; also how long an idle keep-alive connection is kept |
+/// | `GANTRY_HEADER_TIMEOUT` | `10s` | to send a request's headers; also how long an idle keep-alive connection is kept, and, with TLS, the time to finish the handshake |
 /// | `GANTRY_BODY_TIMEOUT` | `30s` | to send a request's body once the headers are in (408 after it) |
 /// | `GANTRY_MAX_CONNECTIONS` | `10000` | open client connections; more are answered 503 and closed |
 /// | `GANTRY_GATEWAY_CONFIG` | the reference routes | a TOML file of services and routes ([`crate::declared`]); read again on SIGHUP |
