@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::serve::Limits;
+use crate::trace::TraceParent;
 
 /// The largest request body any endpoint accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -97,16 +98,47 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+tokio::task_local! {
+    /// The ids of the request a task is answering, for calls it makes on
+    /// its behalf ([`outgoing_ids`]).
+    static CURRENT: Ids;
+}
+
+/// The ids a request came with: its `X-Request-Id` and its trace.
+#[derive(Debug, Clone)]
+struct Ids {
+    request_id: HeaderValue,
+    trace: TraceParent,
+}
+
+/// `X-Request-Id` and `traceparent` for a call this service makes while
+/// answering a request: the request's id, and its trace with a new span of
+/// this service as the parent. Outside a request (a background task), a
+/// fresh id and a new trace.
+pub fn outgoing_ids() -> (HeaderValue, HeaderValue) {
+    CURRENT
+        .try_with(|ids| (ids.request_id.clone(), ids.trace.child().to_header()))
+        .unwrap_or_else(|_| (new_request_id(), TraceParent::new_root().to_header()))
+}
+
 async fn request_context(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let rid = request_id(req.headers().get(&X_REQUEST_ID));
+    // The caller's trace, or a new one when it sent none (or a bad one).
+    let trace = TraceParent::from_headers(req.headers()).unwrap_or_else(TraceParent::new_root);
     let span = tracing::info_span!(
         "request",
         service = ctx.service,
         request_id = rid.to_str().unwrap_or(""),
+        trace_id = %trace.trace_id_hex(),
         method = %req.method(),
         path = req.uri().path(),
     );
-    let mut response = async {
+    let ids = Ids {
+        request_id: rid.clone(),
+        trace,
+    };
+    let answer = async {
         if header_bytes(req.headers()) > MAX_HEADER_BYTES {
             return ApiError::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -130,15 +162,20 @@ async fn request_context(State(ctx): State<Arc<Context>>, req: Request, next: Ne
             }
             return replaced;
         }
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), "answered with a server error");
-        } else {
-            tracing::debug!(status = status.as_u16(), "answered");
-        }
         response
-    }
-    .instrument(span)
-    .await;
+    };
+    let mut response = CURRENT.scope(ids, answer).instrument(span.clone()).await;
+    // The access line, inside the request's span: every request a service
+    // answers can be found in its log by its request id or its trace id.
+    let status = response.status().as_u16();
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if response.status().is_server_error() {
+            tracing::warn!(status, took_ms, "answered with a server error");
+        } else {
+            tracing::info!(status, took_ms, "answered");
+        }
+    });
     let headers = response.headers_mut();
     headers.insert(X_INSTANCE_ID.clone(), ctx.instance_id.clone());
     headers.insert(X_REQUEST_ID.clone(), rid);
