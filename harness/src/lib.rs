@@ -5,6 +5,7 @@ pub mod client;
 pub mod component;
 pub mod containers;
 pub mod echo;
+pub mod evidence;
 pub mod load;
 pub mod metrics;
 pub mod nginx;
@@ -23,8 +24,8 @@ pub mod wait;
 use std::time::Duration;
 
 pub use stack::{
-    Check, GatewaySpec, Infra, Instance, LogMatch, Progress, Ready, Registration, Role, Run, ServiceSpec, Stack,
-    StackBuilder,
+    Check, GatewaySpec, Infra, Instance, LogMarks, LogMatch, Progress, Ready, Registration, Role, Run, SavedLog,
+    ServiceSpec, Stack, StackBuilder,
 };
 
 /// Why the harness could not do what was asked. Every message says what to do next.
