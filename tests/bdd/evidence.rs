@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use cucumber::gherkin::Scenario;
+use cucumber::gherkin::{Feature, Scenario};
 use gantry_harness::evidence::{self, CaseOutput, DEFAULT_TAIL_LINES, Skipped};
 
 use crate::target;
@@ -107,4 +107,28 @@ impl Evidence {
             eprintln!("bdd: writing {}: {e}", junit.display());
         }
     }
+}
+
+/// The scenarios of `features` that `mode` cannot run, with what they need,
+/// for the JUnit report's skipped entries.
+pub fn not_run(mode: &target::Mode, features: &[Feature]) -> Vec<Skipped> {
+    let mut skipped = Vec::new();
+    for feature in features {
+        for (rule, scenario) in target::scenarios(feature) {
+            let unmet = mode.unmet(feature, rule, scenario);
+            if unmet.is_empty() {
+                continue;
+            }
+            let reason: Vec<String> = unmet
+                .iter()
+                .map(|n| format!("@{}: {}", n.tag(), n.how_external()))
+                .collect();
+            skipped.push(Skipped {
+                feature: feature.name.clone(),
+                scenario: scenario.name.clone(),
+                reason: reason.join("; "),
+            });
+        }
+    }
+    skipped
 }

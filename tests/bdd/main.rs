@@ -117,24 +117,7 @@ async fn main() {
     let ran = writer.passed_steps() + writer.skipped_steps() + writer.failed_steps();
     // Closes the reports (the JUnit one is written whole when the run ends).
     drop(writer);
-    let not_run: Vec<gantry_harness::evidence::Skipped> = parsed
-        .iter()
-        .flat_map(|feature| {
-            target::scenarios(feature).filter_map(|(rule, scenario)| {
-                let unmet = selection_mode.unmet(feature, rule, scenario);
-                (!unmet.is_empty()).then(|| gantry_harness::evidence::Skipped {
-                    feature: feature.name.clone(),
-                    scenario: scenario.name.clone(),
-                    reason: unmet
-                        .iter()
-                        .map(|n| format!("@{}: {}", n.tag(), n.how_external()))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                })
-            })
-        })
-        .collect();
-    evidence.amend_junit(&reports.join("junit.xml"), &not_run);
+    evidence.amend_junit(&reports.join("junit.xml"), &evidence::not_run(&selection_mode, &parsed));
     println!(
         "bdd: {} scenarios skipped: their @needs are not met here (listed above as SKIPPED); reports in {}",
         skipped.len(),

@@ -214,3 +214,60 @@ async fn read_body(req: Request, deadline: std::time::Duration) -> Result<Reques
     };
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service whose one route answers with the ids it would send on a
+    /// call it made while answering ([`outgoing_ids`]), served on port 0.
+    async fn serve_ids() -> String {
+        let router = Router::new().route(
+            "/ids",
+            get(|| async {
+                let (rid, trace) = outgoing_ids();
+                format!("{} {}", rid.to_str().unwrap(), trace.to_str().unwrap())
+            }),
+        );
+        let app = standard(router, "test", "test-1", "{}", &Limits::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/ids")
+    }
+
+    #[tokio::test]
+    async fn a_call_made_while_answering_carries_the_requests_ids() {
+        let url = serve_ids().await;
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let http = reqwest::Client::new();
+        let said = http
+            .get(&url)
+            .header("x-request-id", "rid-7")
+            .header("traceparent", incoming)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let (rid, trace) = said.split_once(' ').unwrap();
+        assert_eq!(rid, "rid-7");
+        let trace = TraceParent::parse(trace.as_bytes()).expect("a valid traceparent goes on");
+        assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(trace.to_string(), incoming, "this service's span is the parent");
+
+        // Without ids, the call still gets a valid trace and an id.
+        let said = http.get(&url).send().await.unwrap().text().await.unwrap();
+        let (rid, trace) = said.split_once(' ').unwrap();
+        assert_eq!(rid.len(), 16, "{said}");
+        assert!(TraceParent::parse(trace.as_bytes()).is_some(), "{said}");
+    }
+
+    #[test]
+    fn outside_a_request_the_ids_are_fresh() {
+        let (rid, trace) = outgoing_ids();
+        assert_eq!(rid.len(), 16);
+        assert!(TraceParent::parse(trace.as_bytes()).is_some());
+    }
+}
