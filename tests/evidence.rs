@@ -90,6 +90,11 @@ fn run_suite(dir: &Path, feature: &str, run_id: &str, env: &[(&str, &str)]) -> (
     (output, junit)
 }
 
+/// `target/gantry/`, where the suite keeps a failed scenario's logs.
+fn evidence_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("gantry")
+}
+
 /// A scratch directory of this test's own under the target directory.
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
@@ -110,7 +115,7 @@ fn a_failed_scenario_leaves_its_logs_and_their_tails_in_junit() {
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(!output.status.success(), "the scenario must fail:\n{stdout}\n{stderr}");
 
-    let run_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../gantry").join(&run_id);
+    let run_dir = evidence_dir().join(&run_id);
     let logs = run_dir.join("a-request-is-refused-on-purpose");
     assert!(
         stderr.contains(&format!("the logs of its stack are in {}", logs.display())),
@@ -173,7 +178,7 @@ fn scenarios_whose_needs_are_unmet_are_skipped_in_junit() {
         stderr.contains("no stack of the harness's to keep logs of"),
         "a deployed stack's logs are not the harness's:\n{stderr}"
     );
-    let run_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../gantry").join(&run_id);
+    let run_dir = evidence_dir().join(&run_id);
     let _ = std::fs::remove_dir_all(run_dir);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -45,9 +45,11 @@ async fn main() {
     let features = std::env::var_os("GANTRY_FEATURES")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("features"));
-    let evidence = Arc::new(evidence::Evidence::new(
-        &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../gantry"),
-    ));
+    // `target/gantry/`: beside `target/tmp/`, without a `..` in the printed paths.
+    let target_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory");
+    let evidence = Arc::new(evidence::Evidence::new(&target_dir.join("gantry")));
 
     let parsed = target::features(&features);
     if let Err(e) = target::check_tags(&parsed) {
