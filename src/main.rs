@@ -383,7 +383,8 @@ fn gateway_reload(pid: Option<u32>) -> Result<()> {
 async fn probe(url: &str, timeout: &str) -> Result<()> {
     let timeout = gantry_common::config::parse_duration(timeout)
         .with_context(|| format!("--timeout {timeout:?}: expected a duration such as 500ms or 2s"))?;
-    let client = reqwest::Client::builder()
+    // HTTPS with the system's roots, plus GANTRY_CA_CERT for a private CA.
+    let client = gantry_common::tls::client_builder()?
         .timeout(timeout)
         .build()
         .context("building an HTTP client")?;

@@ -26,7 +26,7 @@ async fn login(gw: &str, username: &str) -> (String, String) {
 async fn traffic_flows_through_a_registry_outage_and_new_instances_appear_after_it() {
     let mut stack = builder().users(2).start(&mut |_| {}).await.unwrap();
     let gw = stack.gateway_url().to_owned();
-    let http = reqwest::Client::new();
+    let http = gantry_harness::client::http_client(None);
     let (token, _) = login(&gw, "reg").await;
     let get = || http.get(format!("{gw}/users/me")).bearer_auth(&token).send();
 
@@ -72,7 +72,7 @@ async fn p2c_balancing_spreads_requests_evenly() {
         .await
         .unwrap();
     let gw = stack.gateway_url();
-    let http = reqwest::Client::new();
+    let http = gantry_harness::client::http_client(None);
     let (token, _) = login(gw, "pat").await;
     let mut counts = HashMap::<String, f64>::new();
     let n = 600;
@@ -106,7 +106,7 @@ async fn hs256_mode_accepts_tokens_minted_with_the_shared_secret() {
         .await
         .unwrap();
     let gw = stack.gateway_url();
-    let http = reqwest::Client::new();
+    let http = gantry_harness::client::http_client(None);
     let (token, cookie) = login(gw, "hal").await;
     let me = http
         .get(format!("{gw}/users/me"))

@@ -19,7 +19,7 @@ async fn start(users: usize) -> Stack {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().build().unwrap()
+    gantry_harness::client::http_builder(None).build().unwrap()
 }
 
 struct Session {
@@ -246,7 +246,10 @@ async fn bad_input_gets_a_4xx_with_a_json_reason_and_the_gateway_keeps_serving()
 
     // The gateway answers oversized requests without reading them and closes
     // the connection, as nginx does; a client must not reuse it after that.
-    let once = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let once = gantry_harness::client::http_builder(None)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let post = |path: &str, body: &'static str, content_type: &'static str| {
         http.post(format!("{gw}{path}"))
             .header("content-type", content_type)

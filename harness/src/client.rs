@@ -3,6 +3,7 @@
 //! token is, the cookie's name) is a [`LoginFlow`]: Gantry's by default, any
 //! service's that logs in with a JSON body otherwise.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -27,6 +28,26 @@ pub const DEFAULT_COOKIE_NAME: &str = "SESSION";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How much of a body a failure message quotes.
 pub const BODY_EXCERPT: usize = 300;
+
+/// The builder of every client the harness sends to a gateway with: rustls
+/// with the system's roots, `GANTRY_CA_CERT`'s CA, and `ca_cert` (a stack's
+/// own CA, [`crate::Stack::ca_cert`]), so `https://` gateways work the same
+/// as `http://` ones.
+///
+/// # Panics
+/// When `GANTRY_CA_CERT` or `ca_cert` is not a readable PEM certificate: a
+/// test's configuration error, said with the variable or file and why.
+pub fn http_builder(ca_cert: Option<&Path>) -> reqwest::ClientBuilder {
+    gantry_common::tls::client_builder_trusting(ca_cert).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`http_builder`] with [`DEFAULT_REQUEST_TIMEOUT`], built.
+pub fn http_client(ca_cert: Option<&Path>) -> reqwest::Client {
+    http_builder(ca_cert)
+        .timeout(DEFAULT_REQUEST_TIMEOUT)
+        .build()
+        .unwrap_or_else(|e| panic!("building an HTTP client: {e}"))
+}
 
 /// How a service logs users in: where to post, which JSON fields carry the
 /// name and password, where the token is in the answer and what the session
@@ -347,10 +368,7 @@ impl UserClient {
     /// A user who logs in as `flow` says.
     pub fn with_flow(gateway: &str, username: &str, password: &str, flow: LoginFlow) -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(DEFAULT_REQUEST_TIMEOUT)
-                .build()
-                .expect("an HTTP client without TLS always builds"),
+            http: http_client(None),
             gateway: gateway.trim_end_matches('/').to_owned(),
             flow,
             username: username.to_owned(),
@@ -360,6 +378,15 @@ impl UserClient {
             cookie: None,
             session_set_cookie: None,
         }
+    }
+
+    /// The same user, trusting `ca_cert` too: for a stack with its own CA
+    /// ([`crate::Stack::ca_cert`]); `None` changes nothing.
+    pub fn trusting(mut self, ca_cert: Option<&Path>) -> Self {
+        if ca_cert.is_some() {
+            self.http = http_client(ca_cert);
+        }
+        self
     }
 
     /// The same user, talking to another gateway (cookie and token kept).

@@ -19,6 +19,7 @@ pub use gantry_registry as registry;
 pub mod stack;
 pub mod stats;
 pub mod steps;
+pub mod tls;
 pub mod wait;
 
 use std::time::Duration;
@@ -69,6 +70,8 @@ pub enum HarnessError {
     Container { name: String, detail: String },
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
+    #[error("the gateways' TLS certificate: {0}")]
+    Tls(#[from] tls::PkiError),
     /// An instance that never became ready; boxed, it is large.
     #[error("{0}")]
     NeverReady(Box<stack::readiness::NeverReady>),

@@ -4,6 +4,7 @@
 //! names). Loopback only; it always stops by itself.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct LoadSpec {
     pub max_requests: usize,
     /// The answer header that names the instance ([`DEFAULT_INSTANCE_HEADER`]).
     pub instance_header: String,
+    /// A CA to trust besides the system's and `GANTRY_CA_CERT`'s (a stack's own).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl LoadSpec {
@@ -40,7 +43,14 @@ impl LoadSpec {
             duration: Duration::from_secs(5),
             max_requests: MAX_REQUESTS,
             instance_header: DEFAULT_INSTANCE_HEADER.to_owned(),
+            ca_cert: None,
         }
+    }
+
+    /// Trusts `ca_cert` too, for an `https://` gateway with a private CA.
+    pub fn trusting(mut self, ca_cert: Option<&std::path::Path>) -> Self {
+        self.ca_cert = ca_cert.map(PathBuf::from);
+        self
     }
 
     /// Reads which instance answered from `name` instead of `X-Instance-Id`.
@@ -167,11 +177,13 @@ pub async fn run(spec: LoadSpec) -> LoadReport {
 /// Runs `spec` to completion, counting finished requests in `done`, so a
 /// step can act (break an instance) once a share of them has been answered.
 pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadReport {
-    let http = reqwest::Client::builder()
+    // One client for all callers, keeping a connection per caller alive:
+    // over TLS that is one handshake per caller, not one per request.
+    let http = crate::client::http_builder(spec.ca_cert.as_deref())
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(spec.concurrency)
         .build()
-        .expect("an HTTP client without TLS always builds");
+        .unwrap_or_else(|e| panic!("building the load's HTTP client: {e}"));
     let spec = Arc::new(spec);
     let issued = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

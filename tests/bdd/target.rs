@@ -2,12 +2,13 @@
 //! fresh per scenario) or a deployed one given by URL; and which scenarios
 //! run there.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::gherkin::{Feature, GherkinEnv, Rule, Scenario};
 use cucumber::tag::Ext as _;
 use gantry_common::config;
+use gantry_harness::client::UserClient;
 use gantry_harness::{Infra, Stack, StackBuilder};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -146,6 +147,11 @@ impl Mode {
             "external" => {
                 let gateway = config::raw("GANTRY_GATEWAY_URL")
                     .ok_or("GANTRY_INFRA=external needs GANTRY_GATEWAY_URL (e.g. http://127.0.0.1:8000)")?;
+                // An `https://` gateway with a private CA: a bad GANTRY_CA_CERT
+                // stops the run here, not in the first step that calls it.
+                gantry_common::tls::client_builder()
+                    .map(drop)
+                    .map_err(|e| e.to_string())?;
                 // Parsed as auth parses it; the rest of auth's settings do not matter here.
                 let signing_seed = match config::raw("GANTRY_JWT_SIGNING_KEY") {
                     None => None,
@@ -257,6 +263,10 @@ pub struct Target {
     pub admins: Vec<String>,
     pub redis_url: Option<String>,
     pub signing_seed: Option<[u8; 32]>,
+    /// The CA of a harness-started stack whose gateways speak TLS
+    /// ([`Stack::ca_cert`]). A deployed stack's private CA is given by
+    /// `GANTRY_CA_CERT` instead, which every client trusts anyway.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Target {
@@ -266,7 +276,21 @@ impl Target {
             admins: stack.gateway_admin_urls().to_vec(),
             redis_url: Some(stack.redis_url().to_owned()),
             signing_seed: Some(stack.signing_seed()),
+            ca_cert: stack.ca_cert().map(Path::to_owned),
         }
+    }
+
+    /// What every client of this target's gateways is built from: it trusts
+    /// the system's roots, `GANTRY_CA_CERT` and the stack's own CA, so an
+    /// `https://` gateway is called as an `http://` one is.
+    pub fn http_builder(&self) -> reqwest::ClientBuilder {
+        gantry_harness::client::http_builder(self.ca_cert.as_deref())
+    }
+
+    /// A user of the first gateway, called `name`, with a client as
+    /// [`Target::http_builder`] makes.
+    pub fn user(&self, name: &str) -> UserClient {
+        UserClient::new(self.gateway(), name).trusting(self.ca_cert.as_deref())
     }
 
     pub fn gateway(&self) -> &str {
@@ -308,6 +332,7 @@ pub async fn shared() -> Target {
                     admins: admin.into_iter().collect(),
                     redis_url: redis,
                     signing_seed,
+                    ca_cert: None,
                 },
                 Mode::Managed(_) => {
                     let stack = builder()

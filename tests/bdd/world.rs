@@ -70,6 +70,10 @@ impl StackWorld for GantryWorld {
         self.fresh.as_mut()
     }
 
+    fn ca_cert(&mut self) -> Option<std::path::PathBuf> {
+        self.target.as_ref().and_then(|t| t.ca_cert.clone())
+    }
+
     fn registry(&mut self) -> Option<RegistryClient> {
         self.fresh.as_ref().map(Stack::registry)
     }

@@ -73,6 +73,8 @@ pub struct StackBuilder {
     registry: RegistryKind,
     services: Vec<ServiceSpec>,
     gateway: GatewaySpec,
+    /// Whether the gateways terminate TLS ([`StackBuilder::gateway_tls`]).
+    gateway_tls: bool,
     check_ttl: Duration,
     env: Vec<(String, String)>,
 }
@@ -110,6 +112,7 @@ impl StackBuilder {
                 count: 0,
                 ..GatewaySpec::default()
             },
+            gateway_tls: false,
             check_ttl: DEFAULT_CHECK_TTL,
             env: Vec::new(),
         }
@@ -165,6 +168,16 @@ impl StackBuilder {
     /// The first gateway's port; a free one when not set or 0.
     pub fn gateway_port(mut self, port: u16) -> Self {
         self.gateway.port = (port != 0).then_some(port);
+        self
+    }
+
+    /// Gateways that terminate TLS on their public port with a certificate
+    /// from a private CA generated for this stack ([`crate::tls::TestPki`],
+    /// in the stack's directory): their URLs are `https://localhost:<port>`
+    /// and [`super::Stack::ca_cert`] is the CA clients must trust. The admin
+    /// port stays plain HTTP, so readiness is waited for there as ever.
+    pub fn gateway_tls(mut self) -> Self {
+        self.gateway_tls = true;
         self
     }
 
@@ -272,7 +285,15 @@ impl StackBuilder {
             signing_seed: jwt::generate_seed(),
             redis_password: redis_password(),
             registry_token: acl_token(),
+            ca_cert: None,
         };
+        if self.gateway_tls
+            && self.gateway.count > 0
+            && let Err(e) = stack.issue_gateway_certificate()
+        {
+            stack.discard().await;
+            return Err(e);
+        }
         match self.bring_up(&mut stack, infra, &images, progress).await {
             Ok(()) => Ok(stack),
             Err(e) => {
@@ -309,7 +330,9 @@ impl StackBuilder {
             ("CONSUL_HTTP_ADDR".into(), format!("http://{}", stack.registry_addr)),
             ("CONSUL_HTTP_TOKEN".into(), stack.registry_token.clone()),
             ("GANTRY_JWT_SIGNING_KEY".into(), jwt::encode_seed(&stack.signing_seed)),
-            ("GANTRY_COOKIE_SECURE".into(), "false".into()),
+            // Secure cookies only where the client speaks HTTPS: a client
+            // would not send a Secure cookie back over plain HTTP.
+            ("GANTRY_COOKIE_SECURE".into(), self.gateway_tls.to_string()),
             ("GANTRY_CHECK_TTL".into(), ttl),
             ("GANTRY_DEREGISTER_AFTER".into(), "30s".into()),
             (

@@ -75,6 +75,8 @@ pub struct Stack {
     redis_password: String,
     /// The registry's management ACL token, given to services as `CONSUL_HTTP_TOKEN`.
     registry_token: String,
+    /// The private CA the gateways' certificate is from, when they speak TLS.
+    ca_cert: Option<PathBuf>,
 }
 
 impl Stack {
@@ -328,10 +330,42 @@ impl Stack {
         Ok(())
     }
 
+    /// The CA certificate (PEM) the gateways' TLS certificate is from, when
+    /// the stack was built with [`StackBuilder::gateway_tls`]: what clients
+    /// of [`Stack::gateway_urls`] must trust
+    /// (`gantry_common::tls::client_builder_trusting`).
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
+    }
+
+    /// Generates the stack's CA and the gateways' certificate into its
+    /// directory and gives the gateways `GANTRY_TLS_CERT`/`GANTRY_TLS_KEY`.
+    fn issue_gateway_certificate(&mut self) -> Result<(), HarnessError> {
+        let pki = crate::tls::TestPki::generate(self.dir.path())?;
+        for g in self.groups.iter_mut().filter(|g| g.role == Role::Gateway) {
+            g.spec
+                .env
+                .push(("GANTRY_TLS_CERT".into(), pki.server_cert.display().to_string()));
+            g.spec
+                .env
+                .push(("GANTRY_TLS_KEY".into(), pki.server_key.display().to_string()));
+        }
+        self.ca_cert = Some(pki.ca_cert);
+        Ok(())
+    }
+
     fn refresh_gateway_urls(&mut self) {
         let gateways = self.groups.iter().filter(|g| g.role == Role::Gateway);
         let instances: Vec<&Instance> = gateways.flat_map(|g| &g.instances).collect();
-        self.gateway_urls = instances.iter().map(|i| format!("http://{}", i.addr())).collect();
+        // Over TLS by the name the certificate is for, not the address.
+        let tls = self.ca_cert.is_some();
+        self.gateway_urls = instances
+            .iter()
+            .map(|i| match tls {
+                true => format!("https://localhost:{}", i.port),
+                false => format!("http://{}", i.addr()),
+            })
+            .collect();
         self.gateway_admin_urls = instances
             .iter()
             .map(|i| format!("http://{}", i.admin_addr().unwrap_or_else(|| i.addr())))

@@ -90,10 +90,11 @@ pub async fn send<W: StackWorld>(w: &mut W, call: &Call) -> Answer {
         Some(user) => auth_for(w, user, call.auth),
         None => Auth::Anonymous,
     };
+    let ca = w.ca_cert();
     let state = w.step_state();
     let mut req = match &call.user {
         Some(user) => state.user(user).request(call.method.clone(), &url),
-        None => state.http().request(call.method.clone(), &url),
+        None => state.http(ca.as_deref()).request(call.method.clone(), &url),
     };
     for (name, value) in &call.headers {
         req = req.header(name, value);

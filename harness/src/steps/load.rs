@@ -53,7 +53,10 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
 /// The load a step describes, presenting the user's token or cookie.
 fn spec<W: StackWorld>(w: &mut W, target: &str, user: Option<&str>) -> LoadSpec {
     let config = w.step_config();
-    let mut spec = LoadSpec::get(url_of(w, target)).instance_header(&config.instance_header);
+    let ca = w.ca_cert();
+    let mut spec = LoadSpec::get(url_of(w, target))
+        .instance_header(&config.instance_header)
+        .trusting(ca.as_deref());
     if let Some(name) = user {
         let auth = auth_for(w, name, None);
         let creds = w.step_state().user(name).credentials();

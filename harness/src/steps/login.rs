@@ -28,7 +28,7 @@ fn registered<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         let args = Args::new(ctx);
         let (name, password) = (args.get("name"), args.opt("password").unwrap_or_default());
         let flow = w.step_config().login;
-        let mut user = UserClient::with_flow(&w.gateway_url(), name, password, flow);
+        let mut user = UserClient::with_flow(&w.gateway_url(), name, password, flow).trusting(w.ca_cert().as_deref());
         let answer = user
             .register()
             .await
@@ -47,6 +47,7 @@ fn logged_in<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         let args = Args::new(ctx);
         let name = args.get("name").to_owned();
         let gateway = w.gateway_url();
+        let ca = w.ca_cert();
         let flow = w.step_config().login;
         let state = w.step_state();
         let user = match (state.users.get_mut(&name), args.opt("password")) {
@@ -59,7 +60,7 @@ fn logged_in<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
             (None, Some(password)) => state
                 .users
                 .entry(name.clone())
-                .or_insert_with(|| UserClient::with_flow(&gateway, &name, password, flow)),
+                .or_insert_with(|| UserClient::with_flow(&gateway, &name, password, flow).trusting(ca.as_deref())),
             (None, None) => panic!(
                 "no user {name:?} in this scenario: register them first, or say their password (\"{name}\" is logged in with password \"…\")"
             ),

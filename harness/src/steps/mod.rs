@@ -96,6 +96,13 @@ pub trait StackWorld: cucumber::World + Debug {
         self.stack().and_then(|s| s.gateway_admin_urls().first().cloned())
     }
 
+    /// A CA the gateway's certificate is from, for `https://` gateways with
+    /// a private CA (besides `GANTRY_CA_CERT`, which every client trusts):
+    /// the running stack's own, by default.
+    fn ca_cert(&mut self) -> Option<std::path::PathBuf> {
+        self.stack().and_then(|s| s.ca_cert().map(std::path::Path::to_owned))
+    }
+
     /// The stack this scenario runs against, when the harness runs it.
     fn stack(&mut self) -> Option<&mut Stack> {
         None

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::client::{Answer, Auth, DEFAULT_REQUEST_TIMEOUT, UserClient};
+use crate::client::{Answer, Auth, UserClient, http_client};
 use crate::load::LoadReport;
 
 #[derive(Debug, Default)]
@@ -54,15 +54,9 @@ impl StepState {
             .expect("no load was run: a step must send one first (When 400 requests are sent to /path with 8 concurrent callers)")
     }
 
-    /// The client for anonymous requests, made on first use.
-    pub fn http(&mut self) -> reqwest::Client {
-        self.http
-            .get_or_insert_with(|| {
-                reqwest::Client::builder()
-                    .timeout(DEFAULT_REQUEST_TIMEOUT)
-                    .build()
-                    .expect("an HTTP client without TLS always builds")
-            })
-            .clone()
+    /// The client for anonymous requests, trusting `ca_cert` too (the
+    /// world's [`super::StackWorld::ca_cert`]), made on first use.
+    pub fn http(&mut self, ca_cert: Option<&std::path::Path>) -> reqwest::Client {
+        self.http.get_or_insert_with(|| http_client(ca_cert)).clone()
     }
 }

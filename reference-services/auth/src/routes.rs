@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use gantry_common::credentials;
 use gantry_common::error::{ApiError, Json};
 use gantry_common::jwt::{Claims, Jwk, Jwks, now_secs, random_id};
 use gantry_common::session::{self, Revocation};
@@ -289,19 +290,9 @@ fn token_response(state: &AppState, opened: &Opened) -> Response {
     response
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
+/// The session cookie, when it has the shape of an id auth issues.
 fn cookie_session(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(session::from_cookie_header)
-        .filter(|sid| session::is_well_formed(sid))
+    credentials::session_cookie(headers).filter(|sid| session::is_well_formed(sid))
 }
 
 /// What [`revoke`] changed.
@@ -378,7 +369,7 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
             .map_err(store_down)?,
         None => None,
     };
-    let bearer_claims = bearer(&headers).and_then(|t| state.keys.verify(t).ok());
+    let bearer_claims = credentials::bearer(&headers).and_then(|t| state.keys.verify(t).ok());
     if bearer_claims.is_none() && session_token.is_none() {
         return Err(ApiError::unauthorized("log in first: no valid session or bearer token"));
     }

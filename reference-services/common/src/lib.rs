@@ -3,6 +3,7 @@
 //! logging and shutdown.
 
 pub mod config;
+pub mod credentials;
 pub mod discovery;
 pub mod error;
 pub mod http;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::config::{self, ConfigError};
 
@@ -60,6 +60,22 @@ pub struct ServiceRegistration {
     pub ttl: Duration,
     /// Consul removes the service once its check has been critical this long.
     pub deregister_critical_after: Duration,
+}
+
+/// A service's own registration is one with a TTL check: one body for both.
+impl From<&ServiceRegistration> for AgentRegistration {
+    fn from(reg: &ServiceRegistration) -> Self {
+        Self {
+            id: reg.id.clone(),
+            name: reg.name.clone(),
+            address: reg.address.clone(),
+            port: reg.port,
+            tags: reg.tags.clone(),
+            meta: reg.meta.clone(),
+            check: CheckDefinition::Ttl { ttl: reg.ttl },
+            deregister_critical_after: reg.deregister_critical_after,
+        }
+    }
 }
 
 impl ServiceRegistration {
@@ -141,30 +157,6 @@ impl From<HealthEntry> for Instance {
 }
 
 /// The body of `PUT /v1/agent/service/register`.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct RegisterBody<'a> {
-    #[serde(rename = "ID")]
-    id: &'a str,
-    name: &'a str,
-    address: &'a str,
-    port: u16,
-    tags: &'a [String],
-    meta: &'a BTreeMap<String, String>,
-    check: CheckBody,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct CheckBody {
-    #[serde(rename = "CheckID")]
-    check_id: String,
-    name: String,
-    #[serde(rename = "TTL")]
-    ttl: String,
-    deregister_critical_service_after: String,
-}
-
 /// A registry result together with the `X-Consul-Index` it was read at.
 #[derive(Debug, Clone)]
 pub struct Indexed<T> {
@@ -265,28 +257,7 @@ impl RegistryClient {
     /// Registers (or re-registers) a service with its TTL check. The check
     /// starts critical, as Consul's do: pass it right after.
     pub async fn register(&self, reg: &ServiceRegistration) -> Result<(), RegistryError> {
-        let body = RegisterBody {
-            id: &reg.id,
-            name: &reg.name,
-            address: &reg.address,
-            port: reg.port,
-            tags: &reg.tags,
-            meta: &reg.meta,
-            check: CheckBody {
-                check_id: reg.check_id(),
-                name: format!("{} TTL", reg.name),
-                ttl: config::format_duration(reg.ttl),
-                deregister_critical_service_after: config::format_duration(reg.deregister_critical_after),
-            },
-        };
-        let req = self
-            .request(
-                reqwest::Method::PUT,
-                "/v1/agent/service/register?replace-existing-checks=true",
-            )
-            .timeout(DEFAULT_CALL_TIMEOUT)
-            .json(&body);
-        self.send("service register", req).await.map(drop)
+        self.register_agent(&AgentRegistration::from(reg)).await
     }
 
     pub async fn deregister(&self, service_id: &str) -> Result<(), RegistryError> {

@@ -103,18 +103,40 @@ pub fn acceptor_from_env() -> Result<Option<tokio_rustls::TlsAcceptor>, ConfigEr
 /// besides the system's roots (a deployment with its own CA).
 pub const CA_CERT_VAR: &str = "GANTRY_CA_CERT";
 
+/// What names a CA file given by the program rather than by the
+/// environment (a stack the harness started with its own CA), in errors.
+pub const EXPLICIT_CA: &str = "the CA certificate file";
+
 /// The one place HTTP clients are set up to reach a gateway: HTTPS with the
 /// system's roots (rustls) plus, when `GANTRY_CA_CERT` names one, a private
 /// CA's certificates.
 pub fn client_builder() -> Result<reqwest::ClientBuilder, ConfigError> {
-    let builder = reqwest::Client::builder().use_rustls_tls();
-    let Some(path) = config::raw(CA_CERT_VAR) else {
-        return Ok(builder);
-    };
-    let certs = read_certs_of(CA_CERT_VAR, Path::new(&path))?;
+    client_builder_trusting(None)
+}
+
+/// [`client_builder`] that also trusts the CA certificates in `ca_file`:
+/// for a stack the harness started with a CA it generated, whose clients
+/// must trust it without anyone setting `GANTRY_CA_CERT`.
+pub fn client_builder_trusting(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, ConfigError> {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    if let Some(path) = config::raw(CA_CERT_VAR) {
+        builder = trust(builder, CA_CERT_VAR, Path::new(&path))?;
+    }
+    if let Some(path) = ca_file {
+        builder = trust(builder, EXPLICIT_CA, path)?;
+    }
+    Ok(builder)
+}
+
+fn trust(
+    builder: reqwest::ClientBuilder,
+    var: &'static str,
+    path: &Path,
+) -> Result<reqwest::ClientBuilder, ConfigError> {
+    let certs = read_certs_of(var, path)?;
     certs.into_iter().try_fold(builder, |b, der| {
         let cert = reqwest::Certificate::from_der(der.as_ref())
-            .map_err(|e| ConfigError::new(CA_CERT_VAR, path.clone(), format!("a PEM CA certificate ({e})")))?;
+            .map_err(|e| ConfigError::new(var, path.display().to_string(), format!("a PEM CA certificate ({e})")))?;
         Ok(b.add_root_certificate(cert))
     })
 }
@@ -174,5 +196,14 @@ mod tests {
             assert_eq!(e.var, var, "{e}");
             assert!(e.to_string().contains(expected), "{e}");
         }
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let missing = dir.path().join("ca.pem");
+        let e = client_builder_trusting(Some(&missing)).expect_err("no such file");
+        assert_eq!(e.var, EXPLICIT_CA);
+        assert!(e.value.ends_with("ca.pem"), "{e}");
     }
 }

@@ -2,6 +2,7 @@
 //! the declarative routes file it may name (see [`crate::declared`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_common::config::{self, ConfigError};
@@ -9,6 +10,7 @@ use gantry_common::jwt::JwtConfig;
 use gantry_common::registry::RegistryClient;
 use gantry_common::serve::Limits;
 use gantry_common::service::DEFAULT_REDIS_URL;
+use gantry_common::tls::TlsFiles;
 
 use crate::declared::{Declared, DeclaredError};
 
@@ -55,7 +57,7 @@ pub enum GatewayConfigError {
 /// |---|---|---|
 /// | `GANTRY_LISTEN` | `127.0.0.1:8000` | where the gateway listens |
 /// | `GANTRY_ADMIN_LISTEN` | off | where operator endpoints (`/metrics`, detailed `/readyz`) are served; off unless set |
-/// | `GANTRY_HEADER_TIMEOUT` | `10s` | to send a request's headers; also how long an idle keep-alive connection is kept |
+/// | `GANTRY_HEADER_TIMEOUT` | `10s` | to send a request's headers; also how long an idle keep-alive connection is kept, and, with TLS, the time to finish the handshake |
 /// | `GANTRY_BODY_TIMEOUT` | `30s` | to send a request's body once the headers are in (408 after it) |
 /// | `GANTRY_MAX_CONNECTIONS` | `10000` | open client connections; more are answered 503 and closed |
 /// | `GANTRY_GATEWAY_CONFIG` | the reference routes | a TOML file of services and routes ([`crate::declared`]); read again on SIGHUP |
@@ -66,6 +68,8 @@ pub enum GatewayConfigError {
 /// | `GANTRY_SESSION_CACHE_TTL` | `5s` | session lookup cache, at most 5 s |
 /// | `GANTRY_WORKERS` | the number of cores | worker threads (thread per core) |
 /// | `GANTRY_INSTANCE_ID` | `gateway-<port>` | sent as `X-Instance-Id` on the gateway's own answers |
+/// | `GANTRY_TLS_CERT` | off | PEM certificate chain (server's first): the public listener speaks HTTPS; needs `GANTRY_TLS_KEY` |
+/// | `GANTRY_TLS_KEY` | off | PEM private key (PKCS#8, PKCS#1 or SEC1) of `GANTRY_TLS_CERT`'s certificate |
 /// | `REDIS_URL`, `CONSUL_HTTP_ADDR`, `GANTRY_JWT_*` | | as for every service |
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -96,6 +100,11 @@ pub struct GatewayConfig {
     /// What one client connection may cost: header and body deadlines
     /// (the header one is also the keep-alive idle time), the connection cap.
     pub limits: Limits,
+    /// TLS for the public listener, as Kong and Traefik terminate it; `None`
+    /// serves plain HTTP. The admin listener never uses it: it is the
+    /// operators' private listener, bound where only they reach it, and
+    /// scrapers and probes should not need a CA to read it.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl GatewayConfig {
@@ -156,6 +165,9 @@ impl GatewayConfig {
                 1..=256,
             )?,
             limits: Limits::from_env()?,
+            // Read once here: a bad certificate or key stops the gateway
+            // before it binds, naming the variable and the reason.
+            tls: TlsFiles::from_env()?.map(|f| f.server_config()).transpose()?,
         })
     }
 

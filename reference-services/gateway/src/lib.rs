@@ -33,6 +33,7 @@ use std::time::Duration;
 use gantry_common::jwks::KeyStore;
 use gantry_common::serve::{Admitted, DRAIN_TIMEOUT, Limits, http1_builder};
 use gantry_common::store::Store;
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -115,6 +116,7 @@ pub async fn run_with_reloads(
         services = gateway.cfg.declared.services.len(),
         routes = gateway.cfg.declared.routes.len(),
         workers = gateway.cfg.workers,
+        tls = gateway.cfg.tls.is_some(),
         "gateway serving"
     );
 
@@ -222,6 +224,8 @@ fn worker(
         // shared Arc's count would bounce between cores on every request.
         let local = Arc::new(gateway);
         let graceful = GracefulShutdown::new();
+        let acceptor = gateway_tls(&local);
+        let proto = HeaderValue::from_static(if acceptor.is_some() { "https" } else { "http" });
         loop {
             let (stream, peer, admitted) = tokio::select! {
                 conn = inbox.recv() => match conn {
@@ -235,14 +239,46 @@ fn worker(
             };
             let _ = stream.set_nodelay(true);
             let gateway = local.clone();
-            let client_ip =
-                http::HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
-            let service = service_fn(move |req| {
+            let client_ip = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
+            let proto = proto.clone();
+            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                // The scheme the client used, which only the edge knows:
+                // services build absolute URLs and `Secure` cookies from it.
+                // A client's own copy is overwritten, never trusted.
+                req.headers_mut().insert(X_FORWARDED_PROTO.clone(), proto.clone());
                 let (gateway, client_ip) = (gateway.clone(), client_ip.clone());
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_ip).await) }
             });
-            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            let Some(acceptor) = &acceptor else {
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    drop(admitted);
+                });
+                continue;
+            };
+            let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+            let deadline = local.cfg.limits.header_timeout;
             tokio::spawn(async move {
+                // The handshake runs here, in the connection's own task, so
+                // a slow one holds up no other; the header deadline bounds
+                // it, or a client that opens TCP and never says hello would
+                // hold a connection slot forever (a TLS slowloris). A
+                // plain-HTTP request fails the handshake and is closed.
+                let tls = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), service));
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
@@ -256,7 +292,17 @@ fn worker(
     })
 }
 
-/// The operator listener: `/metrics`, the detailed `/readyz`, `/healthz`
+/// The public listener's TLS acceptor, or `None` for plain HTTP; one per
+/// worker (the configuration behind it is shared).
+fn gateway_tls(gateway: &Gateway) -> Option<tokio_rustls::TlsAcceptor> {
+    gateway.cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from)
+}
+
+/// Set on every request forwarded upstream: `https` when the gateway
+/// terminated TLS, `http` otherwise.
+static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
+/// The operator listener (always plain HTTP, see [`GatewayConfig::tls`]): `/metrics`, the detailed `/readyz`, `/healthz`
 /// and its own `/openapi.json`, on the caller's runtime, with the same
 /// header deadline as clients get and a small connection cap of its own.
 async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>, mut stop: tokio::sync::watch::Receiver<bool>) {

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use gantry_common::credentials;
 use gantry_common::error::ApiError;
 use gantry_common::jwt::{Claims, TokenKind};
 use gantry_common::session;
@@ -26,14 +26,7 @@ pub struct Caller(pub Claims);
 pub struct ServiceCaller(pub Claims);
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))
+    credentials::bearer(&parts.headers).ok_or_else(|| ApiError::unauthorized("a bearer token is required"))
 }
 
 async fn verified(parts: &Parts, state: &AppState, kind: TokenKind) -> Result<Claims, ApiError> {

@@ -31,21 +31,18 @@ fn before(w: &GantryWorld, name: &str) -> Credentials {
 /// A client whose requests give up after a minute, so a stalled stack fails
 /// the step instead of hanging it.
 fn timed() -> reqwest::ClientBuilder {
-    reqwest::Client::builder().timeout(Duration::from_secs(60))
+    gantry_harness::client::http_builder(None).timeout(Duration::from_secs(60))
 }
 
 /// See [`timed`].
 pub(super) fn client() -> reqwest::Client {
-    timed().build().expect("an HTTP client without TLS always builds")
+    timed().build().expect("an HTTP client")
 }
 
 /// A [`client`] whose connections come from `ip`.
 fn client_from(ip: &str) -> reqwest::Client {
     let ip: IpAddr = ip.parse().expect("an IP address");
-    timed()
-        .local_address(ip)
-        .build()
-        .expect("an HTTP client without TLS always builds")
+    timed().local_address(ip).build().expect("an HTTP client")
 }
 
 /// The claims of a JWT, unverified: the test only reads its own tokens.

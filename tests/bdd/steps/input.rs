@@ -10,7 +10,9 @@ async fn sends(w: &mut GantryWorld, request: String) {
     let gw = w.gateway();
     // The gateway closes the connection after refusing an oversized request
     // unread, as nginx does: use a connection that is not reused.
-    let http = reqwest::Client::builder()
+    let http = w
+        .target()
+        .http_builder()
         .pool_max_idle_per_host(0)
         .build()
         .expect("client");

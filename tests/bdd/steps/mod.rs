@@ -8,6 +8,7 @@ mod identity;
 mod input;
 mod mutants;
 mod stack;
+mod tls;
 mod tokens;
 mod trust;
 mod upstream;

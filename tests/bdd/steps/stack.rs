@@ -55,7 +55,7 @@ pub async fn start_fresh(w: &mut GantryWorld, builder: StackBuilder) {
 /// A new user called `name` (made unique for this run), registered through
 /// the scenario's gateway.
 pub async fn register(w: &GantryWorld, name: &str) -> UserClient {
-    let mut user = UserClient::new(&w.gateway(), &unique(name));
+    let mut user = w.target().user(&unique(name));
     let registered = user.register().await.expect("register");
     assert_eq!(registered.status, 201, "register: {}", registered.body);
     user

@@ -225,7 +225,7 @@ async fn sends_requests(w: &mut GantryWorld, step: &Step, name: String) {
     let table = step.table.as_ref().expect("a table: method, path, body");
     let token = w.user(&name).token.clone().expect("a token");
     let gateway = w.gateway();
-    let http = reqwest::Client::new();
+    let http = w.target().http_builder().build().expect("an HTTP client");
     let mut sent = Vec::new();
     w.steps.answers.clear();
     for row in table.rows.iter().skip(1) {

@@ -2,7 +2,7 @@
 //! token or a `SESSION` cookie is verified by [`Identity`]; a session's
 //! token is put in `Authorization` for the service.
 
-use gantry_common::session;
+use gantry_common::credentials::{bearer, session_cookie};
 use http::header::{self, HeaderMap, HeaderName};
 
 use crate::declared::IdentityMode;
@@ -29,7 +29,7 @@ pub async fn caller(
     if let Some(token) = bearer(headers) {
         return identity.bearer(token, jwks_urls).await.map(Some);
     }
-    if let Some(sid) = cookie_session(headers) {
+    if let Some(sid) = session_cookie(headers) {
         let (authorization, caller) = identity.session(sid, jwks_urls).await?;
         headers.insert(header::AUTHORIZATION, authorization);
         return Ok(Some(caller));
@@ -48,49 +48,5 @@ pub fn pass_on(headers: &mut HeaderMap, caller: Option<&Caller>) {
     headers.insert(X_USER_ID.clone(), caller.user_id.clone());
     if let Some(name) = &caller.username {
         headers.insert(X_USERNAME.clone(), name.clone());
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn cookie_session(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(session::from_cookie_header)
-}
-
-#[cfg(test)]
-mod tests {
-    use http::HeaderValue;
-
-    use super::*;
-
-    #[test]
-    fn a_caller_is_passed_on_and_no_caller_sets_nothing() {
-        let mut h = HeaderMap::new();
-        pass_on(&mut h, None);
-        assert!(h.is_empty());
-        let caller = Caller {
-            user_id: HeaderValue::from_static("u_1"),
-            username: None,
-        };
-        pass_on(&mut h, Some(&caller));
-        assert_eq!(h[&X_USER_ID], "u_1");
-        assert!(!h.contains_key(&X_USERNAME));
-    }
-
-    #[test]
-    fn the_bearer_scheme_is_case_insensitive() {
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bEaReR abc "));
-        assert_eq!(bearer(&h), Some("abc"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer(&h), None);
     }
 }
