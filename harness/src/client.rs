@@ -204,6 +204,9 @@ pub struct Sent {
     /// The `X-Request-Id` the request carried, if any (the gateway's own
     /// comes back in the answer's headers).
     pub request_id: Option<String>,
+    /// The trace-id of the `traceparent` it carried ([`Answer::send`] gives
+    /// every request one), to find it in every hop's log.
+    pub trace_id: Option<String>,
 }
 
 /// One answer, kept whole so steps can look at any part of it.
@@ -262,7 +265,19 @@ impl Answer {
     /// Sends `req` and reads the whole answer, remembering what was sent.
     pub async fn send(req: reqwest::RequestBuilder) -> reqwest::Result<Self> {
         let (client, request) = req.build_split();
-        let request = request?;
+        let mut request = request?;
+        // A trace of its own, so the failure message can name a trace-id
+        // that every service's log line for this request carries.
+        let trace = match gantry_common::trace::TraceParent::from_headers(request.headers()) {
+            Some(given) => given,
+            None => {
+                let new = gantry_common::trace::TraceParent::new_root();
+                request
+                    .headers_mut()
+                    .insert(gantry_common::trace::TRACEPARENT.clone(), new.to_header());
+                new
+            }
+        };
         let sent = Sent {
             method: request.method().clone(),
             url: request.url().to_string(),
@@ -271,6 +286,7 @@ impl Answer {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            trace_id: Some(trace.trace_id_hex()),
         };
         let mut answer = Self::read(client.execute(request).await?).await;
         answer.sent = Some(sent);
@@ -289,7 +305,13 @@ impl Answer {
             Some(sent) => format!("{} {}", sent.method, sent.url),
             None => "a request".to_owned(),
         };
-        let id = request_id.map(|id| format!(" (X-Request-Id {id})")).unwrap_or_default();
+        let trace_id = self.sent.as_ref().and_then(|s| s.trace_id.as_deref());
+        let id = match (request_id, trace_id) {
+            (Some(id), Some(trace)) => format!(" (X-Request-Id {id}, trace-id {trace})"),
+            (Some(id), None) => format!(" (X-Request-Id {id})"),
+            (None, Some(trace)) => format!(" (trace-id {trace})"),
+            (None, None) => String::new(),
+        };
         format!("{request}{id} was answered {}: {}", self.status, self.excerpt())
     }
 
@@ -566,10 +588,13 @@ mod tests {
             method: reqwest::Method::POST,
             url: "http://127.0.0.1:1/notes".into(),
             request_id: Some("r-1".into()),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         });
         let said = a.describe();
         assert!(
-            said.starts_with("POST http://127.0.0.1:1/notes (X-Request-Id r-1) was answered 502: éé"),
+            said.starts_with(
+                "POST http://127.0.0.1:1/notes (X-Request-Id r-1, trace-id 4bf92f3577b34da6a3ce929d0e0e4736) was answered 502: éé"
+            ),
             "{said}"
         );
         assert!(said.ends_with("… (800 bytes)"), "{said}");

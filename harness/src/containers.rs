@@ -7,8 +7,14 @@
 //! container each program listens on all of the container's interfaces, as it
 //! must for Docker's forwarding to reach it; what guards it is the loopback-only
 //! publication, Redis's password and the registry's ACL token. Every container
-//! carries the label `gantry.stack`, so `docker ps -a --filter label=gantry.stack`
-//! shows anything a run left behind.
+//! carries the label `gantry.stack` (its value: the pid of the process that
+//! started it), so `docker ps -a --filter label=gantry.stack` shows anything a
+//! run left behind.
+//!
+//! Nothing is left behind when the process is interrupted either: the first
+//! container a process starts installs [`guard_signals`], which on SIGINT,
+//! SIGTERM or SIGQUIT removes every container labelled with this process's
+//! pid and then dies of the signal as it would have.
 
 use std::time::Duration;
 
@@ -198,20 +204,35 @@ fn publish_on_loopback_only(host_config: &mut HostConfig) {
     }
 }
 
+/// How a container is reached from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Network {
+    /// Its own network; its port published on the host's loopback.
+    Published,
+    /// The host's network: it listens on the host's 127.0.0.1 itself, and
+    /// reaches services listening there (the registry's health checks).
+    Host,
+}
+
 /// Starts the container built by `request` on host port `port`, once. A
 /// port taken meanwhile fails with Docker's "already allocated" in the
 /// error, which the stack's start-on-a-free-port routine retries.
 async fn start_on(
     name: &str,
     port: u16,
+    network: Network,
     request: testcontainers::ContainerRequest<GenericImage>,
 ) -> Result<Container, HarnessError> {
+    guard_signals();
     // Named, so a start that fails half-way can be cleaned up exactly.
     let container_name = format!("gantry-{name}-{}-{port}", std::process::id());
     let started = request
         .with_container_name(&container_name)
         .with_label(LABEL, std::process::id().to_string())
-        .with_host_config_modifier(publish_on_loopback_only)
+        .with_host_config_modifier(move |host_config| match network {
+            Network::Published => publish_on_loopback_only(host_config),
+            Network::Host => on_host_network(host_config),
+        })
         .with_startup_timeout(STARTUP_TIMEOUT)
         .start()
         .await;
@@ -226,6 +247,14 @@ async fn start_on(
             Err(failed(name, "start", e))
         }
     }
+}
+
+/// The host's network, nothing published (there is nothing to publish:
+/// the program binds the host's loopback itself).
+fn on_host_network(host_config: &mut HostConfig) {
+    host_config.network_mode = Some("host".to_owned());
+    host_config.publish_all_ports = Some(false);
+    host_config.port_bindings = None;
 }
 
 /// True when a container could not start because its host port was taken.
@@ -249,6 +278,114 @@ async fn remove_unstarted(container_name: &str) {
     }
 }
 
+/// The signals after which a process's containers are removed.
+const GUARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
+
+/// Installs, once per process, the handler that removes this process's
+/// containers when a signal would end it: SIGINT, SIGTERM or SIGQUIT whose
+/// action is still the default (termination). A signal the program handles
+/// itself (`gantry up` stops its stack gracefully on each) is left to it.
+///
+/// Why not testcontainers' `watchdog`: it stops only the containers it
+/// registered, and panics (so the process then ignores the signal, and
+/// stays) when one was removed behind its back — which the harness does for
+/// a container whose start failed on a taken port. Removing by label needs
+/// no registry of ids and finds every container this process created.
+///
+/// The handlers are in place when this returns (before the first container
+/// is created), on a thread of their own with its own runtime, so they
+/// outlive the runtime of the test that started the container.
+pub fn guard_signals() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let signals: Vec<libc::c_int> = GUARDED.into_iter().filter(|s| has_default_action(*s)).collect();
+        if signals.is_empty() {
+            return;
+        }
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(error = %e, "no signal guard for containers: could not start its runtime");
+                return;
+            }
+        };
+        let mut streams = Vec::new();
+        {
+            let _in_runtime = runtime.enter();
+            for &signal in &signals {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(signal)) {
+                    Ok(stream) => streams.push((signal, stream)),
+                    Err(e) => tracing::warn!(signal, error = %e, "no signal guard for containers on this signal"),
+                }
+            }
+        }
+        let spawned = std::thread::Builder::new()
+            .name("gantry-container-guard".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let (first, mut received) = tokio::sync::mpsc::channel(1);
+                    for (signal, mut stream) in streams {
+                        let first = first.clone();
+                        tokio::spawn(async move {
+                            stream.recv().await;
+                            let _ = first.send(signal).await;
+                        });
+                    }
+                    if let Some(signal) = received.recv().await {
+                        remove_own_containers().await;
+                        die_of(signal);
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no signal guard for containers: could not start its thread");
+        }
+    });
+}
+
+/// Whether `signal` would still terminate the process (nobody handles or
+/// ignores it).
+fn has_default_action(signal: libc::c_int) -> bool {
+    // SAFETY: sigaction(2) with a null new action only reads the current one
+    // into `old`, which is a plain C struct, valid when zeroed.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_DFL
+    }
+}
+
+/// Removes (forcibly) every container labelled with this process's pid.
+pub async fn remove_own_containers() {
+    use testcontainers::bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptions};
+    let Ok(docker) = testcontainers::bollard::Docker::connect_with_local_defaults() else {
+        return;
+    };
+    let filter = std::collections::HashMap::from([("label", vec![format!("{LABEL}={}", std::process::id())])]);
+    let list = ListContainersOptionsBuilder::new().all(true).filters(&filter).build();
+    let Ok(containers) = docker.list_containers(Some(list)).await else {
+        return;
+    };
+    for id in containers.into_iter().filter_map(|c| c.id) {
+        let force = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        if let Err(e) = docker.remove_container(&id, Some(force)).await {
+            eprintln!("gantry: could not remove container {id}: {e}");
+        }
+    }
+}
+
+/// Restores `signal`'s default action and raises it: the process ends as
+/// the signal meant it to (its exit status says which signal).
+fn die_of(signal: libc::c_int) {
+    // SAFETY: signal(2) and raise(2) with a valid signal number.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
 /// Redis on host port `host_port`, persisting every write so a restart
 /// keeps sessions, and refusing clients without `password`.
 pub async fn redis(images: &Images, password: &str, host_port: u16) -> Result<Container, HarnessError> {
@@ -264,6 +401,7 @@ pub async fn redis(images: &Images, password: &str, host_port: u16) -> Result<Co
     start_on(
         "redis",
         host_port,
+        Network::Published,
         image
             .with_mapped_port(host_port, 6379.tcp())
             .with_copy_to(REDIS_CONFIG, config.clone().into_bytes())
@@ -282,19 +420,25 @@ pub async fn redis(images: &Images, password: &str, host_port: u16) -> Result<Co
 }
 
 /// Consul (`agent -dev`) or the dev registry on host port `host_port`,
-/// with ACLs on and `token` as the management token.
+/// with ACLs on and `token` as the management token. The dev registry runs
+/// on the host's network, listening on 127.0.0.1:`host_port` only.
 pub async fn registry(images: &Images, token: &str, host_port: u16) -> Result<Container, HarnessError> {
     let (name, tag) = split_image(images.registry.image());
-    let image = GenericImage::new(name, tag).with_exposed_port(8500.tcp());
     match &images.registry {
         Registry::Consul(_) => {
-            let image = image.with_wait_for(WaitFor::message_on_stdout("Synced node info"));
+            // Consul stays on a network of its own: on the host's it would
+            // need every one of its ports chosen, and its checks are not
+            // the harness's (the services register themselves).
+            let image = GenericImage::new(name, tag)
+                .with_exposed_port(8500.tcp())
+                .with_wait_for(WaitFor::message_on_stdout("Synced node info"));
             // ACLs on, default deny, `token` as the management token; in a
             // file copied in, not on the command line the host's `ps` shows.
             let acl = crate::stack::consul_acl_hcl(token).into_bytes();
             start_on(
                 "registry",
                 host_port,
+                Network::Published,
                 image
                     .with_mapped_port(host_port, 8500.tcp())
                     .with_copy_to(CONSUL_ACL_CONFIG, acl)
@@ -303,13 +447,17 @@ pub async fn registry(images: &Images, token: &str, host_port: u16) -> Result<Co
             .await
         }
         Registry::Dev(_) => {
-            let image = image.with_wait_for(WaitFor::message_on_stderr("dev registry serving"));
+            // On the host's network, listening on the host's loopback only:
+            // the HTTP and TCP checks it runs for harness-registered
+            // instances must reach services that listen on 127.0.0.1 there,
+            // which a container's own loopback is not.
+            let image = GenericImage::new(name, tag).with_wait_for(WaitFor::message_on_stderr("dev registry serving"));
             start_on(
                 "registry",
                 host_port,
+                Network::Host,
                 image
-                    .with_mapped_port(host_port, 8500.tcp())
-                    .with_env_var("GANTRY_LISTEN", "0.0.0.0:8500")
+                    .with_env_var("GANTRY_LISTEN", format!("{PUBLISH_ADDRESS}:{host_port}"))
                     .with_env_var(crate::registry::ACL_TOKEN_VAR, token),
             )
             .await
@@ -334,18 +482,24 @@ pub async fn service(
     for (k, v) in env {
         request = request.with_env_var(k, v);
     }
-    start_on(name, host_port, request).await
+    start_on(name, host_port, Network::Published, request).await
 }
 
 impl Container {
     /// Everything the container has written to stdout and stderr so far.
     pub async fn logs(&self) -> String {
+        let (out, err) = self.log_bytes().await;
+        format!("{}{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err))
+    }
+
+    /// Its stdout and its stderr so far, from Docker (empty once removed).
+    pub async fn log_bytes(&self) -> (Vec<u8>, Vec<u8>) {
         let Ok(inner) = self.inner() else {
-            return String::new();
+            return (Vec::new(), Vec::new());
         };
         let out = inner.stdout_to_vec().await.unwrap_or_default();
         let err = inner.stderr_to_vec().await.unwrap_or_default();
-        format!("{}{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err))
+        (out, err)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod client;
 pub mod component;
 pub mod containers;
 pub mod echo;
+pub mod evidence;
 pub mod load;
 pub mod metrics;
 pub mod nginx;
@@ -26,8 +27,8 @@ use std::time::Duration;
 
 pub use binary::gantry_binary;
 pub use stack::{
-    Check, GatewaySpec, Infra, Instance, LogMatch, Progress, Ready, Registration, Role, Run, ServiceSpec, Stack,
-    StackBuilder,
+    Check, GatewaySpec, Infra, Instance, LogMarks, LogMatch, Progress, Ready, Registration, Role, Run, SavedLog,
+    ServiceSpec, Stack, StackBuilder,
 };
 
 /// Why the harness could not do what was asked. Every message says what to do next.

@@ -1,14 +1,19 @@
 //! The Cucumber suite: `features/*.feature` against a stack the harness
 //! starts (`GANTRY_INFRA=local`, the default) or one already deployed
 //! (`GANTRY_INFRA=external` with `GANTRY_GATEWAY_URL`). Reports go to
-//! `target/cucumber/` as JUnit XML and Cucumber JSON.
+//! `target/cucumber/` as JUnit XML and Cucumber JSON; a failed scenario's
+//! stack logs go to `target/gantry/<run>/<scenario>/` and their tails into
+//! the JUnit report (see `evidence.rs`).
 
+mod evidence;
 mod steps;
 mod target;
 mod world;
 
 use std::fs::File;
+use std::sync::Arc;
 
+use cucumber::event::ScenarioFinished;
 use cucumber::writer::Stats as _;
 use cucumber::{World as _, WriterExt as _, writer};
 
@@ -35,9 +40,18 @@ async fn main() {
     std::fs::create_dir_all(&reports).unwrap_or_else(|e| panic!("creating {}: {e}", reports.display()));
     let junit = File::create(reports.join("junit.xml")).expect("creating the JUnit report");
     let json = File::create(reports.join("cucumber.json")).expect("creating the Cucumber JSON report");
-    let features = concat!(env!("CARGO_MANIFEST_DIR"), "/features");
+    // `GANTRY_FEATURES` runs another directory of feature files (the
+    // evidence test runs one made to fail).
+    let features = std::env::var_os("GANTRY_FEATURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("features"));
+    // `target/gantry/`: beside `target/tmp/`, without a `..` in the printed paths.
+    let target_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory");
+    let evidence = Arc::new(evidence::Evidence::new(&target_dir.join("gantry")));
 
-    let parsed = target::features(std::path::Path::new(features));
+    let parsed = target::features(&features);
     if let Err(e) = target::check_tags(&parsed) {
         eprintln!("bdd: {e}");
         std::process::exit(2);
@@ -50,6 +64,7 @@ async fn main() {
     // `--tags` from the command line; taken out here and applied on top of
     // the mode's own, a command-line filter narrows what runs, never widens it.
     let mut cli = cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::parsed();
+    let selection_mode = mode.clone();
     let selection = target::Selection {
         mode,
         name: cli
@@ -70,21 +85,41 @@ async fn main() {
                 .normalized(),
         )
         .fail_on_skipped()
-        .after(|_, _, _, _, world| {
+        .before(|_, _, _, world| {
             Box::pin(async move {
-                if let Some(world) = world {
-                    world.tear_down().await;
-                }
+                world.log_marks = target::shared_log_marks().await;
             })
         })
+        .after({
+            let evidence = evidence.clone();
+            move |_, _, scenario, finished, world| {
+                let evidence = evidence.clone();
+                Box::pin(async move {
+                    if let Some(world) = world {
+                        // Before the stack stops: a container's log goes with it.
+                        if matches!(
+                            finished,
+                            ScenarioFinished::StepFailed(..) | ScenarioFinished::BeforeHookFailed(_)
+                        ) {
+                            evidence.keep(scenario, world).await;
+                        }
+                        world.tear_down().await;
+                    }
+                })
+            }
+        })
         .with_cli(cli)
-        .filter_run(features, move |feature, rule, scenario| {
+        .filter_run(features.clone(), move |feature, rule, scenario| {
             selection.runs(feature, rule, scenario)
         })
         .await;
     target::stop_shared().await;
 
     let failed = writer.execution_has_failed();
+    let ran = writer.passed_steps() + writer.skipped_steps() + writer.failed_steps();
+    // Closes the reports (the JUnit one is written whole when the run ends).
+    drop(writer);
+    evidence.amend_junit(&reports.join("junit.xml"), &evidence::not_run(&selection_mode, &parsed));
     println!(
         "bdd: {} scenarios skipped: their @needs are not met here (listed above as SKIPPED); reports in {}",
         skipped.len(),
@@ -94,7 +129,7 @@ async fn main() {
         std::process::exit(1);
     }
     // A selection that runs nothing proves nothing: not a pass.
-    if writer.passed_steps() + writer.skipped_steps() + writer.failed_steps() == 0 {
+    if ran == 0 {
         eprintln!("bdd: no scenario ran: the --name, --tags or --input given selects none this mode can run");
         std::process::exit(1);
     }

@@ -50,7 +50,7 @@ impl Need {
     }
 
     /// What gives a deployed stack this access, for the skip reason.
-    fn how_external(self) -> &'static str {
+    pub fn how_external(self) -> &'static str {
         match self {
             Need::Process => "a deployed stack's processes are not the harness's to break",
             Need::Redis => "set REDIS_URL",
@@ -352,6 +352,26 @@ pub async fn shared() -> Target {
         })
         .await
         .clone()
+}
+
+/// Where the shared stack's logs stand now (`None` before it started).
+pub async fn shared_log_marks() -> Option<gantry_harness::LogMarks> {
+    match SHARED_STACK.lock().await.as_ref() {
+        Some(stack) => Some(stack.log_marks().await),
+        None => None,
+    }
+}
+
+/// Copies the shared stack's logs, from `since` on, into `dest`; `None`
+/// when the harness runs no shared stack (external mode).
+pub async fn save_shared_logs(
+    dest: &Path,
+    since: Option<&gantry_harness::LogMarks>,
+) -> Result<Option<Vec<gantry_harness::SavedLog>>, gantry_harness::HarnessError> {
+    match SHARED_STACK.lock().await.as_ref() {
+        Some(stack) => stack.save_logs(dest, since).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 pub async fn stop_shared() {

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gantry_common::registry::RegistryClient;
-use gantry_harness::Stack;
 use gantry_harness::client::{Answer, Credentials, UserClient};
 use gantry_harness::echo::{Echo, EchoInstance};
 use gantry_harness::load::LoadReport;
 use gantry_harness::steps::{StackWorld, StepState};
+use gantry_harness::{LogMarks, Stack};
 use tokio::time::Instant;
 
 use crate::target::Target;
@@ -46,6 +46,10 @@ pub struct GantryWorld {
     pub echoes: Echoes,
     /// A rogue server and its registration attempts (steps/trust.rs).
     pub rogue: Option<Rogue>,
+    /// Where the shared stack's logs stood when the scenario started, so a
+    /// failure keeps only what was written during it (`None`: the shared
+    /// stack was not running yet, so all of it).
+    pub log_marks: Option<LogMarks>,
 }
 
 /// The shared steps of `gantry_harness::steps` run on this world.

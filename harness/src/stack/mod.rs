@@ -12,6 +12,7 @@ pub mod file;
 pub mod infra;
 pub mod instance;
 pub mod launch;
+pub mod logs;
 mod placeholders;
 pub mod readiness;
 pub mod role;
@@ -28,6 +29,7 @@ pub use builder::{GatewaySpec, StackBuilder};
 pub(crate) use infra::consul_acl_hcl;
 pub use infra::{Infra, RegistryKind, redis_url, which};
 pub use instance::Instance;
+pub use logs::{LogMarks, SavedLog};
 pub(crate) use readiness::wait_passing;
 pub use role::Role;
 pub use spec::{Check, LogMatch, READY_TIMEOUT, Ready, Registration, Run, ServiceSpec};
@@ -405,4 +407,15 @@ impl Stack {
 fn set_env(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     env.retain(|(k, _)| k != key);
     env.push((key.to_owned(), value.to_owned()));
+}
+
+/// A [`Progress`] callback that prints each step on stderr after `prefix`
+/// (`<prefix>: starting user-1`, `<prefix>: user-1 ready (812 ms)`).
+pub fn print_progress(prefix: &str) -> impl FnMut(Progress<'_>) + use<'_> {
+    move |step| match step {
+        Progress::Starting(what) => eprintln!("{prefix}: starting {what}"),
+        Progress::Ready(what, took) => eprintln!("{prefix}: {what} ready ({} ms)", took.as_millis()),
+        Progress::Stopping(what) => eprintln!("{prefix}: stopping {what}"),
+        Progress::Note(note) => eprintln!("{prefix}: {note}"),
+    }
 }

@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use gantry_common::discovery::Discovered;
+use gantry_common::http::X_REQUEST_ID;
 use gantry_common::jwt::{Claims, Signer, TokenKind, now_secs, random_id, service_audience};
+use gantry_common::trace::TRACEPARENT;
 use serde::Serialize;
 
 /// The user service's internal endpoint for new profiles.
@@ -80,12 +82,17 @@ impl Profiles {
             return Err(ProfileError::NoInstance);
         }
         let token = self.service_token(signer);
+        // The request being answered goes on with its id and its trace, so
+        // the user service's log line for this call can be found from auth's.
+        let (request_id, traceparent) = gantry_common::http::outgoing_ids();
         let mut last = ProfileError::NoInstance;
         for base in urls.iter().take(3) {
             let sent = self
                 .http
                 .post(format!("{base}{CREATE_PATH}"))
                 .bearer_auth(&token)
+                .header(&X_REQUEST_ID, request_id.clone())
+                .header(&TRACEPARENT, traceparent.clone())
                 .json(profile)
                 .send()
                 .await;

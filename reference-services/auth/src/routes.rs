@@ -334,8 +334,8 @@ async fn revoke(store: &Store, sid: Option<&str>, claims: Option<&Claims>) -> Re
     if sid.is_some() {
         let deleted: i64 = replies
             .next()
-            .map_or(Ok(0), |v| redis::from_redis_value(&v))
-            .map_err(store_down)?;
+            .map_or(Ok(0), redis::from_redis_value)
+            .map_err(|e| store_down(e.into()))?;
         revoked.session_ended = deleted > 0;
     }
     if live.is_some() {

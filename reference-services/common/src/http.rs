@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::serve::Limits;
+use crate::trace::TraceParent;
 
 /// The largest request body any endpoint accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -97,16 +98,47 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+tokio::task_local! {
+    /// The ids of the request a task is answering, for calls it makes on
+    /// its behalf ([`outgoing_ids`]).
+    static CURRENT: Ids;
+}
+
+/// The ids a request came with: its `X-Request-Id` and its trace.
+#[derive(Debug, Clone)]
+struct Ids {
+    request_id: HeaderValue,
+    trace: TraceParent,
+}
+
+/// `X-Request-Id` and `traceparent` for a call this service makes while
+/// answering a request: the request's id, and its trace with a new span of
+/// this service as the parent. Outside a request (a background task), a
+/// fresh id and a new trace.
+pub fn outgoing_ids() -> (HeaderValue, HeaderValue) {
+    CURRENT
+        .try_with(|ids| (ids.request_id.clone(), ids.trace.child().to_header()))
+        .unwrap_or_else(|_| (new_request_id(), TraceParent::new_root().to_header()))
+}
+
 async fn request_context(State(ctx): State<Arc<Context>>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let rid = request_id(req.headers().get(&X_REQUEST_ID));
+    // The caller's trace, or a new one when it sent none (or a bad one).
+    let trace = TraceParent::from_headers(req.headers()).unwrap_or_else(TraceParent::new_root);
     let span = tracing::info_span!(
         "request",
         service = ctx.service,
         request_id = rid.to_str().unwrap_or(""),
+        trace_id = %trace.trace_id_hex(),
         method = %req.method(),
         path = req.uri().path(),
     );
-    let mut response = async {
+    let ids = Ids {
+        request_id: rid.clone(),
+        trace,
+    };
+    let answer = async {
         if header_bytes(req.headers()) > MAX_HEADER_BYTES {
             return ApiError::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -130,15 +162,20 @@ async fn request_context(State(ctx): State<Arc<Context>>, req: Request, next: Ne
             }
             return replaced;
         }
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), "answered with a server error");
-        } else {
-            tracing::debug!(status = status.as_u16(), "answered");
-        }
         response
-    }
-    .instrument(span)
-    .await;
+    };
+    let mut response = CURRENT.scope(ids, answer).instrument(span.clone()).await;
+    // The access line, inside the request's span: every request a service
+    // answers can be found in its log by its request id or its trace id.
+    let status = response.status().as_u16();
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if response.status().is_server_error() {
+            tracing::warn!(status, took_ms, "answered with a server error");
+        } else {
+            tracing::info!(status, took_ms, "answered");
+        }
+    });
     let headers = response.headers_mut();
     headers.insert(X_INSTANCE_ID.clone(), ctx.instance_id.clone());
     headers.insert(X_REQUEST_ID.clone(), rid);
@@ -176,4 +213,61 @@ async fn read_body(req: Request, deadline: std::time::Duration) -> Result<Reques
         }
     };
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service whose one route answers with the ids it would send on a
+    /// call it made while answering ([`outgoing_ids`]), served on port 0.
+    async fn serve_ids() -> String {
+        let router = Router::new().route(
+            "/ids",
+            get(|| async {
+                let (rid, trace) = outgoing_ids();
+                format!("{} {}", rid.to_str().unwrap(), trace.to_str().unwrap())
+            }),
+        );
+        let app = standard(router, "test", "test-1", "{}", &Limits::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/ids")
+    }
+
+    #[tokio::test]
+    async fn a_call_made_while_answering_carries_the_requests_ids() {
+        let url = serve_ids().await;
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let http = reqwest::Client::new();
+        let said = http
+            .get(&url)
+            .header("x-request-id", "rid-7")
+            .header("traceparent", incoming)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let (rid, trace) = said.split_once(' ').unwrap();
+        assert_eq!(rid, "rid-7");
+        let trace = TraceParent::parse(trace.as_bytes()).expect("a valid traceparent goes on");
+        assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(trace.to_string(), incoming, "this service's span is the parent");
+
+        // Without ids, the call still gets a valid trace and an id.
+        let said = http.get(&url).send().await.unwrap().text().await.unwrap();
+        let (rid, trace) = said.split_once(' ').unwrap();
+        assert_eq!(rid.len(), 16, "{said}");
+        assert!(TraceParent::parse(trace.as_bytes()).is_some(), "{said}");
+    }
+
+    #[test]
+    fn outside_a_request_the_ids_are_fresh() {
+        let (rid, trace) = outgoing_ids();
+        assert_eq!(rid.len(), 16);
+        assert!(TraceParent::parse(trace.as_bytes()).is_some());
+    }
 }

@@ -68,12 +68,27 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, client_ip: &HeaderValue) -> Response<Body> {
         let started = Instant::now();
         let rid = request_id(req.headers().get(&X_REQUEST_ID));
+        let trace = stages::sanitize::trace(req.headers());
+        // The access line is off the hot path unless debug logging is on:
+        // only then is anything of the request kept for it.
+        let access = tracing::enabled!(tracing::Level::DEBUG).then(|| (req.method().clone(), req.uri().clone()));
         // One configuration for the whole request, even if a reload lands meanwhile.
         let routing = self.routing.load();
-        let (mut response, service) = match self.dispatch(&routing, req, client_ip, &rid).await {
+        let (mut response, service) = match self.dispatch(&routing, req, client_ip, &rid, &trace).await {
             Ok(answer) => answer,
             Err((e, service)) => (self.own_response(&e), service),
         };
+        if let Some((method, uri)) = access {
+            tracing::debug!(
+                request_id = rid.to_str().unwrap_or_default(),
+                trace_id = %trace.next.trace_id_hex(),
+                %method,
+                path = uri.path(),
+                status = response.status().as_u16(),
+                took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "answered"
+            );
+        }
         let headers = response.headers_mut();
         if !headers.contains_key(&X_REQUEST_ID) {
             headers.insert(X_REQUEST_ID.clone(), rid);
@@ -90,6 +105,7 @@ impl Gateway {
         req: Request<Incoming>,
         client_ip: &HeaderValue,
         rid: &HeaderValue,
+        trace: &stages::sanitize::Trace,
     ) -> Result<(Response<Body>, Option<ServiceId>), Refusal> {
         if header_bytes(req.headers()) > MAX_HEADER_BYTES {
             let e = ApiError::new(
@@ -113,8 +129,9 @@ impl Gateway {
         let fail = |e: ApiError| (e, Some(route.service));
         let (mut parts, body) = req.into_parts();
 
-        // Sanitize: nothing hop-by-hop, no client-claimed identity; our request id and X-Forwarded-For.
-        stages::sanitize::headers(&mut parts.headers, client_ip, rid);
+        // Sanitize: nothing hop-by-hop, no client-claimed identity; our
+        // request id, our span of the trace and X-Forwarded-For.
+        stages::sanitize::headers(&mut parts.headers, client_ip, rid, trace);
 
         // Identity: verified as the route demands; passed on as headers if it asks.
         let caller = stages::identify::caller(&self.identity, route.identity, &mut parts.headers, || {
@@ -142,7 +159,13 @@ impl Gateway {
         let response = self.forward(service, parts, body).await.map_err(|e| {
             // The detail (instance, OS error) is for the log; the client gets
             // a generic message and the request id to quote.
-            tracing::warn!(request_id = rid.to_str().unwrap_or_default(), service = %service.name, error = %e, "upstream request failed");
+            tracing::warn!(
+                request_id = rid.to_str().unwrap_or_default(),
+                trace_id = %trace.next.trace_id_hex(),
+                service = %service.name,
+                error = %e,
+                "upstream request failed"
+            );
             fail(e.to_api_error())
         })?;
         Ok((response, Some(route.service)))

@@ -42,8 +42,10 @@ async fn a_fresh_stack(
 /// Starts `builder`'s stack as the scenario's own: its target from now on,
 /// stopped when the scenario ends.
 pub async fn start_fresh(w: &mut GantryWorld, builder: StackBuilder) {
+    // Its start-up shows on stderr as it happens: a slow or stuck start is
+    // visible while the run waits, not only in the error afterwards.
     let stack = builder
-        .start(&mut |_| {})
+        .start(&mut gantry_harness::stack::print_progress("bdd: fresh stack"))
         .await
         .unwrap_or_else(|e| panic!("the fresh stack did not start: {e}"));
     w.target = Some(Target::of(&stack));

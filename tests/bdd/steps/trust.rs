@@ -98,10 +98,18 @@ async fn rogue_untouched(w: &mut GantryWorld) {
 /// `REDIS_URL` of the stack, with its password replaced by `password`.
 fn redis_with_password(w: &GantryWorld, password: Option<&str>) -> redis::Client {
     let url = w.target().redis_url.clone().expect("this step needs Redis access");
-    let mut info = url.as_str().into_connection_info().expect("REDIS_URL parses");
-    assert!(info.redis.password.is_some(), "REDIS_URL carries no password: {url}");
-    info.redis.password = password.map(str::to_owned);
-    redis::Client::open(info).expect("a Redis client")
+    let info = url.as_str().into_connection_info().expect("REDIS_URL parses");
+    assert!(
+        info.redis_settings().password().is_some(),
+        "REDIS_URL carries no password: {url}"
+    );
+    // The same database, with `password` or none at all.
+    let settings = redis::RedisConnectionInfo::default().set_db(info.redis_settings().db());
+    let settings = match password {
+        Some(p) => settings.set_password(p),
+        None => settings,
+    };
+    redis::Client::open(info.set_redis_settings(settings)).expect("a Redis client")
 }
 
 async fn ping(client: &redis::Client) -> Result<String, String> {

@@ -1,20 +1,53 @@
 //! Sanitize: what a client sends that must not reach a service as it
 //! was sent. Hop-by-hop headers go, identity headers a client claims go
 //! (only the gateway sets them, see [`super::identify::pass_on`]), and the
-//! request gets its id and `X-Forwarded-For`.
+//! request gets its id, its `traceparent` and `X-Forwarded-For`.
 
 use gantry_common::http::X_REQUEST_ID;
+use gantry_common::trace::{TRACEPARENT, TRACESTATE, TraceParent};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::headers::{strip_hop_by_hop, strip_identity};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Cleans `headers` for the trip upstream.
-pub fn headers(headers: &mut HeaderMap, client_ip: &HeaderValue, request_id: &HeaderValue) {
+/// The trace the gateway continues for a request that came with
+/// `headers`: the caller's trace-id with the gateway's own span as the
+/// parent-id, or a new trace when the caller sent none or a malformed one
+/// (which is never passed on). Worked out before any stage runs, so even a
+/// request refused early is logged with the trace-id it would have had.
+pub fn trace(headers: &HeaderMap) -> Trace {
+    match TraceParent::from_headers(headers) {
+        Some(incoming) => Trace {
+            next: incoming.child(),
+            continued: true,
+        },
+        None => Trace {
+            next: TraceParent::new_root(),
+            continued: false,
+        },
+    }
+}
+
+/// The trace a request is part of, from the gateway's side.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace {
+    /// What goes upstream: the trace-id, and the gateway's span as parent-id.
+    pub next: TraceParent,
+    /// False when the caller's trace was missing or malformed and this is a
+    /// new one (so the caller's `tracestate` belongs to no trace that goes on).
+    pub continued: bool,
+}
+
+/// Cleans `headers` for the trip upstream; `trace` is what [`trace`] gave.
+pub fn headers(headers: &mut HeaderMap, client_ip: &HeaderValue, request_id: &HeaderValue, trace: &Trace) {
     strip_hop_by_hop(headers);
     strip_identity(headers);
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    if !trace.continued {
+        headers.remove(&TRACESTATE);
+    }
+    headers.insert(TRACEPARENT.clone(), trace.next.to_header());
     // X-Forwarded-For: append to what an earlier proxy said, as nginx's
     // $proxy_add_x_forwarded_for does; no allocation in the common case.
     let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -37,13 +70,54 @@ mod tests {
         h.insert("x-username", HeaderValue::from_static("root"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("client-chosen"));
+        let t = trace(&h);
         headers(
             &mut h,
             &HeaderValue::from_static("127.0.0.1"),
             &HeaderValue::from_static("rid-1"),
+            &t,
         );
         assert!(!h.contains_key("x-user-id") && !h.contains_key("x-username"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h[&X_REQUEST_ID], "rid-1");
+        assert_eq!(TraceParent::from_headers(&h), Some(t.next));
+    }
+
+    const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn sanitized(sent: &[(&'static str, &'static str)]) -> (HeaderMap, TraceParent) {
+        let mut h = HeaderMap::new();
+        for (k, v) in sent {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        let t = trace(&h);
+        let ip = HeaderValue::from_static("127.0.0.1");
+        headers(&mut h, &ip, &HeaderValue::from_static("rid"), &t);
+        (h, t.next)
+    }
+
+    #[test]
+    fn a_valid_trace_is_continued_with_the_gateways_span_as_parent() {
+        let (h, sent) = sanitized(&[("traceparent", INCOMING), ("tracestate", "v=1")]);
+        let forwarded = TraceParent::from_headers(&h).expect("one valid traceparent goes on");
+        assert_eq!(forwarded, sent);
+        assert_eq!(forwarded.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(h["traceparent"], INCOMING, "the gateway's own span is the parent");
+        assert_eq!(h["tracestate"], "v=1");
+    }
+
+    #[test]
+    fn a_malformed_or_missing_trace_is_never_passed_on() {
+        for sent in [
+            &[][..],
+            &[("traceparent", "00-not-a-trace-01"), ("tracestate", "v=1")][..],
+            &[("traceparent", INCOMING), ("traceparent", INCOMING)][..],
+        ] {
+            let (h, new) = sanitized(sent);
+            assert_eq!(h.get_all("traceparent").iter().count(), 1, "{sent:?}");
+            assert_eq!(TraceParent::from_headers(&h), Some(new), "{sent:?}");
+            assert_ne!(new.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736", "{sent:?}");
+            assert!(!h.contains_key("tracestate"), "{sent:?}");
+        }
     }
 }
