@@ -207,13 +207,44 @@ async fn run(feature: &str) -> (usize, usize) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("library.feature");
     std::fs::write(&path, feature).expect("writing the feature");
+    // Cucumber's report goes to a buffer printed through libtest, which
+    // shows it only when this test fails: written straight to stdout, the
+    // deliberately failing run's summary would read as failed scenarios of
+    // the whole `cargo test`.
+    let report = Report::default();
+    let basic = cucumber::writer::Basic::raw(
+        report.clone(),
+        cucumber::writer::Coloring::Never,
+        cucumber::writer::Verbosity::Default,
+    );
     let writer = EchoWorld::cucumber()
         .steps(collection::<EchoWorld>())
-        .with_writer(cucumber::writer::Basic::stdout().summarized().normalized())
+        .with_writer(basic.summarized().normalized())
         .with_default_cli()
         .run(&path)
         .await;
+    println!("{}", report.text());
     (writer.passed_steps(), writer.failed_steps())
+}
+
+/// A cucumber writer's output, kept in memory.
+#[derive(Clone, Default)]
+struct Report(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Report {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+impl std::io::Write for Report {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[tokio::test]
