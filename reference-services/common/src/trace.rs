@@ -94,15 +94,6 @@ impl TraceParent {
         }
     }
 
-    /// The `traceparent` for the next hop of a request that arrived with
-    /// `headers`: the caller's trace continued, else a new one.
-    pub fn next_hop(headers: &HeaderMap) -> Self {
-        match Self::from_headers(headers) {
-            Some(incoming) => incoming.child(),
-            None => Self::new_root(),
-        }
-    }
-
     /// The trace-id as 32 lowercase hex digits, as logs print it.
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
@@ -127,20 +118,49 @@ impl std::fmt::Display for TraceParent {
     }
 }
 
-/// Sets `headers` up for the next hop: the `traceparent` of
-/// [`TraceParent::next_hop`], with `tracestate` dropped when the trace was
-/// restarted (its vendor data belongs to the trace it came with). Returns
-/// what was set, for the log.
-pub fn propagate(headers: &mut HeaderMap) -> TraceParent {
-    let next = match TraceParent::from_headers(headers) {
-        Some(incoming) => incoming.child(),
-        None => {
-            headers.remove(&TRACESTATE);
-            TraceParent::new_root()
+/// The trace a request continues at this hop: the caller's trace-id with
+/// this hop's own span as the parent-id, or a new trace when the caller sent
+/// none or a malformed one (which is never passed on). One mechanism for the
+/// gateway and any service that calls another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// What goes to the next hop: the trace-id, and this hop's span as parent-id.
+    pub next: TraceParent,
+    /// False when this is a new trace, so the caller's `tracestate` (vendor
+    /// data of a trace that does not go on) must not be passed on either.
+    pub continued: bool,
+}
+
+impl Hop {
+    /// The hop for a request that arrived with `headers`.
+    pub fn of(headers: &HeaderMap) -> Self {
+        match TraceParent::from_headers(headers) {
+            Some(incoming) => Self {
+                next: incoming.child(),
+                continued: true,
+            },
+            None => Self {
+                next: TraceParent::new_root(),
+                continued: false,
+            },
         }
-    };
-    headers.insert(TRACEPARENT.clone(), next.to_header());
-    next
+    }
+
+    /// Sets `headers` up for the next hop: this hop's `traceparent`, and no
+    /// `tracestate` when the trace was restarted.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        if !self.continued {
+            headers.remove(&TRACESTATE);
+        }
+        headers.insert(TRACEPARENT.clone(), self.next.to_header());
+    }
+}
+
+/// [`Hop::of`] then [`Hop::apply`] on the same headers; returns what was set.
+pub fn propagate(headers: &mut HeaderMap) -> TraceParent {
+    let hop = Hop::of(headers);
+    hop.apply(headers);
+    hop.next
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use gantry_common::error::ApiError;
 use gantry_common::http::{MAX_HEADER_BYTES, X_INSTANCE_ID, X_REQUEST_ID, header_bytes, request_id};
+use gantry_common::trace::Hop;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
@@ -68,7 +69,7 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, client_ip: &HeaderValue) -> Response<Body> {
         let started = Instant::now();
         let rid = request_id(req.headers().get(&X_REQUEST_ID));
-        let trace = stages::sanitize::trace(req.headers());
+        let trace = Hop::of(req.headers());
         // The access line is off the hot path unless debug logging is on:
         // only then is anything of the request kept for it.
         let access = tracing::enabled!(tracing::Level::DEBUG).then(|| (req.method().clone(), req.uri().clone()));
@@ -105,7 +106,7 @@ impl Gateway {
         req: Request<Incoming>,
         client_ip: &HeaderValue,
         rid: &HeaderValue,
-        trace: &stages::sanitize::Trace,
+        trace: &Hop,
     ) -> Result<(Response<Body>, Option<ServiceId>), Refusal> {
         if header_bytes(req.headers()) > MAX_HEADER_BYTES {
             let e = ApiError::new(

@@ -4,50 +4,23 @@
 //! request gets its id, its `traceparent` and `X-Forwarded-For`.
 
 use gantry_common::http::X_REQUEST_ID;
-use gantry_common::trace::{TRACEPARENT, TRACESTATE, TraceParent};
+use gantry_common::trace::Hop;
+#[cfg(test)]
+use gantry_common::trace::TraceParent;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::headers::{strip_hop_by_hop, strip_identity};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// The trace the gateway continues for a request that came with
-/// `headers`: the caller's trace-id with the gateway's own span as the
-/// parent-id, or a new trace when the caller sent none or a malformed one
-/// (which is never passed on). Worked out before any stage runs, so even a
-/// request refused early is logged with the trace-id it would have had.
-pub fn trace(headers: &HeaderMap) -> Trace {
-    match TraceParent::from_headers(headers) {
-        Some(incoming) => Trace {
-            next: incoming.child(),
-            continued: true,
-        },
-        None => Trace {
-            next: TraceParent::new_root(),
-            continued: false,
-        },
-    }
-}
-
-/// The trace a request is part of, from the gateway's side.
-#[derive(Debug, Clone, Copy)]
-pub struct Trace {
-    /// What goes upstream: the trace-id, and the gateway's span as parent-id.
-    pub next: TraceParent,
-    /// False when the caller's trace was missing or malformed and this is a
-    /// new one (so the caller's `tracestate` belongs to no trace that goes on).
-    pub continued: bool,
-}
-
-/// Cleans `headers` for the trip upstream; `trace` is what [`trace`] gave.
-pub fn headers(headers: &mut HeaderMap, client_ip: &HeaderValue, request_id: &HeaderValue, trace: &Trace) {
+/// Cleans `headers` for the trip upstream; `trace` is the request's
+/// [`Hop`], worked out before any stage ran so that even a request refused
+/// early is logged with the trace-id it would have had.
+pub fn headers(headers: &mut HeaderMap, client_ip: &HeaderValue, request_id: &HeaderValue, trace: &Hop) {
     strip_hop_by_hop(headers);
     strip_identity(headers);
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    if !trace.continued {
-        headers.remove(&TRACESTATE);
-    }
-    headers.insert(TRACEPARENT.clone(), trace.next.to_header());
+    trace.apply(headers);
     // X-Forwarded-For: append to what an earlier proxy said, as nginx's
     // $proxy_add_x_forwarded_for does; no allocation in the common case.
     let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -70,7 +43,7 @@ mod tests {
         h.insert("x-username", HeaderValue::from_static("root"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("client-chosen"));
-        let t = trace(&h);
+        let t = Hop::of(&h);
         headers(
             &mut h,
             &HeaderValue::from_static("127.0.0.1"),
@@ -90,7 +63,7 @@ mod tests {
         for (k, v) in sent {
             h.append(*k, HeaderValue::from_static(v));
         }
-        let t = trace(&h);
+        let t = Hop::of(&h);
         let ip = HeaderValue::from_static("127.0.0.1");
         headers(&mut h, &ip, &HeaderValue::from_static("rid"), &t);
         (h, t.next)
