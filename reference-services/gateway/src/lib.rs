@@ -225,7 +225,6 @@ fn worker(
         let local = Arc::new(gateway);
         let graceful = GracefulShutdown::new();
         let acceptor = gateway_tls(&local);
-        let proto = HeaderValue::from_static(if acceptor.is_some() { "https" } else { "http" });
         loop {
             let (stream, peer, admitted) = tokio::select! {
                 conn = inbox.recv() => match conn {
@@ -240,12 +239,7 @@ fn worker(
             let _ = stream.set_nodelay(true);
             let gateway = local.clone();
             let client_ip = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
-            let proto = proto.clone();
-            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                // The scheme the client used, which only the edge knows:
-                // services build absolute URLs and `Secure` cookies from it.
-                // A client's own copy is overwritten, never trusted.
-                req.headers_mut().insert(X_FORWARDED_PROTO.clone(), proto.clone());
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let (gateway, client_ip) = (gateway.clone(), client_ip.clone());
                 async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_ip).await) }
             });
@@ -297,10 +291,6 @@ fn worker(
 fn gateway_tls(gateway: &Gateway) -> Option<tokio_rustls::TlsAcceptor> {
     gateway.cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from)
 }
-
-/// Set on every request forwarded upstream: `https` when the gateway
-/// terminated TLS, `http` otherwise.
-static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
 
 /// The operator listener (always plain HTTP, see [`GatewayConfig::tls`]): `/metrics`, the detailed `/readyz`, `/healthz`
 /// and its own `/openapi.json`, on the caller's runtime, with the same

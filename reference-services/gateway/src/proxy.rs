@@ -47,10 +47,14 @@ pub struct Gateway {
     pub reloads: ReloadCounts,
     pub(crate) clock: Clock,
     instance_id: HeaderValue,
+    /// `https` when this gateway terminates TLS, else `http`: the scheme
+    /// clients used, sent upstream as `X-Forwarded-Proto`.
+    scheme: HeaderValue,
 }
 
 impl Gateway {
     pub fn new(cfg: GatewayConfig, routing: Routing, identity: Arc<Identity>, instance_id: &str) -> Self {
+        let scheme = HeaderValue::from_static(if cfg.tls.is_some() { "https" } else { "http" });
         Self {
             metrics: Metrics::new(cfg.workers),
             connections: gantry_common::serve::Connections::new(cfg.limits.max_connections),
@@ -61,6 +65,7 @@ impl Gateway {
             reloads: ReloadCounts::default(),
             clock: Clock::default(),
             instance_id: HeaderValue::from_str(instance_id).unwrap_or_else(|_| HeaderValue::from_static("gateway")),
+            scheme,
         }
     }
 
@@ -132,7 +137,7 @@ impl Gateway {
 
         // Sanitize: nothing hop-by-hop, no client-claimed identity; our
         // request id, our span of the trace and X-Forwarded-For.
-        stages::sanitize::headers(&mut parts.headers, client_ip, rid, trace);
+        stages::sanitize::headers(&mut parts.headers, client_ip, &self.scheme, rid, trace);
 
         // Identity: verified as the route demands; passed on as headers if it asks.
         let caller = stages::identify::caller(&self.identity, route.identity, &mut parts.headers, || {

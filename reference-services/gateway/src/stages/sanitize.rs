@@ -12,15 +12,26 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::headers::{strip_hop_by_hop, strip_identity};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Cleans `headers` for the trip upstream; `trace` is the request's
 /// [`Hop`], worked out before any stage ran so that even a request refused
 /// early is logged with the trace-id it would have had.
-pub fn headers(headers: &mut HeaderMap, client_ip: &HeaderValue, request_id: &HeaderValue, trace: &Hop) {
+pub fn headers(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    scheme: &HeaderValue,
+    request_id: &HeaderValue,
+    trace: &Hop,
+) {
     strip_hop_by_hop(headers);
     strip_identity(headers);
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     trace.apply(headers);
+    // The scheme the client used, which only the edge knows: services build
+    // absolute URLs and `Secure` cookies from it. A client's copy is
+    // overwritten, never trusted.
+    headers.insert(X_FORWARDED_PROTO.clone(), scheme.clone());
     // X-Forwarded-For: append to what an earlier proxy said, as nginx's
     // $proxy_add_x_forwarded_for does; no allocation in the common case.
     let forwarded = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -44,14 +55,17 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("client-chosen"));
         let t = Hop::of(&h);
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         headers(
             &mut h,
             &HeaderValue::from_static("127.0.0.1"),
+            &HeaderValue::from_static("http"),
             &HeaderValue::from_static("rid-1"),
             &t,
         );
         assert!(!h.contains_key("x-user-id") && !h.contains_key("x-username"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http", "the client's copy is overwritten");
         assert_eq!(h[&X_REQUEST_ID], "rid-1");
         assert_eq!(TraceParent::from_headers(&h), Some(t.next));
     }
@@ -65,7 +79,13 @@ mod tests {
         }
         let t = Hop::of(&h);
         let ip = HeaderValue::from_static("127.0.0.1");
-        headers(&mut h, &ip, &HeaderValue::from_static("rid"), &t);
+        headers(
+            &mut h,
+            &ip,
+            &HeaderValue::from_static("https"),
+            &HeaderValue::from_static("rid"),
+            &t,
+        );
         (h, t.next)
     }
 
