@@ -15,17 +15,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gantry_common::jwt::{JwtConfig, KeyKind, Signer, now_secs};
-use gantry_common::registry::RegistryClient;
-use gantry_gateway::{GatewayConfig, ReloadError, Reloader};
+use gantry_gateway::{ReloadError, Reloader};
 use gantry_harness::echo::{EchoInstance, Received};
 use gantry_harness::metrics::Scrape;
 use gantry_harness::raw::read_response;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-/// Time any single wait may take before the test fails.
-const SLACK: Duration = Duration::from_secs(10);
+mod support;
+use support::SLACK;
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-config-tests";
 
 /// Routes to two services: `/greet` strips its prefix, verifies a token
@@ -64,100 +63,50 @@ struct Fixture {
     greeter: EchoInstance,
     other: EchoInstance,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _registry_stop: tokio::sync::oneshot::Sender<()>,
+    _served: support::Gateway,
+    _registry: support::Registry,
 }
 
 impl Fixture {
     /// A registry, an echo for each service, and a gateway on [`ROUTES`],
     /// returned once the gateway has found the greeter's instance.
     async fn start() -> Self {
-        let registry_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let registry = RegistryClient::new(&registry_listener.local_addr().unwrap().to_string());
-        let (registry_stop, registry_stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gantry_harness::registry::run(
-            registry_listener,
-            gantry_harness::registry::Options::default(),
-            async move {
-                let _ = registry_stopped.await;
-            },
-        ));
+        let registry = support::registry().await;
         let ttl = Duration::from_secs(30);
-        let greeter = EchoInstance::start(registry.clone(), "greeter", "greeter-1", ttl)
+        let greeter = EchoInstance::start(registry.client.clone(), "greeter", "greeter-1", ttl)
             .await
             .unwrap();
-        let other = EchoInstance::start(registry.clone(), "other", "other-1", ttl)
+        let other = EchoInstance::start(registry.client.clone(), "other", "other-1", ttl)
             .await
             .unwrap();
-
         let dir = tempfile::tempdir().unwrap();
-        let routes_file = dir.path().join("gateway.toml");
-        std::fs::write(&routes_file, ROUTES).unwrap();
-        let mut cfg = GatewayConfig::from_env().expect("the default gateway config");
-        cfg.registry = registry;
-        // No Redis: bearer tokens are then served on their signature alone.
-        cfg.redis_url = "redis://127.0.0.1:1".into();
-        cfg.workers = 2;
+        let mut cfg = support::config(dir.path(), ROUTES, &registry.client);
         cfg.jwt = JwtConfig {
             kind: KeyKind::Hs256,
             secret: Some(Arc::from(SECRET)),
             ..cfg.jwt
         };
-        let cfg = cfg.with_routes_file(&routes_file).expect("the routes file");
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway = listener.local_addr().unwrap();
-        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let routes_file = cfg.routes_file.clone().expect("the routes file");
         let (reloader, reloads) = gantry_gateway::reload::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gantry_gateway::run_with_reloads(
-            listener,
-            Some(admin),
-            cfg,
-            reloads,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let served = support::serve(cfg, Some(reloads)).await;
         let fixture = Self {
-            gateway,
-            admin: admin_url,
+            gateway: served.addr,
+            admin: served.admin.clone(),
             reloader,
             routes_file,
             greeter,
             other,
             _dir: dir,
-            _stop: stop,
-            _registry_stop: registry_stop,
+            _served: served,
+            _registry: registry,
         };
         fixture.until_instances("greeter", &["greeter-1"]).await;
         fixture
     }
 
-    /// Waits until the gateway's snapshot of `service` is `ids`, as its
-    /// per-instance series on `/metrics` show.
+    /// Waits until the gateway's snapshot of `service` is `ids`.
     async fn until_instances(&self, service: &str, ids: &[&str]) {
-        let prefix = format!("gantry_gateway_upstream_requests_total{{service=\"{service}\",instance=\"");
-        let deadline = Instant::now() + SLACK;
-        loop {
-            let seen: Vec<String> = match Scrape::of(&self.admin).await {
-                Ok(scrape) => scrape
-                    .0
-                    .lines()
-                    .filter_map(|l| l.strip_prefix(&prefix)?.split_once('"').map(|(id, _)| id.to_owned()))
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
-            if seen == ids {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway has {seen:?} for {service}, not {ids:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        support::until_instances(&self.admin, service, ids).await;
     }
 
     async fn connect(&self) -> TcpStream {

@@ -21,8 +21,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout};
 
-/// Time any single wait may take before the test fails.
-const SLACK: Duration = Duration::from_secs(10);
+mod support;
+use support::SLACK;
 
 const ROUTES: &str = r#"
 [[services]]
@@ -35,26 +35,13 @@ strip_prefix = true
 "#;
 
 /// A gateway on port 0 over `registry`, with TLS when `pki` is given.
-struct Gateway {
-    addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
 async fn gateway(
     dir: &Path,
     registry: RegistryClient,
     pki: Option<&TestPki>,
     tweak: impl FnOnce(&mut GatewayConfig),
-) -> Gateway {
-    let routes_file = dir.join("gateway.toml");
-    std::fs::write(&routes_file, ROUTES).unwrap();
-    let mut cfg = GatewayConfig::from_env()
-        .expect("the default gateway config")
-        .with_routes_file(&routes_file)
-        .expect("the routes file");
-    cfg.registry = registry;
-    cfg.redis_url = "redis://127.0.0.1:1".into();
-    cfg.workers = 2;
+) -> support::Gateway {
+    let mut cfg = support::config(dir, ROUTES, &registry);
     cfg.tls = pki.map(|pki| {
         TlsFiles {
             cert: pki.server_cert.clone(),
@@ -64,31 +51,16 @@ async fn gateway(
         .expect("the generated certificate and key")
     });
     tweak(&mut cfg);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gantry_gateway::run(listener, None, cfg, async move {
-        let _ = stopped.await;
-    }));
-    Gateway { addr, _stop: stop }
+    support::serve(cfg, None).await
 }
 
 /// A dev registry on port 0 and an echo registered in it as `greeter`.
-async fn registry_with_echo() -> (RegistryClient, EchoInstance, tokio::sync::oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry = RegistryClient::new(&listener.local_addr().unwrap().to_string());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gantry_harness::registry::run(
-        listener,
-        gantry_harness::registry::Options::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let echo = EchoInstance::start(registry.clone(), "greeter", "greeter-1", Duration::from_secs(30))
+async fn registry_with_echo() -> (RegistryClient, EchoInstance, support::Registry) {
+    let registry = support::registry().await;
+    let echo = EchoInstance::start(registry.client.clone(), "greeter", "greeter-1", Duration::from_secs(30))
         .await
         .unwrap();
-    (registry, echo, stop)
+    (registry.client.clone(), echo, registry)
 }
 
 /// GETs `url` (with a client's forged `X-Forwarded-Proto`) until the

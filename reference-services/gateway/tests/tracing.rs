@@ -5,17 +5,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gantry_common::registry::RegistryClient;
 use gantry_common::trace::TraceParent;
-use gantry_gateway::GatewayConfig;
 use gantry_harness::echo::{EchoInstance, Received};
-use gantry_harness::metrics::Scrape;
 use gantry_harness::raw::read_response;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{Instant, timeout};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
 
-const SLACK: Duration = Duration::from_secs(10);
+mod support;
+use support::SLACK;
 
 const ROUTES: &str = r#"
 [[services]]
@@ -30,55 +28,26 @@ struct Fixture {
     gateway: SocketAddr,
     _greeter: EchoInstance,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _registry_stop: tokio::sync::oneshot::Sender<()>,
+    _served: support::Gateway,
+    _registry: support::Registry,
 }
 
 /// A registry, an echo as the greeter, and a gateway routing `/greet` to
 /// it, returned once the gateway has found the echo.
 async fn start() -> Fixture {
-    let registry_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry = RegistryClient::new(&registry_listener.local_addr().unwrap().to_string());
-    let (registry_stop, registry_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gantry_harness::registry::run(
-        registry_listener,
-        gantry_harness::registry::Options::default(),
-        async move {
-            let _ = registry_stopped.await;
-        },
-    ));
-    let greeter = EchoInstance::start(registry.clone(), "greeter", "greeter-1", Duration::from_secs(30))
+    let registry = support::registry().await;
+    let greeter = EchoInstance::start(registry.client.clone(), "greeter", "greeter-1", Duration::from_secs(30))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let routes_file = dir.path().join("gateway.toml");
-    std::fs::write(&routes_file, ROUTES).unwrap();
-    let mut cfg = GatewayConfig::from_env().expect("the default gateway config");
-    cfg.registry = registry;
-    cfg.redis_url = "redis://127.0.0.1:1".into();
-    cfg.workers = 2;
-    let cfg = cfg.with_routes_file(&routes_file).expect("the routes file");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = listener.local_addr().unwrap();
-    let admin_url = format!("http://{}", admin.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gantry_gateway::run(listener, Some(admin), cfg, async move {
-        let _ = stopped.await;
-    }));
-    // Ready when the gateway's metrics list the echo as an instance.
-    let series = "gantry_gateway_upstream_requests_total{service=\"greeter\",instance=\"greeter-1\"}";
-    let deadline = Instant::now() + SLACK;
-    while !Scrape::of(&admin_url).await.is_ok_and(|s| s.0.contains(series)) {
-        assert!(Instant::now() < deadline, "the gateway never found greeter-1");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let served = support::serve(support::config(dir.path(), ROUTES, &registry.client), None).await;
+    support::until_instances(&served.admin, "greeter", &["greeter-1"]).await;
     Fixture {
-        gateway,
+        gateway: served.addr,
         _greeter: greeter,
         _dir: dir,
-        _stop: stop,
-        _registry_stop: registry_stop,
+        _served: served,
+        _registry: registry,
     }
 }
 
