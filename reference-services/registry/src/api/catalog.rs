@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::json::{DATACENTER, NODE_ID, NODE_NAME};
-use super::{BlockingQuery, read_answer};
+use super::{BlockingQuery, blocking_read};
 use crate::acl::Access;
 use crate::catalog::Catalog;
 use crate::state::Registry;
@@ -18,12 +18,7 @@ pub async fn services(
     Extension(access): Extension<Access>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    let (index, wait) = match q.parse() {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    reg.block_until(index, wait, Catalog::index).await;
-    let (index, body) = reg.read(|c| {
+    blocking_read(&reg, access, q, Catalog::index, |c| {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in c.services() {
             let tags = map.entry(s.name.clone()).or_default();
@@ -33,9 +28,9 @@ pub async fn services(
                 }
             }
         }
-        (c.index(), serde_json::to_value(map).unwrap_or_default())
-    });
-    read_answer(access, Some(index), body)
+        serde_json::to_value(map).unwrap_or_default()
+    })
+    .await
 }
 
 pub async fn service(
@@ -44,32 +39,33 @@ pub async fn service(
     Path(name): Path<String>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    let (index, wait) = match q.parse() {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    reg.block_until(index, wait, |c| c.index_of(&name)).await;
-    let (index, body) = reg.read(|c| {
-        let entries: Vec<Value> = c
-            .instances_of(&name)
-            .map(|s| {
-                json!({
-                    "ID": NODE_ID,
-                    "Node": NODE_NAME,
-                    "Address": "127.0.0.1",
-                    "Datacenter": DATACENTER,
-                    "ServiceID": s.id,
-                    "ServiceName": s.name,
-                    "ServiceAddress": s.address,
-                    "ServicePort": s.port,
-                    "ServiceTags": s.tags,
-                    "ServiceMeta": s.meta,
-                    "CreateIndex": s.create_index,
-                    "ModifyIndex": s.modify_index,
+    blocking_read(
+        &reg,
+        access,
+        q,
+        |c| c.index_of(&name),
+        |c| {
+            let entries: Vec<Value> = c
+                .instances_of(&name)
+                .map(|s| {
+                    json!({
+                        "ID": NODE_ID,
+                        "Node": NODE_NAME,
+                        "Address": "127.0.0.1",
+                        "Datacenter": DATACENTER,
+                        "ServiceID": s.id,
+                        "ServiceName": s.name,
+                        "ServiceAddress": s.address,
+                        "ServicePort": s.port,
+                        "ServiceTags": s.tags,
+                        "ServiceMeta": s.meta,
+                        "CreateIndex": s.create_index,
+                        "ModifyIndex": s.modify_index,
+                    })
                 })
-            })
-            .collect();
-        (c.index_of(&name), Value::Array(entries))
-    });
-    read_answer(access, Some(index), body)
+                .collect();
+            Value::Array(entries)
+        },
+    )
+    .await
 }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::{BlockingQuery, json, read_answer, refuse};
+use super::{BlockingQuery, blocking_read, json, refuse};
 use crate::acl::Access;
 use crate::catalog::{Catalog, Status};
 use crate::state::Registry;
@@ -22,24 +22,29 @@ pub async fn service(
     Path(name): Path<String>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    let ((index, wait), passing) = match q.parse().and_then(|p| Ok((p, q.passing()?))) {
+    let passing = match q.passing() {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    reg.block_until(index, wait, |c| c.index_of(&name)).await;
-    let (index, body) = reg.read(|c| {
-        let entries: Vec<Value> = c
-            .instances_of(&name)
-            .filter(|s| !passing || s.passing())
-            .map(|s| {
-                let mut checks = vec![json::serf_check()];
-                checks.extend(json::checks(s));
-                serde_json::json!({"Node": json::node(), "Service": json::service(s), "Checks": checks})
-            })
-            .collect();
-        (c.index_of(&name), Value::Array(entries))
-    });
-    read_answer(access, Some(index), body)
+    blocking_read(
+        &reg,
+        access,
+        q,
+        |c| c.index_of(&name),
+        |c| {
+            let entries: Vec<Value> = c
+                .instances_of(&name)
+                .filter(|s| !passing || s.passing())
+                .map(|s| {
+                    let mut checks = vec![json::serf_check()];
+                    checks.extend(json::checks(s));
+                    serde_json::json!({"Node": json::node(), "Service": json::service(s), "Checks": checks})
+                })
+                .collect();
+            Value::Array(entries)
+        },
+    )
+    .await
 }
 
 /// `GET /v1/health/checks/{name}`: the checks of every instance of a
@@ -50,16 +55,17 @@ pub async fn checks(
     Path(name): Path<String>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    let (index, wait) = match q.parse() {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    reg.block_until(index, wait, |c| c.index_of(&name)).await;
-    let (index, body) = reg.read(|c| {
-        let checks: Vec<Value> = c.instances_of(&name).flat_map(json::checks).collect();
-        (c.index_of(&name), Value::Array(checks))
-    });
-    read_answer(access, Some(index), body)
+    blocking_read(
+        &reg,
+        access,
+        q,
+        |c| c.index_of(&name),
+        |c| {
+            let checks: Vec<Value> = c.instances_of(&name).flat_map(json::checks).collect();
+            Value::Array(checks)
+        },
+    )
+    .await
 }
 
 /// A state `/v1/health/state/{state}` takes: one status, or `any`.
@@ -100,12 +106,7 @@ pub async fn state(
             format!("Invalid check state {state:?}: expected any, passing, warning or critical"),
         );
     };
-    let (index, wait) = match q.parse() {
-        Ok(p) => p,
-        Err(r) => return *r,
-    };
-    reg.block_until(index, wait, Catalog::index).await;
-    let (index, body) = reg.read(|c| {
+    blocking_read(&reg, access, q, Catalog::index, |c| {
         let mut checks = Vec::new();
         if filter.admits(Status::Passing) {
             checks.push(json::serf_check());
@@ -118,7 +119,7 @@ pub async fn state(
                     .map(|check| json::check(s, check)),
             );
         }
-        (c.index(), Value::Array(checks))
-    });
-    read_answer(access, Some(index), body)
+        Value::Array(checks)
+    })
+    .await
 }

@@ -72,6 +72,25 @@ fn written(result: Result<(), CatalogError>) -> Response {
 /// may see it, with the blocking `index` when the endpoint has one. The
 /// anonymous token (ACLs' default deny) sees an empty result of the same
 /// shape, and Consul's header says results were filtered when there were any.
+/// A read as Consul's blocking queries make it: `?index`/`?wait` parsed,
+/// then (with an index) a wait until `index_of` moves past it or the wait
+/// ends, then `body` read at the index it is answered with.
+async fn blocking_read(
+    reg: &Registry,
+    access: Access,
+    q: BlockingQuery,
+    index_of: impl Fn(&crate::catalog::Catalog) -> u64,
+    body: impl FnOnce(&crate::catalog::Catalog) -> Value,
+) -> Response {
+    let (index, wait) = match q.parse() {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    reg.block_until(index, wait, &index_of).await;
+    let (index, body) = reg.read(|c| (index_of(c), body(c)));
+    read_answer(access, Some(index), body)
+}
+
 fn read_answer(access: Access, index: Option<u64>, body: Value) -> Response {
     let (body, hidden) = match body {
         Value::Array(a) if !access.can_read() => (json!([]), !a.is_empty()),
