@@ -130,7 +130,7 @@ async fn observe(probe: &Probe, t: &Target, logs: Logs<'_>) -> Result<bool, Stri
                 .timeout(PROBE_TIMEOUT)
                 .send()
                 .await
-                .map_err(|e| format!("GET {path}: {}", chain(&e)))?;
+                .map_err(|e| format!("GET {path}: {}", gantry_common::error::chain(&e)))?;
             let status = resp.status();
             if !status.is_success() {
                 let body = resp.text().await.unwrap_or_default();
@@ -210,18 +210,6 @@ fn read_from(path: &Path, from: u64) -> String {
     let bytes = std::fs::read(path).unwrap_or_default();
     let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
     String::from_utf8_lossy(&bytes[from..]).into_owned()
-}
-
-/// An error and its causes, as one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// At most 200 characters of `text`, on one line.

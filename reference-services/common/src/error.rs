@@ -109,3 +109,16 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     };
     ApiError::new(status, code, rejection.body_text())
 }
+
+/// An error and its causes (`source()` chain) as one line, `a: b: c`: for
+/// logs and messages that must say why, not only what.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -144,9 +144,9 @@ impl Pool {
                     Some(unsent) if reused => request = unsent,
                     // A new connection closed before the request was
                     // written: nothing reached the upstream.
-                    Some(_) => return Err(SendError::Unsent(source_chain(e.error()))),
+                    Some(_) => return Err(SendError::Unsent(gantry_common::error::chain(e.error()))),
                     None => {
-                        let detail = source_chain(e.error());
+                        let detail = gantry_common::error::chain(e.error());
                         return Err(if reused && e.error().is_incomplete_message() {
                             SendError::Stale(detail)
                         } else {
@@ -173,18 +173,6 @@ pub async fn connect(authority: &Authority, timeout: Duration) -> Result<Sender,
         }
     });
     Ok(sender)
-}
-
-/// An error with its causes, as one line.
-pub fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
