@@ -50,6 +50,13 @@ pub fn from_cookie_header(header: &str) -> Option<&str> {
         .map(|v| v.trim_matches('"'))
 }
 
+/// Whether one `name=value` pair of a `Cookie` header is the `SESSION` cookie.
+pub fn is_session_pair(pair: &str) -> bool {
+    pair.trim()
+        .strip_prefix(COOKIE)
+        .is_some_and(|rest| rest.starts_with('='))
+}
+
 /// What auth publishes when a session or token is revoked.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Revocation {

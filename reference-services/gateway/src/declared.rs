@@ -22,6 +22,12 @@
 //! identity = "required"       # "none" (default), "optional" or "required"
 //! identity_headers = true     # send X-User-Id / X-Username from the verified token
 //! strip_prefix = true         # /greet/x reaches the service as /x
+//! pass_credentials = false    # true: Authorization and the SESSION cookie as sent
+//!
+//! [edge]                      # optional; these are the defaults
+//! escaped_slashes = "reject"  # %2F, %5C or \ in a path: "reject" (400), "keep" or "unescape"
+//! headers_with_underscores = "drop"   # or "reject" (400) or "allow"
+//! trusted_proxies = []        # peers whose X-Forwarded-*, X-Real-IP, Forwarded are kept
 //! ```
 //!
 //! | key | where | default | meaning |
@@ -39,6 +45,17 @@
 //! | `identity` | `[[routes]]` | `"none"` | `required`: 401 without a valid token or session; `optional`: verified when presented (401 if bad), passed on without one |
 //! | `identity_headers` | `[[routes]]` | `false` | set `X-User-Id` (the token's `sub`) and `X-Username` (its `username`); needs `identity` other than `none` |
 //! | `strip_prefix` | `[[routes]]` | `false` | remove the prefix from the path the service sees (`/greet` becomes `/`) |
+//! | `pass_credentials` | `[[routes]]` | `false` | `true`: the service receives `Authorization` and the `SESSION` cookie as the client sent them (a service that checks credentials itself, as auth does for logout); `false`: only what the gateway verified reaches it (the bearer token, or the session's token as `Authorization`), and with `identity = "none"` no credential at all |
+//! | `escaped_slashes` | `[edge]` | `"reject"` | what a path with `%2F`, `%5C` or `\` gets: `reject` (400), `keep` (passed on escaped; never a segment separator) or `unescape` (decoded to `/`, then normalised) |
+//! | `headers_with_underscores` | `[edge]` | `"drop"` | a request header whose name has `_`: `drop` it, `reject` the request (400), or `allow` it |
+//! | `trusted_proxies` | `[edge]` | none | addresses or blocks (`"10.0.0.0/8"`, `"::1"`) of proxies in front: their `X-Forwarded-For` is appended to and their `X-Forwarded-Proto`/`-Host`/`-Port`, `X-Real-IP` and `Forwarded` kept; from anyone else these are replaced by what the gateway saw |
+//!
+//! Before any route is looked up, a request gets one meaning
+//! ([`crate::stages::normalize`]): its path normalised (unreserved escapes
+//! decoded, `.`/`..` segments resolved, repeated `/` merged; routing,
+//! `strip_prefix` and the forwarded path all use it), exactly one valid
+//! `Host` (the target's authority for an absolute-form request), at most one
+//! `Authorization`; each mistake is a 400 with a JSON reason.
 //!
 //! Routes are tried longest prefix first, and a route with a host before one
 //! without for the same prefix. Two routes with the same host and prefix are
@@ -59,6 +76,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::LbPolicy;
+use crate::edge::EdgePolicy;
 
 /// The service whose JWKS is trusted unless the file says otherwise.
 pub const DEFAULT_JWKS_SERVICE: &str = "auth";
@@ -118,6 +136,9 @@ pub struct RouteSpec {
     pub identity: IdentityMode,
     pub identity_headers: bool,
     pub strip_prefix: bool,
+    /// Whether the service receives the credentials the client sent as
+    /// they came; otherwise only the one the gateway verified.
+    pub pass_credentials: bool,
 }
 
 /// A whole configuration, checked.
@@ -128,6 +149,8 @@ pub struct Declared {
     /// Index into `services` of the JWKS source; `None` only when no route
     /// needs identity and the file names no `jwks_service`.
     pub jwks_service: Option<usize>,
+    /// The `[edge]` table: what ambiguous requests get.
+    pub edge: EdgePolicy,
 }
 
 /// Why a configuration file was refused.
@@ -183,7 +206,8 @@ impl std::fmt::Display for Location<'_> {
 }
 
 impl Declared {
-    /// Gantry's own stack: `/auth` to auth with no identity, `/users` to
+    /// Gantry's own stack: `/auth` to auth with no identity (and the
+    /// credentials auth reads itself for logout and refresh), `/users` to
     /// user with identity required, keys from auth.
     pub fn reference() -> Self {
         let route = |prefix: &str, service, identity| RouteSpec {
@@ -194,6 +218,7 @@ impl Declared {
             identity,
             identity_headers: false,
             strip_prefix: false,
+            pass_credentials: identity == IdentityMode::None,
         };
         Self {
             services: vec![ServiceSpec::named("auth"), ServiceSpec::named("user")],
@@ -202,6 +227,7 @@ impl Declared {
                 route("/users", 1, IdentityMode::Required),
             ],
             jwks_service: Some(0),
+            edge: EdgePolicy::default(),
         }
     }
 
@@ -350,6 +376,7 @@ impl Declared {
                 identity,
                 identity_headers,
                 strip_prefix: r.strip_prefix.unwrap_or(false),
+                pass_credentials: r.pass_credentials.unwrap_or(false),
             };
             if let Some(i) = routes.iter().position(|other| collides(other, &route)) {
                 return Err(invalid(
@@ -403,6 +430,7 @@ impl Declared {
             services,
             routes,
             jwks_service,
+            edge: raw.edge,
         })
     }
 
@@ -469,6 +497,8 @@ struct RawFile {
     services: Vec<RawService>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    edge: EdgePolicy,
 }
 
 #[derive(Deserialize)]
@@ -491,6 +521,7 @@ struct RawRoute {
     identity: Option<Spanned<IdentityMode>>,
     identity_headers: Option<Spanned<bool>>,
     strip_prefix: Option<bool>,
+    pass_credentials: Option<bool>,
 }
 
 /// A duration written as `500ms`, `2s`, `1m`; above zero. Parsed in
@@ -541,6 +572,7 @@ impl<'de> Deserialize<'de> for FileMethod {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::edge::{EscapedSlashes, Underscores};
 
     fn parse(text: &str) -> Result<Declared, DeclaredError> {
         Declared::parse(text, Path::new("gateway.toml"))
@@ -577,6 +609,12 @@ service = "greeter"
 identity = "optional"
 identity_headers = true
 strip_prefix = true
+pass_credentials = true
+
+[edge]
+escaped_slashes = "unescape"
+headers_with_underscores = "reject"
+trusted_proxies = ["10.0.0.0/8", "::1"]
 "#;
 
     #[test]
@@ -604,10 +642,15 @@ strip_prefix = true
                 identity: IdentityMode::Optional,
                 identity_headers: true,
                 strip_prefix: true,
+                pass_credentials: true,
             }
         );
         assert_eq!(d.routes[0].identity, IdentityMode::None);
-        assert!(!d.routes[0].strip_prefix && !d.routes[0].identity_headers);
+        assert!(!d.routes[0].strip_prefix && !d.routes[0].identity_headers && !d.routes[0].pass_credentials);
+        assert_eq!(d.edge.escaped_slashes, EscapedSlashes::Unescape);
+        assert_eq!(d.edge.headers_with_underscores, Underscores::Reject);
+        assert!(d.edge.trusts("10.9.8.7".parse().unwrap()) && d.edge.trusts("::1".parse().unwrap()));
+        assert!(!d.edge.trusts("127.0.0.1".parse().unwrap()));
         assert_eq!(d.jwks_service, Some(0));
         assert!(d.needs_identity());
     }
@@ -636,6 +679,21 @@ strip_prefix = true
                 .all(|r| r.host.is_none() && r.methods.is_none() && !r.strip_prefix && !r.identity_headers)
         );
         assert_eq!(d.jwks_service, Some(0));
+        // Auth reads the session cookie and bearer itself (logout, refresh).
+        assert!(d.routes[0].pass_credentials && !d.routes[1].pass_credentials);
+        assert_eq!(d.edge, EdgePolicy::default());
+    }
+
+    #[test]
+    fn a_bad_edge_table_names_its_line() {
+        let (line, msg) = refused("[edge]\nescaped_slashes = \"decode\"\n");
+        assert_eq!(line, Some(2), "{msg}");
+        assert!(msg.contains("reject") && msg.contains("unescape"), "{msg}");
+        let (line, msg) = refused("[edge]\n\ntrusted_proxies = [\"10.0.0.0/40\"]\n");
+        assert_eq!(line, Some(3), "{msg}");
+        assert!(msg.contains("prefix length"), "{msg}");
+        let (line, msg) = refused("[edge]\nmerge_slashes = false\n");
+        assert_eq!(line, Some(2), "{msg}");
     }
 
     #[test]

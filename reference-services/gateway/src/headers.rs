@@ -16,7 +16,9 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
-/// Names a client might use to claim an identity the gateway did not verify.
+/// Names a client might use to claim an identity the gateway did not
+/// verify, in any spelling a service may read as the same: `X_User_Id` is
+/// `HTTP_X_USER_ID` to CGI, WSGI, Rack and PHP, as `X-User-Id` is.
 fn is_identity_header(name: &str) -> bool {
     const PREFIXES: [&str; 6] = [
         "x-user",
@@ -26,7 +28,13 @@ fn is_identity_header(name: &str) -> bool {
         "x-forwarded-user",
         "remote-user",
     ];
-    PREFIXES.iter().any(|p| name.starts_with(p))
+    PREFIXES.iter().any(|p| {
+        name.len() >= p.len()
+            && name
+                .bytes()
+                .zip(p.bytes())
+                .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
+    })
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -90,6 +98,9 @@ mod tests {
             "x-consumer-id",
             "x-forwarded-user",
             "remote-user",
+            "x_user_id",
+            "x-user_id",
+            "remote_user",
         ] {
             h.insert(HeaderName::from_static(name), "admin".parse().unwrap());
         }

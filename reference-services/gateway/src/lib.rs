@@ -11,6 +11,7 @@
 mod admin;
 pub mod config;
 pub mod declared;
+pub mod edge;
 mod error;
 mod headers;
 mod identity;
@@ -33,7 +34,6 @@ use std::time::Duration;
 use gantry_common::jwks::KeyStore;
 use gantry_common::serve::{Admitted, DRAIN_TIMEOUT, Limits, http1_builder};
 use gantry_common::store::Store;
-use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -104,7 +104,7 @@ pub async fn run_with_reloads(
     let routing = snapshot::Routing::build(&cfg.declared, &cfg, None);
     let mut watches = reload::Watches::new(cfg.registry.clone());
     watches.start_missing(&routing);
-    let gateway = Arc::new(Gateway::new(cfg, routing, identity.clone(), &instance_id));
+    let gateway = Arc::new(Gateway::new(cfg, routing, identity.clone(), &instance_id, bound.port()));
     let mut tasks = spawn_background(&gateway);
     tasks.push(tokio::spawn(reload::serve(gateway.clone(), watches, reloads)));
     let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
@@ -238,10 +238,10 @@ fn worker(
             };
             let _ = stream.set_nodelay(true);
             let gateway = local.clone();
-            let client_ip = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP address is a header value");
+            let client = Arc::new(proxy::Peer::new(peer.ip()));
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let (gateway, client_ip) = (gateway.clone(), client_ip.clone());
-                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client_ip).await) }
+                let (gateway, client) = (gateway.clone(), client.clone());
+                async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, &client).await) }
             });
             let Some(acceptor) = &acceptor else {
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));

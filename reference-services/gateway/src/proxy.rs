@@ -1,10 +1,12 @@
 //! The request path, as named stages (Pingora's `ProxyHttp` phases are the
-//! model): **route** (which service, or 404/405), **sanitize** (headers a
+//! model): **normalize** (one meaning: path, Host, credentials, header
+//! names; or 400), **route** (which service, or 404/405), **sanitize** (headers a
 //! client must not control), **identity** (who is calling, as the route
 //! demands), **body** (read within limits), **forward** (to an instance,
 //! with retries). Each stage is a small function in [`crate::stages`];
 //! [`Gateway::dispatch`] reads as the list of them.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -50,10 +52,27 @@ pub struct Gateway {
     /// `https` when this gateway terminates TLS, else `http`: the scheme
     /// clients used, sent upstream as `X-Forwarded-Proto`.
     scheme: HeaderValue,
+    /// The public port, sent upstream as `X-Forwarded-Port`.
+    port: HeaderValue,
+}
+
+/// The other end of a client connection, worked out once per connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// `ip` as a header value (`X-Forwarded-For`, `X-Real-IP`).
+    pub ip_header: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Self {
+        let ip_header = HeaderValue::from_str(&ip.to_string()).expect("an IP address is a header value");
+        Self { ip, ip_header }
+    }
 }
 
 impl Gateway {
-    pub fn new(cfg: GatewayConfig, routing: Routing, identity: Arc<Identity>, instance_id: &str) -> Self {
+    pub fn new(cfg: GatewayConfig, routing: Routing, identity: Arc<Identity>, instance_id: &str, port: u16) -> Self {
         let scheme = HeaderValue::from_static(if cfg.tls.is_some() { "https" } else { "http" });
         Self {
             metrics: Metrics::new(cfg.workers),
@@ -66,12 +85,12 @@ impl Gateway {
             clock: Clock::default(),
             instance_id: HeaderValue::from_str(instance_id).unwrap_or_else(|_| HeaderValue::from_static("gateway")),
             scheme,
+            port: HeaderValue::from(port),
         }
     }
 
-    /// Answers one request. `client_ip` is the peer's address as a header
-    /// value, made once per connection.
-    pub async fn handle(&self, req: Request<Incoming>, client_ip: &HeaderValue) -> Response<Body> {
+    /// Answers one request from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         let started = Instant::now();
         let rid = request_id(req.headers().get(&X_REQUEST_ID));
         let trace = Hop::of(req.headers());
@@ -80,7 +99,7 @@ impl Gateway {
         let access = tracing::enabled!(tracing::Level::DEBUG).then(|| (req.method().clone(), req.uri().clone()));
         // One configuration for the whole request, even if a reload lands meanwhile.
         let routing = self.routing.load();
-        let (mut response, service) = match self.dispatch(&routing, req, client_ip, &rid, &trace).await {
+        let (mut response, service) = match self.dispatch(&routing, req, peer, &rid, &trace).await {
             Ok(answer) => answer,
             Err((e, service)) => (self.own_response(&e), service),
         };
@@ -109,7 +128,7 @@ impl Gateway {
         &self,
         routing: &Routing,
         req: Request<Incoming>,
-        client_ip: &HeaderValue,
+        peer: &Peer,
         rid: &HeaderValue,
         trace: &Hop,
     ) -> Result<(Response<Body>, Option<ServiceId>), Refusal> {
@@ -121,23 +140,33 @@ impl Gateway {
             );
             return Err((e, None));
         }
-        if let Some(own) = self.public_endpoint(req.method(), req.uri().path()) {
+        let (mut parts, body) = req.into_parts();
+
+        // Normalize: one meaning (path, Host, credentials, header names)
+        // before anything reads the request, or a 400.
+        stages::normalize::request(&mut parts, &routing.edge).map_err(|e| (e, None))?;
+        if let Some(own) = self.public_endpoint(&parts.method, parts.uri.path()) {
             return Ok((own, None));
         }
 
         // Route: which service, and what the route asks of the request.
-        let route = match stages::route::find(routing, &req) {
+        let route = match stages::route::find(routing, &parts) {
             Lookup::Found(route) => route,
             Lookup::WrongMethod(allow) => return Ok((self.method_not_allowed(allow), None)),
             Lookup::NotFound => return Err((ApiError::not_found("no route for this path"), None)),
         };
         let service = routing.service(route.service);
         let fail = |e: ApiError| (e, Some(route.service));
-        let (mut parts, body) = req.into_parts();
 
         // Sanitize: nothing hop-by-hop, no client-claimed identity; our
-        // request id, our span of the trace and X-Forwarded-For.
-        stages::sanitize::headers(&mut parts.headers, client_ip, &self.scheme, rid, trace);
+        // request id, our span of the trace and the forwarding headers.
+        let origin = stages::sanitize::Origin {
+            client_ip: &peer.ip_header,
+            trusted: routing.edge.trusts(peer.ip),
+            scheme: &self.scheme,
+            port: &self.port,
+        };
+        stages::sanitize::headers(&mut parts.headers, origin, rid, trace);
 
         // Identity: verified as the route demands; passed on as headers if it asks.
         let caller = stages::identify::caller(&self.identity, route.identity, &mut parts.headers, || {
@@ -145,6 +174,7 @@ impl Gateway {
         })
         .await
         .map_err(|d| fail(d.to_api_error()))?;
+        stages::identify::keep_verified(&mut parts.headers, caller.as_ref(), route.pass_credentials);
         if route.identity_headers {
             stages::identify::pass_on(&mut parts.headers, caller.as_ref());
         }

@@ -17,6 +17,8 @@ pub struct Route {
     pub identity_headers: bool,
     /// Remove [`Route::prefix`] from the path the service sees.
     pub strip_prefix: bool,
+    /// Pass the client's credentials on as sent, not only the verified one.
+    pub pass_credentials: bool,
     pub prefix: Box<str>,
     /// `None`: any method.
     methods: Option<Box<[Method]>>,
@@ -65,6 +67,7 @@ impl RouteTable {
                 identity: spec.identity,
                 identity_headers: spec.identity_headers,
                 strip_prefix: spec.strip_prefix,
+                pass_credentials: spec.pass_credentials,
                 prefix: spec.prefix.as_str().into(),
                 methods: spec.methods.as_ref().map(|m| m.clone().into_boxed_slice()),
             };

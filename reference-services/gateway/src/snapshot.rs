@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::{GatewayConfig, LbPolicy};
 use crate::declared::Declared;
+use crate::edge::EdgePolicy;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
 
@@ -45,6 +46,8 @@ pub struct Routing {
     pub jwks: Option<ServiceId>,
     /// Some route verifies callers, so readiness waits for the JWKS.
     pub needs_identity: bool,
+    /// What ambiguous requests get (the routes file's `[edge]`).
+    pub edge: EdgePolicy,
 }
 
 impl Routing {
@@ -73,6 +76,7 @@ impl Routing {
             table: RouteTable::new(declared),
             jwks: declared.jwks_service.map(ServiceId),
             needs_identity: declared.needs_identity(),
+            edge: declared.edge.clone(),
         }
     }
 

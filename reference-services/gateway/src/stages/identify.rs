@@ -2,7 +2,7 @@
 //! token or a `SESSION` cookie is verified by [`Identity`]; a session's
 //! token is put in `Authorization` for the service.
 
-use gantry_common::credentials::{bearer, session_cookie};
+use gantry_common::credentials::{bearer, session_cookie, strip_session_cookie};
 use http::header::{self, HeaderMap, HeaderName};
 
 use crate::declared::IdentityMode;
@@ -48,5 +48,20 @@ pub fn pass_on(headers: &mut HeaderMap, caller: Option<&Caller>) {
     headers.insert(X_USER_ID.clone(), caller.user_id.clone());
     if let Some(name) = &caller.username {
         headers.insert(X_USERNAME.clone(), name.clone());
+    }
+}
+
+/// Leaves the service only the credential the gateway verified, unless the
+/// route passes credentials on as sent (`pass_credentials`): the verified
+/// bearer token or the session's token in `Authorization`, never the
+/// replayable `SESSION` cookie, and with no verified caller (`identity =
+/// "none"`, or optional without credentials) no `Authorization` at all.
+pub fn keep_verified(headers: &mut HeaderMap, caller: Option<&Caller>, pass_credentials: bool) {
+    if pass_credentials {
+        return;
+    }
+    strip_session_cookie(headers);
+    if caller.is_none() {
+        headers.remove(header::AUTHORIZATION);
     }
 }
