@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use gantry_common::config::{ConfigError, parse_or, raw};
+use gantry_common::serve::Limits;
 
 /// The variable that holds the registry's management token.
 pub const ACL_TOKEN_VAR: &str = "GANTRY_REGISTRY_ACL_TOKEN";
@@ -24,6 +25,12 @@ pub struct Options {
     /// `GANTRY_REGISTRY_ACL_TOKEN`: the management token; `None` turns ACLs
     /// off (anyone may write).
     pub acl_token: Option<String>,
+    /// What one client connection may cost, as on every other listener:
+    /// `GANTRY_HEADER_TIMEOUT`, `GANTRY_BODY_TIMEOUT`,
+    /// `GANTRY_MAX_CONNECTIONS` (see [`Limits`]). The header deadline bounds
+    /// reading a request head only, so a blocking query holds its request
+    /// open for its whole `wait` whatever it is.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -31,6 +38,7 @@ impl Default for Options {
         Self {
             listen: DEFAULT_LISTEN,
             acl_token: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -40,6 +48,7 @@ impl Options {
         Ok(Self {
             listen: parse_or(LISTEN_VAR, DEFAULT_LISTEN, "host:port, e.g. 127.0.0.1:8500")?,
             acl_token: raw(ACL_TOKEN_VAR).map(|t| t.trim().to_owned()),
+            limits: Limits::from_env()?,
         })
     }
 }

@@ -17,6 +17,15 @@
 //! |---|---|---|
 //! | `GANTRY_LISTEN` | `127.0.0.1:8500` ([`DEFAULT_LISTEN`]) | where the HTTP API listens |
 //! | `GANTRY_REGISTRY_ACL_TOKEN` | — (ACLs off) | the management token, as Consul's `acl.tokens.initial_management`; with it, writes without it get 403 and reads without it see nothing |
+//! | `GANTRY_HEADER_TIMEOUT`, `GANTRY_BODY_TIMEOUT`, `GANTRY_MAX_CONNECTIONS` | `10s`, `30s`, `10000` | what one connection may cost, as on every listener ([`gantry_common::serve::Limits`]) |
+//!
+//! It serves through [`gantry_common::serve`] like every other listener: a
+//! client must send a request head within the header timeout (which is
+//! also how long an idle keep-alive connection stays open), its body
+//! within the body timeout, and connections past the cap get 503. The
+//! header timeout covers reading heads only: a blocking query holds its
+//! request open for its whole `wait` (up to ten minutes), and on
+//! shutdown every blocked query answers at once.
 
 pub mod acl;
 mod api;
@@ -51,7 +60,9 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Serves the dev registry on `listener` until `shutdown` resolves.
+/// Serves the dev registry on `listener` until `shutdown` resolves, within
+/// `options.limits`; then blocked queries answer at once and in-flight
+/// requests get [`gantry_common::serve::DRAIN_TIMEOUT`] to finish.
 /// (`options.listen` is not used here: the caller binds.)
 pub async fn run(
     listener: TcpListener,
@@ -73,7 +84,12 @@ pub async fn run(
         registry: registry.clone(),
         reaper: tokio::spawn(registry.clone().reaper()).abort_handle(),
     };
-    axum::serve(listener, api::router(registry, acl))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = options.limits;
+    let app = api::router(registry.clone(), acl, limits.body_timeout);
+    let shutdown = async move {
+        shutdown.await;
+        // Blocking queries may wait ten minutes; draining must not.
+        registry.close();
+    };
+    gantry_common::serve::serve(listener, app, limits, shutdown).await
 }

@@ -4,6 +4,7 @@
 //! HTTP and TCP checks, kept in step with the catalog after every change.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct Registry {
     changed: watch::Sender<u64>,
     /// By check id.
     runners: Mutex<HashMap<String, Runner>>,
+    /// Set when the registry shuts down: blocked queries answer at once.
+    closing: AtomicBool,
 }
 
 impl Default for Registry {
@@ -36,6 +39,7 @@ impl Default for Registry {
             catalog: Mutex::new(Catalog::default()),
             changed: watch::Sender::new(1),
             runners: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
         }
     }
 }
@@ -122,13 +126,24 @@ impl Registry {
         }
     }
 
+    /// Ends every blocking query now and any made from here on (each
+    /// answers with what it would read at once), as a Consul agent does
+    /// when it shuts down: a query may block for ten minutes, and shutdown
+    /// must not wait for it.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        // Wakes every waiter without changing the index; each then sees `closing`.
+        self.changed.send_modify(|_| {});
+    }
+
     /// Waits until `unchanged` turns false, or `wait` (plus up to wait/16
-    /// of jitter, as Consul adds) runs out.
+    /// of jitter, as Consul adds) runs out, or the registry closes.
     pub async fn wait_while(&self, wait: Duration, unchanged: impl Fn(&Catalog) -> bool) {
         let jitter = wait.mul_f64(fastrand::f64() / 16.0);
         let deadline = Instant::now() + wait + jitter;
+        // Subscribed before `closing` is read, so a close between the two still wakes us.
         let mut rx = self.changed.subscribe();
-        while self.read(&unchanged) {
+        while !self.closing.load(Ordering::SeqCst) && self.read(&unchanged) {
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
                 () = tokio::time::sleep_until(deadline) => return,
@@ -167,5 +182,33 @@ impl Registry {
                 _ = rx.changed() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Far longer than closing takes, far shorter than the wait.
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn closing_ends_blocked_queries_and_any_made_after() {
+        let reg = Registry::default();
+        let blocked = reg.wait_while(Duration::from_secs(600), |_| true);
+        tokio::pin!(blocked);
+        // Polled once (a zero timeout polls before it fires): it blocks.
+        assert!(tokio::time::timeout(Duration::ZERO, &mut blocked).await.is_err());
+        reg.close();
+        assert!(
+            tokio::time::timeout(PATIENCE, blocked).await.is_ok(),
+            "a blocked query outlived close"
+        );
+        // A query made after close does not block at all.
+        let after = reg.wait_while(Duration::from_secs(600), |_| true);
+        assert!(
+            tokio::time::timeout(PATIENCE, after).await.is_ok(),
+            "a query after close blocked"
+        );
     }
 }

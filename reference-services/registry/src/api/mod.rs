@@ -11,9 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,7 +30,13 @@ use gantry_common::config::parse_duration;
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
 
-pub fn router(registry: Arc<Registry>, acl: Acl) -> Router {
+/// The largest request body read: axum's default limit, which the
+/// endpoints' `Bytes` bodies had before [`body_within`] read them.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The API, reading each request body within `body_timeout`
+/// ([`gantry_common::serve::Limits::body_timeout`]).
+pub fn router(registry: Arc<Registry>, acl: Acl, body_timeout: Duration) -> Router {
     Router::new()
         .route("/v1/agent/service/register", put(register::register))
         .route("/v1/agent/service/deregister/{id}", put(agent::deregister))
@@ -44,8 +54,37 @@ pub fn router(registry: Arc<Registry>, acl: Acl) -> Router {
         .route("/v1/catalog/service/{name}", get(catalog::service))
         .route("/v1/status/leader", get(|| async { axum::Json("127.0.0.1:8300") }))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
+        // Inside the ACL check: a refused write is refused before its body is read.
+        .layer(axum::middleware::from_fn_with_state(body_timeout, body_within))
         .layer(axum::middleware::from_fn_with_state(Arc::new(acl), acl::enforce))
         .with_state(registry)
+}
+
+/// Reads the whole request body within `deadline` before any handler
+/// runs, so a client that trickles a body holds its connection for a
+/// bounded time, as on every other listener: 408 after the deadline, 413
+/// past [`MAX_BODY_BYTES`], 400 when the body breaks off (plain text, as
+/// Consul answers errors).
+async fn body_within(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let collected = tokio::time::timeout(deadline, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body exceeds {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        Ok(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "Request body could not be read"),
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("Request body did not arrive within {deadline:?}"),
+            );
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// Consul answers errors as plain text with a status; so do we.
