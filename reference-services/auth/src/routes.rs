@@ -145,6 +145,7 @@ fn invalid_credentials() -> ApiError {
 async fn login(
     State(state): State<Arc<AppState>>,
     addr: ClientAddr,
+    headers: HeaderMap,
     Json(body): Json<LoginBody>,
 ) -> Result<Response, ApiError> {
     // No account has such a name or password: refuse without counting or hashing.
@@ -187,7 +188,7 @@ async fn login(
     let deadline = now_secs() + state.cfg.session_max_age.as_secs();
     let opened = open_session(&state, &account.id, &account.username, deadline).await?;
     tracing::info!(user_id = %account.id, "logged in");
-    Ok(token_response(&state, &opened))
+    Ok(token_response(&state, &headers, &opened))
 }
 
 fn too_many_attempts(wait: Duration) -> ApiError {
@@ -268,8 +269,23 @@ async fn open_session(state: &AppState, user_id: &str, username: &str, deadline:
     })
 }
 
-fn session_cookie(state: &AppState, sid: &str, max_age: u64) -> HeaderValue {
-    let secure = if state.cfg.cookie_secure { "; Secure" } else { "" };
+/// Whether the client reached the stack over HTTPS, as the gateway says in
+/// `X-Forwarded-Proto` (which it sets itself, overwriting a client's copy).
+fn client_used_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+/// The `SESSION` cookie: `Secure` when configured (`GANTRY_COOKIE_SECURE`)
+/// or whenever the client came over HTTPS, so a TLS gateway never hands out
+/// a cookie a browser would also send over plain HTTP.
+fn session_cookie(state: &AppState, headers: &HeaderMap, sid: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.cfg.cookie_secure || client_used_https(headers) {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
         session::COOKIE
@@ -277,7 +293,7 @@ fn session_cookie(state: &AppState, sid: &str, max_age: u64) -> HeaderValue {
     HeaderValue::from_str(&cookie).expect("session ids are cookie-safe")
 }
 
-fn token_response(state: &AppState, opened: &Opened) -> Response {
+fn token_response(state: &AppState, request: &HeaderMap, opened: &Opened) -> Response {
     let body = json!({
         "access_token": opened.token,
         "token_type": "Bearer",
@@ -285,7 +301,7 @@ fn token_response(state: &AppState, opened: &Opened) -> Response {
     });
     let mut response = axum::Json(body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::SET_COOKIE, session_cookie(state, &opened.sid, opened.ttl));
+    headers.insert(header::SET_COOKIE, session_cookie(state, request, &opened.sid, opened.ttl));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -392,7 +408,7 @@ async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+        .insert(header::SET_COOKIE, session_cookie(&state, &headers, "", 0));
     Ok(response)
 }
 
@@ -444,7 +460,7 @@ async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resu
         deadline,
     )
     .await?;
-    Ok(token_response(&state, &opened))
+    Ok(token_response(&state, &headers, &opened))
 }
 
 async fn jwks(State(state): State<Arc<AppState>>) -> Response {
