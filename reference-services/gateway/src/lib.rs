@@ -261,7 +261,20 @@ fn worker(
                 // it, or a client that opens TCP and never says hello would
                 // hold a connection slot forever (a TLS slowloris). A
                 // plain-HTTP request fails the handshake and is closed.
-                let tls = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                // Plain HTTP sent to the TLS port gets a plain answer saying
+                // so, as nginx's 497 does, instead of a closed connection.
+                let until = tokio::time::Instant::now() + deadline;
+                let first = tokio::time::timeout_at(until, async {
+                    let mut byte = [0u8; 1];
+                    stream.peek(&mut byte).await.map(|n| (n == 1).then_some(byte[0]))
+                });
+                if let Ok(Ok(Some(b))) = first.await
+                    && b.is_ascii_alphabetic()
+                {
+                    refuse_plain_http(stream).await;
+                    return;
+                }
+                let tls = match tokio::time::timeout_at(until, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, %peer, "TLS handshake failed");
@@ -284,6 +297,21 @@ fn worker(
         }
         Ok(())
     })
+}
+
+/// What plain HTTP sent to the TLS port is answered: a 400 in plain HTTP
+/// with a JSON reason, then the connection is closed.
+const PLAIN_HTTP_ON_TLS: &str =
+    r#"{"error":"https_required","message":"this port speaks HTTPS: send the request to https:// instead of http://"}"#;
+
+async fn refuse_plain_http(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{PLAIN_HTTP_ON_TLS}",
+        PLAIN_HTTP_ON_TLS.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The public listener's TLS acceptor, or `None` for plain HTTP; one per

@@ -153,7 +153,7 @@ async fn a_client_that_never_says_hello_is_cut_off_and_frees_its_slot() {
 }
 
 #[tokio::test]
-async fn plain_http_to_the_tls_port_is_closed_unanswered() {
+async fn plain_http_to_the_tls_port_is_answered_400_saying_to_use_https() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::generate(dir.path()).unwrap();
     let tls = gateway(dir.path(), RegistryClient::new("127.0.0.1:1"), Some(&pki), |_| {}).await;
@@ -162,7 +162,15 @@ async fn plain_http_to_the_tls_port_is_closed_unanswered() {
     let sent = timeout(SLACK, read_to_close(&mut s))
         .await
         .expect("the gateway closes the connection instead of waiting");
-    assert!(!sent.contains("HTTP/1.1"), "no HTTP answer over plain text: {sent:?}");
+    assert!(sent.starts_with("HTTP/1.1 400 "), "a plain-HTTP answer: {sent:?}");
+    assert!(sent.contains(r#""error":"https_required""#) && sent.contains("https://"), "{sent:?}");
+    // And the port still speaks TLS to those who do.
+    let r = https_client(&pki)
+        .get(format!("https://localhost:{}/healthz", tls.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// Set for the child process of [`a_bad_certificate_or_key_stops_the_start`].
