@@ -1,6 +1,7 @@
 //! `gantry`: start the reference stack, run one of its components, or look
 //! at a running stack.
 
+mod process;
 mod runstate;
 
 use std::io::Write;
@@ -364,20 +365,32 @@ fn gateway_reload(pid: Option<u32>) -> Result<()> {
         }
     };
     for pid in pids {
-        // SIGHUP ends a process that does not handle it: only a gateway gets one.
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).with_context(|| format!("no process {pid}"))?;
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if !args.windows(2).any(|w| w[0] == b"serve" && w[1] == b"gateway") {
-            bail!("process {pid} is not `gantry serve gateway`; not sending it SIGHUP, which would end it");
-        }
-        let target = libc::pid_t::try_from(pid).context("a pid out of range")?;
-        // SAFETY: kill(2) takes a pid and a signal number and touches no memory of ours.
-        if unsafe { libc::kill(target, libc::SIGHUP) } != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("sending SIGHUP to {pid}"));
-        }
+        reload_gateway(pid)?;
         println!("gateway {pid}: asked to reload (its log says whether the file was accepted)");
     }
     Ok(())
+}
+
+/// SIGHUP to process `pid` if it is `gantry serve gateway`: SIGHUP ends a
+/// process that does not handle it, so only a gateway gets one. The same
+/// way as `gantry down` ([`process::signal_if`]): on Linux a pidfd is opened
+/// before the check and the signal goes through it, so a pid reused by
+/// another process meanwhile never gets the signal.
+fn reload_gateway(pid: u32) -> Result<()> {
+    let is_gateway = || match process::args(pid) {
+        Some(args) if args.windows(2).any(|w| w[0] == b"serve" && w[1] == b"gateway") => Ok(()),
+        Some(_) => Err(format!(
+            "process {pid} is not `gantry serve gateway`; not sending it SIGHUP, which would end it"
+        )),
+        None => Err(format!(
+            "cannot read what process {pid} runs (it has exited, or is not ours); not sending it SIGHUP"
+        )),
+    };
+    match process::signal_if(pid, libc::SIGHUP, is_gateway).with_context(|| format!("sending SIGHUP to {pid}"))? {
+        process::Signalled::Sent => Ok(()),
+        process::Signalled::Gone => bail!("no process {pid} is running (has the gateway exited?); nothing to reload"),
+        process::Signalled::Refused(why) => bail!(why),
+    }
 }
 
 async fn probe(url: &str, timeout: &str) -> Result<()> {
@@ -448,4 +461,56 @@ async fn down() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("`gantry up` (pid {pid}) did not stop within 30 s")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    #[test]
+    fn reloading_a_pid_that_exited_says_nothing_runs_there() {
+        let mut child = Command::new("true").spawn().expect("spawning true");
+        child.wait().unwrap();
+        let pid = child.id();
+        let err = reload_gateway(pid).unwrap_err().to_string();
+        assert!(err.contains(&format!("no process {pid} is running")), "{err}");
+    }
+
+    #[test]
+    fn a_process_that_is_not_a_gateway_is_refused_and_left_running() {
+        let mut child = Command::new("sleep").arg("30").spawn().expect("spawning sleep");
+        let err = reload_gateway(child.id()).unwrap_err().to_string();
+        assert!(err.contains("is not `gantry serve gateway`"), "{err}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the process that is not a gateway was signalled"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_gateway_gets_sighup() {
+        // A stand-in whose command line reads `… serve gateway`; it says
+        // "ready" once its SIGHUP handler is in place, and exits 42 on
+        // SIGHUP, or 0 after 30 s without one (the bound on the wait below).
+        let script = "trap 'exit 42' HUP; echo ready; i=0; \
+                      while [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done; exit 0";
+        let mut child = Command::new("sh")
+            .args(["-c", script, "gantry", "serve", "gateway"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawning sh");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        reload_gateway(child.id()).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(42), "the gateway did not get SIGHUP: {status:?}");
+    }
 }

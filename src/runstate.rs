@@ -9,16 +9,18 @@
 //!
 //! A pid alone names whatever process has it now, so the record also holds
 //! the process's start time (from `/proc/<pid>/stat`) and its executable: `down`
-//! signals only a process with all three unchanged and `up` as its command.
-//! It opens a pidfd first and checks after, so the process it checked is the
-//! one it signals even if the pid is reused meanwhile.
+//! signals only a process with all three unchanged and `up` as its command,
+//! through [`crate::process::signal_if`] (a pidfd opened before the check),
+//! so the process it checked is the one it signals even if the pid is reused
+//! meanwhile.
 
 use std::io::Write as _;
-use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use crate::process::{self, Signalled};
 
 /// The record's file name inside the runtime directory.
 pub const STATE_FILE: &str = "up.json";
@@ -142,8 +144,8 @@ impl Identity {
         if now.exe != self.exe {
             return Liveness::Other(format!("it runs {}, not {}", now.exe.display(), self.exe.display()));
         }
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
-        let subcommand = cmdline.split(|b| *b == 0).nth(1).unwrap_or_default();
+        let args = process::args(self.pid).unwrap_or_default();
+        let subcommand = args.get(1).map(Vec::as_slice).unwrap_or_default();
         if subcommand != b"up" {
             return Liveness::Other(format!(
                 "it runs `gantry {}`, not `gantry up`",
@@ -154,44 +156,18 @@ impl Identity {
     }
 
     /// Sends `signal` to the recorded process if [`Identity::check`] says it
-    /// is still ours. The check happens after a pidfd is opened, so the
-    /// process checked is the process signalled, even if the pid is reused.
+    /// is still ours, through [`process::signal_if`]: the process checked
+    /// is the process signalled, even if the pid is reused meanwhile.
     pub fn signal_if_ours(&self, signal: libc::c_int) -> Result<Liveness> {
-        let pid = libc::pid_t::try_from(self.pid).context("a pid out of range")?;
-        // SAFETY: pidfd_open(2) takes a pid and flags; it returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ESRCH) => Ok(Liveness::Gone),
-                _ => Err(e).context("pidfd_open"),
-            };
-        }
-        // SAFETY: the fd was just returned to us by pidfd_open and is owned here only.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
-        let liveness = self.check();
-        if liveness != Liveness::Ours {
-            return Ok(liveness);
-        }
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: pidfd_send_signal(2) on the pidfd we hold, no siginfo, no flags.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
+        let ours = || match self.check() {
+            Liveness::Ours => Ok(()),
+            other => Err(other),
         };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ESRCH) => Ok(Liveness::Gone),
-                _ => Err(e).context("pidfd_send_signal"),
-            };
-        }
-        Ok(Liveness::Ours)
+        Ok(match process::signal_if(self.pid, signal, ours)? {
+            Signalled::Sent => Liveness::Ours,
+            Signalled::Gone => Liveness::Gone,
+            Signalled::Refused(liveness) => liveness,
+        })
     }
 }
 
