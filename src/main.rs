@@ -41,6 +41,11 @@ enum Command {
         /// the reference stack; see harness/stack.example.toml.
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// Serve HTTPS on the gateway's port, with a certificate for
+        /// localhost from a CA generated for this stack (its path is
+        /// printed: trust it with `curl --cacert` or GANTRY_CA_CERT).
+        #[arg(long)]
+        tls: bool,
     },
     /// Stop the stack that `gantry up` started.
     Down,
@@ -103,7 +108,8 @@ fn main() -> Result<()> {
                 port,
                 infra,
                 config,
-            } => up(users, port, infra.as_deref(), config.as_deref()).await,
+                tls,
+            } => up(users, port, infra.as_deref(), config.as_deref(), tls).await,
             Command::Down => down().await,
             Command::Status => status().await,
             Command::Serve { component } => serve(component).await,
@@ -177,7 +183,7 @@ fn show(step: Progress<'_>) {
     }
 }
 
-async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::path::Path>) -> Result<()> {
+async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::path::Path>, tls: bool) -> Result<()> {
     let infra: Option<Infra> = infra
         .map(|i| i.parse().map_err(|e| anyhow::anyhow!("--infra: {e}")))
         .transpose()?;
@@ -214,6 +220,7 @@ async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::p
             )
         }
     };
+    let builder = if tls { builder.gateway_tls() } else { builder };
     let dir = runstate::dir()?;
     if let Ok((_, state)) = read_state()
         && let Some(running) = runstate::Identity::from_json(&state)
@@ -256,6 +263,9 @@ async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::p
     state["registry"] = format!("http://{}", stack.registry_addr()).into();
     state["registry_token"] = stack.registry_token().into();
     state["logs"] = stack.log_dir().display().to_string().into();
+    if let Some(ca) = stack.ca_cert() {
+        state["ca_cert"] = ca.display().to_string().into();
+    }
     state["gateway_pids"] = (1..)
         .map_while(|n| stack.pid_of(&format!("gateway-{n}")))
         .collect::<Vec<_>>()
@@ -278,8 +288,21 @@ async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::p
         stack.log_dir().display(),
         state_path.display()
     );
+    if let Some(ca) = stack.ca_cert() {
+        println!(
+            "  HTTPS: the gateway's certificate is signed by a CA made for this stack:\n\
+             \x20   {}\n\
+             \x20 trust it with `curl --cacert <that file>`, `export CURL_CA_BUNDLE=<that file>`,\n\
+             \x20 or GANTRY_CA_CERT=<that file> for `gantry probe` and the suite in external mode.\n",
+            ca.display()
+        );
+    }
     if config.is_none() {
-        println!("Try it (in another terminal):\n{}", walkthrough(&gw));
+        let trust = stack
+            .ca_cert()
+            .map(|ca| format!("\n  export CURL_CA_BUNDLE={}", ca.display()))
+            .unwrap_or_default();
+        println!("Try it (in another terminal):{trust}\n{}", walkthrough(&gw));
     } else {
         for service in stack.services() {
             for instance in stack.instances(service).unwrap_or_default() {
