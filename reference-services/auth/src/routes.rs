@@ -301,7 +301,10 @@ fn token_response(state: &AppState, request: &HeaderMap, opened: &Opened) -> Res
     });
     let mut response = axum::Json(body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::SET_COOKIE, session_cookie(state, request, &opened.sid, opened.ttl));
+    headers.insert(
+        header::SET_COOKIE,
+        session_cookie(state, request, &opened.sid, opened.ttl),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

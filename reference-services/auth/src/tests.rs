@@ -557,14 +557,13 @@ async fn a_repeated_logout_publishes_nothing_new() {
 async fn the_session_cookie_is_secure_whenever_the_client_came_over_https() {
     let auth = Auth::start(|_| {}).await;
     auth.account("tess", "correct horse battery").await;
-    let set_cookie = |r: &reqwest::Response| {
-        r.headers()[reqwest::header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
+    let set_cookie = |r: &reqwest::Response| r.headers()[reqwest::header::SET_COOKIE].to_str().unwrap().to_owned();
     // Plain HTTP on loopback, GANTRY_COOKIE_SECURE=false: no Secure.
-    let plain = auth.login_request("tess", "correct horse battery", "127.0.0.1").send().await.unwrap();
+    let plain = auth
+        .login_request("tess", "correct horse battery", "127.0.0.1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(plain.status(), 200);
     assert!(!set_cookie(&plain).contains("Secure"), "{}", set_cookie(&plain));
     // The gateway says the client used HTTPS: Secure, whatever the setting.

@@ -79,9 +79,18 @@ impl Fixture {
         let ttl = Duration::from_secs(30);
         let echo = |name: &'static str| {
             let client = registry.client.clone();
-            async move { EchoInstance::start(client, name, &format!("{name}-1"), ttl).await.unwrap() }
+            async move {
+                EchoInstance::start(client, name, &format!("{name}-1"), ttl)
+                    .await
+                    .unwrap()
+            }
         };
-        let (open, locked, api, hosted) = (echo("open").await, echo("locked").await, echo("api").await, echo("hosted").await);
+        let (open, locked, api, hosted) = (
+            echo("open").await,
+            echo("locked").await,
+            echo("api").await,
+            echo("hosted").await,
+        );
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = support::config(dir.path(), &format!("{ROUTES}\n{extra}"), &registry.client);
         cfg.jwt = JwtConfig {
@@ -147,7 +156,10 @@ fn refused(status: u16, response: &str, code: &str) {
 /// A 401 from the locked route's identity check.
 fn unauthorized(status: u16, response: &str) {
     assert_eq!(status, 401, "{response}");
-    assert!(response.to_ascii_lowercase().contains("www-authenticate: bearer"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("www-authenticate: bearer"),
+        "{response}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +170,10 @@ async fn dot_segments_cannot_walk_from_an_open_route_into_a_locked_one() {
     f.nothing_arrived();
     // With a token it reaches the locked service, as /locked/x.
     let (status, text) = f
-        .send(&format!("GET /open/../locked/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {}", token()))
+        .send(&format!(
+            "GET /open/../locked/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {}",
+            token()
+        ))
         .await;
     assert_eq!(received(status, &text).path, "/locked/x");
     assert_eq!(f.open.echo.requests(), 0);
@@ -210,7 +225,12 @@ async fn a_path_is_normalised_before_its_prefix_is_stripped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escaped_slashes_are_refused_by_default() {
     let f = Fixture::start("").await;
-    for path in ["/open%2F..%2Flocked/x", "/open/..%2flocked", "/open/%5C../locked", "/open/a%zz"] {
+    for path in [
+        "/open%2F..%2Flocked/x",
+        "/open/..%2flocked",
+        "/open/%5C../locked",
+        "/open/a%zz",
+    ] {
         let (status, text) = f.send(&format!("GET {path} HTTP/1.1\r\nHost: gw.test")).await;
         assert_eq!(status, 400, "{path}: {text}");
         assert!(text.contains("\"error\":\""), "a JSON reason: {text}");
@@ -260,11 +280,17 @@ async fn two_host_headers_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_that_is_not_an_authority_is_refused() {
     let f = Fixture::start("").await;
-    for host in ["public.example:80@evil.example", "public.example/x", "public.example:8o"] {
+    for host in [
+        "public.example:80@evil.example",
+        "public.example/x",
+        "public.example:8o",
+    ] {
         let (status, text) = f.send(&format!("GET /hosted/x HTTP/1.1\r\nHost: {host}")).await;
         refused(status, &text, "bad_host");
     }
-    let (status, text) = f.send("GET http://u@public.example/hosted/x HTTP/1.1\r\nHost: public.example").await;
+    let (status, text) = f
+        .send("GET http://u@public.example/hosted/x HTTP/1.1\r\nHost: public.example")
+        .await;
     refused(status, &text, "bad_host");
     f.nothing_arrived();
 }
@@ -338,7 +364,10 @@ async fn an_open_route_gets_no_credential_and_a_locked_one_only_the_verified_one
         ))
         .await;
     let got = received(status, &text);
-    assert_eq!(got.header_values("authorization"), [format!("Bearer {bearer}").as_str()]);
+    assert_eq!(
+        got.header_values("authorization"),
+        [format!("Bearer {bearer}").as_str()]
+    );
     assert_eq!(got.header("cookie"), None);
     // An optional route with a credential it cannot verify as a bearer
     // (Basic): no identity, and the unverified header stays behind.
@@ -350,7 +379,8 @@ async fn an_open_route_gets_no_credential_and_a_locked_one_only_the_verified_one
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_can_pass_credentials_on_as_sent() {
-    let extra = "[[services]]\nname = \"idp\"\n[[routes]]\nprefix = \"/idp\"\nservice = \"open\"\npass_credentials = true\n";
+    let extra =
+        "[[services]]\nname = \"idp\"\n[[routes]]\nprefix = \"/idp\"\nservice = \"open\"\npass_credentials = true\n";
     let f = Fixture::start(extra).await;
     let (status, text) = f
         .send("GET /idp/logout HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer t\r\nCookie: SESSION=abc")
@@ -364,7 +394,10 @@ async fn a_route_can_pass_credentials_on_as_sent() {
 async fn a_bearer_separated_by_a_tab_is_recognised() {
     let f = Fixture::start("").await;
     let (status, text) = f
-        .send(&format!("GET /locked/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: bearer\t{}", token()))
+        .send(&format!(
+            "GET /locked/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: bearer\t{}",
+            token()
+        ))
         .await;
     assert_eq!(received(status, &text).header_values("x-user-id"), ["u_7"]);
 }
@@ -384,7 +417,10 @@ async fn forwarding_headers_are_the_gateways_not_the_clients() {
     assert_eq!(got.header_values("x-real-ip"), ["127.0.0.1"]);
     assert_eq!(got.header("forwarded"), None);
     assert_eq!(got.header_values("x-forwarded-host"), ["gw.test"]);
-    assert_eq!(got.header_values("x-forwarded-port"), [f.gateway.port().to_string().as_str()]);
+    assert_eq!(
+        got.header_values("x-forwarded-port"),
+        [f.gateway.port().to_string().as_str()]
+    );
     assert_eq!(got.header_values("x-forwarded-proto"), ["http"]);
 }
 

@@ -163,7 +163,10 @@ async fn plain_http_to_the_tls_port_is_answered_400_saying_to_use_https() {
         .await
         .expect("the gateway closes the connection instead of waiting");
     assert!(sent.starts_with("HTTP/1.1 400 "), "a plain-HTTP answer: {sent:?}");
-    assert!(sent.contains(r#""error":"https_required""#) && sent.contains("https://"), "{sent:?}");
+    assert!(
+        sent.contains(r#""error":"https_required""#) && sent.contains("https://"),
+        "{sent:?}"
+    );
     // And the port still speaks TLS to those who do.
     let r = https_client(&pki)
         .get(format!("https://localhost:{}/healthz", tls.addr.port()))
