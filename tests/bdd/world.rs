@@ -46,6 +46,9 @@ pub struct GantryWorld {
     pub echoes: Echoes,
     /// A rogue server and its registration attempts (steps/trust.rs).
     pub rogue: Option<Rogue>,
+    /// The routes file the scenario's gateways read (steps/routes.rs),
+    /// removed when the scenario ends.
+    pub routes: Option<crate::steps::routes::RoutesFile>,
     /// Where the shared stack's logs stood when the scenario started, so a
     /// failure keeps only what was written during it (`None`: the shared
     /// stack was not running yet, so all of it).

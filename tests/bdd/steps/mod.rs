@@ -7,6 +7,7 @@ mod faults;
 mod identity;
 mod input;
 mod mutants;
+pub(crate) mod routes;
 mod stack;
 mod tls;
 mod tokens;

@@ -25,7 +25,7 @@ use crate::world::GantryWorld;
 /// is a generous ceiling, not an expected time.
 const SNAPSHOT_FOLLOWS_WITHIN: Duration = Duration::from_secs(5);
 
-fn echo<'w>(w: &'w GantryWorld, id: &str) -> &'w EchoInstance {
+pub(crate) fn echo<'w>(w: &'w GantryWorld, id: &str) -> &'w EchoInstance {
     w.echoes
         .instances
         .iter()
@@ -34,7 +34,7 @@ fn echo<'w>(w: &'w GantryWorld, id: &str) -> &'w EchoInstance {
 }
 
 /// The last request echo `id` received.
-fn last_received(w: &mut GantryWorld, id: &str) -> Received {
+pub(crate) fn last_received(w: &mut GantryWorld, id: &str) -> Received {
     echo(w, id)
         .echo
         .received()
@@ -62,7 +62,12 @@ async fn gateway_instances(admin: &str, service: &str) -> Result<Vec<String>, St
 }
 
 /// Waits until every gateway's snapshot of `service` satisfies `ok`.
-async fn until_every_gateway(w: &GantryWorld, service: &str, what: &str, ok: impl Fn(&[String]) -> bool + Clone) {
+pub(crate) async fn until_every_gateway(
+    w: &GantryWorld,
+    service: &str,
+    what: &str,
+    ok: impl Fn(&[String]) -> bool + Clone,
+) {
     for admin in w.target().admins.clone() {
         let service = service.to_owned();
         let ok = ok.clone();
@@ -75,7 +80,7 @@ async fn until_every_gateway(w: &GantryWorld, service: &str, what: &str, ok: imp
 }
 
 /// The address the gateway sees this machine's connections come from.
-async fn client_address(gateway: &str) -> String {
+pub(crate) async fn client_address(gateway: &str) -> String {
     let authority = gateway.trim_start_matches("http://").trim_end_matches('/');
     let stream = tokio::net::TcpStream::connect(authority)
         .await
