@@ -6,10 +6,14 @@
 //!
 //! - one algorithm is pinned per key; the token's `alg` must equal it, so an
 //!   HS256 token "signed" with a published Ed25519 key is refused;
-//! - `kid` is only ever a lookup key into keys we already hold; `jku`/`x5u`
-//!   are never followed;
-//! - `exp`, `iat`, `iss`, `aud`, `sub` and `jti` must be present, `nbf` is
-//!   honoured, and the leeway is at most [`MAX_LEEWAY`];
+//! - `kid` must be present, even when one key is trusted, and is only ever
+//!   a lookup key into keys we already hold; `jku`/`x5u` are never
+//!   followed; `crit` is refused, as no extension is implemented
+//!   (RFC 7515 §4.1.11);
+//! - `exp`, `iat`, `iss`, `aud`, `sub` and `jti` must be present (`sub` and
+//!   `jti` not empty), `nbf` is honoured when present, an `iat` in the
+//!   future is refused like an `nbf` in the future (auth reads `iat` to age
+//!   a session), and the leeway is at most [`MAX_LEEWAY`];
 //! - tokens are explicitly typed (RFC 8725 §3.11) and audience-scoped
 //!   (§3.12): an access token (`typ: at+jwt`, `aud` = the audience) is
 //!   never accepted where a service token (`typ: service+jwt`, `aud` = the
@@ -97,7 +101,7 @@ impl Claims {
 pub enum JwtError {
     #[error("token is malformed")]
     Malformed,
-    #[error("token has no kid and more than one key is trusted")]
+    #[error("token has no kid")]
     MissingKid,
     #[error("token names an unknown key id")]
     UnknownKid,
@@ -117,6 +121,8 @@ pub enum JwtError {
     MissingClaim,
     #[error("token is of the wrong type for this use")]
     WrongType,
+    #[error("token has a critical header extension this verifier does not implement")]
+    UnsupportedHeader,
 }
 
 impl From<jsonwebtoken::errors::Error> for JwtError {
@@ -478,6 +484,9 @@ struct Validations {
 /// swapped whole when the JWKS changes.
 pub struct KeySet {
     keys: HashMap<String, (VerificationKey, Validations)>,
+    /// Clock skew tolerated, in seconds (on `iat` here; on `exp` and `nbf`
+    /// in the validations).
+    leeway: u64,
 }
 
 impl KeySet {
@@ -498,6 +507,8 @@ impl KeySet {
                     v.validate_nbf = true;
                     v.set_issuer(&[issuer]);
                     v.set_audience(&[aud]);
+                    // jsonwebtoken can require only these (and `nbf`); `iat`
+                    // and `jti` are required by [`Claims`]' types instead.
                     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
                     v
                 };
@@ -508,7 +519,10 @@ impl KeySet {
                 (key.kid.clone(), (key, validations))
             })
             .collect();
-        Self { keys }
+        Self {
+            keys,
+            leeway: leeway.as_secs(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -540,12 +554,15 @@ impl KeySet {
 
     /// Verifies a token that must be of `kind`: its `typ` and audience.
     pub fn verify_as(&self, kind: TokenKind, token: &str) -> Result<Claims, JwtError> {
+        // A header without `alg` (or with one not known) does not parse.
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
-        let (key, validations) = match header.kid.as_deref() {
-            Some(kid) => self.keys.get(kid).ok_or(JwtError::UnknownKid)?,
-            None if self.keys.len() == 1 => self.keys.values().next().ok_or(JwtError::UnknownKid)?,
-            None => return Err(JwtError::MissingKid),
-        };
+        if header.crit.is_some() {
+            return Err(JwtError::UnsupportedHeader);
+        }
+        // Every token auth signs names its key; one that does not is not
+        // ours, even when a single key is trusted.
+        let kid = header.kid.as_deref().ok_or(JwtError::MissingKid)?;
+        let (key, validations) = self.keys.get(kid).ok_or(JwtError::UnknownKid)?;
         if header.alg != key.alg {
             return Err(JwtError::WrongAlgorithm);
         }
@@ -556,11 +573,14 @@ impl KeySet {
             TokenKind::Access => &validations.access,
             TokenKind::Service => &validations.service,
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, validation)?;
-        if data.claims.jti.is_empty() || data.claims.sub.is_empty() {
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.key, validation)?.claims;
+        if claims.jti.is_empty() || claims.sub.is_empty() {
             return Err(JwtError::MissingClaim);
         }
-        Ok(data.claims)
+        if claims.iat > now_secs().saturating_add(self.leeway) {
+            return Err(JwtError::NotYetValid);
+        }
+        Ok(claims)
     }
 
     /// The `kid` a token names, if it parses at all.
