@@ -227,9 +227,22 @@ mod tests {
 
     #[test]
     fn args_are_split_on_nul_without_a_trailing_empty_one() {
-        let mut child = Command::new("sleep").arg("30").spawn().expect("spawning sleep");
+        use std::io::{BufRead as _, BufReader, Write as _};
+        use std::process::Stdio;
+        // `cat -` echoing a line back proves it has exec'd: read any sooner
+        // and the cmdline is the forked parent's, or empty.
+        let mut child = Command::new("cat")
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawning cat");
+        child.stdin.as_mut().unwrap().write_all(b"up\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line, "up\n");
         let got = args(child.id()).expect("our child's cmdline");
-        assert_eq!(got.last().map(Vec::as_slice), Some(&b"30"[..]));
+        assert_eq!(got.last().map(Vec::as_slice), Some(&b"-"[..]));
         assert_eq!(got.len(), 2);
         child.kill().unwrap();
         child.wait().unwrap();
