@@ -35,6 +35,12 @@ Feature: Identity at the gateway
       | from the wrong issuer   |
       | for the wrong audience  |
       | missing its jti         |
+      | missing its exp         |
+      | missing its iat         |
+      | missing its iss         |
+      | missing its aud         |
+      | missing its sub         |
+      | issued in the future    |
       | a service token         |
       | untyped                 |
 

@@ -30,8 +30,8 @@ Feature: HTTPS through a gateway that terminates TLS
     When 200 requests are sent to /users/me with 4 concurrent callers as "uma"
     Then no request failed
 
-  Scenario: Plain HTTP sent to the TLS port gets no answer and no hang
-    Then a plain-HTTP request to the gateway's TLS port gets its connection closed unanswered
+  Scenario: Plain HTTP sent to the TLS port is answered 400, saying to use https, and closed
+    Then a plain-HTTP request to the gateway's TLS port is answered 400 "https_required" and its connection closed
 
   Scenario: A client that does not trust the CA cannot connect
     Then a client that does not trust the stack's CA fails the TLS handshake, and one that does gets through

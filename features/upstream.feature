@@ -31,7 +31,7 @@ Feature: What reaches an upstream
     And echo upstream "echo-1" received none of the headers X-User-Id, X-Forwarded-User, X-Consumer-Username, X-Authenticated-Userid, X-Remote-User, Remote-User
     And echo upstream "echo-1" received none of the headers Connection, X-Hop-Secret, Keep-Alive, Proxy-Authorization, Proxy-Connection, TE, Trailer
     And echo upstream "echo-1" received "Authorization: Bearer" with the JWT of "ursula"'s session in Redis
-    And echo upstream "echo-1" received X-Forwarded-For "203.0.113.7" followed by the client's address
+    And echo upstream "echo-1" received X-Forwarded-For with only the client's address, not the "203.0.113.7" it claimed
     And echo upstream "echo-1" received the X-Request-Id the gateway answered with
 
   @needs:fresh-stack

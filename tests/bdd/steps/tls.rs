@@ -33,8 +33,10 @@ fn port(w: &GantryWorld) -> u16 {
     port.unwrap_or_else(|| panic!("no port in {gateway}"))
 }
 
-#[then("a plain-HTTP request to the gateway's TLS port gets its connection closed unanswered")]
-async fn plain_http_is_closed(w: &mut GantryWorld) {
+/// A browser or curl pointed at `http://` on the TLS port gets a plain
+/// answer saying what to do, as nginx's 497 does, rather than a reset.
+#[then(regex = r#"^a plain-HTTP request to the gateway's TLS port is answered 400 "([\w-]+)" and its connection closed$"#)]
+async fn plain_http_is_answered(w: &mut GantryWorld, reason: String) {
     let mut s = TcpStream::connect(("127.0.0.1", port(w))).await.expect("connecting");
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
@@ -42,7 +44,8 @@ async fn plain_http_is_closed(w: &mut GantryWorld) {
     let sent = tokio::time::timeout(SLACK, read_to_close(&mut s))
         .await
         .expect("the gateway closes the connection instead of waiting");
-    assert!(!sent.contains("HTTP/1.1"), "no HTTP answer over plain text: {sent:?}");
+    assert!(sent.starts_with("HTTP/1.1 400"), "a 400 over plain text: {sent:?}");
+    assert!(sent.contains(&format!("\"{reason}\"")), "the reason {reason}: {sent:?}");
 }
 
 #[then("a client that does not trust the stack's CA fails the TLS handshake, and one that does gets through")]
