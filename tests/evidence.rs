@@ -125,7 +125,7 @@ fn a_failed_scenario_leaves_its_logs_and_their_tails_in_junit() {
         stderr.contains("bdd: fresh stack: gateway-1 ready"),
         "start-up progress on stderr:\n{stderr}"
     );
-    for log in ["gateway-1", "auth-1", "user-1", "redis", "registry"] {
+    for log in ["gateway-1", "auth-1", "user-1", "redis-1", "registry-1"] {
         let path = logs.join(format!("{log}.log"));
         assert!(path.is_file(), "{} was kept", path.display());
     }

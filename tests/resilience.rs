@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use gantry_harness::GantryStack as _;
 use gantry_harness::{Infra, StackBuilder, wait};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use gantry_harness::GantryStack as _;
 use gantry_harness::metrics::Scrape;
 use gantry_harness::{Infra, Stack, StackBuilder};
 use reqwest::StatusCode;

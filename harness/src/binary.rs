@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
 /// The variable that names the `gantry` executable, first in the search.
 pub const GANTRY_BIN: &str = "GANTRY_BIN";

@@ -1,7 +1,7 @@
 //! A piece of infrastructure a test can break, whichever provider runs it.
 
-use crate::HarnessError;
 use crate::containers::Container;
+use crate::error::HarnessError;
 use crate::process::Process;
 
 // A stack holds two of these; their size does not matter.
@@ -65,6 +65,26 @@ impl Component {
         match self {
             Component::Process(p) => p.stop().await,
             Component::Container(c) => c.remove().await,
+        }
+    }
+
+    /// The last `lines` lines of its output.
+    pub async fn log_tail(&self, lines: usize) -> String {
+        match self {
+            Component::Process(p) => p.log_tail(lines),
+            Component::Container(c) => {
+                let all = c.logs().await;
+                let all: Vec<&str> = all.lines().collect();
+                all[all.len().saturating_sub(lines)..].join("\n")
+            }
+        }
+    }
+
+    /// Where its output is: a file, or the container's logs.
+    pub fn log_place(&self) -> String {
+        match self {
+            Component::Process(p) => p.log_path().display().to_string(),
+            Component::Container(c) => format!("the logs of container {}", c.name()),
         }
     }
 

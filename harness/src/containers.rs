@@ -1,5 +1,7 @@
-//! The `containers` provider: Redis and the registry in Docker containers,
-//! through testcontainers.
+//! Running an image as a container, through testcontainers: what the
+//! `containers` provider runs Redis and the registry with, and what a
+//! service described with an image runs as. What runs in it (its image,
+//! command, files, readiness) is the stack's business, in its spec.
 //!
 //! Host ports are fixed at start, so a container stopped and started again
 //! (a fault a test injects) comes back where it was. They are published on
@@ -21,63 +23,19 @@ use std::time::Duration;
 use testcontainers::bollard::models::HostConfig;
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
-/// The Redis image unless `GANTRY_REDIS_IMAGE` says otherwise: a current Redis 7.
-pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.2";
-/// The Consul image unless `GANTRY_CONSUL_IMAGE` says otherwise: a current Consul 1.x.
-pub const DEFAULT_CONSUL_IMAGE: &str = "hashicorp/consul:1.20.5";
 /// The label every container of a stack carries.
 pub const LABEL: &str = "gantry.stack";
 /// How long a container may take to start.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Which images the provider runs.
-///
-/// | variable | default | meaning |
-/// |---|---|---|
-/// | `GANTRY_REDIS_IMAGE` | `redis:7.4.2` | Redis |
-/// | `GANTRY_CONSUL_IMAGE` | `hashicorp/consul:1.20.5` | Consul, run as `agent -dev` |
-/// | `GANTRY_REGISTRY_IMAGE` | — | Gantry's dev registry instead of Consul (`ci/images/build.sh` builds `gantry/registry`) |
-#[derive(Debug, Clone)]
-pub struct Images {
-    pub redis: String,
-    pub registry: Registry,
-}
-
-#[derive(Debug, Clone)]
-pub enum Registry {
-    Consul(String),
-    Dev(String),
-}
-
-impl Registry {
-    pub fn image(&self) -> &str {
-        match self {
-            Registry::Consul(i) | Registry::Dev(i) => i,
-        }
-    }
-}
-
-impl Images {
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let registry = match var("GANTRY_REGISTRY_IMAGE") {
-            Some(dev) => Registry::Dev(dev),
-            None => Registry::Consul(var("GANTRY_CONSUL_IMAGE").unwrap_or_else(|| DEFAULT_CONSUL_IMAGE.into())),
-        };
-        Self {
-            redis: var("GANTRY_REDIS_IMAGE").unwrap_or_else(|| DEFAULT_REDIS_IMAGE.into()),
-            registry,
-        }
-    }
-}
-
-/// Why containers cannot be used here, or `None` when they can: a Docker
-/// engine answers and the images are present (this workplace cannot pull).
-pub async fn unavailable_because(images: &Images) -> Option<String> {
+/// Why containers of these images cannot be run here, or `None` when they
+/// can: a Docker engine answers and every image is present (this workplace
+/// cannot pull).
+pub async fn unavailable_because(images: &[&str]) -> Option<String> {
     let docker = match testcontainers::bollard::Docker::connect_with_local_defaults() {
         Ok(d) => d,
         Err(e) => return Some(format!("no Docker engine ({e})")),
@@ -85,7 +43,7 @@ pub async fn unavailable_because(images: &Images) -> Option<String> {
     if let Err(e) = docker.ping().await {
         return Some(format!("the Docker engine does not answer ({e})"));
     }
-    for image in [images.redis.as_str(), images.registry.image()] {
+    for image in images {
         if docker.inspect_image(image).await.is_err() {
             return Some(format!(
                 "image {image} is not present (build it with ci/images/build.sh, or pull it)"
@@ -178,12 +136,6 @@ impl Container {
     }
 }
 
-/// Where Redis's configuration (its password) is put in its container.
-const REDIS_CONFIG: &str = "/etc/gantry-redis.conf";
-
-/// Where Consul's ACL configuration (its token) is put in its container.
-const CONSUL_ACL_CONFIG: &str = "/etc/gantry-consul-acl.hcl";
-
 /// The only host address containers are published on.
 pub const PUBLISH_ADDRESS: &str = "127.0.0.1";
 
@@ -206,7 +158,7 @@ fn publish_on_loopback_only(host_config: &mut HostConfig) {
 
 /// How a container is reached from the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Network {
+pub enum Network {
     /// Its own network; its port published on the host's loopback.
     Published,
     /// The host's network: it listens on the host's 127.0.0.1 itself, and
@@ -386,103 +338,49 @@ fn die_of(signal: libc::c_int) {
     }
 }
 
-/// Redis on host port `host_port`, persisting every write so a restart
-/// keeps sessions, and refusing clients without `password`.
-pub async fn redis(images: &Images, password: &str, host_port: u16) -> Result<Container, HarnessError> {
-    let (name, tag) = split_image(&images.redis);
-    let image = GenericImage::new(name, tag)
-        .with_exposed_port(6379.tcp())
-        .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"));
-    // The password travels in a file copied into the container, not on its
-    // command line, which `ps` on the host shows to every user. Protected mode
-    // stays on (the official image's entrypoint would turn it off otherwise);
-    // with a password it lets authenticated clients in from anywhere.
-    let config = format!("requirepass {password}\nprotected-mode yes\n");
-    start_on(
-        "redis",
-        host_port,
-        Network::Published,
-        image
-            .with_mapped_port(host_port, 6379.tcp())
-            .with_copy_to(REDIS_CONFIG, config.clone().into_bytes())
-            .with_cmd([
-                "redis-server",
-                REDIS_CONFIG,
-                "--bind",
-                "0.0.0.0",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ]),
-    )
-    .await
+/// Where a spec's private files are put inside its container.
+pub const FILES_DIR: &str = "/etc/gantry";
+
+/// A container to start: `image` running `cmd` (the image's own when
+/// empty) with `env` and `files` (name, contents) copied into [`FILES_DIR`],
+/// its program listening on `port` inside, reached on host port `host_port`
+/// as `network` says.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub name: &'a str,
+    pub image: &'a str,
+    pub port: u16,
+    pub host_port: u16,
+    pub network: Network,
+    pub cmd: &'a [String],
+    pub env: &'a [(String, String)],
+    pub files: &'a [(String, String)],
 }
 
-/// Consul (`agent -dev`) or the dev registry on host port `host_port`,
-/// with ACLs on and `token` as the management token. The dev registry runs
-/// on the host's network, listening on 127.0.0.1:`host_port` only.
-pub async fn registry(images: &Images, token: &str, host_port: u16) -> Result<Container, HarnessError> {
-    let (name, tag) = split_image(images.registry.image());
-    match &images.registry {
-        Registry::Consul(_) => {
-            // Consul stays on a network of its own: on the host's it would
-            // need every one of its ports chosen, and its checks are not
-            // the harness's (the services register themselves).
-            let image = GenericImage::new(name, tag)
-                .with_exposed_port(8500.tcp())
-                .with_wait_for(WaitFor::message_on_stdout("Synced node info"));
-            // ACLs on, default deny, `token` as the management token; in a
-            // file copied in, not on the command line the host's `ps` shows.
-            let acl = crate::stack::consul_acl_hcl(token).into_bytes();
-            start_on(
-                "registry",
-                host_port,
-                Network::Published,
-                image
-                    .with_mapped_port(host_port, 8500.tcp())
-                    .with_copy_to(CONSUL_ACL_CONFIG, acl)
-                    .with_cmd(["agent", "-dev", "-client", "0.0.0.0", "-config-file", CONSUL_ACL_CONFIG]),
-            )
-            .await
-        }
-        Registry::Dev(_) => {
-            // On the host's network, listening on the host's loopback only:
-            // the HTTP and TCP checks it runs for harness-registered
-            // instances must reach services that listen on 127.0.0.1 there,
-            // which a container's own loopback is not.
-            let image = GenericImage::new(name, tag).with_wait_for(WaitFor::message_on_stderr("dev registry serving"));
-            start_on(
-                "registry",
-                host_port,
-                Network::Host,
-                image
-                    .with_env_var("GANTRY_LISTEN", format!("{PUBLISH_ADDRESS}:{host_port}"))
-                    .with_env_var(crate::registry::ACL_TOKEN_VAR, token),
-            )
-            .await
-        }
+/// Starts the container `request` describes. Readiness is the caller's
+/// business (a spec's `Ready`), not a log wait here.
+pub async fn start(request: Request<'_>) -> Result<Container, HarnessError> {
+    let (image_name, tag) = split_image(request.image);
+    let mut image = GenericImage::new(image_name, tag).with_wait_for(WaitFor::Nothing);
+    if request.network == Network::Published {
+        image = image.with_exposed_port(request.port.tcp());
     }
-}
-
-/// A service of the stack from `image`, listening on `port` inside its
-/// container, published on host port `host_port`, with `env`. Readiness is
-/// the stack's business (its spec's [`crate::stack::Ready`]), not a log wait here.
-pub async fn service(
-    name: &str,
-    image: &str,
-    port: u16,
-    host_port: u16,
-    env: &[(String, String)],
-) -> Result<Container, HarnessError> {
-    let (image_name, tag) = split_image(image);
-    let mut request = GenericImage::new(image_name, tag)
-        .with_exposed_port(port.tcp())
-        .with_mapped_port(host_port, port.tcp());
-    for (k, v) in env {
-        request = request.with_env_var(k, v);
+    let mut built: ContainerRequest<GenericImage> = image.into();
+    if request.network == Network::Published {
+        built = built.with_mapped_port(request.host_port, request.port.tcp());
     }
-    start_on(name, host_port, Network::Published, request).await
+    for (k, v) in request.env {
+        built = built.with_env_var(k, v);
+    }
+    // Secrets travel in files copied in, not on a command line the host's
+    // `ps` shows to every user.
+    for (file, contents) in request.files {
+        built = built.with_copy_to(format!("{FILES_DIR}/{file}"), contents.clone().into_bytes());
+    }
+    if !request.cmd.is_empty() {
+        built = built.with_cmd(request.cmd.to_vec());
+    }
+    start_on(request.name, request.host_port, request.network, built).await
 }
 
 impl Container {

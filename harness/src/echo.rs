@@ -33,7 +33,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
+use crate::stack::{DEFAULT_CHECK_TTL, Stack, wait_passing};
 
 /// The largest request body an echo reads; a larger one is answered 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -336,8 +337,15 @@ impl EchoInstance {
         let registration = Registration::start(registry.clone(), reg)
             .await
             .map_err(|e| HarnessError::Unsupported(format!("registering echo upstream {id} as {service}: {e}")))?;
-        crate::stack::wait_passing(&registry, service, id, None).await?;
+        wait_passing(&registry, service, id, None).await?;
         Ok(Self { echo, registration })
+    }
+
+    /// Starts one registered as instance `id` of `service` in `stack`'s
+    /// registry (with its ACL token), heartbeated with the TTL the stack's
+    /// own services use.
+    pub async fn in_stack(stack: &Stack, service: &str, id: &str) -> Result<Self, HarnessError> {
+        Self::start(stack.registry(), service, id, DEFAULT_CHECK_TTL).await
     }
 
     pub fn id(&self) -> &str {
@@ -348,15 +356,6 @@ impl EchoInstance {
     /// server stops when this is dropped.
     pub async fn deregister(self) -> Result<(), RegistryError> {
         self.registration.deregister().await
-    }
-}
-
-impl crate::Stack {
-    /// Starts an [`EchoInstance`] registered as instance `id` of `service`
-    /// in this stack's registry (with its ACL token), heartbeated with the
-    /// TTL the stack's own services use.
-    pub async fn start_echo(&self, service: &str, id: &str) -> Result<EchoInstance, HarnessError> {
-        EchoInstance::start(self.registry(), service, id, crate::stack::DEFAULT_CHECK_TTL).await
     }
 }
 

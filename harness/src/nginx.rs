@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 use crate::ports::free_port;
 use crate::process::{Process, Spec};
 use crate::stack::which;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 
 /// How long a graceful stop may take before the process is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 use crate::process::Process;
 
 /// Pause between two checks of a readiness condition.

@@ -9,7 +9,7 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gantry_harness::containers::{self, Images};
+use gantry_harness::stack::infra::Images;
 use gantry_harness::{Infra, StackBuilder};
 
 /// How long the child may take to start its containers, and to be gone.
@@ -93,7 +93,7 @@ fn signalled_child_leaves_nothing(signal: libc::c_int) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_and_sigterm_leave_no_container_behind() {
-    if let Some(why) = containers::unavailable_because(&images()).await {
+    if let Some(why) = images().unavailable_because().await {
         eprintln!("SKIPPED: containers cannot run here: {why}");
         return;
     }

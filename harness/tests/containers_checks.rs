@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gantry_harness::containers::{self, Images};
+use gantry_harness::containers;
 use gantry_harness::{Check, Infra, Ready, Registration, ServiceSpec, StackBuilder};
 
 /// A service that answers 200 on `/health`, on the host's loopback only.
@@ -30,11 +30,7 @@ async fn a_containerised_registry_checks_services_on_the_hosts_loopback() {
     // SAFETY: set before this test starts any thread that reads the environment.
     unsafe { std::env::set_var("GANTRY_REGISTRY_IMAGE", &registry_image) };
     // No Redis here: only the registry's image must be present.
-    let needed = Images {
-        redis: registry_image.clone(),
-        registry: containers::Registry::Dev(registry_image.clone()),
-    };
-    if let Some(why) = containers::unavailable_because(&needed).await {
+    if let Some(why) = containers::unavailable_because(&[&registry_image]).await {
         eprintln!("SKIPPED: the dev registry cannot run in a container here: {why}");
         return;
     }

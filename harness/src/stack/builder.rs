@@ -5,14 +5,19 @@ use std::time::Duration;
 
 use gantry_common::jwt;
 
-use super::infra::{Infra, RegistryKind, acl_token, redis_password};
+use super::gantry::USER;
+use super::group::{Context, Group, peers};
+use super::infra::{self, Images, Infra, Provider, RegistryKind, Secrets};
+use super::progress::Progress;
+use super::readiness::redis_url;
 use super::role::{GATEWAY, Role};
-use super::services::Group;
-use super::spec::{READY_TIMEOUT, Ready, Registration, ServiceSpec};
-use super::{DEFAULT_CHECK_TTL, Progress, Stack};
-use crate::HarnessError;
-use crate::containers;
+use super::running::Stack;
+use super::spec::{READY_TIMEOUT, Ready, Registration, ServiceSpec, check_references};
+use crate::error::HarnessError;
 use crate::ports::is_free;
+
+/// The TTL the harness gives service checks: short, so failover shows quickly.
+pub const DEFAULT_CHECK_TTL: Duration = Duration::from_secs(2);
 
 /// The gateways of a stack: Gantry's gateway, `count` instances.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +158,7 @@ impl StackBuilder {
 
     /// How many user-service instances (at least 1), in a stack with Gantry's user service.
     pub fn users(mut self, n: usize) -> Self {
-        if let Some(user) = self.services.iter_mut().find(|s| s.name == "user") {
+        if let Some(user) = self.services.iter_mut().find(|s| s.name == USER) {
             user.replicas = n.max(1);
         }
         self
@@ -174,7 +179,7 @@ impl StackBuilder {
     /// Gateways that terminate TLS on their public port with a certificate
     /// from a private CA generated for this stack ([`crate::tls::TestPki`],
     /// in the stack's directory): their URLs are `https://localhost:<port>`
-    /// and [`super::Stack::ca_cert`] is the CA clients must trust. The admin
+    /// and [`super::running::Stack::ca_cert`] is the CA clients must trust. The admin
     /// port stays plain HTTP, so readiness is waited for there as ever.
     pub fn gateway_tls(mut self) -> Self {
         self.gateway_tls = true;
@@ -235,102 +240,130 @@ impl StackBuilder {
                 });
             }
         }
-        super::placeholders::check_references(&specs)?;
+        check_references(&specs)?;
         if let Some(port) = self.gateway.port
             && self.gateway.count > 0
             && !is_free(port)
         {
             return Err(HarnessError::PortBusy(port));
         }
-        let images = containers::Images::from_env();
-        let infra = match self.infra {
-            Infra::Auto => match containers::unavailable_because(&images).await {
-                None => Infra::Containers,
-                Some(why) => {
-                    progress(Progress::Note(&format!("using local processes: {why}")));
-                    Infra::Local
-                }
-            },
-            other => other,
-        };
-        if infra == Infra::Containers {
-            progress(Progress::Note(&format!(
-                "using containers: {} and {}",
-                images.redis,
-                images.registry.image()
-            )));
+        let provider = self.provider(progress).await;
+        let secrets = Secrets::generate();
+        let mut groups = Vec::new();
+        if self.redis {
+            let (role, spec) = infra::redis(&provider, &secrets.redis_password)?;
+            groups.push(Group::new(role, spec));
         }
+        let mut ctx = Context {
+            registry_token: secrets.registry_token.clone(),
+            common_env: self.env.clone(),
+            ..Context::default()
+        };
+        if let Some((role, spec)) = infra::registry(&provider, &self.binary, &secrets.registry_token)? {
+            groups.push(Group::new(role, spec));
+        }
+        groups.extend(specs.into_iter().map(|(role, spec)| Group::new(role, spec)));
         let dir = tempfile::Builder::new()
             .prefix("gantry-stack-")
             .tempdir()
             .map_err(|e| HarnessError::Io("creating the stack's temp dir".into(), e))?;
-        let mut stack = Stack {
-            dir,
-            redis: None,
-            registry: None,
-            groups: specs
-                .into_iter()
-                .map(|(role, spec)| Group {
-                    spec,
-                    role,
-                    instances: Vec::new(),
-                })
-                .collect(),
-            redis_url: String::new(),
-            registry_addr: String::new(),
-            gateway_urls: Vec::new(),
-            gateway_admin_urls: Vec::new(),
-            service_env: Vec::new(),
-            common_env: self.env.clone(),
-            binary: self.binary.clone(),
-            signing_seed: jwt::generate_seed(),
-            redis_password: redis_password(),
-            registry_token: acl_token(),
-            ca_cert: None,
+        ctx.dir = dir.path().to_owned();
+        let ca_cert = match self.gateway_tls && self.gateway.count > 0 {
+            true => Some(issue_gateway_certificate(dir.path(), &mut groups)?),
+            false => None,
         };
-        if self.gateway_tls
-            && self.gateway.count > 0
-            && let Err(e) = stack.issue_gateway_certificate()
+        let signing_seed = jwt::generate_seed();
+        match self
+            .bring_up(&provider, &mut groups, &mut ctx, &secrets, &signing_seed, progress)
+            .await
         {
-            stack.discard().await;
-            return Err(e);
-        }
-        match self.bring_up(&mut stack, infra, &images, progress).await {
-            Ok(()) => Ok(stack),
+            Ok(()) => Ok(Stack::new(dir, ctx, groups, self.binary, signing_seed, ca_cert)),
             Err(e) => {
-                stack.discard().await;
+                for g in groups.iter_mut().rev() {
+                    g.discard().await;
+                }
                 Err(e)
             }
         }
     }
 
+    /// Where the infrastructure comes from: [`Infra::Auto`] decided by
+    /// whether Docker answers and has the images.
+    async fn provider(&self, progress: &mut dyn FnMut(Progress<'_>)) -> Provider {
+        let images = Images::from_env();
+        let containers = match self.infra {
+            Infra::Local => false,
+            Infra::Containers => true,
+            Infra::Auto => match images.unavailable_because().await {
+                None => true,
+                Some(why) => {
+                    progress(Progress::Note(&format!("using local processes: {why}")));
+                    false
+                }
+            },
+        };
+        if !containers {
+            return Provider::Local(self.registry.clone());
+        }
+        progress(Progress::Note(&format!(
+            "using containers: {} and {}",
+            images.redis,
+            images.registry.image()
+        )));
+        Provider::Containers(images)
+    }
+
+    /// Starts every group's instances in order; once Redis and the
+    /// registry are up, what Gantry's components are given is known.
     async fn bring_up(
         &self,
-        stack: &mut Stack,
-        infra: Infra,
-        images: &containers::Images,
+        provider: &Provider,
+        groups: &mut [Group],
+        ctx: &mut Context,
+        secrets: &Secrets,
+        signing_seed: &[u8; 32],
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), HarnessError> {
-        match infra {
-            Infra::Containers => {
-                if self.redis {
-                    stack.start_redis_container(images, progress).await?;
-                }
-                stack.start_registry_container(images, progress).await?;
+        if let Provider::Local(RegistryKind::External { addr, token }) = provider {
+            progress(Progress::Starting("registry"));
+            let took = infra::wait_leader(addr).await?;
+            ctx.registry_addr = addr.trim_start_matches("http://").to_owned();
+            ctx.registry_token = token.clone().unwrap_or_default();
+            progress(Progress::Ready("registry", took));
+        }
+        let infra = groups
+            .iter()
+            .take_while(|g| matches!(g.role, Role::Redis | Role::Registry))
+            .count();
+        for g in 0..groups.len() {
+            if g == infra {
+                ctx.gantry_env = self.gantry_env(ctx, signing_seed);
             }
-            _ => {
-                if self.redis {
-                    stack.start_redis(progress).await?;
-                }
-                stack.start_registry(&self.registry, progress).await?;
+            for index in 1..=groups[g].spec.replicas {
+                let peers = peers(groups);
+                groups[g].start_instance(ctx, index, &peers, progress).await?;
+            }
+            let addr = groups[g].instances.first().map(|i| i.addr()).unwrap_or_default();
+            match groups[g].role {
+                Role::Redis => ctx.redis_url = redis_url(&addr, &secrets.redis_password),
+                Role::Registry => ctx.registry_addr = addr,
+                _ => {}
             }
         }
+        if infra == groups.len() {
+            ctx.gantry_env = self.gantry_env(ctx, signing_seed);
+        }
+        Ok(())
+    }
+
+    /// What Gantry's own components are given, once Redis and the registry are up.
+    fn gantry_env(&self, ctx: &Context, signing_seed: &[u8; 32]) -> Vec<(String, String)> {
         let ttl = gantry_common::config::format_duration(self.check_ttl);
-        stack.service_env = vec![
-            ("REDIS_URL".into(), stack.redis_url.clone()),
-            ("CONSUL_HTTP_ADDR".into(), format!("http://{}", stack.registry_addr)),
-            ("CONSUL_HTTP_TOKEN".into(), stack.registry_token.clone()),
-            ("GANTRY_JWT_SIGNING_KEY".into(), jwt::encode_seed(&stack.signing_seed)),
+        let mut env: Vec<(String, String)> = vec![
+            ("REDIS_URL".into(), ctx.redis_url.clone()),
+            ("CONSUL_HTTP_ADDR".into(), format!("http://{}", ctx.registry_addr)),
+            ("CONSUL_HTTP_TOKEN".into(), ctx.registry_token.clone()),
+            ("GANTRY_JWT_SIGNING_KEY".into(), jwt::encode_seed(signing_seed)),
             // Secure cookies only where the client speaks HTTPS: a client
             // would not send a Secure cookie back over plain HTTP.
             ("GANTRY_COOKIE_SECURE".into(), self.gateway_tls.to_string()),
@@ -346,14 +379,24 @@ impl StackBuilder {
             // Panics keep theirs (RUST_BACKTRACE).
             ("RUST_LIB_BACKTRACE".into(), "0".into()),
         ];
-        stack.service_env.extend(self.env.iter().cloned());
-        for g in 0..stack.groups.len() {
-            for index in 1..=stack.groups[g].spec.replicas {
-                stack.start_instance(g, index, progress).await?;
-            }
-        }
-        Ok(())
+        env.extend(self.env.iter().cloned());
+        env
     }
+}
+
+/// Generates the stack's CA and the gateways' certificate into `dir` and
+/// gives the gateways `GANTRY_TLS_CERT`/`GANTRY_TLS_KEY`. Returns the CA's path.
+fn issue_gateway_certificate(dir: &std::path::Path, groups: &mut [Group]) -> Result<PathBuf, HarnessError> {
+    let pki = crate::tls::TestPki::generate(dir)?;
+    for g in groups.iter_mut().filter(|g| g.role == Role::Gateway) {
+        g.spec
+            .env
+            .push(("GANTRY_TLS_CERT".into(), pki.server_cert.display().to_string()));
+        g.spec
+            .env
+            .push(("GANTRY_TLS_KEY".into(), pki.server_key.display().to_string()));
+    }
+    Ok(pki.ca_cert)
 }
 
 #[cfg(test)]

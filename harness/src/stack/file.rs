@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::builder::{GatewaySpec, StackBuilder};
 use super::infra::{Infra, RegistryKind};
 use super::spec::{Check, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT, DEFAULT_DEREGISTER_AFTER, Ready};
-use super::spec::{Registration, Run, ServiceSpec};
+use super::spec::{READY_TIMEOUT, Registration, Run, ServiceSpec};
 
 /// Why a stack file could not be used: which file, where, and what was expected.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +154,7 @@ impl StackFile {
             routes: g.routes.as_deref().map(resolve),
             env: g.env.into_iter().collect(),
             instance_env: Vec::new(),
-            ready_timeout: g.ready_timeout.map_or(super::READY_TIMEOUT, |d| d.0),
+            ready_timeout: g.ready_timeout.map_or(READY_TIMEOUT, |d| d.0),
         };
         Ok(Self {
             path: path.to_owned(),

@@ -1,19 +1,28 @@
-//! The stack's infrastructure: Redis and the registry, as local processes
-//! or containers, with the secrets that guard them.
+//! The stack's infrastructure, Redis and the registry, as [`ServiceSpec`]s
+//! like any service: a command or an image, the private files that hold
+//! their secrets, and a readiness ([`Ready::RedisPing`],
+//! [`Ready::RegistryLeader`]). They start through the same path as every
+//! instance; only what they are is written here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use gantry_common::jwt;
 use gantry_common::registry::RegistryClient;
 
 use super::launch;
-use super::{Progress, READY_TIMEOUT, Stack};
-use crate::HarnessError;
-use crate::component::Component;
+use super::role::Role;
+use super::spec::{Network, READY_TIMEOUT, Ready, Registration, Run, ServiceSpec};
 use crate::containers;
-use crate::process::{Process, Spec};
+use crate::error::HarnessError;
 use crate::wait;
+
+/// The Redis image unless `GANTRY_REDIS_IMAGE` says otherwise: a current Redis 7.
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.2";
+/// The Consul image unless `GANTRY_CONSUL_IMAGE` says otherwise: a current Consul 1.x.
+pub const DEFAULT_CONSUL_IMAGE: &str = "hashicorp/consul:1.20.5";
+/// How long an infrastructure container may take to be ready.
+const CONTAINER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where Redis and the registry come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,196 +63,225 @@ pub enum RegistryKind {
     External { addr: String, token: Option<String> },
 }
 
-impl Stack {
-    fn infra_spec(&self, name: &str, program: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Spec {
-        Spec {
-            name: name.to_owned(),
-            program,
-            args,
-            env,
-            log: self.dir.path().join(format!("{name}.log")),
+/// Which images the `containers` provider runs.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `GANTRY_REDIS_IMAGE` | `redis:7.4.2` | Redis |
+/// | `GANTRY_CONSUL_IMAGE` | `hashicorp/consul:1.20.5` | Consul, run as `agent -dev` |
+/// | `GANTRY_REGISTRY_IMAGE` | — | Gantry's dev registry instead of Consul (`ci/images/build.sh` builds `gantry/registry`) |
+#[derive(Debug, Clone)]
+pub struct Images {
+    pub redis: String,
+    pub registry: RegistryImage,
+}
+
+/// The registry's image: Consul's, or Gantry's dev registry's.
+#[derive(Debug, Clone)]
+pub enum RegistryImage {
+    Consul(String),
+    Dev(String),
+}
+
+impl RegistryImage {
+    pub fn image(&self) -> &str {
+        match self {
+            RegistryImage::Consul(i) | RegistryImage::Dev(i) => i,
         }
-    }
-
-    /// Redis as a process (`redis-server` from PATH), with a password.
-    pub(super) async fn start_redis(&mut self, progress: &mut dyn FnMut(Progress<'_>)) -> Result<(), HarnessError> {
-        progress(Progress::Starting("redis"));
-        let program = which("redis-server").ok_or_else(|| HarnessError::Missing {
-            program: "redis-server".into(),
-            hint: "install Redis (Debian: apt-get install redis-server) or put redis-server on PATH".into(),
-        })?;
-        // The password goes in a file only we can read (the stack's dir is
-        // 0700), not on the command line, which every user can see.
-        let config = self.dir.path().join("redis.conf");
-        write_private(&config, &format!("requirepass {}\n", self.redis_password))?;
-        let this = &*self;
-        let (process, url, took) = launch::on_free_port(None, async |port| {
-            let args = [
-                &config.display().to_string(),
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                // Persist every write, so a restarted Redis still has its sessions.
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--daemonize",
-                "no",
-                "--dir",
-                &this.dir.path().display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec();
-            let mut process = Process::start(this.infra_spec("redis", program.clone(), args, vec![]))?;
-            let url = redis_url(&format!("127.0.0.1:{port}"), &this.redis_password);
-            let took = wait::until("redis to answer PING", READY_TIMEOUT, Some(&mut process), || {
-                redis_ping(&url)
-            })
-            .await?;
-            Ok((process, url, took))
-        })
-        .await?;
-        self.redis_url = url;
-        self.redis = Some(Component::Process(process));
-        progress(Progress::Ready("redis", took));
-        Ok(())
-    }
-
-    /// Redis in a container.
-    pub(super) async fn start_redis_container(
-        &mut self,
-        images: &containers::Images,
-        progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<(), HarnessError> {
-        progress(Progress::Starting("redis"));
-        let started = tokio::time::Instant::now();
-        let password = self.redis_password.clone();
-        let (redis, url) = launch::on_free_port(None, async |port| {
-            let redis = containers::redis(images, &password, port).await?;
-            let url = redis_url(&format!("127.0.0.1:{port}"), &password);
-            wait::until("redis to answer PING", READY_TIMEOUT, None, || redis_ping(&url)).await?;
-            Ok((redis, url))
-        })
-        .await?;
-        self.redis_url = url;
-        self.redis = Some(Component::Container(redis));
-        progress(Progress::Ready("redis", started.elapsed()));
-        Ok(())
-    }
-
-    /// The registry in a container.
-    pub(super) async fn start_registry_container(
-        &mut self,
-        images: &containers::Images,
-        progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<(), HarnessError> {
-        progress(Progress::Starting("registry"));
-        let started = tokio::time::Instant::now();
-        let token = self.registry_token.clone();
-        let (registry, addr) = launch::on_free_port(None, async |port| {
-            let registry = containers::registry(images, &token, port).await?;
-            let addr = format!("127.0.0.1:{port}");
-            wait_leader(&addr, None).await?;
-            Ok((registry, addr))
-        })
-        .await?;
-        self.registry_addr = addr;
-        self.registry = Some(Component::Container(registry));
-        progress(Progress::Ready("registry", started.elapsed()));
-        Ok(())
-    }
-
-    /// The registry as a process: `consul agent -dev` or Gantry's dev
-    /// registry, as `kind` says.
-    pub(super) async fn start_registry(
-        &mut self,
-        kind: &RegistryKind,
-        progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<(), HarnessError> {
-        if let RegistryKind::External { addr, token } = kind {
-            progress(Progress::Starting("registry"));
-            let client = RegistryClient::new(addr);
-            let took = wait_leader(client.base_url(), None).await?;
-            self.registry_addr = client.base_url().trim_start_matches("http://").to_owned();
-            self.registry_token = token.clone().unwrap_or_default();
-            progress(Progress::Ready("registry", took));
-            return Ok(());
-        }
-        let consul = match kind {
-            RegistryKind::ConsulIfInstalled => {
-                which("consul").filter(|_| std::env::var_os("GANTRY_NO_CONSUL").is_none())
-            }
-            RegistryKind::Dev | RegistryKind::External { .. } => None,
-        };
-        let label = if consul.is_some() {
-            "registry (consul)"
-        } else {
-            "registry"
-        };
-        progress(Progress::Starting(label));
-        if consul.is_some() {
-            // ACLs on, default deny, our token as the management token:
-            // in a file only we can read, not on the command line.
-            write_private(&self.consul_acl_path(), &consul_acl_hcl(&self.registry_token))?;
-        }
-        let this = &*self;
-        let (process, addr, took) = launch::on_free_port(None, async |port| {
-            let addr = format!("127.0.0.1:{port}");
-            let spec = match &consul {
-                Some(consul) => {
-                    let any = launch::any_port;
-                    let mut args = consul_dev_args(port, [any()?, any()?, any()?]);
-                    args.extend(["-config-file".to_owned(), this.consul_acl_path().display().to_string()]);
-                    this.infra_spec("registry", consul.clone(), args, vec![])
-                }
-                None => this.infra_spec(
-                    "registry",
-                    this.binary.clone(),
-                    vec!["serve".into(), "registry".into()],
-                    vec![
-                        ("GANTRY_LISTEN".into(), addr.clone()),
-                        (crate::registry::ACL_TOKEN_VAR.into(), this.registry_token.clone()),
-                    ],
-                ),
-            };
-            let mut process = Process::start(spec)?;
-            let took = wait_leader(&addr, Some(&mut process)).await?;
-            Ok((process, addr, took))
-        })
-        .await?;
-        self.registry_addr = addr;
-        self.registry = Some(Component::Process(process));
-        progress(Progress::Ready(label, took));
-        Ok(())
-    }
-
-    fn consul_acl_path(&self) -> PathBuf {
-        self.dir.path().join("consul-acl.hcl")
     }
 }
 
-/// Waits until the registry at `addr` has a leader (Consul answers "" until then).
-async fn wait_leader(addr: &str, process: Option<&mut Process>) -> Result<Duration, HarnessError> {
+impl Images {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let registry = match var("GANTRY_REGISTRY_IMAGE") {
+            Some(dev) => RegistryImage::Dev(dev),
+            None => RegistryImage::Consul(var("GANTRY_CONSUL_IMAGE").unwrap_or_else(|| DEFAULT_CONSUL_IMAGE.into())),
+        };
+        Self {
+            redis: var("GANTRY_REDIS_IMAGE").unwrap_or_else(|| DEFAULT_REDIS_IMAGE.into()),
+            registry,
+        }
+    }
+
+    /// Why these images cannot run here, or `None` when they can.
+    pub async fn unavailable_because(&self) -> Option<String> {
+        containers::unavailable_because(&[&self.redis, self.registry.image()]).await
+    }
+}
+
+/// Where the infrastructure comes from, once [`Infra::Auto`] is decided.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// Local processes: `redis-server` from PATH, the registry as `kind` says.
+    Local(RegistryKind),
+    Containers(Images),
+}
+
+/// The secrets that guard the infrastructure, fresh for each stack.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// Redis's `requirepass`, carried in `REDIS_URL`.
+    pub redis_password: String,
+    /// The registry's management ACL token, given to services as `CONSUL_HTTP_TOKEN`.
+    pub registry_token: String,
+}
+
+impl Secrets {
+    pub fn generate() -> Self {
+        Self {
+            redis_password: redis_password(),
+            registry_token: acl_token(),
+        }
+    }
+}
+
+/// Redis as `provider` runs it: with a password (in a private file), every
+/// write persisted so a restarted Redis still has its sessions, ready when
+/// it answers `PING`, not in the registry.
+pub fn redis(provider: &Provider, password: &str) -> Result<(Role, ServiceSpec), HarnessError> {
+    let persist = ["--appendonly", "yes", "--appendfsync", "always"];
+    let spec = match provider {
+        Provider::Local(_) => {
+            let program = which("redis-server").ok_or_else(|| HarnessError::Missing {
+                program: "redis-server".into(),
+                hint: "install Redis (Debian: apt-get install redis-server) or put redis-server on PATH".into(),
+            })?;
+            let mut args = vec![
+                "{file:redis.conf}",
+                "--port",
+                "{port}",
+                "--bind",
+                "{host}",
+                "--save",
+                "",
+            ];
+            args.extend(persist);
+            args.extend(["--daemonize", "no", "--dir", "{dir}"]);
+            ServiceSpec::command("redis", program, args).file("redis.conf", format!("requirepass {password}\n"))
+        }
+        Provider::Containers(images) => {
+            let mut spec = ServiceSpec::image("redis", &images.redis, 6379);
+            let mut args = vec!["redis-server", "{file:redis.conf}", "--bind", "0.0.0.0"];
+            args.extend(persist);
+            if let Run::Image { args: run_args, .. } = &mut spec.run {
+                *run_args = args.into_iter().map(String::from).collect();
+            }
+            // Protected mode stays on (the official image's entrypoint would
+            // turn it off otherwise); with a password it lets authenticated
+            // clients in from anywhere.
+            spec.file("redis.conf", format!("requirepass {password}\nprotected-mode yes\n"))
+                .ready_timeout(CONTAINER_READY_TIMEOUT)
+        }
+    };
+    let spec = spec
+        .ready(Ready::RedisPing {
+            password: password.to_owned(),
+        })
+        .registration(Registration::Unregistered);
+    Ok((Role::Redis, spec))
+}
+
+/// The registry as `provider` runs it, with ACLs on and `token` as the
+/// management token, ready when it has a leader; `None` for an external one.
+pub fn registry(
+    provider: &Provider,
+    binary: &std::path::Path,
+    token: &str,
+) -> Result<Option<(Role, ServiceSpec)>, HarnessError> {
+    let spec = match provider {
+        Provider::Local(RegistryKind::External { .. }) => return Ok(None),
+        Provider::Local(kind) => {
+            let consul = match kind {
+                RegistryKind::ConsulIfInstalled => {
+                    which("consul").filter(|_| std::env::var_os("GANTRY_NO_CONSUL").is_none())
+                }
+                _ => None,
+            };
+            match consul {
+                Some(consul) => {
+                    let any = launch::any_port;
+                    let mut args = consul_dev_args([any()?, any()?, any()?]);
+                    args.extend(["-config-file".to_owned(), "{file:consul-acl.hcl}".to_owned()]);
+                    // ACLs on, default deny, our token as the management
+                    // token: in a file only we can read.
+                    ServiceSpec::command("registry", consul, args).file("consul-acl.hcl", consul_acl_hcl(token))
+                }
+                None => ServiceSpec::command("registry", binary, ["serve", "registry"])
+                    .env("GANTRY_LISTEN", "{host}:{port}")
+                    .env(gantry_registry::ACL_TOKEN_VAR, token),
+            }
+        }
+        Provider::Containers(images) => match &images.registry {
+            RegistryImage::Consul(image) => {
+                // Consul stays on a network of its own: on the host's it would
+                // need every one of its ports chosen, and its checks are not
+                // the harness's (the services register themselves).
+                let mut spec = ServiceSpec::image("registry", image, 8500);
+                if let Run::Image { args, .. } = &mut spec.run {
+                    *args = [
+                        "agent",
+                        "-dev",
+                        "-client",
+                        "0.0.0.0",
+                        "-config-file",
+                        "{file:consul-acl.hcl}",
+                    ]
+                    .map(String::from)
+                    .to_vec();
+                }
+                spec.file("consul-acl.hcl", consul_acl_hcl(token))
+            }
+            RegistryImage::Dev(image) => {
+                // On the host's network, listening on the host's loopback
+                // only: the HTTP and TCP checks it runs for harness-registered
+                // instances must reach services that listen on 127.0.0.1
+                // there, which a container's own loopback is not.
+                let mut spec = ServiceSpec::image("registry", image, 0)
+                    .env("GANTRY_LISTEN", "{host}:{port}")
+                    .env(gantry_registry::ACL_TOKEN_VAR, token);
+                if let Run::Image { network, .. } = &mut spec.run {
+                    *network = Network::Host;
+                }
+                spec
+            }
+        }
+        .ready_timeout(CONTAINER_READY_TIMEOUT),
+    };
+    let spec = spec
+        .ready(Ready::RegistryLeader)
+        .registration(Registration::Unregistered);
+    Ok(Some((Role::Registry, spec)))
+}
+
+/// Waits until the registry at `addr` (one the stack does not run) has a
+/// leader (Consul answers "" until then).
+pub async fn wait_leader(addr: &str) -> Result<Duration, HarnessError> {
     let client = RegistryClient::new(addr);
-    wait::until("the registry to elect a leader", READY_TIMEOUT, process, || {
+    wait::until("the registry to elect a leader", READY_TIMEOUT, None, || {
         let client = client.clone();
         async move { client.leader().await.map(|l| !l.is_empty()).map_err(|e| e.to_string()) }
     })
     .await
 }
 
-/// `consul agent -dev` on loopback with every port chosen, so several stacks
-/// (and a restart on the same ports) never collide; DNS and gRPC are off.
-fn consul_dev_args(http: u16, [serf_lan, serf_wan, server]: [u16; 3]) -> Vec<String> {
-    let mut args: Vec<String> = ["agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1"]
-        .map(String::from)
-        .to_vec();
+/// `consul agent -dev` on loopback with every port chosen (HTTP's is the
+/// instance's `{port}`), so several stacks (and a restart on the same ports)
+/// never collide; DNS and gRPC are off.
+fn consul_dev_args([serf_lan, serf_wan, server]: [u16; 3]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "agent",
+        "-dev",
+        "-bind",
+        "{host}",
+        "-client",
+        "{host}",
+        "-http-port",
+        "{port}",
+    ]
+    .map(String::from)
+    .to_vec();
     for (flag, port) in [
-        ("-http-port", i32::from(http)),
         ("-serf-lan-port", i32::from(serf_lan)),
         ("-serf-wan-port", i32::from(serf_wan)),
         ("-server-port", i32::from(server)),
@@ -257,35 +295,15 @@ fn consul_dev_args(http: u16, [serf_lan, serf_wan, server]: [u16; 3]) -> Vec<Str
     args
 }
 
-/// `PING` as a client of `url` (password included) does it: true on
-/// `PONG`; Redis's own error (e.g. `WRONGPASS`) otherwise.
-async fn redis_ping(url: &str) -> Result<bool, String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let ping = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(pong)) => Ok(pong == "PONG"),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer to PING within 2 s".to_owned()),
-    }
-}
-
-/// `redis://:<password>@<addr>`, the form `REDIS_URL` takes.
-pub fn redis_url(addr: &str, password: &str) -> String {
-    format!("redis://:{password}@{addr}")
-}
-
 /// A fresh Redis password: 32 random bytes from the OS, in hex (nothing to
 /// escape in a URL or a config file).
-pub(super) fn redis_password() -> String {
+fn redis_password() -> String {
     jwt::generate_seed().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A fresh ACL token in the UUID form Consul gives its tokens, from
 /// the OS's random source.
-pub(super) fn acl_token() -> String {
+fn acl_token() -> String {
     let mut b: [u8; 16] = jwt::generate_seed()[..16].try_into().expect("16 of 32 bytes");
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
@@ -307,21 +325,6 @@ pub(crate) fn consul_acl_hcl(token: &str) -> String {
         "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  enable_token_persistence = false\n  \
          tokens {{\n    initial_management = \"{token}\"\n    agent = \"{token}\"\n  }}\n}}\n"
     )
-}
-
-/// Writes `text` to a new file readable by this user only (0600).
-fn write_private(path: &Path, text: &str) -> Result<(), HarnessError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let what = || format!("writing {}", path.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| HarnessError::Io(what(), e))?;
-    file.write_all(text.as_bytes()).map_err(|e| HarnessError::Io(what(), e))
 }
 
 /// The full path of `program` on PATH.
@@ -355,10 +358,10 @@ mod tests {
 
     #[test]
     fn consul_dev_gets_every_port_explicitly() {
-        let args = consul_dev_args(8501, [9001, 9002, 9003]).join(" ");
-        assert!(args.starts_with("agent -dev -bind 127.0.0.1 -client 127.0.0.1"));
+        let args = consul_dev_args([9001, 9002, 9003]).join(" ");
+        assert!(args.starts_with("agent -dev -bind {host} -client {host}"));
         for part in [
-            "-http-port 8501",
+            "-http-port {port}",
             "-serf-lan-port 9001",
             "-serf-wan-port 9002",
             "-server-port 9003",

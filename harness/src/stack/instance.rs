@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use gantry_common::registry::{AgentRegistration, CheckDefinition};
 
-use super::readiness::{self, Probe};
+use super::readiness::{self, Probe, Target};
 use super::role::Role;
 use super::spec::{Check, Registration};
-use crate::HarnessError;
 use crate::component::Component;
+use crate::error::HarnessError;
 use crate::process::Process;
 
 /// An instance of a service (or a gateway): a process or a container, on
@@ -80,22 +80,12 @@ impl Instance {
 
     /// The last `lines` lines of its output.
     pub async fn log_tail(&self, lines: usize) -> String {
-        match &self.runner {
-            Component::Process(p) => p.log_tail(lines),
-            Component::Container(c) => {
-                let all = c.logs().await;
-                let all: Vec<&str> = all.lines().collect();
-                all[all.len().saturating_sub(lines)..].join("\n")
-            }
-        }
+        self.runner.log_tail(lines).await
     }
 
     /// Where its output is: a file, or the container's logs.
     pub fn log_place(&self) -> String {
-        match &self.runner {
-            Component::Process(p) => p.log_path().display().to_string(),
-            Component::Container(c) => format!("the logs of container {}", c.name()),
-        }
+        self.runner.log_place()
     }
 
     /// SIGKILL (or `docker kill`). A harness-registered instance stays
@@ -137,7 +127,21 @@ impl Instance {
     /// Waits until it is ready by its spec's readiness (and, when the
     /// harness registered it, passing in the registry).
     pub async fn wait_ready(&mut self) -> Result<Duration, HarnessError> {
-        readiness::wait_ready(self).await
+        let target = Target {
+            id: self.id.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            admin_port: self.admin_port,
+        };
+        readiness::wait_ready(&mut self.runner, &target, &self.probe, self.log_from).await
+    }
+
+    /// Kills it and forgets it: a failed start, or a stack torn down
+    /// because another part failed. Errors are moot by then.
+    pub(crate) async fn discard(&mut self) {
+        let _ = self.runner.kill().await;
+        let _ = self.runner.shut_down().await;
+        let _ = self.deregister().await;
     }
 
     /// Stops it for good; a harness-registered instance is deregistered.

@@ -4,7 +4,7 @@
 //! starting at the same time). Redis, the registry, services and gateways,
 //! processes and containers alike go through it.
 
-use crate::HarnessError;
+use crate::error::HarnessError;
 use crate::ports::free_port;
 
 /// How many ports to try before giving up.

@@ -5,10 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use super::role::Role;
-use super::spec::{Run, ServiceSpec};
-use crate::HarnessError;
-
 /// Every placeholder a spec may use.
 pub const KNOWN: [&str; 10] = [
     "port",
@@ -30,6 +26,10 @@ pub const KNOWN: [&str; 10] = [
 /// start in the order written, so only one started before can be named.
 pub const REFERENCES: [&str; 2] = ["url", "addr"];
 
+/// `{file:<name>}`: where the spec's private file `<name>` is, for the
+/// consumer (a path in the stack's directory, or inside the container).
+pub const FILE: &str = "file";
+
 /// The values for one instance.
 #[derive(Debug, Clone, Default)]
 pub struct Values {
@@ -46,12 +46,17 @@ pub struct Values {
     /// `host:port` of the first instance of each service started before
     /// this one, by service name: what `{url:…}` and `{addr:…}` read.
     pub peers: BTreeMap<String, String>,
+    /// Where the spec's private files are, by name: what `{file:…}` reads.
+    pub files: BTreeMap<String, String>,
 }
 
 impl Values {
     fn get(&self, name: &str) -> Option<String> {
-        if let Some((kind, service)) = name.split_once(':') {
-            let addr = self.peers.get(service)?;
+        if let Some((kind, of)) = name.split_once(':') {
+            if kind == FILE {
+                return self.files.get(of).cloned();
+            }
+            let addr = self.peers.get(of)?;
             return match kind {
                 "url" => Some(format!("http://{addr}")),
                 "addr" => Some(addr.clone()),
@@ -74,7 +79,7 @@ impl Values {
     }
 
     /// `text` with its placeholders filled; unknown ones are left as they
-    /// are ([`super::ServiceSpec::validate`] refuses them before any start,
+    /// are ([`super::spec::ServiceSpec::validate`] refuses them before any start,
     /// [`check_references`] a service not started before).
     pub fn fill(&self, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
@@ -102,6 +107,7 @@ impl Values {
 /// of [`REFERENCES`] with a service name.
 pub fn is_known(name: &str) -> bool {
     match name.split_once(':') {
+        Some((FILE, file)) => is_file_name(file),
         Some((kind, service)) => REFERENCES.contains(&kind) && is_service_name(service),
         None => KNOWN.contains(&name),
     }
@@ -111,7 +117,13 @@ pub fn is_known(name: &str) -> bool {
 pub fn expected() -> String {
     let simple = KNOWN.iter().map(|k| format!("{{{k}}}"));
     let references = REFERENCES.iter().map(|k| format!("{{{k}:<service>}}"));
-    simple.chain(references).collect::<Vec<_>>().join(", ")
+    let file = std::iter::once(format!("{{{FILE}:<name>}}"));
+    simple.chain(references).chain(file).collect::<Vec<_>>().join(", ")
+}
+
+/// A file name of a spec's: letters, digits, `-`, `_` and `.`, no path.
+fn is_file_name(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// Letters, digits, `-` and `_`, as [`ServiceSpec::validate`] wants of a name.
@@ -130,7 +142,7 @@ fn word_before_brace(text: &str) -> Option<&str> {
     };
     let is_word = !kind.is_empty()
         && kind.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-        && service.is_none_or(is_service_name);
+        && service.is_none_or(|s| is_service_name(s) || (kind == FILE && is_file_name(s)));
     is_word.then_some(word)
 }
 
@@ -146,49 +158,6 @@ pub fn names_in(text: &str) -> Vec<&str> {
         }
     }
     names
-}
-
-/// Checks that every `{url:…}` and `{addr:…}` in `specs` (in start order)
-/// names a service started before the one that uses it, so a typo or a
-/// wrong order is an error before anything starts, not an unfilled value
-/// a service trips over later.
-pub fn check_references(specs: &[(Role, ServiceSpec)]) -> Result<(), HarnessError> {
-    let mut before: Vec<&str> = Vec::new();
-    for (_, spec) in specs {
-        for text in texts(spec) {
-            for name in names_in(text) {
-                let Some((_, service)) = name.split_once(':') else {
-                    continue;
-                };
-                if !before.contains(&service) {
-                    let known = if before.is_empty() {
-                        "none is started before it".to_owned()
-                    } else {
-                        format!("expected one started before it: {}", before.join(", "))
-                    };
-                    return Err(HarnessError::BadSpec {
-                        service: spec.name.clone(),
-                        problem: format!(
-                            "{{{name}}} names no service started before it ({known}); services start in the order given"
-                        ),
-                    });
-                }
-            }
-        }
-        before.push(&spec.name);
-    }
-    Ok(())
-}
-
-/// The texts of `spec` placeholders are filled in.
-fn texts(spec: &ServiceSpec) -> Vec<&str> {
-    let mut texts: Vec<&str> = spec.env.iter().map(|(_, v)| v.as_str()).collect();
-    texts.extend(spec.instance_env.iter().map(|(_, _, v)| v.as_str()));
-    if let Run::Command { args, .. } = &spec.run {
-        texts.extend(args.iter().map(String::as_str));
-    }
-    texts.extend(spec.workdir.as_ref().and_then(|w| w.to_str()));
-    texts
 }
 
 #[cfg(test)]
@@ -228,28 +197,6 @@ mod tests {
         assert_eq!(names_in("{url:auth-v2} {url:} {x:a b}"), ["url:auth-v2"]);
         assert!(is_known("url:auth-v2") && is_known("addr:a_b") && is_known("port"));
         assert!(!is_known("uri:auth") && !is_known("url:") && !is_known("prot"));
-        assert!(expected().ends_with("{url:<service>}, {addr:<service>}"));
-    }
-
-    #[test]
-    fn a_reference_to_a_service_not_started_before_is_refused_by_name() {
-        let auth = ServiceSpec::command("auth", "auth", Vec::<String>::new());
-        let notes = ServiceSpec::command("notes", "notes", Vec::<String>::new())
-            .env("JWKS_URL", "{url:auth}/auth/.well-known/jwks.json");
-        let role = |s: &ServiceSpec| Role::Service(s.name.clone());
-        let in_order = [(role(&auth), auth.clone()), (role(&notes), notes.clone())];
-        assert!(check_references(&in_order).is_ok());
-        let e = check_references(&[(role(&notes), notes), (role(&auth), auth.clone())])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("service notes") && e.contains("{url:auth}") && e.contains("none is started before"),
-            "{e}"
-        );
-        let typo = ServiceSpec::command("notes", "notes", ["--jwks", "{url:auht}"]);
-        let e = check_references(&[(role(&auth), auth), (role(&typo), typo)])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("{url:auht}") && e.contains("before it: auth"), "{e}");
+        assert!(expected().ends_with("{url:<service>}, {addr:<service>}, {file:<name>}"));
     }
 }

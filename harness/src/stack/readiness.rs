@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use gantry_common::registry::RegistryClient;
 
-use super::instance::Instance;
-use super::spec::{Ready, Registration};
-use crate::HarnessError;
+use super::spec::{READY_TIMEOUT, Ready, Registration};
 use crate::component::Component;
 use crate::containers::Container;
+use crate::error::{HarnessError, NeverReady};
 use crate::wait;
 
 /// How long one readiness probe (an HTTP call, a TCP connect) may take.
@@ -31,23 +30,6 @@ pub struct Probe {
     pub registry: RegistryClient,
 }
 
-/// What the error for an instance that never became ready says: which
-/// instance of which service, what was awaited, what was last seen, and
-/// what it logged.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "{instance} (service {service}) was not ready within {waited:?}: awaited {awaited}; last seen: {last}; its log is {log}:\n{tail}"
-)]
-pub struct NeverReady {
-    pub service: String,
-    pub instance: String,
-    pub awaited: String,
-    pub waited: Duration,
-    pub last: String,
-    pub log: String,
-    pub tail: String,
-}
-
 /// Where to look for a log line.
 enum Logs<'a> {
     /// The process's log file, from `from` bytes on (this start's output).
@@ -55,39 +37,40 @@ enum Logs<'a> {
     Container(&'a Container),
 }
 
-/// The host address and ports a probe talks to.
-#[derive(Clone)]
-struct Target {
-    id: String,
-    host: String,
-    port: u16,
-    admin_port: Option<u16>,
+/// The instance a probe looks at: its id, and the host address and ports
+/// it serves on.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: String,
+    pub host: String,
+    pub port: u16,
+    pub admin_port: Option<u16>,
 }
 
-/// Waits until `inst` is ready. Fails at once if its process exits, and after
-/// its timeout with what was awaited and last seen.
-pub async fn wait_ready(inst: &mut Instance) -> Result<Duration, HarnessError> {
-    let target = Target {
-        id: inst.id.clone(),
-        host: inst.host.clone(),
-        port: inst.port,
-        admin_port: inst.admin_port,
-    };
-    let probe = inst.probe.clone();
-    let awaited = awaited(&probe, &target);
-    let result = match &mut inst.runner {
+/// Waits until the instance `target` names, run by `runner`, is ready by
+/// `probe` (its log read from byte `log_from` on). Fails at once if its
+/// process exits, and after the probe's timeout with what was awaited and
+/// last seen.
+pub async fn wait_ready(
+    runner: &mut Component,
+    target: &Target,
+    probe: &Probe,
+    log_from: u64,
+) -> Result<Duration, HarnessError> {
+    let awaited = awaited(probe, target);
+    let result = match runner {
         Component::Process(p) => {
             let log = p.log_path().to_owned();
-            let from = inst.log_from;
+            let from = log_from;
             wait::until(&awaited, probe.timeout, Some(p), || {
-                observe(&probe, &target, Logs::File(&log, from))
+                observe(probe, target, Logs::File(&log, from))
             })
             .await
         }
         Component::Container(c) => {
             let c = &*c;
             wait::until(&awaited, probe.timeout, None, || {
-                observe(&probe, &target, Logs::Container(c))
+                observe(probe, target, Logs::Container(c))
             })
             .await
         }
@@ -99,8 +82,8 @@ pub async fn wait_ready(inst: &mut Instance) -> Result<Duration, HarnessError> {
             awaited: what,
             waited,
             last,
-            log: inst.log_place(),
-            tail: inst.log_tail(TAIL_LINES).await,
+            log: runner.log_place(),
+            tail: runner.log_tail(TAIL_LINES).await,
         }))),
         other => other,
     }
@@ -113,6 +96,8 @@ fn awaited(probe: &Probe, t: &Target) -> String {
         Ready::Tcp => format!("port {} to accept connections", t.port),
         Ready::LogLine(m) => m.to_string(),
         Ready::Passing => return format!("{} to pass in the registry", t.id),
+        Ready::RedisPing { .. } => format!("redis on port {} to answer PING", t.port),
+        Ready::RegistryLeader => format!("the registry on port {} to elect a leader", t.port),
     };
     match probe.registration {
         Registration::ByHarness { .. } => format!("{ready} and {} to pass in the registry", t.id),
@@ -155,6 +140,19 @@ async fn observe(probe: &Probe, t: &Target, logs: Logs<'_>) -> Result<bool, Stri
             }
         }
         Ready::Passing => return passing(probe, &t.id).await,
+        Ready::RedisPing { password } => {
+            let url = redis_url(&format!("{}:{}", t.host, t.port), password);
+            if !redis_ping(&url).await? {
+                return Ok(false);
+            }
+        }
+        Ready::RegistryLeader => {
+            let client = RegistryClient::new(&format!("{}:{}", t.host, t.port));
+            let leader = client.leader().await.map_err(|e| e.to_string())?;
+            if leader.is_empty() {
+                return Err("no leader elected yet".into());
+            }
+        }
     }
     match probe.registration {
         Registration::ByHarness { .. } => passing(probe, &t.id).await,
@@ -196,13 +194,33 @@ pub async fn wait_passing(
         service: service.to_owned(),
         ready: Ready::Passing,
         registration: Registration::SelfRegisters,
-        timeout: super::READY_TIMEOUT,
+        timeout: READY_TIMEOUT,
         registry: registry.clone(),
     };
     wait::until(&format!("{id} to pass in the registry"), probe.timeout, process, || {
         passing(&probe, id)
     })
     .await
+}
+
+/// `redis://:<password>@<addr>`, the form `REDIS_URL` takes.
+pub fn redis_url(addr: &str, password: &str) -> String {
+    format!("redis://:{password}@{addr}")
+}
+
+/// `PING` as a client of `url` (password included) does it: true on
+/// `PONG`; Redis's own error (e.g. `WRONGPASS`) otherwise.
+async fn redis_ping(url: &str) -> Result<bool, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let ping = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
+        Ok(Ok(pong)) => Ok(pong == "PONG"),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer to PING within {PROBE_TIMEOUT:?}")),
+    }
 }
 
 /// The file's text from byte `from` on ("" if unreadable).

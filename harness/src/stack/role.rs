@@ -6,7 +6,7 @@
 pub enum Role {
     Redis,
     Registry,
-    /// A service described by a [`super::ServiceSpec`], under its name.
+    /// A service described by a [`super::spec::ServiceSpec`], under its name.
     Service(String),
     /// Gantry's gateway (its instances are `gateway-1`, `gateway-2`, …).
     Gateway,

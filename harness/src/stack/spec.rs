@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::placeholders;
-use crate::HarnessError;
+use super::role::Role;
+pub use crate::containers::Network;
+use crate::error::HarnessError;
 
 /// How long an instance may take to become ready unless its spec says otherwise.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,10 +27,17 @@ pub const DEFAULT_DEREGISTER_AFTER: Duration = Duration::from_secs(30);
 pub enum Run {
     /// Any executable or script: `program` with `args` (placeholders filled).
     Command { program: PathBuf, args: Vec<String> },
-    /// A container image (through testcontainers); `port` is the port the
-    /// service listens on inside the container, published on a free
-    /// loopback port of the host.
-    Image { image: String, port: u16 },
+    /// A container image (through testcontainers) running `args` (its own
+    /// command when empty; placeholders filled). On [`Network::Published`]
+    /// `port` is the port the service listens on inside the container,
+    /// published on a free loopback port of the host; on [`Network::Host`]
+    /// it listens on the host's loopback itself, on `{port}`.
+    Image {
+        image: String,
+        port: u16,
+        args: Vec<String>,
+        network: Network,
+    },
 }
 
 /// How a log line is recognised.
@@ -77,6 +86,11 @@ pub enum Ready {
     LogLine(LogMatch),
     /// The registry lists it as passing.
     Passing,
+    /// Redis answers `PING` with `PONG` to a client with this password.
+    RedisPing { password: String },
+    /// A Consul API (Consul, or Gantry's dev registry) names its leader:
+    /// Consul answers `""` until it has elected one.
+    RegistryLeader,
 }
 
 impl Ready {
@@ -166,8 +180,9 @@ impl Registration {
 /// placeholders, filled per instance: `{port}`, `{admin_port}`, `{host}`,
 /// `{id}` (e.g. `greeter-2`), `{index}` (2), `{name}` (`greeter`),
 /// `{registry}` (`http://host:port`), `{registry_token}`, `{redis}` (the
-/// `REDIS_URL`), `{dir}` (the stack's log and state directory), and
-/// `{url:<service>}` / `{addr:<service>}` of a service started before.
+/// `REDIS_URL`), `{dir}` (the stack's log and state directory),
+/// `{url:<service>}` / `{addr:<service>}` of a service started before, and
+/// `{file:<name>}`, where one of its [`ServiceSpec::files`] is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceSpec {
     /// The service's name in the registry, and the stem of its instance ids.
@@ -189,6 +204,11 @@ pub struct ServiceSpec {
     /// Given the stack's Gantry settings (signing key, check TTL, Redis and
     /// registry variables): only Gantry's own components read them.
     pub gantry_env: bool,
+    /// Files (name, contents) written before an instance starts, readable
+    /// by this user only (0600): secrets that must not be on a command line
+    /// every user can see (`ps`). `{file:<name>}` is where one is: in the
+    /// stack's directory for a command, copied into an image's container.
+    pub files: Vec<(String, String)>,
 }
 
 impl ServiceSpec {
@@ -215,6 +235,8 @@ impl ServiceSpec {
             Run::Image {
                 image: image.into(),
                 port,
+                args: Vec::new(),
+                network: Network::Published,
             },
         )
     }
@@ -233,6 +255,7 @@ impl ServiceSpec {
             port: None,
             admin_port: false,
             gantry_env: false,
+            files: Vec::new(),
         }
     }
 
@@ -294,6 +317,31 @@ impl ServiceSpec {
         self
     }
 
+    /// A private file (see [`ServiceSpec::files`]).
+    pub fn file(mut self, name: impl Into<String>, contents: impl Into<String>) -> Self {
+        self.files.push((name.into(), contents.into()));
+        self
+    }
+
+    /// The texts placeholders are filled in: environment, arguments, the
+    /// working directory.
+    pub(crate) fn texts(&self) -> Vec<(String, &str)> {
+        let mut texts: Vec<(String, &str)> = self.env.iter().map(|(k, v)| (format!("env {k}"), v.as_str())).collect();
+        texts.extend(
+            self.instance_env
+                .iter()
+                .map(|(n, k, v)| (format!("env {k} of instance {n}"), v.as_str())),
+        );
+        let args = match &self.run {
+            Run::Command { args, .. } | Run::Image { args, .. } => args,
+        };
+        texts.extend(args.iter().map(|a| ("an argument".to_owned(), a.as_str())));
+        if let Some(w) = self.workdir.as_ref().and_then(|w| w.to_str()) {
+            texts.push(("the working directory".into(), w));
+        }
+        texts
+    }
+
     /// Everything that can be wrong with a spec before anything is started:
     /// a bad name, no replicas, an unknown placeholder, readiness the
     /// registration cannot give.
@@ -322,19 +370,7 @@ impl ServiceSpec {
                     .into(),
             ));
         }
-        let mut texts: Vec<(String, &str)> = self.env.iter().map(|(k, v)| (format!("env {k}"), v.as_str())).collect();
-        texts.extend(
-            self.instance_env
-                .iter()
-                .map(|(n, k, v)| (format!("env {k} of instance {n}"), v.as_str())),
-        );
-        if let Run::Command { args, .. } = &self.run {
-            texts.extend(args.iter().map(|a| ("an argument".to_owned(), a.as_str())));
-        }
-        let workdir = self.workdir.as_ref().map(|w| w.display().to_string());
-        if let Some(w) = &workdir {
-            texts.push(("the working directory".into(), w));
-        }
+        let texts = self.texts();
         for (place, text) in texts {
             for name in placeholders::names_in(text) {
                 if !placeholders::is_known(name) {
@@ -345,6 +381,11 @@ impl ServiceSpec {
                 }
                 if name == "redis" && !has_redis {
                     return Err(bad(format!("{{redis}} in {place}, but the stack has no Redis")));
+                }
+                if let Some(file) = name.strip_prefix("file:")
+                    && !self.files.iter().any(|(f, _)| f == file)
+                {
+                    return Err(bad(format!("{{{name}}} in {place}, but the spec has no file {file:?}")));
                 }
                 if name == "admin_port" && !self.admin_port {
                     return Err(bad(format!(
@@ -357,9 +398,72 @@ impl ServiceSpec {
     }
 }
 
+/// Checks that every `{url:…}` and `{addr:…}` in `specs` (in start order)
+/// names a service started before the one that uses it, so a typo or a
+/// wrong order is an error before anything starts, not an unfilled value
+/// a service trips over later.
+pub fn check_references(specs: &[(Role, ServiceSpec)]) -> Result<(), HarnessError> {
+    let mut before: Vec<&str> = Vec::new();
+    for (_, spec) in specs {
+        for (_, text) in spec.texts() {
+            for name in placeholders::names_in(text) {
+                let Some((kind, service)) = name.split_once(':') else {
+                    continue;
+                };
+                if !placeholders::REFERENCES.contains(&kind) || before.contains(&service) {
+                    continue;
+                }
+                let known = if before.is_empty() {
+                    "none is started before it".to_owned()
+                } else {
+                    format!("expected one started before it: {}", before.join(", "))
+                };
+                return Err(HarnessError::BadSpec {
+                    service: spec.name.clone(),
+                    problem: format!(
+                        "{{{name}}} names no service started before it ({known}); services start in the order given"
+                    ),
+                });
+            }
+        }
+        before.push(&spec.name);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_to_a_service_not_started_before_is_refused_by_name() {
+        let auth = ServiceSpec::command("auth", "auth", Vec::<String>::new());
+        let notes = ServiceSpec::command("notes", "notes", Vec::<String>::new())
+            .env("JWKS_URL", "{url:auth}/auth/.well-known/jwks.json");
+        let role = |s: &ServiceSpec| Role::Service(s.name.clone());
+        let in_order = [(role(&auth), auth.clone()), (role(&notes), notes.clone())];
+        assert!(check_references(&in_order).is_ok());
+        let e = check_references(&[(role(&notes), notes), (role(&auth), auth.clone())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("service notes") && e.contains("{url:auth}") && e.contains("none is started before"),
+            "{e}"
+        );
+        let typo = ServiceSpec::command("notes", "notes", ["--jwks", "{url:auht}"]);
+        let e = check_references(&[(role(&auth), auth), (role(&typo), typo)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("{url:auht}") && e.contains("before it: auth"), "{e}");
+    }
+
+    #[test]
+    fn a_file_placeholder_names_a_file_of_the_spec() {
+        let spec = ServiceSpec::command("redis", "redis-server", ["{file:redis.conf}"]);
+        let e = spec.validate(true).unwrap_err().to_string();
+        assert!(e.contains("no file \"redis.conf\""), "{e}");
+        assert!(spec.file("redis.conf", "requirepass x\n").validate(true).is_ok());
+    }
 
     #[test]
     fn a_spec_with_an_unknown_placeholder_is_refused_by_name() {

@@ -10,7 +10,8 @@ use cucumber::step::{Collection, Context};
 
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re};
-use crate::{HarnessError, Stack};
+use crate::error::HarnessError;
+use crate::stack::Stack;
 
 /// What can be done to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,28 +77,11 @@ pub trait Faults {
     fn inflict<'a>(&'a mut self, service: &'a str, n: usize, fault: Fault) -> FaultFuture<'a>;
 }
 
-/// The parts of a [`Stack`] that are not services but can still be broken:
-/// each has one instance.
-const INFRASTRUCTURE: [&str; 2] = ["redis", "registry"];
-
-fn nth<'a, T>(items: &'a mut [T], service: &str, n: usize) -> Result<&'a mut T, FaultError> {
-    let count = items.len();
-    n.checked_sub(1)
-        .and_then(|i| items.get_mut(i))
-        .ok_or_else(|| FaultError::NoSuchInstance {
-            service: service.to_owned(),
-            n,
-            count,
-        })
-}
-
-/// Any service of the stack by name and index (`Stack::instance_mut`), and
-/// Redis and the registry as instance 1 of `"redis"` and `"registry"`.
+/// Any part of the stack by name and index (`Stack::instance_mut`): its
+/// services and gateways, and Redis and the registry (`"redis"`,
+/// `"registry"`, instance 1), which are instances like any other.
 impl Faults for Stack {
     fn instance_id(&self, service: &str, n: usize) -> Result<String, FaultError> {
-        if INFRASTRUCTURE.contains(&service) {
-            return Ok(service.to_owned());
-        }
         self.instance(service, n)
             .map(|i| i.id().to_owned())
             .map_err(|e| FaultError::UnknownService {
@@ -114,26 +98,6 @@ impl Faults for Stack {
                 n,
                 source: Box::new(source),
             };
-            if INFRASTRUCTURE.contains(&service) {
-                let component = match service {
-                    "redis" => self.redis_mut(),
-                    _ => self.registry_mut(),
-                };
-                let mut one: Vec<_> = component.into_iter().collect();
-                let component = nth(&mut one, service, n)?;
-                let done = match fault {
-                    Fault::Kill => component.kill().await,
-                    Fault::Stop => component.stop().await,
-                    Fault::Pause => component.pause().await,
-                    Fault::Resume => component.resume().await,
-                    Fault::Restart => match component.stop().await {
-                        Ok(()) => component.start_again().await,
-                        Err(e) => Err(e),
-                    },
-                    Fault::StartAgain => component.start_again().await,
-                };
-                return done.map_err(failed);
-            }
             let instance = self.instance_mut(service, n).map_err(failed)?;
             let done = match fault {
                 Fault::Kill => instance.kill().await,

@@ -75,7 +75,7 @@ pub use faults::{Fault, FaultError, Faults};
 pub use shared::{Lease, SharedStack};
 pub use state::StepState;
 
-use crate::Stack;
+use crate::stack::Stack;
 
 /// What the library's steps need of a team's `World`. Only
 /// [`gateway_url`](StackWorld::gateway_url) and

@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::{HarnessError, Stack};
+use crate::error::HarnessError;
+use crate::stack::Stack;
 
 /// A running stack scenarios take turns with. Clones share it.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use cucumber::{then, when};
+use gantry_harness::GantryStack as _;
 use gantry_harness::client::Auth;
 
 use super::eventually;

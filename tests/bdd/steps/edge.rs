@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use cucumber::{given, then, when};
+use gantry_harness::GantryStack as _;
 use gantry_harness::metrics::Scrape;
 use gantry_harness::raw::{read_response, read_to_close};
 use tokio::io::AsyncWriteExt;

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use cucumber::{then, when};
+use gantry_harness::GantryStack as _;
 use gantry_harness::client::Auth;
 use gantry_harness::metrics::Scrape;
 

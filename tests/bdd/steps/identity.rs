@@ -6,6 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cucumber::{given, then, when};
 use gantry_common::jwt::{self, Claims, Signer};
+use gantry_harness::GantryStack as _;
 use gantry_harness::client::{Answer, Auth, SetCookie};
 use serde_json::{Value, json};
 

@@ -12,6 +12,7 @@ use cucumber::{given, then, when};
 use gantry_common::session;
 use gantry_gateway::Declared;
 use gantry_harness::client::{Answer, Sent};
+use gantry_harness::echo::EchoInstance;
 use gantry_harness::metrics::Scrape;
 use gantry_harness::raw::read_to_close;
 use gantry_harness::stack::role::GATEWAY;
@@ -130,9 +131,7 @@ async fn fresh_stack_behind(w: &mut GantryWorld, step: &Step) {
         .filter(|name| !own.contains(name))
         .collect();
     for service in &echoed {
-        let started = w
-            .stack()
-            .start_echo(service, service)
+        let started = EchoInstance::in_stack(w.stack(), service, service)
             .await
             .unwrap_or_else(|e| panic!("echo upstream {service}: {e}"));
         w.echoes.instances.push(started);

@@ -35,7 +35,9 @@ fn port(w: &GantryWorld) -> u16 {
 
 /// A browser or curl pointed at `http://` on the TLS port gets a plain
 /// answer saying what to do, as nginx's 497 does, rather than a reset.
-#[then(regex = r#"^a plain-HTTP request to the gateway's TLS port is answered 400 "([\w-]+)" and its connection closed$"#)]
+#[then(
+    regex = r#"^a plain-HTTP request to the gateway's TLS port is answered 400 "([\w-]+)" and its connection closed$"#
+)]
 async fn plain_http_is_answered(w: &mut GantryWorld, reason: String) {
     let mut s = TcpStream::connect(("127.0.0.1", port(w))).await.expect("connecting");
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")

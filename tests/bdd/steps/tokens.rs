@@ -3,6 +3,7 @@
 //! directly, past the gateway.
 
 use cucumber::then;
+use gantry_harness::GantryStack as _;
 use serde_json::json;
 
 use crate::world::GantryWorld;

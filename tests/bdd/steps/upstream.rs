@@ -11,6 +11,7 @@ use cucumber::{given, then, when};
 use gantry_common::registry::TtlState;
 use gantry_common::session;
 use gantry_gateway::{BASE_EJECTION, MAX_EJECTION};
+use gantry_harness::GantryStack as _;
 use gantry_harness::client::{Answer, Auth};
 use gantry_harness::echo::{EchoInstance, Mode, Received, attempts_allowed};
 use gantry_harness::metrics::Scrape;
@@ -96,9 +97,7 @@ async fn echoes_only(w: &mut GantryWorld, list: String, service: String) {
     );
     let ids = quoted(&list);
     for id in &ids {
-        let started = w
-            .stack()
-            .start_echo(&service, id)
+        let started = EchoInstance::in_stack(w.stack(), &service, id)
             .await
             .unwrap_or_else(|e| panic!("echo upstream {id}: {e}"));
         w.echoes.instances.push(started);
@@ -198,7 +197,9 @@ async fn received_session_jwt(w: &mut GantryWorld, id: String, name: String) {
 
 /// The client is not a trusted proxy (`[edge] trusted_proxies` is empty), so
 /// the X-Forwarded-For it sent is replaced by the address it connected from.
-#[then(regex = r#"^echo upstream "([\w-]+)" received X-Forwarded-For with only the client's address, not the "([^"]+)" it claimed$"#)]
+#[then(
+    regex = r#"^echo upstream "([\w-]+)" received X-Forwarded-For with only the client's address, not the "([^"]+)" it claimed$"#
+)]
 async fn received_forwarded_for(w: &mut GantryWorld, id: String, claimed: String) {
     let client = client_address(&w.gateway()).await;
     let got = last_received(w, &id);

@@ -1,0 +1,277 @@
+//! A service of a stack as it runs: its spec, its role and its instances,
+//! and starting one more of them from the spec: its port, its private files,
+//! its environment with placeholders filled, a process or a container, its
+//! registration when the harness is the one to register it, and the wait
+//! until it is ready, all through the one start-on-a-free-port routine.
+//! Redis, the registry, services and gateways all start here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gantry_common::registry::RegistryClient;
+
+use super::instance::Instance;
+use super::launch;
+use super::placeholders::Values;
+use super::progress::Progress;
+use super::readiness::Probe;
+use super::role::Role;
+use super::spec::{Network, Run, ServiceSpec};
+use crate::component::Component;
+use crate::containers::{self, FILES_DIR};
+use crate::error::HarnessError;
+use crate::process::{self, Process};
+
+/// The loopback address every instance serves on.
+pub const HOST: &str = "127.0.0.1";
+
+/// What every instance of a stack is started with: where its files go, how
+/// the infrastructure is reached, and the environment the stack gives.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The stack's directory (0700): logs, private files, Redis's data.
+    pub dir: PathBuf,
+    /// `host:port` of the registry's HTTP API ("" until it is up).
+    pub registry_addr: String,
+    /// The registry's management ACL token (`CONSUL_HTTP_TOKEN`).
+    pub registry_token: String,
+    /// `REDIS_URL` ("" until Redis is up, or when the stack has none).
+    pub redis_url: String,
+    /// What Gantry's own components are given ([`ServiceSpec::gantry_env`]).
+    pub gantry_env: Vec<(String, String)>,
+    /// What every other instance is given ([`super::builder::StackBuilder::env`]).
+    pub common_env: Vec<(String, String)>,
+}
+
+impl Context {
+    /// A client of the registry holding its ACL token (as the services do).
+    pub fn registry(&self) -> RegistryClient {
+        RegistryClient::new(&self.registry_addr).with_token(Some(self.registry_token.clone()))
+    }
+}
+
+/// A service of a stack: its spec, its role and its instances by index.
+#[derive(Debug)]
+pub struct Group {
+    pub spec: ServiceSpec,
+    pub role: Role,
+    pub instances: Vec<Instance>,
+}
+
+/// `host:port` of the first instance of each group that has one: what
+/// `{url:<service>}` and `{addr:<service>}` name.
+pub fn peers(groups: &[Group]) -> BTreeMap<String, String> {
+    groups
+        .iter()
+        .filter_map(|g| Some((g.spec.name.clone(), g.instances.first()?.addr())))
+        .collect()
+}
+
+impl Group {
+    pub fn new(role: Role, spec: ServiceSpec) -> Self {
+        Self {
+            spec,
+            role,
+            instances: Vec::new(),
+        }
+    }
+
+    /// Starts instance `index` (1-based) and waits until it is ready. On
+    /// failure nothing of it is left running.
+    pub async fn start_instance(
+        &mut self,
+        ctx: &Context,
+        index: usize,
+        peers: &BTreeMap<String, String>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Duration, HarnessError> {
+        let id = format!("{}-{index}", self.spec.name);
+        progress(Progress::Starting(&id));
+        let fixed = if index == 1 { self.spec.port } else { None };
+        let (spec, role) = (&self.spec, &self.role);
+        let (instance, took) = launch::on_free_port(fixed, async |port| {
+            try_instance(ctx, spec, role, index, port, peers).await
+        })
+        .await?;
+        let at = self
+            .instances
+            .iter()
+            .position(|i| i.index > index)
+            .unwrap_or(self.instances.len());
+        self.instances.insert(at, instance);
+        progress(Progress::Ready(&id, took));
+        Ok(took)
+    }
+
+    /// Kills every instance at once and forgets them.
+    pub async fn discard(&mut self) {
+        for i in &mut self.instances {
+            i.discard().await;
+        }
+    }
+}
+
+/// One attempt on `port`.
+async fn try_instance(
+    ctx: &Context,
+    spec: &ServiceSpec,
+    role: &Role,
+    index: usize,
+    port: u16,
+    peers: &BTreeMap<String, String>,
+) -> Result<(Instance, Duration), HarnessError> {
+    let id = format!("{}-{index}", spec.name);
+    let admin_port = if spec.admin_port {
+        Some(launch::any_port()?)
+    } else {
+        None
+    };
+    let mut values = Values {
+        port,
+        admin_port,
+        host: HOST.to_owned(),
+        id: id.clone(),
+        index,
+        name: spec.name.clone(),
+        registry: format!("http://{}", ctx.registry_addr),
+        registry_token: ctx.registry_token.clone(),
+        redis: ctx.redis_url.clone(),
+        dir: ctx.dir.display().to_string(),
+        peers: peers.clone(),
+        files: BTreeMap::new(),
+    };
+    match &spec.run {
+        Run::Command { .. } => {
+            let dir = write_files(&ctx.dir, spec)?;
+            values.files = spec
+                .files
+                .iter()
+                .map(|(name, _)| (name.clone(), dir.join(name).display().to_string()))
+                .collect();
+        }
+        Run::Image {
+            port: inside, network, ..
+        } => {
+            values.files = spec
+                .files
+                .iter()
+                .map(|(name, _)| (name.clone(), format!("{FILES_DIR}/{name}")))
+                .collect();
+            if *network == Network::Published {
+                // Inside its container the service listens on every interface
+                // of the container, on the port its image expects.
+                values.port = *inside;
+                values.host = "0.0.0.0".to_owned();
+            }
+        }
+    }
+    let mut env = if spec.gantry_env {
+        ctx.gantry_env.clone()
+    } else {
+        ctx.common_env.clone()
+    };
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), values.fill(v))));
+    env.extend(
+        spec.instance_env
+            .iter()
+            .filter(|(n, _, _)| *n == index)
+            .map(|(_, k, v)| (k.clone(), values.fill(v))),
+    );
+    let log = ctx.dir.join(format!("{id}.log"));
+    let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let runner = match &spec.run {
+        Run::Command { program, args } => {
+            let pspec = process::Spec {
+                name: id.clone(),
+                program: program.clone(),
+                args: args.iter().map(|a| values.fill(a)).collect(),
+                env,
+                log,
+            };
+            let dir = spec
+                .workdir
+                .as_ref()
+                .map(|d| PathBuf::from(values.fill(&d.display().to_string())));
+            Component::Process(Process::start_in(pspec, dir)?)
+        }
+        Run::Image {
+            image,
+            port: inside,
+            args,
+            network,
+        } => {
+            let cmd: Vec<String> = args.iter().map(|a| values.fill(a)).collect();
+            Component::Container(
+                containers::start(containers::Request {
+                    name: &id,
+                    image,
+                    port: *inside,
+                    host_port: port,
+                    network: *network,
+                    cmd: &cmd,
+                    env: &env,
+                    files: &spec.files,
+                })
+                .await?,
+            )
+        }
+    };
+    let mut instance = Instance {
+        role: role.clone(),
+        id,
+        index,
+        host: HOST.to_owned(),
+        port,
+        admin_port,
+        runner,
+        probe: Probe {
+            service: spec.name.clone(),
+            ready: spec.ready.clone(),
+            registration: spec.registration.clone(),
+            timeout: spec.ready_timeout,
+            registry: ctx.registry(),
+        },
+        log_from,
+    };
+    let ready = match instance.register().await {
+        Ok(()) => instance.wait_ready().await,
+        Err(e) => Err(e),
+    };
+    match ready {
+        Ok(took) => Ok((instance, took)),
+        Err(e) => {
+            instance.discard().await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes `spec`'s private files (0600) into a folder of its own in the
+/// stack's directory; returns the folder.
+fn write_files(stack_dir: &Path, spec: &ServiceSpec) -> Result<PathBuf, HarnessError> {
+    let dir = stack_dir.join("files").join(&spec.name);
+    if spec.files.is_empty() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| HarnessError::Io(format!("creating {}", dir.display()), e))?;
+    for (name, contents) in &spec.files {
+        write_private(&dir.join(name), contents)?;
+    }
+    Ok(dir)
+}
+
+/// Writes `text` to a file readable by this user only (0600).
+fn write_private(path: &Path, text: &str) -> Result<(), HarnessError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let what = || format!("writing {}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| HarnessError::Io(what(), e))?;
+    file.write_all(text.as_bytes()).map_err(|e| HarnessError::Io(what(), e))
+}
