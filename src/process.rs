@@ -239,7 +239,9 @@ mod tests {
             .expect("spawning cat");
         child.stdin.as_mut().unwrap().write_all(b"up\n").unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line, "up\n");
         let got = args(child.id()).expect("our child's cmdline");
         assert_eq!(got.last().map(Vec::as_slice), Some(&b"-"[..]));

@@ -138,7 +138,7 @@ fn a_failed_scenario_leaves_its_logs_and_their_tails_in_junit() {
         .unwrap_or_else(|| panic!("the failure names a trace-id:\n{junit}"));
     assert!(trace_id.bytes().all(|b| b.is_ascii_hexdigit()), "{trace_id}");
     let auth = std::fs::read_to_string(logs.join("auth-1.log")).unwrap();
-    let auth = gantry_harness::evidence::tail(&auth, usize::MAX);
+    let auth = gantry_harness::report::evidence::tail(&auth, usize::MAX);
     assert!(
         auth.lines()
             .any(|l| l.contains(&trace_id) && l.contains("request_id=") && l.contains("status=404")),

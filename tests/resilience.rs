@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gantry_harness::GantryStack as _;
-use gantry_harness::{Infra, StackBuilder, wait};
+use gantry_harness::run::wait;
+use gantry_harness::{Infra, StackBuilder};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -15,7 +16,7 @@ fn builder() -> StackBuilder {
 
 /// Registers and logs in a user; returns its token and `SESSION=…` cookie.
 async fn login(gw: &str, username: &str) -> (String, String) {
-    let mut user = gantry_harness::client::UserClient::new(gw, username);
+    let mut user = gantry_harness::drive::client::UserClient::new(gw, username);
     let registered = user.register().await.unwrap();
     assert_eq!(registered.status, 201, "{}", registered.body);
     let login = user.login().await.unwrap();
@@ -27,7 +28,7 @@ async fn login(gw: &str, username: &str) -> (String, String) {
 async fn traffic_flows_through_a_registry_outage_and_new_instances_appear_after_it() {
     let mut stack = builder().users(2).start(&mut |_| {}).await.unwrap();
     let gw = stack.gateway_url().to_owned();
-    let http = gantry_harness::client::http_client(None);
+    let http = gantry_harness::drive::client::http_client(None);
     let (token, _) = login(&gw, "reg").await;
     let get = || http.get(format!("{gw}/users/me")).bearer_auth(&token).send();
 
@@ -73,7 +74,7 @@ async fn p2c_balancing_spreads_requests_evenly() {
         .await
         .unwrap();
     let gw = stack.gateway_url();
-    let http = gantry_harness::client::http_client(None);
+    let http = gantry_harness::drive::client::http_client(None);
     let (token, _) = login(gw, "pat").await;
     let mut counts = HashMap::<String, f64>::new();
     let n = 600;
@@ -107,7 +108,7 @@ async fn hs256_mode_accepts_tokens_minted_with_the_shared_secret() {
         .await
         .unwrap();
     let gw = stack.gateway_url();
-    let http = gantry_harness::client::http_client(None);
+    let http = gantry_harness::drive::client::http_client(None);
     let (token, cookie) = login(gw, "hal").await;
     let me = http
         .get(format!("{gw}/users/me"))

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gantry_harness::GantryStack as _;
-use gantry_harness::metrics::Scrape;
+use gantry_harness::drive::metrics::Scrape;
 use gantry_harness::{Infra, Stack, StackBuilder};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ async fn start(users: usize) -> Stack {
 }
 
 fn client() -> reqwest::Client {
-    gantry_harness::client::http_builder(None).build().unwrap()
+    gantry_harness::drive::client::http_builder(None).build().unwrap()
 }
 
 struct Session {
@@ -63,7 +63,7 @@ where
         let r = request().await.map_err(|e| e.to_string())?;
         Ok(r.status() == status)
     };
-    gantry_harness::wait::until(what, Duration::from_secs(secs), None, check)
+    gantry_harness::run::wait::until(what, Duration::from_secs(secs), None, check)
         .await
         .unwrap();
 }
@@ -247,7 +247,7 @@ async fn bad_input_gets_a_4xx_with_a_json_reason_and_the_gateway_keeps_serving()
 
     // The gateway answers oversized requests without reading them and closes
     // the connection, as nginx does; a client must not reuse it after that.
-    let once = gantry_harness::client::http_builder(None)
+    let once = gantry_harness::drive::client::http_builder(None)
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
@@ -461,7 +461,7 @@ async fn a_killed_instance_costs_callers_nothing() {
 
     // The dead instance's TTL check expires and it leaves ?passing.
     let registry = stack.registry();
-    gantry_harness::wait::until("user-2 to leave ?passing", Duration::from_secs(15), None, || {
+    gantry_harness::run::wait::until("user-2 to leave ?passing", Duration::from_secs(15), None, || {
         let registry = registry.clone();
         async move {
             let r = registry

@@ -1,6 +1,7 @@
 //! Why the harness could not do what was asked: one error type for every
 //! part of it, each message saying what to do next.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Why the harness could not do what was asked. Every message says what to do next.
@@ -45,7 +46,7 @@ pub enum HarnessError {
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
     #[error("the gateways' TLS certificate: {0}")]
-    Tls(#[from] crate::tls::PkiError),
+    Tls(#[from] PkiError),
     /// An instance that never became ready; boxed, it is large.
     #[error("{0}")]
     NeverReady(Box<NeverReady>),
@@ -76,4 +77,17 @@ pub struct NeverReady {
     pub last: String,
     pub log: String,
     pub tail: String,
+}
+
+/// Why the stack's TLS files (`crate::run::tls::TestPki`) could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generating the test certificates failed")]
+    Generate(#[from] rcgen::Error),
+    #[error("writing {path} failed")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gantry_harness::containers;
+use gantry_harness::run::containers;
 use gantry_harness::{Check, Infra, Ready, Registration, ServiceSpec, StackBuilder};
 
 /// A service that answers 200 on `/health`, on the host's loopback only.

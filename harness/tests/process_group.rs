@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use gantry_harness::process::{Process, Spec};
-use gantry_harness::wait;
+use gantry_harness::run::process::{Process, Spec};
+use gantry_harness::run::wait;
 
 /// Live processes whose command line is `sleep <marker>`.
 fn sleeping(marker: &str) -> usize {

@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gantry_harness::run::wait;
 use gantry_harness::stack::RegistryKind;
 use gantry_harness::stack::file::StackFile;
-use gantry_harness::{Check, HarnessError, Infra, Ready, Registration, ServiceSpec, Stack, StackBuilder, wait};
+use gantry_harness::{Check, HarnessError, Infra, Ready, Registration, ServiceSpec, Stack, StackBuilder};
 
 /// A greeter: `GET /health` answers 200 (503 when `SICK` is set), `GET /`
 /// answers `<GREETING> from <INSTANCE>`; it says when it listens.

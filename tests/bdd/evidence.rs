@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use cucumber::gherkin::{Feature, Scenario};
-use gantry_harness::evidence::{self, CaseOutput, DEFAULT_TAIL_LINES, Skipped};
+use gantry_harness::report::evidence::{self, CaseOutput, DEFAULT_TAIL_LINES, Skipped};
 
 use crate::target;
 use crate::world::GantryWorld;

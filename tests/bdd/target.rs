@@ -8,7 +8,7 @@ use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::gherkin::{Feature, GherkinEnv, Rule, Scenario};
 use cucumber::tag::Ext as _;
 use gantry_common::config;
-use gantry_harness::client::UserClient;
+use gantry_harness::drive::client::UserClient;
 use gantry_harness::{Infra, Stack, StackBuilder};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -284,7 +284,7 @@ impl Target {
     /// the system's roots, `GANTRY_CA_CERT` and the stack's own CA, so an
     /// `https://` gateway is called as an `http://` one is.
     pub fn http_builder(&self) -> reqwest::ClientBuilder {
-        gantry_harness::client::http_builder(self.ca_cert.as_deref())
+        gantry_harness::drive::client::http_builder(self.ca_cert.as_deref())
     }
 
     /// A user of the first gateway, called `name`, with a client as

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gantry_common::registry::RegistryClient;
-use gantry_harness::client::{Answer, Credentials, UserClient};
-use gantry_harness::echo::{Echo, EchoInstance};
-use gantry_harness::load::LoadReport;
+use gantry_harness::drive::client::{Answer, Credentials, UserClient};
+use gantry_harness::drive::echo::{Echo, EchoInstance};
+use gantry_harness::drive::load::LoadReport;
 use gantry_harness::steps::{StackWorld, StepState};
 use gantry_harness::{LogMarks, Stack};
 use tokio::time::Instant;

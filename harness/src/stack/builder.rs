@@ -14,7 +14,7 @@ use super::role::{GATEWAY, Role};
 use super::running::Stack;
 use super::spec::{READY_TIMEOUT, Ready, Registration, ServiceSpec, check_references};
 use crate::error::HarnessError;
-use crate::ports::is_free;
+use crate::run::ports::is_free;
 
 /// The TTL the harness gives service checks: short, so failover shows quickly.
 pub const DEFAULT_CHECK_TTL: Duration = Duration::from_secs(2);
@@ -177,7 +177,7 @@ impl StackBuilder {
     }
 
     /// Gateways that terminate TLS on their public port with a certificate
-    /// from a private CA generated for this stack ([`crate::tls::TestPki`],
+    /// from a private CA generated for this stack ([`crate::run::tls::TestPki`],
     /// in the stack's directory): their URLs are `https://localhost:<port>`
     /// and [`super::running::Stack::ca_cert`] is the CA clients must trust. The admin
     /// port stays plain HTTP, so readiness is waited for there as ever.
@@ -387,7 +387,7 @@ impl StackBuilder {
 /// Generates the stack's CA and the gateways' certificate into `dir` and
 /// gives the gateways `GANTRY_TLS_CERT`/`GANTRY_TLS_KEY`. Returns the CA's path.
 fn issue_gateway_certificate(dir: &std::path::Path, groups: &mut [Group]) -> Result<PathBuf, HarnessError> {
-    let pki = crate::tls::TestPki::generate(dir)?;
+    let pki = crate::run::tls::TestPki::generate(dir)?;
     for g in groups.iter_mut().filter(|g| g.role == Role::Gateway) {
         g.spec
             .env

@@ -6,7 +6,7 @@ use gantry_common::jwt;
 
 use super::running::Stack;
 use crate::error::HarnessError;
-use crate::process::Process;
+use crate::run::process::Process;
 
 /// Gantry's services in a [`Stack`] by name.
 pub const AUTH: &str = "auth";

@@ -18,10 +18,10 @@ use super::progress::Progress;
 use super::readiness::Probe;
 use super::role::Role;
 use super::spec::{Network, Run, ServiceSpec};
-use crate::component::Component;
-use crate::containers::{self, FILES_DIR};
 use crate::error::HarnessError;
-use crate::process::{self, Process};
+use crate::run::component::Component;
+use crate::run::containers::{self, FILES_DIR};
+use crate::run::process::{self, Process};
 
 /// The loopback address every instance serves on.
 pub const HOST: &str = "127.0.0.1";

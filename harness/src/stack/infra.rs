@@ -13,9 +13,9 @@ use gantry_common::registry::RegistryClient;
 use super::launch;
 use super::role::Role;
 use super::spec::{Network, READY_TIMEOUT, Ready, Registration, Run, ServiceSpec};
-use crate::containers;
 use crate::error::HarnessError;
-use crate::wait;
+use crate::run::containers;
+use crate::run::wait;
 
 /// The Redis image unless `GANTRY_REDIS_IMAGE` says otherwise: a current Redis 7.
 pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.2";

@@ -7,9 +7,9 @@ use gantry_common::registry::{AgentRegistration, CheckDefinition};
 use super::readiness::{self, Probe, Target};
 use super::role::Role;
 use super::spec::{Check, Registration};
-use crate::component::Component;
 use crate::error::HarnessError;
-use crate::process::Process;
+use crate::run::component::Component;
+use crate::run::process::Process;
 
 /// An instance of a service (or a gateway): a process or a container, on
 /// a port it keeps across restarts.

@@ -5,7 +5,7 @@
 //! processes and containers alike go through it.
 
 use crate::error::HarnessError;
-use crate::ports::free_port;
+use crate::run::ports::free_port;
 
 /// How many ports to try before giving up.
 pub const PORT_ATTEMPTS: usize = 5;
@@ -44,7 +44,7 @@ pub fn port_was_taken(e: &HarnessError) -> bool {
     match e {
         HarnessError::Exited { tail, .. } => tail.contains(IN_USE),
         HarnessError::NeverReady(n) => n.tail.contains(IN_USE),
-        HarnessError::Container { detail, .. } => crate::containers::port_was_taken(detail),
+        HarnessError::Container { detail, .. } => crate::run::containers::port_was_taken(detail),
         _ => false,
     }
 }

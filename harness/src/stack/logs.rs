@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::containers::Container;
 use crate::error::HarnessError;
+use crate::run::containers::Container;
 
 /// How long each log was at a moment: a file's length in bytes, a
 /// container's stdout and stderr lengths.

@@ -9,10 +9,10 @@ use std::time::Duration;
 use gantry_common::registry::RegistryClient;
 
 use super::spec::{READY_TIMEOUT, Ready, Registration};
-use crate::component::Component;
-use crate::containers::Container;
 use crate::error::{HarnessError, NeverReady};
-use crate::wait;
+use crate::run::component::Component;
+use crate::run::containers::Container;
+use crate::run::wait;
 
 /// How long one readiness probe (an HTTP call, a TCP connect) may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -188,7 +188,7 @@ pub async fn wait_passing(
     registry: &RegistryClient,
     service: &str,
     id: &str,
-    process: Option<&mut crate::process::Process>,
+    process: Option<&mut crate::run::process::Process>,
 ) -> Result<Duration, HarnessError> {
     let probe = Probe {
         service: service.to_owned(),

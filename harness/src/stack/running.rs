@@ -14,10 +14,10 @@ use super::logs::{self, LogMarks, SavedLog};
 use super::progress::Progress;
 use super::readiness::wait_passing;
 use super::role::{self, Role};
-use crate::component::Component;
-use crate::containers::Container;
 use crate::error::HarnessError;
-use crate::process::Process;
+use crate::run::component::Component;
+use crate::run::containers::Container;
+use crate::run::process::Process;
 
 /// A running stack. Dropping it kills every process; [`Stack::stop`] stops
 /// them gracefully, in the reverse of the start order (gateways first,

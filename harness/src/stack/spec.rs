@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::placeholders;
 use super::role::Role;
-pub use crate::containers::Network;
 use crate::error::HarnessError;
+pub use crate::run::containers::Network;
 
 /// How long an instance may take to become ready unless its spec says otherwise.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re};
-use crate::client::Answer;
+use crate::drive::client::Answer;
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     steps

@@ -1,8 +1,8 @@
 //! What differs from one team's stack to another's, for the library's steps.
 
-use crate::client::{Auth, LoginFlow};
-use crate::load::DEFAULT_INSTANCE_HEADER;
-use crate::stats::DEFAULT_SIGNIFICANCE;
+use crate::drive::client::{Auth, LoginFlow};
+use crate::drive::load::DEFAULT_INSTANCE_HEADER;
+use crate::report::stats::DEFAULT_SIGNIFICANCE;
 
 /// How requests "as" a user prove who they are unless a step says otherwise:
 /// a token is what any API client holds.

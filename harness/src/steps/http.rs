@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re, within};
 use super::request::{Body, Call};
-use crate::client::{Answer, Auth};
-use crate::wait::POLL;
+use crate::drive::client::{Answer, Auth};
+use crate::run::wait::POLL;
 
 pub(super) const METHODS: &str = "GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS";
 

@@ -15,9 +15,9 @@ use super::StackWorld;
 use super::args::{Args, StepFuture, here, re};
 use super::faults::{faults_of, inflict};
 use super::http::{auth_for, url_of};
-use crate::client::Auth;
-use crate::load::{self, LoadSpec, MAX_DURATION};
-use crate::stats::EvenSplit;
+use crate::drive::client::Auth;
+use crate::drive::load::{self, LoadSpec, MAX_DURATION};
+use crate::report::stats::EvenSplit;
 
 /// The share of a load's requests answered before its fault: traffic runs
 /// before, during and after it.

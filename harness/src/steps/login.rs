@@ -2,13 +2,13 @@
 //! says (Gantry's by default), then used by `as "alice"` in other steps,
 //! which present their bearer token or their session cookie.
 //!
-//! [`LoginFlow`]: crate::client::LoginFlow
+//! [`LoginFlow`]: crate::drive::client::LoginFlow
 
 use cucumber::step::{Collection, Context};
 
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re};
-use crate::client::{Auth, UserClient};
+use crate::drive::client::{Auth, UserClient};
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let register = re(r#"^a user "(?P<name>[^"]+)" with password "(?P<password>[^"]*)" is registered$"#);

@@ -6,7 +6,7 @@ use cucumber::step::{Collection, Context};
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re, within};
 use super::poll;
-use crate::metrics::Scrape;
+use crate::drive::metrics::Scrape;
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let pattern = format!(

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::wait;
+use crate::run::wait;
 
 /// Runs `check` once when `within` is zero, else until it holds or `within`
 /// passes; panics with the last reason it gave (and what was awaited).

@@ -8,7 +8,7 @@
 use cucumber::gherkin;
 use serde_json::Value;
 
-use crate::client::Auth;
+use crate::drive::client::Auth;
 
 /// A request a step asks for.
 #[derive(Debug, Clone, PartialEq)]

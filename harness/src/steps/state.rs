@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::client::{Answer, Auth, UserClient, http_client};
-use crate::load::LoadReport;
+use crate::drive::client::{Answer, Auth, UserClient, http_client};
+use crate::drive::load::LoadReport;
 
 #[derive(Debug, Default)]
 pub struct StepState {

@@ -7,8 +7,8 @@ use cucumber::writer::Stats as _;
 use cucumber::{World as _, WriterExt as _};
 
 use super::{StackWorld, StepConfig, StepState, add, collection};
-use crate::client::LoginFlow;
-use crate::echo::Echo;
+use crate::drive::client::LoginFlow;
+use crate::drive::echo::Echo;
 
 #[derive(Debug, Default, cucumber::World)]
 struct EchoWorld {

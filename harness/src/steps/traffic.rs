@@ -15,7 +15,7 @@ use super::args::{Args, StepFuture, here, re, within};
 use super::faults::faults_of;
 use super::http::{METHODS, send};
 use super::request::Call;
-use crate::wait::POLL;
+use crate::run::wait::POLL;
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let pattern = format!(

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use gantry_common::jwt::{JwtConfig, KeyKind, Signer, now_secs};
 use gantry_gateway::{ReloadError, Reloader};
-use gantry_harness::echo::{EchoInstance, Received};
-use gantry_harness::metrics::Scrape;
-use gantry_harness::raw::read_response;
+use gantry_harness::drive::echo::{EchoInstance, Received};
+use gantry_harness::drive::metrics::Scrape;
+use gantry_harness::drive::raw::read_response;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};

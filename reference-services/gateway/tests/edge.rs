@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gantry_common::registry::RegistryClient;
 use gantry_gateway::GatewayConfig;
-use gantry_harness::raw::{read_response, read_to_close};
+use gantry_harness::drive::raw::{read_response, read_to_close};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout};

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_common::jwt::{JwtConfig, KeyKind, Signer, now_secs};
-use gantry_harness::echo::{EchoInstance, Received};
-use gantry_harness::raw::read_response;
+use gantry_harness::drive::echo::{EchoInstance, Received};
+use gantry_harness::drive::raw::read_response;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;

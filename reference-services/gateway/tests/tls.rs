@@ -13,10 +13,10 @@ use std::time::Duration;
 use gantry_common::registry::RegistryClient;
 use gantry_common::tls::{TlsFiles, client_builder_trusting};
 use gantry_gateway::GatewayConfig;
-use gantry_harness::echo::{EchoInstance, Received};
-use gantry_harness::load::LoadSpec;
-use gantry_harness::raw::read_to_close;
-use gantry_harness::tls::TestPki;
+use gantry_harness::drive::echo::{EchoInstance, Received};
+use gantry_harness::drive::load::LoadSpec;
+use gantry_harness::drive::raw::read_to_close;
+use gantry_harness::run::tls::TestPki;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout};
@@ -286,7 +286,7 @@ async fn the_load_driver_keeps_its_tls_connections_alive() {
         .requests(REQUESTS)
         .concurrency(callers)
         .duration(SLACK);
-    let report = gantry_harness::load::run(spec).await;
+    let report = gantry_harness::drive::load::run(spec).await;
     assert_eq!(report.samples.len(), REQUESTS, "{}", report.summary());
     assert!(report.failures().is_empty(), "{}", report.summary());
     // About one per caller (4 to 6 were seen): a caller whose request finds
@@ -321,7 +321,7 @@ async fn measure_https_against_http() {
             .requests(5000)
             .concurrency(8)
             .duration(Duration::from_secs(60));
-        let report = gantry_harness::load::run(spec).await;
+        let report = gantry_harness::drive::load::run(spec).await;
         assert_eq!(report.samples.len(), 5000, "{}", report.summary());
         assert!(report.failures().is_empty(), "{}", report.summary());
         let rate = report.samples.len() as f64 / report.elapsed.as_secs_f64();

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gantry_common::trace::TraceParent;
-use gantry_harness::echo::{EchoInstance, Received};
-use gantry_harness::raw::read_response;
+use gantry_harness::drive::echo::{EchoInstance, Received};
+use gantry_harness::drive::raw::read_response;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cucumber::{given, then, when};
-use gantry_harness::client::{Answer, Auth, Credentials};
+use gantry_harness::drive::client::{Answer, Auth, Credentials};
 use serde_json::{Value, json};
 
 use super::{stack, unique};
@@ -31,7 +31,7 @@ fn before(w: &GantryWorld, name: &str) -> Credentials {
 /// A client whose requests give up after a minute, so a stalled stack fails
 /// the step instead of hanging it.
 fn timed() -> reqwest::ClientBuilder {
-    gantry_harness::client::http_builder(None).timeout(Duration::from_secs(60))
+    gantry_harness::drive::client::http_builder(None).timeout(Duration::from_secs(60))
 }
 
 /// See [`timed`].

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cucumber::{then, when};
 use gantry_harness::GantryStack as _;
-use gantry_harness::client::Auth;
+use gantry_harness::drive::client::Auth;
 
 use super::eventually;
 use crate::world::GantryWorld;

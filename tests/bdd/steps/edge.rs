@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use cucumber::{given, then, when};
 use gantry_harness::GantryStack as _;
-use gantry_harness::metrics::Scrape;
-use gantry_harness::raw::{read_response, read_to_close};
+use gantry_harness::drive::metrics::Scrape;
+use gantry_harness::drive::raw::{read_response, read_to_close};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

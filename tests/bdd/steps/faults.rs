@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use cucumber::{then, when};
 use gantry_harness::GantryStack as _;
-use gantry_harness::client::Auth;
-use gantry_harness::metrics::Scrape;
+use gantry_harness::drive::client::Auth;
+use gantry_harness::drive::metrics::Scrape;
 
 use super::{counters, eventually};
 use crate::world::GantryWorld;

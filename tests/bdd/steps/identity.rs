@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cucumber::{given, then, when};
 use gantry_common::jwt::{self, Claims, Signer};
 use gantry_harness::GantryStack as _;
-use gantry_harness::client::{Answer, Auth, SetCookie};
+use gantry_harness::drive::client::{Answer, Auth, SetCookie};
 use serde_json::{Value, json};
 
 use super::eventually;
@@ -137,7 +137,7 @@ async fn every_gateway_refuses(w: &mut GantryWorld, what: String, name: String) 
 #[when(regex = r#"^"(\w+)" calls /users/me (\d+) times by session$"#)]
 async fn many_calls(w: &mut GantryWorld, name: String, times: usize) {
     let redis = w.target().redis_url.clone().expect("this step needs Redis access");
-    w.hget_before = gantry_harness::redis_stats::command_calls(&redis, "hget")
+    w.hget_before = gantry_harness::drive::redis_stats::command_calls(&redis, "hget")
         .await
         .expect("INFO commandstats");
     let user = w.user(&name).clone();
@@ -152,7 +152,7 @@ async fn many_calls(w: &mut GantryWorld, name: String, times: usize) {
 #[then(regex = r"^Redis saw at most (\d+) session lookups for them$")]
 async fn at_most_lookups(w: &mut GantryWorld, most: u64) {
     let redis = w.target().redis_url.clone().expect("this step needs Redis access");
-    let after = gantry_harness::redis_stats::command_calls(&redis, "hget")
+    let after = gantry_harness::drive::redis_stats::command_calls(&redis, "hget")
         .await
         .expect("INFO commandstats");
     let lookups = after - w.hget_before;

@@ -1,7 +1,7 @@
 //! Hostile and malformed input.
 
 use cucumber::when;
-use gantry_harness::client::Answer;
+use gantry_harness::drive::client::Answer;
 
 use crate::world::GantryWorld;
 

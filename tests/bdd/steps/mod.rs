@@ -17,8 +17,8 @@ mod upstream;
 use std::future::Future;
 use std::time::Duration;
 
-use gantry_harness::metrics::Scrape;
-use gantry_harness::wait;
+use gantry_harness::drive::metrics::Scrape;
+use gantry_harness::run::wait;
 
 /// Polls `check` until it is true or `within` passes (the harness's
 /// [`wait::until`]); panics with `what`.

@@ -2,7 +2,7 @@
 //! other scenario checking.
 
 use cucumber::{then, when};
-use gantry_harness::client::{Answer, Auth, Credentials};
+use gantry_harness::drive::client::{Answer, Auth, Credentials};
 
 use super::abuse::client;
 use crate::world::GantryWorld;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use cucumber::{given, when};
 use gantry_harness::StackBuilder;
-use gantry_harness::client::{Auth, UserClient};
+use gantry_harness::drive::client::{Auth, UserClient};
 
 use super::{eventually, unique};
 use crate::target::{self, Target};

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cucumber::{given, then};
-use gantry_harness::raw::read_to_close;
+use gantry_harness::drive::raw::read_to_close;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -54,7 +54,7 @@ async fn plain_http_is_answered(w: &mut GantryWorld, reason: String) {
 async fn untrusting_client_fails(w: &mut GantryWorld) {
     let url = format!("{}/healthz", w.gateway());
     // The system's roots and GANTRY_CA_CERT, but not the stack's own CA.
-    let untrusting = gantry_harness::client::http_client(None);
+    let untrusting = gantry_harness::drive::client::http_client(None);
     let e = untrusting
         .get(&url)
         .send()

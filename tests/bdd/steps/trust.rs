@@ -5,7 +5,7 @@ use std::time::Duration;
 use cucumber::{given, then, when};
 use gantry_common::registry::{RegistryClient, ServiceRegistration, TtlState};
 use gantry_harness::GantryStack as _;
-use gantry_harness::echo::Echo;
+use gantry_harness::drive::echo::Echo;
 use redis::IntoConnectionInfo as _;
 
 use crate::world::{GantryWorld, Rogue};

@@ -1,5 +1,5 @@
 //! What reaches an upstream, seen from the upstream: echo upstreams
-//! (`gantry_harness::echo`) registered as the only instances of a service
+//! (`gantry_harness::drive::echo`) registered as the only instances of a service
 //! report every request they receive and count every attempt, including
 //! attempts on an instance that is broken while its check passes, and
 //! attempts on one whose check fails while it keeps answering.
@@ -12,9 +12,9 @@ use gantry_common::registry::TtlState;
 use gantry_common::session;
 use gantry_gateway::{BASE_EJECTION, MAX_EJECTION};
 use gantry_harness::GantryStack as _;
-use gantry_harness::client::{Answer, Auth};
-use gantry_harness::echo::{EchoInstance, Mode, Received, attempts_allowed};
-use gantry_harness::metrics::Scrape;
+use gantry_harness::drive::client::{Answer, Auth};
+use gantry_harness::drive::echo::{EchoInstance, Mode, Received, attempts_allowed};
+use gantry_harness::drive::metrics::Scrape;
 use tokio::time::Instant;
 
 use super::faults::takes_traffic_within;

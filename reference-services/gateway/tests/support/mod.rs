@@ -12,7 +12,7 @@ use std::time::Duration;
 use gantry_common::registry::RegistryClient;
 use gantry_gateway::GatewayConfig;
 use gantry_gateway::reload::Reloads;
-use gantry_harness::metrics::Scrape;
+use gantry_harness::drive::metrics::Scrape;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::Instant;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::HarnessError;
-use crate::process::Process;
+use crate::run::process::Process;
 
 /// Pause between two checks of a readiness condition.
 pub const POLL: Duration = Duration::from_millis(25);

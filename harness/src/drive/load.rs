@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::client::excerpt;
+use crate::drive::client::excerpt;
 
 /// The most requests one run may send, whatever the spec says.
 pub const MAX_REQUESTS: usize = 200_000;
@@ -179,7 +179,7 @@ pub async fn run(spec: LoadSpec) -> LoadReport {
 pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadReport {
     // One client for all callers, keeping a connection per caller alive:
     // over TLS that is one handshake per caller, not one per request.
-    let http = crate::client::http_builder(spec.ca_cert.as_deref())
+    let http = crate::drive::client::http_builder(spec.ca_cert.as_deref())
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(spec.concurrency)
         .build()

@@ -1,8 +1,8 @@
 //! A piece of infrastructure a test can break, whichever provider runs it.
 
-use crate::containers::Container;
 use crate::error::HarnessError;
-use crate::process::Process;
+use crate::run::containers::Container;
+use crate::run::process::Process;
 
 // A stack holds two of these; their size does not matter.
 #[allow(clippy::large_enum_variant)]

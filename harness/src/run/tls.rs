@@ -5,6 +5,7 @@
 //! with its own CA looks (`GANTRY_CA_CERT` names the CA, the gateway serves
 //! a leaf), so the clients are proven to trust a chain, not a pinned leaf.
 
+pub use crate::error::PkiError;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -14,19 +15,6 @@ use rcgen::{
 /// The names the server certificate is valid for: what the harness's URLs
 /// use (`https://localhost:<port>`) and the loopback address.
 pub const SERVER_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
-
-/// Why the files could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum PkiError {
-    #[error("generating the test certificates failed")]
-    Generate(#[from] rcgen::Error),
-    #[error("writing {path} failed")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// The PEM files written: the CA's certificate (what clients trust), and
 /// the server's certificate and key (`GANTRY_TLS_CERT`/`GANTRY_TLS_KEY`).

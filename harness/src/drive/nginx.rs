@@ -5,10 +5,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::HarnessError;
-use crate::ports::free_port;
-use crate::process::{Process, Spec};
+use crate::run::ports::free_port;
+use crate::run::process::{Process, Spec};
+use crate::run::wait;
 use crate::stack::which;
-use crate::wait;
 
 /// A running nginx proxying every path to one upstream.
 #[derive(Debug)]
