@@ -41,3 +41,12 @@ Feature: Abuse
     When 150 logins of unknown users arrive at once
     Then every answer is 401 or 503, and the 503s say "busy" with Retry-After
     And at least one answer is 503
+
+  # Catches reference-services/auth/src/routes.rs `revoke`:
+  # `revoked.session_ended = deleted > 0` with `>` replaced by `>=` (every
+  # refresh then believes it ended the session itself).
+  Scenario: Of refreshes racing with one session cookie, exactly one gets a new session
+    Given a running stack
+    And a logged-in user "rex"
+    When 16 refreshes of the session of "rex" race each other
+    Then exactly one of the refreshes gets a new session and the others get 401

@@ -7,21 +7,21 @@ Feature: Outages of Redis and the registry
     Given a fresh stack with 1 user instance
     And a logged-in user "rex"
     And "rex" gets 200 from /users/me by session
-    When Redis stops
+    When instance 1 of "redis" is stopped
     Then "rex" gets 503 from /users/me by session, eventually
-    And the answer says "session_store_unavailable"
+    And the JSON at "/error" is "session_store_unavailable"
     And "rex" gets 200 from /users/me by bearer
-    When Redis starts again
+    When instance 1 of "redis" starts again
     Then "rex" gets 200 from /users/me by session, eventually
 
   @needs:fresh-stack
   Scenario: Registry down, then back
     Given a fresh stack with 2 user instances
     And a logged-in user "reg"
-    When the registry stops
+    When instance 1 of "registry" is killed
     And 100 requests are sent to /users/me with 4 concurrent callers as "reg"
     Then every answer is 200
     And the answers came from 2 instances
-    When the registry starts again
+    When instance 1 of "registry" starts again
     And a 3rd user instance starts and passes its health check
     Then it answers requests soon after it passed

@@ -343,16 +343,6 @@ async fn with_challenge(w: &mut GantryWorld, status: u16) {
     assert!(last.error_code().is_some(), "a JSON reason: {}", last.body);
 }
 
-#[then(regex = r#"^the answer says "(\w+)"$"#)]
-async fn answer_says(w: &mut GantryWorld, code: String) {
-    assert_eq!(
-        w.last().error_code().as_deref(),
-        Some(code.as_str()),
-        "{}",
-        w.last().body
-    );
-}
-
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
@@ -463,4 +453,21 @@ async fn different_kid(w: &mut GantryWorld) {
     let old = w.previous_token.clone().expect("an earlier token");
     let new = w.any_user().token.expect("a token");
     assert_ne!(kid(&old), kid(&new));
+}
+
+/// Waits until Redis has dropped the session by its TTL (the stack's
+/// GANTRY_SESSION_TTL of 2 s) and checks that the session is gone while its
+/// token still works.
+#[when(regex = r#"^the session of "(\w+)" ends by its TTL while its token lives on$"#)]
+async fn session_ends_by_its_ttl(w: &mut GantryWorld, name: String) {
+    session_expires(w, name.clone()).await;
+    let user = w.user(&name).clone();
+    let copy = user.credentials();
+    let refresh = user
+        .replay(reqwest::Method::POST, "/auth/refresh", &copy, Auth::Session)
+        .await
+        .expect("refresh");
+    assert_eq!(refresh.status, 401, "the session ended by its TTL: {}", refresh.body);
+    let me = user.get("/users/me", Auth::Bearer).await.expect("request");
+    assert_eq!(me.status, 200, "the token outlives its session: {}", me.body);
 }

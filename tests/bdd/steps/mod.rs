@@ -6,7 +6,6 @@ mod edge;
 mod faults;
 mod identity;
 mod input;
-mod mutants;
 pub(crate) mod routes;
 mod stack;
 mod tls;

@@ -6,7 +6,7 @@ use cucumber::{given, when};
 use gantry_harness::StackBuilder;
 use gantry_harness::drive::client::{Auth, UserClient};
 
-use super::{eventually, unique};
+use super::unique;
 use crate::target::{self, Target};
 use crate::world::GantryWorld;
 
@@ -117,51 +117,4 @@ async fn gateway_restarts(w: &mut GantryWorld, n: usize) {
         before.is_some() && after.is_some() && before != after,
         "{name} is a new process: pid {before:?} then {after:?}"
     );
-}
-
-#[when("Redis stops")]
-async fn redis_stops(w: &mut GantryWorld) {
-    w.stack()
-        .redis_mut()
-        .expect("a managed Redis")
-        .stop()
-        .await
-        .expect("stopping Redis");
-}
-
-#[when("Redis starts again")]
-async fn redis_starts(w: &mut GantryWorld) {
-    w.stack()
-        .redis_mut()
-        .expect("a managed Redis")
-        .start_again()
-        .await
-        .expect("starting Redis");
-}
-
-#[when("the registry stops")]
-async fn registry_stops(w: &mut GantryWorld) {
-    w.stack()
-        .registry_mut()
-        .expect("a managed registry")
-        .kill()
-        .await
-        .expect("stopping the registry");
-}
-
-#[when("the registry starts again")]
-async fn registry_starts(w: &mut GantryWorld) {
-    let stack = w.stack();
-    stack
-        .registry_mut()
-        .expect("a managed registry")
-        .start_again()
-        .await
-        .expect("starting the registry");
-    let client = stack.registry();
-    eventually("the registry to answer", Duration::from_secs(10), || {
-        let client = client.clone();
-        async move { client.leader().await.is_ok() }
-    })
-    .await;
 }
