@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use gantry_common::name::is_service_name;
+
 /// Every placeholder a spec may use.
 pub const KNOWN: [&str; 10] = [
     "port",
@@ -124,11 +126,6 @@ pub fn expected() -> String {
 /// A file name of a spec's: letters, digits, `-`, `_` and `.`, no path.
 fn is_file_name(s: &str) -> bool {
     !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
-
-/// Letters, digits, `-` and `_`, as [`ServiceSpec::validate`] wants of a name.
-fn is_service_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `abc` when `text` starts with `abc}` and `abc` is a placeholder-like word

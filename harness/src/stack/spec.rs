@@ -350,15 +350,11 @@ impl ServiceSpec {
             service: self.name.clone(),
             problem,
         };
-        let name_ok = !self.name.is_empty()
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !name_ok {
+        if !gantry_common::name::is_service_name(&self.name) {
             return Err(bad(format!(
-                "{:?} is not a service name: expected letters, digits, '-' or '_'",
-                self.name
+                "{:?} is not a service name: expected {}",
+                self.name,
+                gantry_common::name::SERVICE_NAME_RULE
             )));
         }
         if self.replicas == 0 {
@@ -455,6 +451,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("{url:auht}") && e.contains("before it: auth"), "{e}");
+    }
+
+    #[test]
+    fn a_name_the_gateway_takes_the_harness_takes_too() {
+        let api = ServiceSpec::command("api.v2", "api", Vec::<String>::new());
+        assert!(api.validate(false).is_ok());
+        let web = ServiceSpec::command("web", "web", ["--api", "{url:api.v2}"]);
+        assert!(web.validate(false).is_ok());
+        let role = |s: &ServiceSpec| Role::Service(s.name.clone());
+        assert!(check_references(&[(role(&api), api.clone()), (role(&web), web)]).is_ok());
+        let dots = ServiceSpec::command("..", "x", Vec::<String>::new());
+        assert!(
+            dots.validate(false)
+                .unwrap_err()
+                .to_string()
+                .contains("not a service name")
+        );
     }
 
     #[test]

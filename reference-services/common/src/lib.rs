@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod jwks;
 pub mod jwt;
+pub mod name;
 pub mod registration;
 pub mod registry;
 pub mod serve;

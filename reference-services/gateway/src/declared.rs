@@ -33,7 +33,7 @@
 //! | key | where | default | meaning |
 //! |---|---|---|---|
 //! | `jwks_service` | top | `"auth"` | the service whose `/.well-known/jwks.json` the gateway trusts for token keys; must be declared when a route needs identity |
-//! | `name` | `[[services]]` | required | the registry name; letters, digits, `-`, `_`, `.` |
+//! | `name` | `[[services]]` | required | the registry name: 1 to 64 letters, digits, `-`, `_`, `.`, starting with a letter or digit (the harness's rule too) |
 //! | `lb` | `[[services]]` | `GANTRY_LB` | `round_robin` or `p2c` |
 //! | `connect_timeout` | `[[services]]` | `GANTRY_CONNECT_TIMEOUT` | a duration such as `500ms` or `1s` |
 //! | `request_timeout` | `[[services]]` | `GANTRY_REQUEST_TIMEOUT` | per attempt, to the response headers |
@@ -259,11 +259,11 @@ impl Declared {
         for s in raw.services {
             let at = s.name.span().start;
             let name = s.name.into_inner();
-            if !is_service_name(&name) {
+            if !gantry_common::name::is_service_name(&name) {
                 return Err(invalid(
                     at,
                     format!("service name {name:?}"),
-                    "a registry name of letters, digits, '-', '_' or '.'",
+                    gantry_common::name::SERVICE_NAME_RULE,
                 ));
             }
             if services.iter().any(|known| known.name == name) {
@@ -453,13 +453,6 @@ fn check_prefix(prefix: &str) -> Result<(), &'static str> {
         return Err("holds '?', '#', a space or a control character");
     }
     Ok(())
-}
-
-fn is_service_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn is_host(host: &str) -> bool {
