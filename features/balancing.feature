@@ -12,6 +12,14 @@ Feature: Load balancing
     And the answers are spread evenly over 3 instances by a chi-square test
 
   @needs:fresh-stack @serial
+  Scenario: Power of two choices spreads requests evenly too
+    Given a fresh stack with 3 user instances where GANTRY_LB is p2c
+    And a logged-in user "pat"
+    When 600 requests are sent to /users/me with 1 concurrent caller as "pat"
+    Then every answer is 200
+    And the answers are spread evenly over 3 instances by a chi-square test
+
+  @needs:fresh-stack @serial
   Scenario: A new instance gets traffic once it passes
     Given a fresh stack with 3 user instances
     And a logged-in user "newt"

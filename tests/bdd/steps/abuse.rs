@@ -51,9 +51,11 @@ fn claims_of(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims")
 }
 
-#[given(regex = r"^a fresh stack(?: with (\d+) gateways)? where (GANTRY_\w+ is \S+(?: and GANTRY_\w+ is \S+)*)$")]
-async fn a_fresh_stack_where(w: &mut GantryWorld, gateways: String, settings: String) {
-    let mut builder = target::builder().users(1);
+#[given(
+    regex = r"^a fresh stack(?: with (\d+) user instances)?(?: with (\d+) gateways)? where (GANTRY_\w+ is \S+(?: and GANTRY_\w+ is \S+)*)$"
+)]
+async fn a_fresh_stack_where(w: &mut GantryWorld, users: String, gateways: String, settings: String) {
+    let mut builder = target::builder().users(users.parse().unwrap_or(1));
     if let Ok(n) = gateways.parse() {
         builder = builder.gateways(n);
     }
