@@ -17,6 +17,8 @@ use crate::target::Target;
 pub struct GantryWorld {
     /// The stack this scenario started for itself, if any.
     pub fresh: Option<Stack>,
+    /// What a component started alone printed and how it ended (steps/configuration.rs).
+    pub exited: Option<std::process::Output>,
     pub target: Option<Target>,
     /// The shared steps' state: the last answer, the answers of a batch,
     /// users by the name the scenario gives them, the last load.

@@ -2,6 +2,7 @@
 
 mod abuse;
 mod balancing;
+mod configuration;
 mod edge;
 mod faults;
 mod identity;
