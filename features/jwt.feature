@@ -89,3 +89,16 @@ Feature: Identity at the gateway
     And GET /users/me as "grace" by bearer answers 401 within 5 seconds
     And the header "WWW-Authenticate" is "Bearer"
     And Redis has no key matching "session:*"
+
+  @needs:fresh-stack
+  Scenario: With a shared secret (HS256) tokens are checked against it, and no key is published
+    Given a fresh stack where GANTRY_JWT_ALG is HS256 and GANTRY_JWT_SECRET is a-shared-secret-of-at-least-32-bytes!
+    And a logged-in user "hal"
+    Then "hal" gets 200 from /users/me by bearer
+    And "hal" gets 200 from /users/me by session
+    When I GET /auth/.well-known/jwks.json
+    Then the JSON at "/keys" is []
+    When "hal" calls /users/me with a token minted with the secret "a-shared-secret-of-at-least-32-bytes!"
+    Then the status is 200
+    When "hal" calls /users/me with a token minted with the secret "another-secret-of-at-least-32-bytes"
+    Then the answer is 401 with a Bearer challenge

@@ -23,5 +23,6 @@ Feature: Outages of Redis and the registry
     Then every answer is 200
     And the answers came from 2 instances
     When instance 1 of "registry" starts again
-    And a 3rd user instance starts and passes its health check
+    Then "user" has 2 passing instances in the registry within 30 seconds
+    When a 3rd user instance starts and passes its health check
     Then it answers requests soon after it passed

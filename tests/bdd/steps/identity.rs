@@ -442,6 +442,15 @@ async fn signed_by_stack(w: &mut GantryWorld, name: String, claims: String) {
     w.steps.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
 }
 
+/// A token a test mints itself for `name` with a shared secret, as a team
+/// whose stack runs in HS256 mode (`GANTRY_JWT_ALG=HS256`) would.
+#[when(regex = r#"^"(\w+)" calls /users/me with a token minted with the secret "([^"]+)"$"#)]
+async fn minted_with_secret(w: &mut GantryWorld, name: String, secret: String) {
+    let user = w.user(&name).clone();
+    let token = Signer::hs256(secret.as_bytes()).sign(&valid_claims(&user.id));
+    w.steps.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
+}
+
 #[when("auth's signing key is rotated")]
 async fn rotate(w: &mut GantryWorld) {
     w.stack().rotate_signing_key().await.expect("rotating the key");
