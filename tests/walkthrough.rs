@@ -148,8 +148,20 @@ async fn the_readme_walkthrough_works_end_to_end() {
     let login: Value = r.json().await.unwrap();
     assert_eq!(login["token_type"], "Bearer");
     assert!(login["expires_in"].as_u64().unwrap() > 0);
-    let token = login["access_token"].as_str().unwrap().to_owned();
+    assert!(login["access_token"].is_string(), "{login}");
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    // As the README does: the token comes from a second login, so the cookie
+    // and the token are two sessions, and each logout below ends a live one.
+    let second: Value = http
+        .post(format!("{gw}/auth/login"))
+        .json(&json!({"username": "ada", "password": "correct-horse-battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = second["access_token"].as_str().unwrap().to_owned();
 
     let by_cookie = http
         .get(format!("{gw}/users/me"))
