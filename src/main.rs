@@ -8,7 +8,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser as _;
+use clap::{Parser, Subcommand};
+use gantry_common::component::Component;
 use gantry_harness::stack::file::StackFile;
 use gantry_harness::{Infra, Progress, StackBuilder};
 
@@ -53,7 +55,7 @@ enum Command {
     Status,
     /// Run one component in the foreground (what `up` and container images run).
     Serve {
-        #[arg(value_enum)]
+        #[arg(value_parser = component_parser())]
         component: Component,
     },
     /// Run the dev registry (same as `serve registry`). With GANTRY_REGISTRY_ACL_TOKEN
@@ -90,12 +92,10 @@ enum GatewayAction {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Component {
-    Gateway,
-    Auth,
-    User,
-    Registry,
+/// `gantry serve`'s argument: one of [`Component::NAMES`], listed in `--help`.
+fn component_parser() -> impl clap::builder::TypedValueParser<Value = Component> {
+    clap::builder::PossibleValuesParser::new(Component::NAMES)
+        .map(|name| name.parse::<Component>().expect("one of the listed names"))
 }
 
 fn main() -> Result<()> {

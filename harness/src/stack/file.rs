@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gantry_common::component::Component;
 use serde::Deserialize;
 
 use super::builder::{GatewaySpec, StackBuilder};
@@ -321,13 +322,6 @@ struct RawGateway {
 #[serde(try_from = "RawService")]
 struct ServiceEntry(FileService);
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Component {
-    Auth,
-    User,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawService {
@@ -404,11 +398,12 @@ impl TryFrom<RawService> for ServiceEntry {
                 (ServiceSpec::image(&r.name, image, port), false)
             }
             (None, None, Some(component)) => {
-                let component = match component {
-                    Component::Auth => "auth",
-                    Component::User => "user",
-                };
-                let mut spec = ServiceSpec::gantry("gantry", component);
+                if !component.is_service() {
+                    return Err(within(format!(
+                        "gantry = \"{component}\" is not a service: expected \"auth\" or \"user\" (the gateway is [gateway]; the registry is the stack's own)"
+                    )));
+                }
+                let mut spec = ServiceSpec::gantry("gantry", component.name());
                 spec.name.clone_from(&r.name);
                 (spec, true)
             }
@@ -541,6 +536,21 @@ command = ["../../target/debug/notes", "--port", "{port}"]
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn gantry_names_a_component_that_is_a_service() {
+        let text = "[[service]]\nname = \"front\"\ngantry = \"gateway\"\n";
+        let e = StackFile::parse(text, Path::new("s.toml")).unwrap_err().to_string();
+        assert!(
+            e.contains("gantry = \"gateway\" is not a service") && e.contains("[gateway]"),
+            "{e}"
+        );
+        let text = "[[service]]\nname = \"front\"\ngantry = \"nginx\"\n";
+        let e = StackFile::parse(text, Path::new("s.toml")).unwrap_err().to_string();
+        assert!(e.contains("nginx") && e.contains("auth"), "{e}");
+        let text = "[[service]]\nname = \"auth\"\ngantry = \"auth\"\n";
+        assert!(StackFile::parse(text, Path::new("s.toml")).is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! names, and a signing key to rotate. A team's stack has none of these,
 //! so they are an extension of [`Stack`] rather than part of it.
 
+use gantry_common::component::Component;
 use gantry_common::jwt;
 
 use super::running::Stack;
@@ -9,8 +10,8 @@ use crate::error::HarnessError;
 use crate::run::process::Process;
 
 /// Gantry's services in a [`Stack`] by name.
-pub const AUTH: &str = "auth";
-pub const USER: &str = "user";
+pub const AUTH: &str = Component::Auth.name();
+pub const USER: &str = Component::User.name();
 
 /// Helpers for a stack that runs Gantry's own auth and user services.
 #[allow(async_fn_in_trait)] // used in tests and benches, never across threads

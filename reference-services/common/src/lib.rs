@@ -2,6 +2,7 @@
 //! validation, the registry client and watch, the common HTTP surface,
 //! logging and shutdown.
 
+pub mod component;
 pub mod config;
 pub mod credentials;
 pub mod discovery;
