@@ -464,7 +464,7 @@ async fn a_killed_instance_costs_callers_nothing() {
     }
     assert!(!after.contains_key("user-2"), "{after:?}");
     let metrics = Scrape::of(&stack.gateway_admin_urls()[0]).await.unwrap();
-    let ejections = metrics.value("gantry_gateway_upstream_ejections_total{service=\"user\"}");
+    let ejections = metrics.sum("gantry_gateway_upstream_ejections_total", "service=\"user\"");
     let retries = metrics.value("gantry_gateway_upstream_retries_total{service=\"user\"}");
     assert!(
         ejections >= 1.0 && retries >= 1.0,

@@ -281,25 +281,25 @@ async fn answer(
 
 /// The most attempts a client with passive health (outlier ejection) may
 /// make on an instance that fails every one of them, within `elapsed` of the
-/// first failure, when each failure ejects the instance for `base`, doubling
-/// with every failure in a row up to `max`, and requests try it one at a
-/// time. Failure k (from 0) comes no earlier than the sum of the first k
-/// backoffs after the first (with 1 s doubling: 0, 1, 3, 7, 15 s …), so the
+/// first failure, when each failure ejects the instance and its `n`th
+/// ejection in a row (from 1) lasts `ejection(n)`, and requests try it one
+/// at a time. Failure k (from 0) comes no earlier than the sum of the first
+/// k ejections (with Gantry's defaults, 1 s × n: 0, 1, 3, 6, 10 s …), so the
 /// bound is 1 plus how many of those sums fit in `elapsed`. Count the
 /// attempts at the instance ([`Echo::closed_unanswered`]) and compare.
-pub fn attempts_allowed(elapsed: Duration, base: Duration, max: Duration) -> usize {
-    assert!(!base.is_zero(), "a zero backoff allows any number of attempts");
+pub fn attempts_allowed(elapsed: Duration, ejection: impl Fn(u32) -> Duration) -> usize {
     let mut attempts = 1;
     let mut next_at = Duration::ZERO;
-    let mut backoff = base.min(max);
-    loop {
-        next_at += backoff;
+    for n in 1.. {
+        let time = ejection(n);
+        assert!(!time.is_zero(), "a zero ejection allows any number of attempts");
+        next_at += time;
         if next_at > elapsed {
-            return attempts;
+            break;
         }
         attempts += 1;
-        backoff = (backoff * 2).min(max);
     }
+    attempts
 }
 
 /// An [`Echo`] registered as an instance of a service, with the
@@ -416,17 +416,18 @@ mod tests {
     }
 
     #[test]
-    fn attempts_allowed_follow_a_doubling_backoff() {
+    fn attempts_allowed_follow_the_ejections() {
         let s = Duration::from_secs;
-        let allowed = |e| attempts_allowed(e, s(1), s(30));
+        // Ejections of 1 s × n, at most 30 s (the gateway's defaults).
+        let allowed = |e| attempts_allowed(e, |n| s(u64::from(n)).min(s(30)));
         assert_eq!(allowed(Duration::from_millis(400)), 1);
         assert_eq!(allowed(s(1)), 2);
         assert_eq!(allowed(s(2)), 2);
         assert_eq!(allowed(s(3)), 3);
-        assert_eq!(allowed(s(7)), 4);
-        // Capped at 30 s: after 31 s, then every 30 s (61, 91).
-        assert_eq!(allowed(s(62)), 7);
-        assert_eq!(allowed(s(93)), 8);
+        assert_eq!(allowed(s(6)), 4);
+        assert_eq!(allowed(s(10)), 5);
+        // Doubling from 1 s: 1, 3, 7 s.
+        assert_eq!(attempts_allowed(s(7), |n| s(1 << (n - 1))), 4);
     }
 
     #[tokio::test]

@@ -32,6 +32,20 @@ impl Scrape {
         self.get(series)
             .unwrap_or_else(|| panic!("{series} is not in the scrape:\n{}", self.0))
     }
+
+    /// The sum of every series named `name` whose labels include `label`
+    /// (as rendered, e.g. `service="user"`): a counter split by a further
+    /// label (`detector`, `status`) read as one.
+    pub fn sum(&self, name: &str, label: &str) -> f64 {
+        self.0
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+                let (labels, value) = rest.split_once('}')?;
+                labels.split(',').any(|l| l == label).then(|| value.trim().parse::<f64>().ok())?
+            })
+            .sum()
+    }
 }
 
 #[cfg(test)]
@@ -44,5 +58,7 @@ mod tests {
         assert_eq!(s.get("x{service=\"user\"}"), Some(7.0));
         assert_eq!(s.get("x{service=\"gone\"}"), None);
         assert_eq!(s.value("x_total"), 1.0);
+        let split = Scrape("y{service=\"user\",why=\"a\"} 2\ny{service=\"user\",why=\"b\"} 3\ny{service=\"auth\",why=\"a\"} 9\ny_other{service=\"user\"} 5\n".into());
+        assert_eq!(split.sum("y", "service=\"user\""), 5.0);
     }
 }

@@ -10,6 +10,7 @@ use gantry_common::error::ApiError;
 use http::{Method, Request, Response, StatusCode};
 
 use crate::proxy::{Body, Gateway};
+use crate::upstream::Ejection;
 
 impl Gateway {
     /// The public listener's own endpoints, or `None` for a request to route.
@@ -110,23 +111,44 @@ impl Gateway {
                 0,
             ),
             (
-                "gantry_gateway_upstream_ejections_total",
-                "Instances ejected after a failure.",
+                "gantry_gateway_upstream_retry_overflow_total",
+                "Retries not made because the retry budget was spent.",
                 1,
             ),
-            ("gantry_gateway_upstream_failures_total", "Failed upstream attempts.", 2),
+            (
+                "gantry_gateway_upstream_ejections_overflow_total",
+                "Ejections refused because max_ejection_percent of the instances were out.",
+                2,
+            ),
+            (
+                "gantry_gateway_upstream_failures_total",
+                "Failed upstream attempts (errors, and answers that were retried).",
+                3,
+            ),
             (
                 "gantry_gateway_upstream_connects_total",
                 "Upstream connections opened (idle ones are reused).",
-                3,
+                4,
             ),
         ];
         for (name, help, which) in series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for s in &routing.services {
                 let u = &s.upstream;
-                let v = [&u.retries, &u.ejections, &u.failures, &u.connects][which].load(Ordering::Relaxed);
+                let v = [&u.retries, &u.retry_overflow, &u.ejections_overflow, &u.failures, &u.connects][which]
+                    .load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}{{service=\"{}\"}} {v}", s.name);
+            }
+        }
+        let name = "gantry_gateway_upstream_ejections_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Instances ejected by outlier detection, by detector.\n# TYPE {name} counter"
+        );
+        for s in &routing.services {
+            for why in Ejection::ALL {
+                let v = s.upstream.ejections[why as usize].load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{service=\"{}\",detector=\"{}\"}} {v}", s.name, why.name());
             }
         }
         out.push_str("# HELP gantry_gateway_upstream_requests_total Attempts sent to each current instance.\n");

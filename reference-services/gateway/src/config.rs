@@ -13,15 +13,10 @@ use gantry_common::service::DEFAULT_REDIS_URL;
 use gantry_common::tls::TlsFiles;
 
 use crate::declared::{Declared, DeclaredError};
+use crate::policy::Policy;
 
 /// Where the gateway listens unless `GANTRY_LISTEN` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
-/// Time allowed to open a connection to an upstream instance.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Time allowed for one upstream attempt to answer with its headers.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Extra attempts on other instances after a failure that is safe to retry.
-pub const DEFAULT_MAX_RETRIES: u32 = 2;
 /// How long a session lookup is trusted without asking Redis again.
 pub const DEFAULT_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
 /// The most a session lookup may be cached: revocations are pushed, but a
@@ -30,17 +25,6 @@ pub const MAX_SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The variable naming the declarative routes file.
 pub const CONFIG_FILE_VAR: &str = "GANTRY_GATEWAY_CONFIG";
-
-/// How the gateway picks among healthy instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LbPolicy {
-    /// Each instance in turn.
-    #[serde(alias = "rr")]
-    RoundRobin,
-    /// Two at random; the one with fewer requests in flight.
-    P2c,
-}
 
 /// Why the gateway's configuration could not be had: a variable, or the
 /// routes file, each naming what to fix.
@@ -61,10 +45,7 @@ pub enum GatewayConfigError {
 /// | `GANTRY_BODY_TIMEOUT` | `30s` | to send a request's body once the headers are in (408 after it) |
 /// | `GANTRY_MAX_CONNECTIONS` | `10000` | open client connections; more are answered 503 and closed |
 /// | `GANTRY_GATEWAY_CONFIG` | the reference routes | a TOML file of services and routes ([`crate::declared`]); read again on SIGHUP |
-/// | `GANTRY_LB` | `round_robin` | `round_robin` or `p2c` (least outstanding of two); a service's `lb` overrides it |
-/// | `GANTRY_CONNECT_TIMEOUT` | `1s` | upstream connect timeout; a service's `connect_timeout` overrides it |
-/// | `GANTRY_REQUEST_TIMEOUT` | `30s` | per-attempt time to upstream response headers; a service's `request_timeout` overrides it |
-/// | `GANTRY_MAX_RETRIES` | `2` | retries on other instances (connect failures; any failure for idempotent methods); a service's `retries` overrides it |
+/// | `GANTRY_LB`, `GANTRY_*_TIMEOUT`, `GANTRY_MAX_RETRIES`, `GANTRY_RETRY_*`, `GANTRY_CONSECUTIVE_*`, `GANTRY_*_EJECTION_*` | | how requests to a service are sent, retried and when an instance is ejected: the defaults of every service, each overridable per service in the routes file ([`crate::policy`] has the table) |
 /// | `GANTRY_SESSION_CACHE_TTL` | `5s` | session lookup cache, at most 5 s |
 /// | `GANTRY_WORKERS` | the number of cores | worker threads (thread per core) |
 /// | `GANTRY_INSTANCE_ID` | `gateway-<port>` | sent as `X-Instance-Id` on the gateway's own answers |
@@ -90,10 +71,7 @@ pub struct GatewayConfig {
     /// [`Declared::reference`].
     pub declared: Declared,
     /// The defaults for a service that does not set its own.
-    pub lb: LbPolicy,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub max_retries: u32,
+    pub policy: Policy,
     pub session_cache_ttl: Duration,
     /// Worker threads, each with its own runtime and upstream pool.
     pub workers: usize,
@@ -111,11 +89,6 @@ impl GatewayConfig {
     /// Reads the environment and, when `GANTRY_GATEWAY_CONFIG` names one,
     /// the routes file: a mistake in either stops the gateway before it binds.
     pub fn from_env() -> Result<Self, GatewayConfigError> {
-        let lb = match config::string_or("GANTRY_LB", "round_robin").as_str() {
-            "round_robin" | "rr" => LbPolicy::RoundRobin,
-            "p2c" | "least_outstanding" => LbPolicy::P2c,
-            other => return Err(ConfigError::new("GANTRY_LB", other, "round_robin or p2c").into()),
-        };
         let session_cache_ttl = config::duration_or("GANTRY_SESSION_CACHE_TTL", DEFAULT_SESSION_CACHE_TTL)?;
         if session_cache_ttl > MAX_SESSION_CACHE_TTL {
             return Err(ConfigError::new(
@@ -125,11 +98,6 @@ impl GatewayConfig {
             )
             .into());
         }
-        let max_retries = config::number_in(
-            "GANTRY_MAX_RETRIES",
-            DEFAULT_MAX_RETRIES,
-            0..=crate::declared::MAX_RETRIES,
-        )?;
         let routes_file = config::raw(CONFIG_FILE_VAR).map(|p| PathBuf::from(p.trim()));
         Ok(Self {
             listen: config::parse_or(
@@ -154,10 +122,7 @@ impl GatewayConfig {
                 None => Declared::reference(),
             },
             routes_file,
-            lb,
-            connect_timeout: config::duration_or("GANTRY_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)?,
-            request_timeout: config::duration_or("GANTRY_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT)?,
-            max_retries,
+            policy: Policy::from_env()?,
             session_cache_ttl,
             workers: config::number_in(
                 "GANTRY_WORKERS",

@@ -11,8 +11,17 @@
 //! name = "greeter"            # the service's name in the registry
 //! lb = "p2c"                  # or "round_robin"; default GANTRY_LB
 //! connect_timeout = "1s"      # default GANTRY_CONNECT_TIMEOUT
-//! request_timeout = "30s"     # default GANTRY_REQUEST_TIMEOUT
+//! request_timeout = "30s"     # per try; default GANTRY_REQUEST_TIMEOUT
 //! retries = 2                 # 0 to 5; default GANTRY_MAX_RETRIES
+//! retry_on = ["connect-failure", "reset", "gateway-error"]   # [] retries nothing
+//! retriable_status_codes = [] # retried with "retriable-status-codes" in retry_on
+//! retry_budget = 20           # percent of requests in flight that may be retries
+//! consecutive_5xx = 5         # outlier detection: 5xx answers in a row eject; 0 is off
+//! consecutive_gateway_failure = 0        # 502/503/504 in a row; 0 is off
+//! consecutive_local_origin_failure = 1   # refused, reset, timed out in a row
+//! base_ejection_time = "1s"   # × ejections in a row ...
+//! max_ejection_time = "30s"   # ... up to this
+//! max_ejection_percent = 50   # of the service's instances at once (one always may)
 //!
 //! [[routes]]
 //! prefix = "/greet"           # whole segments: /greet and /greet/x, not /greetings
@@ -38,6 +47,8 @@
 //! | `connect_timeout` | `[[services]]` | `GANTRY_CONNECT_TIMEOUT` | a duration such as `500ms` or `1s` |
 //! | `request_timeout` | `[[services]]` | `GANTRY_REQUEST_TIMEOUT` | per attempt, to the response headers |
 //! | `retries` | `[[services]]` | `GANTRY_MAX_RETRIES` | 0 to 5 further attempts on other instances |
+//! | `retry_on`, `retriable_status_codes`, `retry_budget` | `[[services]]` | `GANTRY_RETRY_ON`, … | what is retried and how much (Envoy's retry policy and retry budget; [`crate::policy`] has the table) |
+//! | `consecutive_5xx`, `consecutive_gateway_failure`, `consecutive_local_origin_failure`, `base_ejection_time`, `max_ejection_time`, `max_ejection_percent` | `[[services]]` | `GANTRY_CONSECUTIVE_5XX`, … | passive outlier detection, as Envoy's ([`crate::policy`]) |
 //! | `prefix` | `[[routes]]` | required | `/` or a path without a trailing `/` |
 //! | `host` | `[[routes]]` | any host | a host name without a port |
 //! | `methods` | `[[routes]]` | any method | HTTP methods in capitals; exact, so `HEAD` is not implied by `GET` |
@@ -75,14 +86,11 @@ use http::Method;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::LbPolicy;
 use crate::edge::EdgePolicy;
+use crate::policy::{Bounded, FileDuration, FileRetryOn, LbPolicy, MAX_RETRIES, Overrides};
 
 /// The service whose JWKS is trusted unless the file says otherwise.
 pub const DEFAULT_JWKS_SERVICE: &str = "auth";
-/// The most retries a service may be given: the request path keeps the
-/// instances it tried in a fixed array of `MAX_RETRIES + 1` or more.
-pub const MAX_RETRIES: u32 = 5;
 
 /// Whether a route needs a verified caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -98,15 +106,12 @@ pub enum IdentityMode {
     Required,
 }
 
-/// One `[[services]]` entry; `None` fields take the gateway's defaults
-/// (`GANTRY_LB` and the like), resolved when the snapshot is built.
+/// One `[[services]]` entry; settings it leaves out take the gateway's
+/// defaults (`GANTRY_LB` and the like), resolved when the snapshot is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub name: String,
-    pub lb: Option<LbPolicy>,
-    pub connect_timeout: Option<Duration>,
-    pub request_timeout: Option<Duration>,
-    pub retries: Option<u32>,
+    pub policy: Overrides,
 }
 
 impl ServiceSpec {
@@ -114,10 +119,7 @@ impl ServiceSpec {
     pub fn named(name: &str) -> Self {
         Self {
             name: name.to_owned(),
-            lb: None,
-            connect_timeout: None,
-            request_timeout: None,
-            retries: None,
+            policy: Overrides::default(),
         }
     }
 }
@@ -283,12 +285,27 @@ impl Declared {
                 }
                 other => other.map(Spanned::into_inner),
             };
+            let ejection = |t: Option<FileDuration>| t.map(|t| t.0);
+            let number = |n: Option<Bounded<0, 1000>>| n.map(|n| n.0);
             services.push(ServiceSpec {
                 name,
-                lb: s.lb,
-                connect_timeout: s.connect_timeout.map(|d| d.0),
-                request_timeout: s.request_timeout.map(|d| d.0),
-                retries,
+                policy: Overrides {
+                    lb: s.lb,
+                    connect_timeout: s.connect_timeout.map(|d| d.0),
+                    request_timeout: s.request_timeout.map(|d| d.0),
+                    retries,
+                    retry_on: s.retry_on.map(|r| r.0),
+                    retriable_status_codes: s
+                        .retriable_status_codes
+                        .map(|codes| codes.iter().map(|c| c.0 as u16).collect()),
+                    retry_budget: s.retry_budget.map(|n| n.0),
+                    consecutive_5xx: number(s.consecutive_5xx),
+                    consecutive_gateway_failure: number(s.consecutive_gateway_failure),
+                    consecutive_local_origin_failure: number(s.consecutive_local_origin_failure),
+                    base_ejection_time: ejection(s.base_ejection_time),
+                    max_ejection_time: ejection(s.max_ejection_time),
+                    max_ejection_percent: s.max_ejection_percent.map(|n| n.0),
+                },
             });
         }
         let service_index = |name: &str| services.iter().position(|s| s.name == name);
@@ -502,6 +519,15 @@ struct RawService {
     connect_timeout: Option<FileDuration>,
     request_timeout: Option<FileDuration>,
     retries: Option<Spanned<u32>>,
+    retry_on: Option<FileRetryOn>,
+    retriable_status_codes: Option<Vec<Bounded<100, 599>>>,
+    retry_budget: Option<Bounded<0, 100>>,
+    consecutive_5xx: Option<Bounded<0, 1000>>,
+    consecutive_gateway_failure: Option<Bounded<0, 1000>>,
+    consecutive_local_origin_failure: Option<Bounded<0, 1000>>,
+    base_ejection_time: Option<FileDuration>,
+    max_ejection_time: Option<FileDuration>,
+    max_ejection_percent: Option<Bounded<0, 100>>,
 }
 
 #[derive(Deserialize)]
@@ -515,22 +541,6 @@ struct RawRoute {
     identity_headers: Option<Spanned<bool>>,
     strip_prefix: Option<bool>,
     pass_credentials: Option<bool>,
-}
-
-/// A duration written as `500ms`, `2s`, `1m`; above zero. Parsed in
-/// `Deserialize`, so toml reports a bad one with its line.
-struct FileDuration(Duration);
-
-impl<'de> Deserialize<'de> for FileDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match gantry_common::config::parse_duration(&text) {
-            Some(v) if !v.is_zero() => Ok(FileDuration(v)),
-            _ => Err(serde::de::Error::custom(format!(
-                "{text:?} is not a duration: expected one above zero such as \"500ms\", \"2s\" or \"1m\""
-            ))),
-        }
-    }
 }
 
 /// An HTTP method as HTTP spells it (capitals).
@@ -589,6 +599,10 @@ lb = "p2c"
 connect_timeout = "250ms"
 request_timeout = "5s"
 retries = 1
+retry_on = ["5xx", "retriable-status-codes"]
+retriable_status_codes = [409]
+consecutive_5xx = 3
+max_ejection_percent = 100
 
 [[routes]]
 prefix = "/auth"
@@ -618,10 +632,17 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
             d.services[1],
             ServiceSpec {
                 name: "greeter".into(),
-                lb: Some(LbPolicy::P2c),
-                connect_timeout: Some(Duration::from_millis(250)),
-                request_timeout: Some(Duration::from_secs(5)),
-                retries: Some(1),
+                policy: Overrides {
+                    lb: Some(LbPolicy::P2c),
+                    connect_timeout: Some(Duration::from_millis(250)),
+                    request_timeout: Some(Duration::from_secs(5)),
+                    retries: Some(1),
+                    retry_on: Some(crate::policy::RetryOn::parse(["5xx", "retriable-status-codes"]).unwrap()),
+                    retriable_status_codes: Some(vec![409]),
+                    consecutive_5xx: Some(3),
+                    max_ejection_percent: Some(100),
+                    ..Overrides::default()
+                },
             }
         );
         assert_eq!(d.services[0], ServiceSpec::named("auth"));
@@ -764,9 +785,14 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
 
     #[test]
     fn other_mistakes_each_name_a_line() {
-        let cases: [(&str, usize, &str); 10] = [
+        let cases: [(&str, usize, &str); 15] = [
             ("[[services]]\nname = \"a\"\nlb = \"random\"\n", 3, "round_robin"),
             ("[[services]]\nname = \"a\"\nretries = 9\n", 3, "from 0 to 5"),
+            ("[[services]]\nname = \"a\"\nretry_budget = 101\n", 3, "from 0 to 100"),
+            ("[[services]]\nname = \"a\"\nretry_on = [\"always\"]\n", 3, "\"always\" is not a retry condition"),
+            ("[[services]]\nname = \"a\"\nretriable_status_codes = [99]\n", 3, "from 100 to 599"),
+            ("[[services]]\nname = \"a\"\nconsecutive_5xx = -1\n", 3, "from 0 to 1000"),
+            ("[[services]]\nname = \"a\"\nbase_ejection_time = \"never\"\n", 3, "is not a duration"),
             (
                 "[[services]]\nname = \"a\"\n[[services]]\nname = \"a\"\n",
                 4,

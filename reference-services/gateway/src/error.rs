@@ -4,6 +4,7 @@
 use gantry_common::error::ApiError;
 use http::StatusCode;
 
+use crate::policy::{Condition, RetryOn};
 use crate::pool::SendError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,18 +29,31 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// Whether trying another instance is safe: always when nothing reached
-    /// the upstream, otherwise only for idempotent methods.
-    pub fn retry_safe(&self, idempotent: bool) -> bool {
+    /// The `retry_on` condition that covers this failure, and whether a
+    /// retry needs an idempotent method (anything that may have reached
+    /// the upstream does; a connection never opened does not).
+    pub fn retry_condition(&self) -> Option<(Condition, bool)> {
         match self {
-            ProxyError::Connect { .. } => true,
-            ProxyError::Upstream { .. } | ProxyError::Stale { .. } | ProxyError::Timeout { .. } => idempotent,
-            ProxyError::NoInstance { .. } => false,
+            ProxyError::Connect { .. } => Some((Condition::ConnectFailure, false)),
+            ProxyError::Upstream { .. } | ProxyError::Stale { .. } => Some((Condition::Reset, true)),
+            ProxyError::Timeout { .. } => Some((Condition::GatewayError, true)),
+            ProxyError::NoInstance { .. } => None,
         }
     }
 
-    /// Whether the instance should be ejected from balancing.
-    pub fn ejects(&self) -> bool {
+    /// Whether another attempt is allowed by `retry_on` for a request
+    /// whose method is `idempotent` or not.
+    pub fn retried_under(&self, retry_on: &RetryOn, idempotent: bool) -> bool {
+        match self.retry_condition() {
+            Some((Condition::GatewayError, needs)) => retry_on.retries_timeout() && (idempotent || !needs),
+            Some((c, needs)) => retry_on.has(c) && (idempotent || !needs),
+            None => false,
+        }
+    }
+
+    /// Whether it counts against the instance in outlier detection: an
+    /// idle-closed kept-alive connection says nothing about the instance.
+    pub fn counts_against_instance(&self) -> bool {
         !matches!(self, ProxyError::NoInstance { .. } | ProxyError::Stale { .. })
     }
 
@@ -82,17 +96,25 @@ mod tests {
 
     #[test]
     fn each_failure_knows_whether_to_retry_and_eject() {
+        let on = RetryOn::DEFAULT;
         let of = |e: SendError| ProxyError::from_send("u1", e);
         let unsent = of(SendError::Unsent("refused".into()));
-        assert!(unsent.retry_safe(false) && unsent.ejects());
+        assert!(unsent.retried_under(&on, false) && unsent.counts_against_instance());
         let failed = of(SendError::Failed("reset".into()));
-        assert!(!failed.retry_safe(false) && failed.retry_safe(true) && failed.ejects());
+        assert!(!failed.retried_under(&on, false) && failed.retried_under(&on, true));
+        assert!(failed.counts_against_instance());
         // An idle-closed connection says nothing against the instance.
         let stale = of(SendError::Stale("closed".into()));
-        assert!(!stale.retry_safe(false) && stale.retry_safe(true) && !stale.ejects());
+        assert!(!stale.retried_under(&on, false) && stale.retried_under(&on, true));
+        assert!(!stale.counts_against_instance());
         assert_eq!(stale.to_api_error().status, StatusCode::BAD_GATEWAY);
+        let timeout = ProxyError::Timeout { instance: "u1".into() };
+        assert!(timeout.retried_under(&on, true) && !timeout.retried_under(&on, false));
         let none = ProxyError::NoInstance { service: "user".into() };
-        assert!(!none.retry_safe(true) && !none.ejects());
+        assert!(!none.retried_under(&on, true) && !none.counts_against_instance());
+        // retry_on = none retries nothing, not even a refused connection.
+        let nothing = RetryOn::default();
+        assert!(!unsent.retried_under(&nothing, true) && !failed.retried_under(&nothing, true));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod pool;
 mod proxy;
+pub mod policy;
 pub mod reload;
 mod routes;
 mod shard;
@@ -41,14 +42,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 
-pub use config::{GatewayConfig, GatewayConfigError, LbPolicy};
+pub use config::{GatewayConfig, GatewayConfigError};
+pub use policy::{LbPolicy, Policy};
 pub use declared::{Declared, DeclaredError};
 pub use proxy::Gateway;
 pub use reload::{ReloadError, ReloadReport, Reloader, Reloads};
-/// Passive health's backoff (an instance is ejected for `BASE_EJECTION` at its
-/// first failure, doubling with each failure in a row up to `MAX_EJECTION`):
-/// public so checks can derive how often a broken instance may be tried.
-pub use upstream::{BASE_EJECTION, MAX_EJECTION};
+
 
 /// How often Redis reachability is checked for `/readyz`.
 pub const REDIS_PROBE_INTERVAL: Duration = Duration::from_secs(1);

@@ -4,11 +4,10 @@
 //! configuration from start to end and never takes a lock to read it.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use crate::config::{GatewayConfig, LbPolicy};
+use crate::config::GatewayConfig;
 use crate::declared::Declared;
 use crate::edge::EdgePolicy;
+use crate::policy::Policy;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
 
@@ -17,15 +16,6 @@ use crate::upstream::Upstream;
 /// means something with the snapshot it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServiceId(pub usize);
-
-/// How requests to one service are sent, with the gateway's defaults filled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    pub lb: LbPolicy,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub retries: u32,
-}
 
 /// One service of a configuration.
 #[derive(Debug)]
@@ -61,12 +51,7 @@ impl Routing {
                 let kept = previous.and_then(|p| p.by_name(&spec.name));
                 Service {
                     name: kept.map_or_else(|| spec.name.as_str().into(), |s| s.name.clone()),
-                    policy: Policy {
-                        lb: spec.lb.unwrap_or(cfg.lb),
-                        connect_timeout: spec.connect_timeout.unwrap_or(cfg.connect_timeout),
-                        request_timeout: spec.request_timeout.unwrap_or(cfg.request_timeout),
-                        retries: spec.retries.unwrap_or(cfg.max_retries),
-                    },
+                    policy: spec.policy.resolve(&cfg.policy),
                     upstream: kept.map_or_else(|| Arc::new(Upstream::new(cfg.workers)), |s| s.upstream.clone()),
                 }
             })
@@ -101,11 +86,12 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::policy::LbPolicy;
 
     fn cfg() -> GatewayConfig {
         let mut cfg = GatewayConfig::from_env().expect("the default config");
-        cfg.lb = LbPolicy::RoundRobin;
-        cfg.max_retries = 2;
+        cfg.policy.lb = LbPolicy::RoundRobin;
+        cfg.policy.retries = 2;
         cfg
     }
 
@@ -117,7 +103,7 @@ mod tests {
         let r = Routing::build(&d, &cfg, None);
         assert_eq!(r.services[0].policy.lb, LbPolicy::RoundRobin);
         assert_eq!(r.services[0].policy.retries, 2);
-        assert_eq!(r.services[0].policy.request_timeout, cfg.request_timeout);
+        assert_eq!(r.services[0].policy.request_timeout, cfg.policy.request_timeout);
         assert_eq!(r.services[1].policy.lb, LbPolicy::P2c);
         assert_eq!(r.services[1].policy.retries, 0);
         assert!(r.jwks.is_none() && !r.needs_identity);

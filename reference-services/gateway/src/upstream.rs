@@ -6,21 +6,18 @@
 //! `Arc`, so in-flight counts and ejections carry over.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use gantry_common::registry::Instance;
+
+use crate::policy::{LbPolicy, Outlier};
 use http::uri::Authority;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::shard::Sharded;
-
-/// The first ejection after a connect failure lasts this long …
-pub const BASE_EJECTION: Duration = Duration::from_secs(1);
-/// … doubling with each consecutive failure, up to this.
-pub const MAX_EJECTION: Duration = Duration::from_secs(30);
 
 /// One instance of a service.
 #[derive(Debug)]
@@ -29,12 +26,110 @@ pub struct Endpoint {
     pub authority: Authority,
     /// Requests sent and not yet answered (for least-outstanding balancing).
     pub outstanding: AtomicUsize,
-    consecutive_failures: AtomicU32,
+    /// Outlier detection's counts, packed so that a success reads one word:
+    /// see [`Streaks`].
+    streaks: AtomicU64,
     /// Milliseconds since [`Clock`]'s origin until which the endpoint is ejected.
     ejected_until_ms: AtomicU64,
     pub requests: AtomicU64,
     /// Idle keep-alive connections to this instance; they close with it.
     pub pool: crate::pool::Pool,
+}
+
+/// What an attempt on an instance came to, for outlier detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// An answer with this status (5xx counts against the instance).
+    Answered(u16),
+    /// Refused, reset or timed out: a failure at the gateway's end.
+    LocalFailure,
+}
+
+/// Why an instance was ejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ejection {
+    Consecutive5xx,
+    ConsecutiveGatewayFailure,
+    ConsecutiveLocalOriginFailure,
+}
+
+impl Ejection {
+    pub const ALL: [Ejection; 3] = [
+        Ejection::Consecutive5xx,
+        Ejection::ConsecutiveGatewayFailure,
+        Ejection::ConsecutiveLocalOriginFailure,
+    ];
+
+    /// Its name in `/metrics` and logs (Envoy's detector names).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Ejection::Consecutive5xx => "consecutive_5xx",
+            Ejection::ConsecutiveGatewayFailure => "consecutive_gateway_failure",
+            Ejection::ConsecutiveLocalOriginFailure => "consecutive_local_origin_failure",
+        }
+    }
+}
+
+/// Four 16-bit counts in one word: 5xx answers in a row, gateway errors
+/// (502/503/504) in a row, local failures in a row, and ejections in a row
+/// (the multiplier of `base_ejection_time`). Zero means healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Streaks {
+    five_xx: u16,
+    gateway: u16,
+    local: u16,
+    ejections: u16,
+}
+
+impl Streaks {
+    fn unpack(w: u64) -> Self {
+        Self {
+            five_xx: w as u16,
+            gateway: (w >> 16) as u16,
+            local: (w >> 32) as u16,
+            ejections: (w >> 48) as u16,
+        }
+    }
+
+    fn pack(self) -> u64 {
+        u64::from(self.five_xx)
+            | u64::from(self.gateway) << 16
+            | u64::from(self.local) << 32
+            | u64::from(self.ejections) << 48
+    }
+
+    /// The counts after `outcome`, and the detector it trips, if any.
+    fn after(mut self, outcome: Outcome, o: &Outlier) -> (Self, Option<Ejection>) {
+        let reached = |n: u16, limit: u32| limit != 0 && u32::from(n) >= limit;
+        let tripped = match outcome {
+            Outcome::LocalFailure => {
+                self.local = self.local.saturating_add(1);
+                reached(self.local, o.consecutive_local_origin_failure)
+                    .then_some(Ejection::ConsecutiveLocalOriginFailure)
+            }
+            Outcome::Answered(status) => {
+                // Any answer means the connection worked.
+                self.local = 0;
+                if status >= 500 {
+                    self.five_xx = self.five_xx.saturating_add(1);
+                    if matches!(status, 502..=504) {
+                        self.gateway = self.gateway.saturating_add(1);
+                    } else {
+                        self.gateway = 0;
+                    }
+                    if reached(self.five_xx, o.consecutive_5xx) {
+                        Some(Ejection::Consecutive5xx)
+                    } else {
+                        reached(self.gateway, o.consecutive_gateway_failure)
+                            .then_some(Ejection::ConsecutiveGatewayFailure)
+                    }
+                } else {
+                    return (Self::default(), None);
+                }
+            }
+        };
+        (self, tripped)
+    }
 }
 
 impl Endpoint {
@@ -43,7 +138,7 @@ impl Endpoint {
             id: id.into(),
             authority,
             outstanding: AtomicUsize::new(0),
-            consecutive_failures: AtomicU32::new(0),
+            streaks: AtomicU64::new(0),
             ejected_until_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             pool: crate::pool::Pool::default(),
@@ -54,21 +149,45 @@ impl Endpoint {
         self.ejected_until_ms.load(Ordering::Relaxed) > now_ms
     }
 
-    /// Passive health: a failure ejects at once, for longer each time in a row.
-    pub fn eject(&self, now_ms: u64) -> Duration {
-        let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed).min(16);
-        let backoff = BASE_EJECTION.saturating_mul(1 << failures).min(MAX_EJECTION);
-        self.ejected_until_ms
-            .store(now_ms + backoff.as_millis() as u64, Ordering::Relaxed);
-        backoff
+    /// Counts one attempt's `outcome` and says which detector of `o` it
+    /// trips, if any. A success reads one word and writes nothing unless
+    /// there was a streak to end: the hot path stays write-free.
+    pub fn observe(&self, outcome: Outcome, o: &Outlier) -> Option<Ejection> {
+        if matches!(outcome, Outcome::Answered(s) if s < 500) {
+            if self.streaks.load(Ordering::Relaxed) != 0 {
+                self.streaks.store(0, Ordering::Relaxed);
+                self.ejected_until_ms.store(0, Ordering::Relaxed);
+            }
+            return None;
+        }
+        let mut tripped = None;
+        let _ = self.streaks.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            let (next, t) = Streaks::unpack(w).after(outcome, o);
+            tripped = t;
+            Some(next.pack())
+        });
+        tripped
     }
 
-    /// A success clears the failure streak (read first: no write on the hot path).
-    pub fn succeeded(&self) {
-        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.ejected_until_ms.store(0, Ordering::Relaxed);
-        }
+    /// Ejects the endpoint for `base_ejection_time` × its ejections in a
+    /// row (this one included), at most `max_ejection_time`; its streaks
+    /// start again from zero, as Envoy's do.
+    pub fn eject(&self, now_ms: u64, o: &Outlier) -> Duration {
+        let mut n = 0;
+        let _ = self.streaks.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+            n = Streaks::unpack(w).ejections.saturating_add(1);
+            Some(
+                Streaks {
+                    ejections: n,
+                    ..Streaks::default()
+                }
+                .pack(),
+            )
+        });
+        let time = o.ejection_time(u32::from(n));
+        self.ejected_until_ms
+            .store(now_ms + time.as_millis() as u64, Ordering::Relaxed);
+        time
     }
 }
 
@@ -128,7 +247,14 @@ pub struct Upstream {
     pub snapshot: ArcSwap<Snapshot>,
     next: AtomicUsize,
     pub retries: AtomicU64,
-    pub ejections: AtomicU64,
+    /// Retries not made because the retry budget was spent.
+    pub retry_overflow: AtomicU64,
+    /// Retries in flight now, against the retry budget.
+    pub retrying: AtomicUsize,
+    /// Ejections by detector ([`Ejection::ALL`]'s order).
+    pub ejections: [AtomicU64; 3],
+    /// Ejections a detector asked for and `max_ejection_percent` refused.
+    pub ejections_overflow: AtomicU64,
     pub failures: AtomicU64,
     /// Connections opened; requests reuse idle ones whenever they can.
     pub connects: AtomicU64,
@@ -178,6 +304,23 @@ impl Upstream {
         self.answered.all().map(|c| c[class].load(Ordering::Relaxed)).sum()
     }
 
+    /// Requests in flight to this service's instances now.
+    pub fn in_flight(&self, snapshot: &Snapshot) -> usize {
+        snapshot.endpoints.iter().map(|e| e.outstanding.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Ejects `endpoint` of `snapshot` for `why`, unless `max_ejection_percent`
+    /// forbids one more; counts either. Returns how long, if ejected.
+    pub fn eject(&self, snapshot: &Snapshot, endpoint: &Endpoint, why: Ejection, o: &Outlier, now_ms: u64) -> Option<Duration> {
+        let ejected = snapshot.endpoints.iter().filter(|e| e.is_ejected(now_ms)).count();
+        if !o.may_eject(ejected, snapshot.endpoints.len()) {
+            self.ejections_overflow.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.ejections[why as usize].fetch_add(1, Ordering::Relaxed);
+        Some(endpoint.eject(now_ms, o))
+    }
+
     /// Base URLs of the current endpoints (for fetching the JWKS from auth).
     pub fn base_urls(&self) -> Vec<String> {
         self.snapshot
@@ -194,7 +337,7 @@ impl Upstream {
     pub fn pick(
         &self,
         snapshot: &Snapshot,
-        policy: crate::config::LbPolicy,
+        policy: LbPolicy,
         tried: &[usize],
         now_ms: u64,
     ) -> Option<usize> {
@@ -202,11 +345,11 @@ impl Upstream {
         let usable = |i: usize| !tried.contains(&i);
         let healthy = |i: usize| usable(i) && !snapshot.endpoints[i].is_ejected(now_ms);
         let chosen = match policy {
-            crate::config::LbPolicy::RoundRobin => {
+            LbPolicy::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..n).map(|k| (start + k) % n).find(|&i| healthy(i))
             }
-            crate::config::LbPolicy::P2c => p2c(snapshot, n, &healthy),
+            LbPolicy::P2c => p2c(snapshot, n, &healthy),
         };
         chosen.or_else(|| (0..n).find(|&i| usable(i)))
     }
@@ -235,7 +378,10 @@ fn p2c(snapshot: &Snapshot, n: usize, healthy: &impl Fn(usize) -> bool) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LbPolicy;
+
+    fn outlier() -> Outlier {
+        Outlier::DEFAULT
+    }
 
     fn instance(id: &str, port: u16) -> Instance {
         Instance {
@@ -270,38 +416,96 @@ mod tests {
     fn ejected_and_tried_endpoints_are_skipped() {
         let u = upstream(3);
         let snap = u.snapshot.load();
-        snap.endpoints[1].eject(0);
+        let o = outlier();
+        snap.endpoints[1].eject(0, &o);
         for _ in 0..10 {
             let p = u.pick(&snap, LbPolicy::RoundRobin, &[0], 10).unwrap();
             assert_eq!(p, 2);
         }
-        // Ejection ends after its backoff.
-        assert!(!snap.endpoints[1].is_ejected(BASE_EJECTION.as_millis() as u64));
+        // Ejection ends after its time.
+        assert!(!snap.endpoints[1].is_ejected(o.base_ejection_time.as_millis() as u64));
     }
 
     #[test]
     fn all_ejected_still_tries_one() {
         let u = upstream(2);
         let snap = u.snapshot.load();
-        snap.endpoints[0].eject(0);
-        snap.endpoints[1].eject(0);
+        snap.endpoints[0].eject(0, &outlier());
+        snap.endpoints[1].eject(0, &outlier());
         assert!(u.pick(&snap, LbPolicy::RoundRobin, &[], 1).is_some());
         assert_eq!(u.pick(&snap, LbPolicy::RoundRobin, &[0, 1], 1), None);
     }
 
     #[test]
-    fn ejection_backs_off_and_success_resets() {
+    fn ejection_grows_per_ejection_in_a_row_and_success_resets() {
+        let o = outlier();
         let e = Endpoint::new("x", "127.0.0.1:1".parse().unwrap());
-        assert_eq!(e.eject(0), Duration::from_secs(1));
-        assert_eq!(e.eject(0), Duration::from_secs(2));
-        assert_eq!(e.eject(0), Duration::from_secs(4));
-        e.succeeded();
+        assert_eq!(e.eject(0, &o), Duration::from_secs(1));
+        assert_eq!(e.eject(0, &o), Duration::from_secs(2));
+        assert_eq!(e.eject(0, &o), Duration::from_secs(3));
+        assert_eq!(e.observe(Outcome::Answered(200), &o), None);
         assert!(!e.is_ejected(0));
-        assert_eq!(e.eject(0), Duration::from_secs(1));
-        for _ in 0..40 {
-            e.eject(0);
+        assert_eq!(e.eject(0, &o), Duration::from_secs(1));
+        for _ in 0..100 {
+            e.eject(0, &o);
         }
-        assert_eq!(e.eject(0), MAX_EJECTION);
+        assert_eq!(e.eject(0, &o), o.max_ejection_time);
+    }
+
+    #[test]
+    fn each_detector_trips_at_its_own_count() {
+        let mut o = outlier();
+        o.consecutive_5xx = 3;
+        o.consecutive_gateway_failure = 0;
+        o.consecutive_local_origin_failure = 2;
+        let e = Endpoint::new("x", "127.0.0.1:1".parse().unwrap());
+        assert_eq!(e.observe(Outcome::Answered(503), &o), None);
+        assert_eq!(e.observe(Outcome::Answered(500), &o), None);
+        assert_eq!(e.observe(Outcome::Answered(503), &o), Some(Ejection::Consecutive5xx));
+        // A 4xx is the instance working: the streak ends.
+        e.observe(Outcome::Answered(404), &o);
+        for _ in 0..2 {
+            assert_eq!(e.observe(Outcome::Answered(503), &o), None);
+        }
+        e.observe(Outcome::Answered(200), &o);
+        assert_eq!(e.observe(Outcome::LocalFailure, &o), None);
+        // An answer of any kind means the connection worked.
+        assert_eq!(e.observe(Outcome::Answered(503), &o), None);
+        assert_eq!(e.observe(Outcome::LocalFailure, &o), None);
+        assert_eq!(
+            e.observe(Outcome::LocalFailure, &o),
+            Some(Ejection::ConsecutiveLocalOriginFailure)
+        );
+        o.consecutive_5xx = 0;
+        o.consecutive_gateway_failure = 2;
+        let g = Endpoint::new("g", "127.0.0.1:1".parse().unwrap());
+        assert_eq!(g.observe(Outcome::Answered(503), &o), None);
+        assert_eq!(g.observe(Outcome::Answered(500), &o), None, "500 is no gateway error");
+        assert_eq!(g.observe(Outcome::Answered(502), &o), None);
+        assert_eq!(
+            g.observe(Outcome::Answered(504), &o),
+            Some(Ejection::ConsecutiveGatewayFailure)
+        );
+        let off = Outlier {
+            consecutive_5xx: 0,
+            consecutive_gateway_failure: 0,
+            consecutive_local_origin_failure: 0,
+            ..o
+        };
+        for _ in 0..100 {
+            assert_eq!(g.observe(Outcome::Answered(503), &off), None, "0 switches a detector off");
+        }
+    }
+
+    #[test]
+    fn max_ejection_percent_keeps_the_rest_serving() {
+        let u = upstream(3);
+        let snap = u.snapshot.load();
+        let o = outlier();
+        assert!(u.eject(&snap, &snap.endpoints[0], Ejection::Consecutive5xx, &o, 0).is_some());
+        assert!(u.eject(&snap, &snap.endpoints[1], Ejection::Consecutive5xx, &o, 0).is_none());
+        assert_eq!(u.ejections_overflow.load(Ordering::Relaxed), 1);
+        assert_eq!(u.ejections[Ejection::Consecutive5xx as usize].load(Ordering::Relaxed), 1);
     }
 
     #[test]

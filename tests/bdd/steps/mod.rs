@@ -42,7 +42,7 @@ pub async fn counters(admin: &str) -> (f64, f64) {
     let scrape = Scrape::of(admin).await.expect("the gateway's /metrics");
     (
         scrape.value("gantry_gateway_upstream_retries_total{service=\"user\"}"),
-        scrape.value("gantry_gateway_upstream_ejections_total{service=\"user\"}"),
+        scrape.sum("gantry_gateway_upstream_ejections_total", "service=\"user\""),
     )
 }
 

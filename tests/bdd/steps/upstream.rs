@@ -10,7 +10,7 @@ use cucumber::gherkin::Step;
 use cucumber::{given, then, when};
 use gantry_common::registry::TtlState;
 use gantry_common::session;
-use gantry_gateway::{BASE_EJECTION, MAX_EJECTION};
+use gantry_gateway::policy::Outlier;
 use gantry_harness::GantryStack as _;
 use gantry_harness::drive::client::{Answer, Auth};
 use gantry_harness::drive::echo::{EchoInstance, Mode, Received, attempts_allowed};
@@ -310,16 +310,17 @@ async fn tried_within_backoff(w: &mut GantryWorld, id: String) {
     assert_eq!(broken, id);
     let elapsed = since.elapsed();
     let attempts = echo(w, &id).echo.closed_unanswered();
-    // The gateway ejects an instance at its first failure for BASE_EJECTION
-    // (1 s) and doubles that with every failure in a row up to MAX_EJECTION
-    // (30 s): until it succeeds it is tried again only when its ejection has
-    // run out, i.e. 1, 3, 7, 15 … s after the first failure. Requests were
+    // The gateway ejects an instance at its first refused or reset attempt
+    // (consecutive_local_origin_failure 1) for base_ejection_time (1 s) × its
+    // ejections in a row, at most 30 s: until it succeeds it is tried again
+    // only when its ejection has run out, i.e. 1, 3, 6, 10 … s after the first
+    // failure. Requests were
     // sent one at a time and each tries an instance at most once, so within
     // `elapsed` at most `attempts_allowed` attempts reach it: 1 for a hundred
     // quick requests (well under a second), 2 or 3 on a slow machine. A
     // gateway that never ejects tries it first on nearly every request (99
-    // of 100 when ProxyError::ejects was made to return false).
-    let bound = attempts_allowed(elapsed, BASE_EJECTION, MAX_EJECTION);
+    // of 100 when consecutive_local_origin_failure was set to 0).
+    let bound = attempts_allowed(elapsed, |n| Outlier::DEFAULT.ejection_time(n));
     println!(
         "    {id} was tried {attempts} times in {} ms (the backoff allows {bound})",
         elapsed.as_millis()

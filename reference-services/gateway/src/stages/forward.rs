@@ -1,6 +1,7 @@
 //! Forward: the last stage. The request goes to an instance of its
-//! service, chosen by the service's balancing policy; a failure that is
-//! safe to retry is retried on another instance, within the retry budget.
+//! service, chosen by the service's balancing policy; a failure or an
+//! answer its `retry_on` covers is retried on another instance, within the
+//! retry budget, and every attempt feeds outlier detection.
 
 use std::sync::atomic::Ordering;
 
@@ -15,7 +16,7 @@ use crate::headers::strip_hop_by_hop;
 use crate::proxy::{Body, Gateway};
 use crate::routes::strip_prefix;
 use crate::snapshot::Service;
-use crate::upstream::Endpoint;
+use crate::upstream::{Endpoint, Outcome, Snapshot, Upstream};
 
 /// The URI the service is sent: the origin form (`/path?query`), as nginx
 /// sends it, with `strip` taken off the path when the route strips its
@@ -62,16 +63,34 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
+/// Counts a request among its service's retries in flight (the retry
+/// budget's numerator) from its first retry until it ends.
+struct Retrying<'a>(&'a Upstream);
+
+impl<'a> Retrying<'a> {
+    fn start(u: &'a Upstream) -> Self {
+        u.retrying.fetch_add(1, Ordering::Relaxed);
+        Self(u)
+    }
+}
+
+impl Drop for Retrying<'_> {
+    fn drop(&mut self) {
+        self.0.retrying.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Gateway {
     /// Sends the request to an instance of `service`, retrying on others
-    /// when that is safe, within the service's retry budget.
+    /// what the service's `retry_on` covers, within its retry budget, and
+    /// telling outlier detection how each attempt went.
     pub(crate) async fn forward(
         &self,
         service: &Service,
         parts: http::request::Parts,
         body: Bytes,
     ) -> Result<Response<Body>, ProxyError> {
-        let policy = service.policy;
+        let policy = &service.policy;
         let upstream = &*service.upstream;
         let snapshot = upstream.snapshot.load();
         let idempotent = is_idempotent(&parts.method);
@@ -81,20 +100,30 @@ impl Gateway {
             mut headers,
             ..
         } = parts;
-        // Retries are at most `declared::MAX_RETRIES` (5): this holds them all.
+        // Retries are at most `policy::MAX_RETRIES` (5): this holds them all.
         let mut tried = [usize::MAX; 8];
         let mut attempts = 0usize;
-        let mut last_error = None;
+        // What the client gets when no attempt settles it: the last failure,
+        // or the last answer that was retried (as Envoy returns it).
+        let mut last: Option<Result<Response<Body>, ProxyError>> = None;
+        let mut retrying: Option<Retrying<'_>> = None;
         while attempts <= policy.retries as usize {
             let now_ms = self.clock.now_ms();
             let Some(i) = upstream.pick(&snapshot, policy.lb, &tried[..attempts], now_ms) else {
                 break;
             };
+            if attempts > 0 {
+                // This request's own retry, if it holds one, is not another's.
+                let others = upstream.retrying.load(Ordering::Relaxed) - usize::from(retrying.is_some());
+                if !policy.budget_admits(upstream.in_flight(&snapshot) + 1, others) {
+                    upstream.retry_overflow.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                upstream.retries.fetch_add(1, Ordering::Relaxed);
+                retrying.get_or_insert_with(|| Retrying::start(upstream));
+            }
             tried[attempts] = i;
             attempts += 1;
-            if attempts > 1 {
-                upstream.retries.fetch_add(1, Ordering::Relaxed);
-            }
             let endpoint = &snapshot.endpoints[i];
             // Copy the request only when another attempt could still need
             // it; the last possible attempt (the only one, with one
@@ -129,9 +158,16 @@ impl Gateway {
             drop(in_flight);
             let error = match outcome {
                 Ok(Ok(mut response)) => {
-                    endpoint.succeeded();
+                    let status = response.status().as_u16();
+                    self.observe(service, &snapshot, endpoint, Outcome::Answered(status));
                     strip_hop_by_hop(response.headers_mut());
-                    return Ok(response.map(Either::Left));
+                    let response = response.map(Either::Left);
+                    if !(could_retry && idempotent && policy.retry_on.retries_status(status)) {
+                        return Ok(response);
+                    }
+                    upstream.failures.fetch_add(1, Ordering::Relaxed);
+                    last = Some(Ok(response));
+                    continue;
                 }
                 Ok(Err(e)) => ProxyError::from_send(&endpoint.id, e),
                 Err(_) => ProxyError::Timeout {
@@ -139,20 +175,45 @@ impl Gateway {
                 },
             };
             upstream.failures.fetch_add(1, Ordering::Relaxed);
-            if error.ejects() {
-                let backoff = endpoint.eject(self.clock.now_ms());
-                upstream.ejections.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(service = %service.name, instance = %endpoint.id, ?backoff, error = %error, "ejected instance");
+            if error.counts_against_instance() {
+                self.observe(service, &snapshot, endpoint, Outcome::LocalFailure);
             }
-            let retry = error.retry_safe(idempotent);
-            last_error = Some(error);
+            let retry = error.retried_under(&policy.retry_on, idempotent);
+            last = Some(Err(error));
             if !retry {
                 break;
             }
         }
-        Err(last_error.unwrap_or_else(|| ProxyError::NoInstance {
-            service: (*service.name).into(),
-        }))
+        last.unwrap_or_else(|| {
+            Err(ProxyError::NoInstance {
+                service: (*service.name).into(),
+            })
+        })
+    }
+
+    /// Outlier detection: counts `outcome` for `endpoint` and ejects it when
+    /// a detector trips and `max_ejection_percent` allows.
+    fn observe(&self, service: &Service, snapshot: &Snapshot, endpoint: &Endpoint, outcome: Outcome) {
+        let o = &service.policy.outlier;
+        let Some(why) = endpoint.observe(outcome, o) else {
+            return;
+        };
+        let upstream = &service.upstream;
+        match upstream.eject(snapshot, endpoint, why, o, self.clock.now_ms()) {
+            Some(time) => tracing::warn!(
+                service = %service.name,
+                instance = %endpoint.id,
+                detector = why.name(),
+                ejected_for = ?time,
+                "ejected instance"
+            ),
+            None => tracing::warn!(
+                service = %service.name,
+                instance = %endpoint.id,
+                detector = why.name(),
+                "not ejected: max_ejection_percent of the service's instances are out already"
+            ),
+        }
     }
 }
 
