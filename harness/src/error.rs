@@ -7,6 +7,9 @@ use std::time::Duration;
 /// Why the harness could not do what was asked. Every message says what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
+    /// The fault proxy could not put a link in a hop.
+    #[error("fault proxy: {0}")]
+    Faults(String),
     #[error("{program} was not found: {hint}")]
     Missing { program: String, hint: String },
     #[error("could not start {name} ({program}): {source}")]

@@ -3,6 +3,7 @@
 
 pub mod drive;
 pub mod error;
+pub mod faults;
 /// The dev registry moved to its own crate (it is a deployed component);
 /// this path keeps `gantry_harness::registry::…` working for callers.
 pub use gantry_registry as registry;

@@ -17,6 +17,9 @@ use crate::target::Target;
 pub struct GantryWorld {
     /// The stack this scenario started for itself, if any.
     pub fresh: Option<Stack>,
+    /// The `GANTRY_*` settings the fresh stack was started with (steps/sick.rs
+    /// derives the bounds its mechanisms promise from them).
+    pub settings: Vec<(String, String)>,
     /// What a component started alone printed and how it ended (steps/configuration.rs).
     pub exited: Option<std::process::Output>,
     pub target: Option<Target>,

@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::HarnessError;
+use crate::faults::{FaultProxy, Protocol};
 use crate::stack::{DEFAULT_CHECK_TTL, Stack, wait_passing};
 
 /// The largest request body an echo reads; a larger one is answered 413.
@@ -319,14 +320,33 @@ impl EchoInstance {
     /// registry's ACL token, e.g. `Stack::registry()`), with a TTL check of
     /// `ttl`; returns once the registry lists it as passing.
     pub async fn start(registry: RegistryClient, service: &str, id: &str, ttl: Duration) -> Result<Self, HarnessError> {
+        Self::start_behind(registry, service, id, ttl, None).await
+    }
+
+    /// [`EchoInstance::start`], registered at the address `faults` gives
+    /// its link named `id` (an HTTP link in front of it), when given.
+    pub async fn start_behind(
+        registry: RegistryClient,
+        service: &str,
+        id: &str,
+        ttl: Duration,
+        faults: Option<&FaultProxy>,
+    ) -> Result<Self, HarnessError> {
         let echo = Echo::start(id)
             .await
             .map_err(|e| HarnessError::Io(format!("starting echo upstream {id}"), e))?;
+        let advertised = match faults {
+            Some(f) => f
+                .ensure(id, &echo.addr().to_string(), Protocol::Http)
+                .await
+                .map_err(|e| HarnessError::Faults(format!("the link {id}: {e}")))?,
+            None => echo.addr(),
+        };
         let reg = ServiceRegistration {
             id: id.to_owned(),
             name: service.to_owned(),
-            address: echo.addr().ip().to_string(),
-            port: echo.addr().port(),
+            address: advertised.ip().to_string(),
+            port: advertised.port(),
             tags: vec!["echo".to_owned()],
             meta: BTreeMap::from([("harness".to_owned(), "echo".to_owned())]),
             ttl,
@@ -344,8 +364,10 @@ impl EchoInstance {
     /// Starts one registered as instance `id` of `service` in `stack`'s
     /// registry (with its ACL token), heartbeated with the TTL the stack's
     /// own services use.
+    /// On a stack with fault links, it is registered behind a link of its
+    /// own named `id` (`stack.link_named(id)`).
     pub async fn in_stack(stack: &Stack, service: &str, id: &str) -> Result<Self, HarnessError> {
-        Self::start(stack.registry(), service, id, DEFAULT_CHECK_TTL).await
+        Self::start_behind(stack.registry(), service, id, DEFAULT_CHECK_TTL, stack.faults()).await
     }
 
     pub fn id(&self) -> &str {

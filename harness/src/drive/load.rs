@@ -120,6 +120,8 @@ impl std::fmt::Display for Sample {
 pub struct LoadReport {
     pub samples: Vec<Sample>,
     pub elapsed: Duration,
+    /// The callers that sent them at once.
+    pub concurrency: usize,
 }
 
 impl LoadReport {
@@ -250,5 +252,6 @@ pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadRep
     }
     report.samples.sort_by_key(|s| s.sent_at);
     report.elapsed = started.elapsed();
+    report.concurrency = spec.concurrency;
     report
 }

@@ -42,7 +42,10 @@ impl Scrape {
             .filter_map(|l| {
                 let rest = l.strip_prefix(name)?.strip_prefix('{')?;
                 let (labels, value) = rest.split_once('}')?;
-                labels.split(',').any(|l| l == label).then(|| value.trim().parse::<f64>().ok())?
+                labels
+                    .split(',')
+                    .any(|l| l == label)
+                    .then(|| value.trim().parse::<f64>().ok())?
             })
             .sum()
     }

@@ -82,6 +82,8 @@ pub struct StackBuilder {
     gateway_tls: bool,
     check_ttl: Duration,
     env: Vec<(String, String)>,
+    /// Whether every hop goes through a fault link ([`StackBuilder::fault_links`]).
+    fault_links: bool,
 }
 
 impl StackBuilder {
@@ -120,7 +122,18 @@ impl StackBuilder {
             gateway_tls: false,
             check_ttl: DEFAULT_CHECK_TTL,
             env: Vec::new(),
+            fault_links: false,
         }
+    }
+
+    /// Puts a link of a fault proxy in every hop: the registry hands out
+    /// each service instance's link instead of the instance, and every
+    /// instance (gateways too) reaches Redis and the registry through links
+    /// of its own; [`Stack::link`] and [`Stack::hop`] give them faults.
+    /// Off by default: a link is one more loopback hop.
+    pub fn fault_links(mut self, yes: bool) -> Self {
+        self.fault_links = yes;
+        self
     }
 
     pub fn infra(mut self, infra: Infra) -> Self {
@@ -257,6 +270,7 @@ impl StackBuilder {
         let mut ctx = Context {
             registry_token: secrets.registry_token.clone(),
             common_env: self.env.clone(),
+            faults: self.fault_links.then(crate::faults::FaultProxy::new),
             ..Context::default()
         };
         if let Some((role, spec)) = infra::registry(&provider, &self.binary, &secrets.registry_token)? {

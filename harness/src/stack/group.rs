@@ -17,8 +17,9 @@ use super::placeholders::Values;
 use super::progress::Progress;
 use super::readiness::Probe;
 use super::role::Role;
-use super::spec::{Network, Run, ServiceSpec};
+use super::spec::{Check, Network, Registration, Run, ServiceSpec};
 use crate::error::HarnessError;
+use crate::faults::{FaultProxy, Protocol};
 use crate::run::component::Component;
 use crate::run::containers::{self, FILES_DIR};
 use crate::run::process::{self, Process};
@@ -42,6 +43,11 @@ pub struct Context {
     pub gantry_env: Vec<(String, String)>,
     /// What every other instance is given ([`super::builder::StackBuilder::env`]).
     pub common_env: Vec<(String, String)>,
+    /// When set, every hop goes through a link of this fault proxy: the
+    /// registry hands out a service instance's link (`user-2`) instead of
+    /// the instance, and each instance reaches Redis and the registry
+    /// through its own links (`user-2.redis`, `user-2.registry`).
+    pub faults: Option<FaultProxy>,
 }
 
 impl Context {
@@ -178,6 +184,10 @@ async fn try_instance(
             .filter(|(n, _, _)| *n == index)
             .map(|(_, k, v)| (k.clone(), values.fill(v))),
     );
+    let advertised = match &ctx.faults {
+        Some(faults) => put_behind_links(faults, ctx, spec, role, &id, port, &mut values, &mut env).await?,
+        None => port,
+    };
     let log = ctx.dir.join(format!("{id}.log"));
     let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let runner = match &spec.run {
@@ -223,6 +233,7 @@ async fn try_instance(
         index,
         host: HOST.to_owned(),
         port,
+        advertised_port: advertised,
         admin_port,
         runner,
         probe: Probe {
@@ -245,6 +256,75 @@ async fn try_instance(
             Err(e)
         }
     }
+}
+
+/// Puts instance `id` (listening on `port`) behind its fault links: its own
+/// (what the registry will hand out: the port returned) when it is a
+/// service, and its hops to Redis and the registry, rewriting the values and
+/// environment that tell it where those are.
+#[allow(clippy::too_many_arguments)]
+async fn put_behind_links(
+    faults: &FaultProxy,
+    ctx: &Context,
+    spec: &ServiceSpec,
+    role: &Role,
+    id: &str,
+    port: u16,
+    values: &mut Values,
+    env: &mut Vec<(String, String)>,
+) -> Result<u16, HarnessError> {
+    let link = async |name: String, upstream: &str, protocol: Protocol| {
+        faults
+            .ensure(&name, upstream, protocol)
+            .await
+            .map_err(|e| HarnessError::Faults(format!("the link {name}: {e}")))
+    };
+    if matches!(role, Role::Redis | Role::Registry) {
+        return Ok(port);
+    }
+    if !ctx.redis_url.is_empty()
+        && let Some(addr) = redis_addr(&ctx.redis_url)
+    {
+        let at = link(format!("{id}.redis"), addr, Protocol::Tcp).await?;
+        let url = ctx.redis_url.replacen(addr, &at.to_string(), 1);
+        values.redis = url.clone();
+        for (_, v) in env.iter_mut() {
+            if *v == ctx.redis_url {
+                *v = url.clone();
+            }
+        }
+    }
+    if !ctx.registry_addr.is_empty() {
+        let at = link(format!("{id}.registry"), &ctx.registry_addr, Protocol::Tcp).await?;
+        let before = format!("http://{}", ctx.registry_addr);
+        let after = format!("http://{at}");
+        values.registry = after.clone();
+        for (_, v) in env.iter_mut() {
+            if *v == before {
+                *v = after.clone();
+            }
+        }
+    }
+    if !matches!(role, Role::Service(_)) {
+        return Ok(port);
+    }
+    let protocol = match &spec.registration {
+        Registration::ByHarness { check: Check::Tcp { .. }, .. } => Protocol::Tcp,
+        _ => Protocol::Http,
+    };
+    let at = link(id.to_owned(), &format!("{HOST}:{port}"), protocol).await?;
+    if spec.registration == Registration::SelfRegisters {
+        // Gantry's services register this port instead of the one they bind.
+        env.push(("GANTRY_ADVERTISE_PORT".to_owned(), at.port().to_string()));
+    }
+    Ok(at.port())
+}
+
+/// The `host:port` of a `redis://[user:password@]host:port[/db]` URL.
+fn redis_addr(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    Some(rest.split('/').next().unwrap_or(rest))
 }
 
 /// Writes `spec`'s private files (0600) into a folder of its own in the

@@ -20,6 +20,9 @@ pub struct Instance {
     pub(crate) index: usize,
     pub(crate) host: String,
     pub(crate) port: u16,
+    /// The port others are given through the registry: `port`, or its
+    /// fault link's when the stack puts links in its hops.
+    pub(crate) advertised_port: u16,
     pub(crate) admin_port: Option<u16>,
     pub(crate) runner: Component,
     pub(crate) probe: Probe,
@@ -181,7 +184,7 @@ impl Instance {
             id: self.id.clone(),
             name: self.probe.service.clone(),
             address: self.host.clone(),
-            port: self.port,
+            port: self.advertised_port,
             tags: tags.clone(),
             meta: meta.clone(),
             check,

@@ -17,6 +17,7 @@ use super::role::{self, Role};
 use crate::error::HarnessError;
 use crate::run::component::Component;
 use crate::run::containers::Container;
+use crate::faults::{FaultProxy, LinkHandle};
 use crate::run::process::Process;
 
 /// A running stack. Dropping it kills every process; [`Stack::stop`] stops
@@ -70,6 +71,34 @@ impl Stack {
             .iter()
             .filter(|g| g.role == Role::Gateway)
             .flat_map(|g| &g.instances)
+    }
+
+    /// The fault proxy whose links are in this stack's hops, when it was
+    /// started with [`super::StackBuilder::fault_links`].
+    pub fn faults(&self) -> Option<&FaultProxy> {
+        self.ctx.faults.as_ref()
+    }
+
+    /// The link in front of instance `n` of `service` (what the registry
+    /// hands out for it): `stack.link("user", 2)?.add(toxic)`.
+    pub fn link(&self, service: &str, n: usize) -> Result<LinkHandle, HarnessError> {
+        let id = self.instance(service, n)?.id().to_owned();
+        self.link_named(&id)
+    }
+
+    /// The link on instance `n` of `service`'s hop to `to` (`"redis"` or
+    /// `"registry"`): `stack.hop("gateway", 1, "redis")?.disable()`.
+    pub fn hop(&self, service: &str, n: usize, to: &str) -> Result<LinkHandle, HarnessError> {
+        let id = self.instance(service, n)?.id().to_owned();
+        self.link_named(&format!("{id}.{to}"))
+    }
+
+    /// A link by its name (`user-2`, `user-2.redis`, `gateway-1.registry`).
+    pub fn link_named(&self, name: &str) -> Result<LinkHandle, HarnessError> {
+        let faults = self.faults().ok_or_else(|| {
+            HarnessError::Faults("this stack has no fault links: start it with StackBuilder::fault_links(true)".into())
+        })?;
+        Ok(LinkHandle::new(faults, name))
     }
 
     pub fn gateway_url(&self) -> &str {

@@ -1,7 +1,9 @@
 //! Load, and how it was answered: `When 400 requests are sent to /hello with
 //! 8 concurrent callers while instance 2 of "greeter" is killed`, then
 //! `Then no request failed` and `Then the answers are spread evenly over 3
-//! instances by a chi-square test`. Which instance answered comes from the
+//! instances by a chi-square test`, `Then instance 2 of "greeter" answered
+//! at most 15% of the requests`,
+//! `Then the 99th percentile of latency is at least 200 ms`. Which instance answered comes from the
 //! header [`StepConfig::instance_header`] names.
 //!
 //! [`StepConfig::instance_header`]: super::StepConfig::instance_header
@@ -48,6 +50,54 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
             re(r#"^no answer came from (?:instance (?P<n>\d+) of "(?P<service>[^"]+)"|"(?P<id>[^"]+)")$"#),
             none_from::<W>,
         )
+        .then(
+            here!(),
+            re(r#"^instance (?P<n>\d+) of "(?P<service>[^"]+)" answered (?P<bound>at most|at least) (?P<percent>\d+)% of the requests$"#),
+            share_of::<W>,
+        )
+        .then(
+            here!(),
+            re(r"^the (?P<q>\d+)th percentile of latency is at least (?P<ms>\d+) ms$"),
+            quantile_at_least::<W>,
+        )
+}
+
+/// The share of the last load instance `n` of `service` answered: what a
+/// balancer that steers away from a slow instance must show.
+fn share_of<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let id = faults_of(w)
+            .instance_id(args.get("service"), args.num("n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let by = by_instance(w);
+        let total: usize = by.values().sum();
+        let mine = by.get(&id).copied().unwrap_or(0);
+        let percent: usize = args.num("percent");
+        let share = 100.0 * mine as f64 / total.max(1) as f64;
+        println!("    {id} answered {mine} of {total} ({share:.1} %): {by:?}");
+        match args.get("bound") {
+            "at most" => assert!(share <= percent as f64, "{id} answered {share:.1} % (> {percent} %): {by:?}"),
+            _ => assert!(share >= percent as f64, "{id} answered {share:.1} % (< {percent} %): {by:?}"),
+        }
+    })
+}
+
+/// A latency quantile of the last load is at least a bound: an injected
+/// delay shows where it should (a lower bound, never a speed goal).
+fn quantile_at_least<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let q: f64 = args.num::<f64>("q") / 100.0;
+        let ms: u64 = args.num("ms");
+        let got = w.step_state().load().quantile(q);
+        println!("    the {}th percentile of latency is {got:?}", args.get("q"));
+        assert!(
+            got >= std::time::Duration::from_millis(ms),
+            "the {}th percentile of latency is {got:?}, under {ms} ms",
+            args.get("q")
+        );
+    })
 }
 
 /// The load a step describes, presenting the user's token or cookie.

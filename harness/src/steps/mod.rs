@@ -37,9 +37,10 @@
 //! | `the status is 200`, `the JSON at "/pointer" is "value"` / `is 3` / `exists` / `is absent`, `the header "X" is "v"` / `exists` / `is absent`, `the body contains "…"`, `every answer is 200` | [`answer`] |
 //! | `a user "alice" with password "…" is registered`, `"alice" is logged in` (`with password "…"`), `requests as "alice" carry the bearer token` / `the session cookie` | [`login`] |
 //! | `400 requests are sent to /path with 8 concurrent callers` (`as "alice"`) (`while instance 2 of "greeter" is killed`/`stopped`/`paused`/`restarted`) | [`load`] |
-//! | `no request failed`, `the answers are spread evenly over 3 instances by a chi-square test`, `the answers came from 3 instances`, `no answer came from instance 2 of "greeter"` / `from "greeter-2"` | [`load`] |
+//! | `no request failed`, `the answers are spread evenly over 3 instances by a chi-square test`, `the answers came from 3 instances`, `no answer came from instance 2 of "greeter"` / `from "greeter-2"`, `instance 2 of "greeter" answered at most 15% of the requests` (or `at least`), `the 99th percentile of latency is at least 200 ms` | [`load`] |
 //! | `GET /path … is answered by instance 2 of "greeter"` (`within N seconds`: polls) | [`traffic`] |
 //! | `instance 2 of "greeter" is killed` / `is stopped` / `is paused` / `resumes` / `is restarted` / `starts again` | [`faults`] |
+//! | `instance 2 of "greeter" answers 503 to every request` / `to the first 3 requests` / `to 30% of requests`, `gets 200 ms of latency` (`with 50 ms of jitter`), `resets connections mid-response`, `hangs after the headers`, `is blackholed`, `is cut`, `is limited to 64 KB/s`, `closes connections slowly, after 3000 ms`, `heals`; `the hop from instance 1 of "gateway" to "redis"` (or `"registry"`) for its hops; `the link to instance 2 of "greeter" saw at most 12 requests` (a stack with fault links) | [`links`] |
 //! | `"greeter" has 3 passing instances in the registry`, `instance 2 of "greeter" is passing` / `critical` / `not passing` / `not registered` `in the registry`, `the registry lists "greeter-2" of "greeter" as …` | [`registry`] |
 //! | `Redis has key "…"` / `no key "…"`, `Redis has a key matching "…"` / `no key matching "…"` | [`redis`] |
 //! | `the admin metric "series{label=\"x\"}" is 3` / `is at least 3` / `is at most 3` | [`metrics`] |
@@ -53,6 +54,7 @@ mod args;
 pub mod config;
 pub mod faults;
 pub mod http;
+pub mod links;
 pub mod load;
 pub mod login;
 pub mod metrics;
@@ -117,6 +119,11 @@ pub trait StackWorld: cucumber::World + Debug {
         self.stack().map(|s| s as &mut dyn Faults)
     }
 
+    /// The fault proxy whose links are in the stack's hops (the link steps).
+    fn fault_links(&mut self) -> Option<crate::faults::FaultProxy> {
+        self.stack().and_then(|s| s.faults().cloned())
+    }
+
     /// A client of the registry the services register in.
     fn registry(&mut self) -> Option<RegistryClient> {
         self.stack().map(|s| s.registry())
@@ -142,6 +149,7 @@ pub fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let steps = load::add(steps);
     let steps = traffic::add(steps);
     let steps = faults::add(steps);
+    let steps = links::add(steps);
     let steps = registry::add(steps);
     let steps = redis::add(steps);
     metrics::add(steps)

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
 use crate::registry::{Instance, RegistryClient};
-use crate::watch::{DEFAULT_WATCH_WAIT, watch_service};
+use crate::watch::watch_service;
 
 #[derive(Clone)]
 pub struct Discovered {
@@ -28,10 +28,11 @@ impl Discovered {
         };
         let target = me.instances.clone();
         let service = name.to_owned();
+        let wait = client.watch_wait();
         let task = tokio::spawn(watch_service(
             client,
             service.clone(),
-            DEFAULT_WATCH_WAIT,
+            wait,
             move |instances| {
                 tracing::info!(service = %service, count = instances.len(), "instances changed");
                 target.store(Arc::new(instances));

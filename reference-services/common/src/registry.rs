@@ -172,6 +172,10 @@ pub struct RegistryClient {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// How long a blocking query waits for a change (Consul's `wait`;
+    /// `GANTRY_WATCH_WAIT`): also the most a watch can stay stuck on a
+    /// connection that went silent before it asks again.
+    watch_wait: std::time::Duration,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -200,10 +204,12 @@ impl RegistryClient {
             http,
             base,
             token: None,
+            watch_wait: crate::watch::DEFAULT_WATCH_WAIT,
         }
     }
 
-    /// `CONSUL_HTTP_ADDR` (default [`DEFAULT_CONSUL_HTTP_ADDR`]) and `CONSUL_HTTP_TOKEN`.
+    /// `CONSUL_HTTP_ADDR` (default [`DEFAULT_CONSUL_HTTP_ADDR`]), `CONSUL_HTTP_TOKEN`
+    /// and `GANTRY_WATCH_WAIT` (default 30 s, from 1 s to 10 min).
     pub fn from_env() -> Result<Self, ConfigError> {
         let addr = config::string_or("CONSUL_HTTP_ADDR", DEFAULT_CONSUL_HTTP_ADDR);
         if addr.starts_with("https://") {
@@ -215,6 +221,11 @@ impl RegistryClient {
         }
         let mut client = Self::new(&addr);
         client.token = config::raw("CONSUL_HTTP_TOKEN");
+        client.watch_wait = config::duration_in(
+            "GANTRY_WATCH_WAIT",
+            crate::watch::DEFAULT_WATCH_WAIT,
+            std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600),
+        )?;
         Ok(client)
     }
 
@@ -223,6 +234,11 @@ impl RegistryClient {
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token.filter(|t| !t.is_empty());
         self
+    }
+
+    /// How long this client's blocking queries wait for a change.
+    pub fn watch_wait(&self) -> std::time::Duration {
+        self.watch_wait
     }
 
     pub fn base_url(&self) -> &str {

@@ -31,10 +31,12 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// |---|---|---|
 /// | `GANTRY_LISTEN` | per service | `host:port` to bind |
 /// | `GANTRY_ADVERTISE_ADDR` | the bound host (127.0.0.1 for 0.0.0.0) | address registered for others to call |
+/// | `GANTRY_ADVERTISE_PORT` | the bound port | port registered for others to call (a proxy or a NAT in front) |
 /// | `GANTRY_INSTANCE_ID` | `<service>-<port>` | registry id, sent as `X-Instance-Id` |
 /// | `GANTRY_CHECK_TTL` | `10s` | TTL of the health check; heartbeat every third |
 /// | `GANTRY_DEREGISTER_AFTER` | `60s` | critical this long → removed |
 /// | `REDIS_URL` | `redis://127.0.0.1:6379` | Redis |
+/// | `GANTRY_WATCH_WAIT` | `30s` | how long a blocking registry query waits for a change (Consul's `wait`): also the longest a watch stays on a connection gone silent |
 ///
 /// plus the connection [`Limits`] (`GANTRY_HEADER_TIMEOUT`, `GANTRY_BODY_TIMEOUT`,
 /// `GANTRY_MAX_CONNECTIONS`).
@@ -43,6 +45,7 @@ pub struct ServiceSettings {
     pub service: &'static str,
     pub listen: SocketAddr,
     pub advertise: Option<String>,
+    pub advertise_port: Option<u16>,
     pub instance_id: Option<String>,
     pub check_ttl: Duration,
     pub deregister_after: Duration,
@@ -70,6 +73,10 @@ impl ServiceSettings {
             service,
             listen,
             advertise: config::raw("GANTRY_ADVERTISE_ADDR"),
+            advertise_port: match config::raw("GANTRY_ADVERTISE_PORT") {
+                None => None,
+                Some(_) => Some(config::number_in("GANTRY_ADVERTISE_PORT", 1, 1..=u16::MAX)?),
+            },
             instance_id: config::raw("GANTRY_INSTANCE_ID"),
             check_ttl,
             deregister_after: config::duration_or("GANTRY_DEREGISTER_AFTER", DEFAULT_DEREGISTER_AFTER)?,
@@ -98,7 +105,7 @@ impl ServiceSettings {
             id: self.instance_id(bound),
             name: self.service.to_owned(),
             address,
-            port: bound.port(),
+            port: self.advertise_port.unwrap_or(bound.port()),
             tags: vec!["gantry".to_owned()],
             meta: BTreeMap::from([("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
             ttl: self.check_ttl,

@@ -135,7 +135,13 @@ impl Gateway {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for s in &routing.services {
                 let u = &s.upstream;
-                let v = [&u.retries, &u.retry_overflow, &u.ejections_overflow, &u.failures, &u.connects][which]
+                let v = [
+                    &u.retries,
+                    &u.retry_overflow,
+                    &u.ejections_overflow,
+                    &u.failures,
+                    &u.connects,
+                ][which]
                     .load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}{{service=\"{}\"}} {v}", s.name);
             }

@@ -80,6 +80,7 @@
 //! on a reload, the routes in force stay).
 
 use std::path::{Path, PathBuf};
+#[cfg(test)]
 use std::time::Duration;
 
 use http::Method;
@@ -789,10 +790,26 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
             ("[[services]]\nname = \"a\"\nlb = \"random\"\n", 3, "round_robin"),
             ("[[services]]\nname = \"a\"\nretries = 9\n", 3, "from 0 to 5"),
             ("[[services]]\nname = \"a\"\nretry_budget = 101\n", 3, "from 0 to 100"),
-            ("[[services]]\nname = \"a\"\nretry_on = [\"always\"]\n", 3, "\"always\" is not a retry condition"),
-            ("[[services]]\nname = \"a\"\nretriable_status_codes = [99]\n", 3, "from 100 to 599"),
-            ("[[services]]\nname = \"a\"\nconsecutive_5xx = -1\n", 3, "from 0 to 1000"),
-            ("[[services]]\nname = \"a\"\nbase_ejection_time = \"never\"\n", 3, "is not a duration"),
+            (
+                "[[services]]\nname = \"a\"\nretry_on = [\"always\"]\n",
+                3,
+                "\"always\" is not a retry condition",
+            ),
+            (
+                "[[services]]\nname = \"a\"\nretriable_status_codes = [99]\n",
+                3,
+                "from 100 to 599",
+            ),
+            (
+                "[[services]]\nname = \"a\"\nconsecutive_5xx = -1\n",
+                3,
+                "from 0 to 1000",
+            ),
+            (
+                "[[services]]\nname = \"a\"\nbase_ejection_time = \"never\"\n",
+                3,
+                "is not a duration",
+            ),
             (
                 "[[services]]\nname = \"a\"\n[[services]]\nname = \"a\"\n",
                 4,

@@ -17,9 +17,9 @@ mod headers;
 mod identity;
 mod metrics;
 mod openapi;
+pub mod policy;
 mod pool;
 mod proxy;
-pub mod policy;
 pub mod reload;
 mod routes;
 mod shard;
@@ -43,11 +43,10 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
 
 pub use config::{GatewayConfig, GatewayConfigError};
-pub use policy::{LbPolicy, Policy};
 pub use declared::{Declared, DeclaredError};
+pub use policy::{LbPolicy, Policy};
 pub use proxy::Gateway;
 pub use reload::{ReloadError, ReloadReport, Reloader, Reloads};
-
 
 /// How often Redis reachability is checked for `/readyz`.
 pub const REDIS_PROBE_INTERVAL: Duration = Duration::from_secs(1);

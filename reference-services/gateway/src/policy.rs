@@ -37,7 +37,6 @@ use std::time::Duration;
 use gantry_common::config::{self, ConfigError};
 use serde::Deserialize;
 
-
 /// How the gateway picks among healthy instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,7 +102,9 @@ impl Outlier {
 
     /// How long the `n`th ejection in a row lasts (n from 1).
     pub fn ejection_time(&self, n: u32) -> Duration {
-        self.base_ejection_time.saturating_mul(n.max(1)).min(self.max_ejection_time)
+        self.base_ejection_time
+            .saturating_mul(n.max(1))
+            .min(self.max_ejection_time)
     }
 
     /// Whether one more of `total` instances may be ejected while `ejected`
@@ -234,7 +235,8 @@ impl Policy {
         };
         let retry_on = match config::raw("GANTRY_RETRY_ON") {
             None => RetryOn::DEFAULT,
-            Some(v) => RetryOn::parse(v.split(',')).map_err(|_| ConfigError::new("GANTRY_RETRY_ON", &v, retry_on_expected()))?,
+            Some(v) => RetryOn::parse(v.split(','))
+                .map_err(|_| ConfigError::new("GANTRY_RETRY_ON", &v, retry_on_expected()))?,
         };
         let retry_on = match config::raw("GANTRY_RETRIABLE_STATUS_CODES") {
             None => retry_on,
@@ -460,7 +462,10 @@ mod tests {
     #[test]
     fn the_budget_is_a_share_of_what_is_in_flight_with_a_floor() {
         let mut p = defaults();
-        assert!(p.budget_admits(1, 2) && !p.budget_admits(1, 3), "3 retries whatever the share");
+        assert!(
+            p.budget_admits(1, 2) && !p.budget_admits(1, 3),
+            "3 retries whatever the share"
+        );
         assert!(p.budget_admits(100, 19) && !p.budget_admits(100, 20));
         p.retry_budget = 0;
         assert!(!p.budget_admits(100, 0), "0 switches retries off");
@@ -478,7 +483,11 @@ mod tests {
         let p = o.resolve(&d);
         assert!(p.retry_on.retries_status(500) && !p.retry_on.has(Condition::ConnectFailure));
         assert_eq!(p.outlier.consecutive_5xx, 0);
-        assert_eq!(p.outlier.max_ejection_time, Duration::from_secs(45), "the cap follows a longer base");
+        assert_eq!(
+            p.outlier.max_ejection_time,
+            Duration::from_secs(45),
+            "the cap follows a longer base"
+        );
         assert_eq!(p.lb, d.lb);
         assert_eq!(p.retries, d.retries);
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gantry_common::registry::RegistryClient;
-use gantry_common::watch::{DEFAULT_WATCH_WAIT, watch_service};
+use gantry_common::watch::watch_service;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -138,7 +138,7 @@ impl Watches {
             let task = tokio::spawn(watch_service(
                 self.registry.clone(),
                 name.to_string(),
-                DEFAULT_WATCH_WAIT,
+                self.registry.watch_wait(),
                 {
                     let (name, upstream) = (name.clone(), upstream.clone());
                     move |instances| {

@@ -3,13 +3,13 @@
 //! builds a new one and swaps it in whole (arc-swap), so a request sees one
 //! configuration from start to end and never takes a lock to read it.
 
-use std::sync::Arc;
 use crate::config::GatewayConfig;
 use crate::declared::Declared;
 use crate::edge::EdgePolicy;
 use crate::policy::Policy;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
+use std::sync::Arc;
 
 /// A service's place in its [`Routing`]'s service list. Services are not a
 /// closed set any more, so they are told apart by this index, which only

@@ -306,12 +306,23 @@ impl Upstream {
 
     /// Requests in flight to this service's instances now.
     pub fn in_flight(&self, snapshot: &Snapshot) -> usize {
-        snapshot.endpoints.iter().map(|e| e.outstanding.load(Ordering::Relaxed)).sum()
+        snapshot
+            .endpoints
+            .iter()
+            .map(|e| e.outstanding.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Ejects `endpoint` of `snapshot` for `why`, unless `max_ejection_percent`
     /// forbids one more; counts either. Returns how long, if ejected.
-    pub fn eject(&self, snapshot: &Snapshot, endpoint: &Endpoint, why: Ejection, o: &Outlier, now_ms: u64) -> Option<Duration> {
+    pub fn eject(
+        &self,
+        snapshot: &Snapshot,
+        endpoint: &Endpoint,
+        why: Ejection,
+        o: &Outlier,
+        now_ms: u64,
+    ) -> Option<Duration> {
         let ejected = snapshot.endpoints.iter().filter(|e| e.is_ejected(now_ms)).count();
         if !o.may_eject(ejected, snapshot.endpoints.len()) {
             self.ejections_overflow.fetch_add(1, Ordering::Relaxed);
@@ -334,13 +345,7 @@ impl Upstream {
     /// Picks an endpoint not in `tried`, preferring ones not ejected. When
     /// every candidate is ejected one is tried anyway (Envoy's panic mode):
     /// better a likely failure than a certain one.
-    pub fn pick(
-        &self,
-        snapshot: &Snapshot,
-        policy: LbPolicy,
-        tried: &[usize],
-        now_ms: u64,
-    ) -> Option<usize> {
+    pub fn pick(&self, snapshot: &Snapshot, policy: LbPolicy, tried: &[usize], now_ms: u64) -> Option<usize> {
         let n = snapshot.endpoints.len();
         let usable = |i: usize| !tried.contains(&i);
         let healthy = |i: usize| usable(i) && !snapshot.endpoints[i].is_ejected(now_ms);
@@ -493,7 +498,11 @@ mod tests {
             ..o
         };
         for _ in 0..100 {
-            assert_eq!(g.observe(Outcome::Answered(503), &off), None, "0 switches a detector off");
+            assert_eq!(
+                g.observe(Outcome::Answered(503), &off),
+                None,
+                "0 switches a detector off"
+            );
         }
     }
 
@@ -502,10 +511,19 @@ mod tests {
         let u = upstream(3);
         let snap = u.snapshot.load();
         let o = outlier();
-        assert!(u.eject(&snap, &snap.endpoints[0], Ejection::Consecutive5xx, &o, 0).is_some());
-        assert!(u.eject(&snap, &snap.endpoints[1], Ejection::Consecutive5xx, &o, 0).is_none());
+        assert!(
+            u.eject(&snap, &snap.endpoints[0], Ejection::Consecutive5xx, &o, 0)
+                .is_some()
+        );
+        assert!(
+            u.eject(&snap, &snap.endpoints[1], Ejection::Consecutive5xx, &o, 0)
+                .is_none()
+        );
         assert_eq!(u.ejections_overflow.load(Ordering::Relaxed), 1);
-        assert_eq!(u.ejections[Ejection::Consecutive5xx as usize].load(Ordering::Relaxed), 1);
+        assert_eq!(
+            u.ejections[Ejection::Consecutive5xx as usize].load(Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]

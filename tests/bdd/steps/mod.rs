@@ -8,6 +8,7 @@ mod faults;
 mod identity;
 mod input;
 pub(crate) mod routes;
+mod sick;
 mod stack;
 mod tls;
 mod tokens;

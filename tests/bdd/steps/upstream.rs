@@ -69,10 +69,21 @@ pub(crate) async fn until_every_gateway(
     what: &str,
     ok: impl Fn(&[String]) -> bool + Clone,
 ) {
+    until_every_gateway_within(w, service, what, SNAPSHOT_FOLLOWS_WITHIN, ok).await;
+}
+
+/// [`until_every_gateway`] with a deadline of `within` for each gateway.
+pub(crate) async fn until_every_gateway_within(
+    w: &GantryWorld,
+    service: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&[String]) -> bool + Clone,
+) {
     for admin in w.target().admins.clone() {
         let service = service.to_owned();
         let ok = ok.clone();
-        eventually(&format!("{what} ({admin})"), SNAPSHOT_FOLLOWS_WITHIN, move || {
+        eventually(&format!("{what} ({admin})"), within, move || {
             let (admin, service, ok) = (admin.clone(), service.clone(), ok.clone());
             async move { gateway_instances(&admin, &service).await.is_ok_and(|ids| ok(&ids)) }
         })

@@ -1,0 +1,146 @@
+Feature: Sick instances and faults between hops
+  Real outages are more often sick than dead: an instance answering 503, a
+  slow one, a connection reset mid-response, a blackholed address, a slow
+  Redis or registry. The fault proxy's links sit in every hop of these
+  stacks (inserted through the registry, no setting changed), and the
+  gateway survives with outlier detection, retries of idempotent requests
+  and a retry budget. Each scenario names the mechanism it proves: switched
+  off, the scenario fails.
+
+  # Mechanism: outlier detection (consecutive_5xx) and retry_on gateway-error.
+  # With GANTRY_CONSECUTIVE_5XX=0 the sick instance gets its full third; with
+  # GANTRY_RETRY_ON=connect-failure,reset its 503s reach the client.
+  @needs:fresh-stack
+  Scenario: One of three instances answers 503 to everything: it is ejected, GETs are retried elsewhere, it returns when it heals
+    Given a fresh stack with fault links and 3 user instances where GANTRY_BASE_EJECTION_TIME is 2s
+    And a logged-in user "sid"
+    When instance 2 of "user" answers 503 to every request
+    And 300 requests are sent to /users/me with 4 concurrent callers as "sid"
+    Then no request failed
+    And instance 2 of "user" was sent no more requests than its ejections allow
+    And the admin metric "gantry_gateway_upstream_ejections_total{service=\"user\",detector=\"consecutive_5xx\"}" is at least 1
+    When instance 2 of "user" heals
+    Then GET /users/me as "sid" by bearer is answered by instance 2 of "user" within 30 seconds
+
+  # Mechanism: max_ejection_percent. With GANTRY_MAX_EJECTION_PERCENT=100 every
+  # instance is ejected and no ejection is ever refused.
+  @needs:fresh-stack
+  Scenario: Every instance answers 503: the service is not ejected to nothing, the client sees the 503s and nothing hangs
+    Given a fresh stack with fault links and 3 user instances
+    And a logged-in user "sal"
+    When instance 1 of "user" answers 503 to every request
+    And instance 2 of "user" answers 503 to every request
+    And instance 3 of "user" answers 503 to every request
+    And 90 requests are sent to /users/me with 3 concurrent callers as "sal"
+    Then every answer is 503
+    And the admin metric "gantry_gateway_upstream_ejections_total{service=\"user\",detector=\"consecutive_5xx\"}" is at least 1
+    And the admin metric "gantry_gateway_upstream_ejections_overflow_total{service=\"user\"}" is at least 1
+
+  # Mechanism: power-of-two-choices by requests in flight. With round robin
+  # (GANTRY_LB=round_robin) the slow instance keeps its third.
+  @needs:fresh-stack
+  Scenario: One instance is 200 ms slower: with P2C its share drops well below a third
+    Given a fresh stack with fault links and 3 user instances where GANTRY_LB is p2c
+    And a logged-in user "pat"
+    When instance 2 of "user" gets 200 ms of latency
+    And 300 requests are sent to /users/me with 8 concurrent callers as "pat"
+    Then no request failed
+    And instance 2 of "user" answered at most 15% of the requests
+
+  # What round robin does with the same slow instance: it keeps a third of the
+  # traffic, and the tail of the latency shows it; nothing fails.
+  @needs:fresh-stack
+  Scenario: One instance is 200 ms slower under round robin: the p99 shows it and nothing fails
+    Given a fresh stack with fault links and 3 user instances where GANTRY_LB is round_robin
+    And a logged-in user "rob"
+    When instance 2 of "user" gets 200 ms of latency
+    And 150 requests are sent to /users/me with 3 concurrent callers as "rob"
+    Then no request failed
+    And instance 2 of "user" answered at least 25% of the requests
+    And the 99th percentile of latency is at least 200 ms
+
+  # Mechanisms: retry_on reset for idempotent methods only. Retrying a POST
+  # (a gateway that ignores idempotency) sends it to two echo upstreams.
+  @needs:fresh-stack
+  Scenario: Connections reset mid-response: GETs are retried on another instance, a POST gets a clear 502 and is sent once
+    Given a fresh stack with fault links and 1 user instance
+    And a logged-in user "rae"
+    And echo upstreams "echo-1", "echo-2" and "echo-3" are the only instances of "user"
+    When "echo-1" resets connections mid-response
+    And 60 requests are sent to /users/me with 2 concurrent callers as "rae"
+    Then no request failed
+    And the admin metric "gantry_gateway_upstream_retries_total{service=\"user\"}" is at least 1
+    When "echo-2" resets connections mid-response
+    And "echo-3" resets connections mid-response
+    And I POST /users/me as "rae" by bearer with JSON {"nickname": "once"}
+    Then the status is 502
+    And the JSON at "/error" is "upstream_unavailable"
+    And the echo upstreams received 1 POST request between them
+
+  # Mechanisms: the per-try timeout, then ejection for a local-origin failure
+  # and retry_on gateway-error. With GANTRY_RETRY_ON=connect-failure,reset the
+  # timed-out attempts reach the client as 504s.
+  @needs:fresh-stack
+  Scenario: A blackholed instance: each try times out, it is ejected, no GET fails
+    Given a fresh stack with fault links and 3 user instances where GANTRY_REQUEST_TIMEOUT is 500ms
+    And a logged-in user "bea"
+    When instance 2 of "user" is blackholed
+    And 60 requests are sent to /users/me with 2 concurrent callers as "bea"
+    Then no request failed
+    And the admin metric "gantry_gateway_upstream_ejections_total{service=\"user\",detector=\"consecutive_local_origin_failure\"}" is at least 1
+
+  # Mechanism: Redis's response timeout (1 s) on the gateway's session lookup:
+  # a slow Redis is waited for within it, a slower one fails closed.
+  @needs:fresh-stack
+  Scenario: Redis 300 ms slower on the gateway's hop: sessions still answer; past the timeout they fail closed, bearer tokens keep working
+    Given a fresh stack with fault links and 1 user instance
+    And a logged-in user "ria"
+    When I GET /users/me as "ria" by bearer
+    Then the status is 200
+    When the hop from instance 1 of "gateway" to "redis" gets 300 ms of latency
+    Then GET /users/me as "ria" by session answers 200
+    And GET /users/me as "ria" by bearer answers 200
+    When the hop from instance 1 of "gateway" to "redis" heals
+    And the hop from instance 1 of "gateway" to "redis" gets 1500 ms of latency
+    And "ria" is logged in
+    Then GET /users/me as "ria" by session answers 503
+    And the JSON at "/error" is "session_store_unavailable"
+    And GET /users/me as "ria" by bearer answers 200
+
+  # Mechanism: the user service's own Redis timeout: a profile read that
+  # cannot be had in time is a 503 with a reason, never a hang or a 500.
+  @needs:fresh-stack
+  Scenario: The user service's own hop to Redis slowed past its timeout: a clear 503, then it recovers
+    Given a fresh stack with fault links and 1 user instance
+    And a logged-in user "uma"
+    When the hop from instance 1 of "user" to "redis" gets 1500 ms of latency
+    Then GET /users/me as "uma" by bearer answers 503
+    And the JSON at "/error" exists
+    When the hop from instance 1 of "user" to "redis" heals
+    Then GET /users/me as "uma" by bearer answers 200 within 10 seconds
+
+  # Mechanism: the gateway serves from its last snapshot while the registry is
+  # unreachable, and its blocking query gives up after GANTRY_WATCH_WAIT, so a
+  # change made meanwhile arrives once the hop heals.
+  @needs:fresh-stack
+  Scenario: The registry blackholed for the gateway: the last snapshot serves; after it heals, changes arrive
+    Given a fresh stack with fault links and 2 user instances where GANTRY_WATCH_WAIT is 3s
+    And a logged-in user "reg"
+    When the hop from instance 1 of "gateway" to "registry" is blackholed
+    And 60 requests are sent to /users/me with 2 concurrent callers as "reg"
+    Then every answer is 200
+    And the answers came from 2 instances
+    When instance 2 of "user" is stopped
+    And the hop from instance 1 of "gateway" to "registry" heals
+    Then once its registry watch gives up, the gateway drops "user-2" from its instances of "user"
+
+  # Mechanism: bodies are streamed whatever the pace; a slow close holds the
+  # service's side, not the gateway's client connections.
+  @needs:fresh-stack
+  Scenario: A bandwidth-limited hop delivers a response whole
+    Given a fresh stack with fault links and 1 user instance
+    And a logged-in user "bo"
+    When instance 1 of "user" is limited to 8 KB/s
+    And instance 1 of "user" closes connections slowly, after 2000 ms
+    Then GET /users/me as "bo" by bearer answers 200
+    And the JSON at "/username" exists

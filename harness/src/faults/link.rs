@@ -1,0 +1,557 @@
+//! One link of the fault proxy: a listener whose every connection is
+//! forwarded to the link's upstream, the bytes of each direction passing
+//! through that direction's toxics (Toxiproxy's model). An HTTP link puts
+//! an HTTP front on it ([`super::http`]): requests meet the `http_*`
+//! toxics there, then travel to the service over the link's TCP toxics.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
+
+use super::toxic::{Kind, Stream, Toxic};
+
+/// How long a link waits for its upstream to accept a connection before
+/// it closes the client's.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a link speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Bytes: the TCP toxics only (any protocol: Redis, the registry, HTTP).
+    #[default]
+    Tcp,
+    /// HTTP/1.1 requests: the `http_*` toxics too.
+    Http,
+}
+
+/// What a link shares with its connections; changes reach them at once.
+#[derive(Debug)]
+pub struct State {
+    pub name: String,
+    pub protocol: Protocol,
+    pub upstream: Mutex<String>,
+    pub enabled: AtomicBool,
+    pub toxics: watch::Sender<Arc<Vec<Toxic>>>,
+    /// Connections accepted, and requests an HTTP link answered itself.
+    pub connections: AtomicU64,
+    /// Requests an HTTP link's front received.
+    pub requests: AtomicU64,
+    pub injected: AtomicU64,
+    /// When the first toxic of the current set was added (none: healthy).
+    pub faulted_at: Mutex<Option<Instant>>,
+    /// How many requests each `http_error` toxic has seen (its `first`).
+    pub(super) seen: Mutex<HashMap<String, u64>>,
+    open: Mutex<Vec<AbortHandle>>,
+}
+
+impl State {
+    fn track(&self, task: AbortHandle) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|t| !t.is_finished());
+        open.push(task);
+    }
+
+    /// Closes every connection open now.
+    pub fn close_all(&self) {
+        for t in self.open.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            t.abort();
+        }
+    }
+
+    pub fn upstream(&self) -> String {
+        self.upstream.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn toxics(&self) -> Arc<Vec<Toxic>> {
+        self.toxics.borrow().clone()
+    }
+}
+
+/// A running link: its listener (and, for HTTP, the inner TCP one).
+#[derive(Debug)]
+pub struct Link {
+    pub state: Arc<State>,
+    /// Where clients connect (what is registered in place of the service).
+    pub listen: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+    inner: Option<(SocketAddr, JoinHandle<()>)>,
+}
+
+impl Link {
+    /// A link named `name` on `listen` (port 0 for any) to `upstream`.
+    pub async fn start(name: &str, listen: SocketAddr, upstream: &str, protocol: Protocol) -> std::io::Result<Self> {
+        let state = Arc::new(State {
+            name: name.to_owned(),
+            protocol,
+            upstream: Mutex::new(upstream.to_owned()),
+            enabled: AtomicBool::new(true),
+            toxics: watch::Sender::new(Arc::new(Vec::new())),
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+            faulted_at: Mutex::new(None),
+            seen: Mutex::new(HashMap::new()),
+            open: Mutex::new(Vec::new()),
+        });
+        let listener = TcpListener::bind(listen).await?;
+        let listen = listener.local_addr()?;
+        let mut link = Link {
+            state,
+            listen,
+            accept: None,
+            inner: None,
+        };
+        if protocol == Protocol::Http {
+            let inner = TcpListener::bind("127.0.0.1:0").await?;
+            let at = inner.local_addr()?;
+            link.inner = Some((at, tokio::spawn(accept(inner, link.state.clone(), None))));
+        }
+        link.accept = Some(tokio::spawn(accept(
+            listener,
+            link.state.clone(),
+            link.inner.as_ref().map(|i| i.0),
+        )));
+        Ok(link)
+    }
+
+    /// Stops listening and closes every connection (Toxiproxy's disable):
+    /// clients are refused until [`Link::enable`].
+    pub fn disable(&mut self) {
+        self.state.enabled.store(false, Ordering::SeqCst);
+        if let Some(task) = self.accept.take() {
+            task.abort();
+        }
+        self.state.close_all();
+    }
+
+    /// Listens again on the same address.
+    pub async fn enable(&mut self) -> std::io::Result<()> {
+        if self.accept.is_some() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.listen).await?;
+        self.state.enabled.store(true, Ordering::SeqCst);
+        self.accept = Some(tokio::spawn(accept(
+            listener,
+            self.state.clone(),
+            self.inner.as_ref().map(|i| i.0),
+        )));
+        Ok(())
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(t) = self.accept.take() {
+            t.abort();
+        }
+        if let Some((_, t)) = self.inner.take() {
+            t.abort();
+        }
+        self.state.close_all();
+    }
+}
+
+/// Accepts connections: TCP ones are piped to the upstream; with `inner`
+/// set, they get the HTTP front, which sends requests on through `inner`.
+async fn accept(listener: TcpListener, state: Arc<State>, inner: Option<SocketAddr>) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = client.set_nodelay(true);
+        state.connections.fetch_add(1, Ordering::Relaxed);
+        let s = state.clone();
+        let task = match inner {
+            None => tokio::spawn(async move { pipe_connection(client, &s).await }),
+            Some(inner) => tokio::spawn(async move { super::http::serve(client, inner, s).await }),
+        };
+        state.track(task.abort_handle());
+    }
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Open,
+    /// Closed normally (FIN).
+    Close,
+    /// Reset (RST): unsent data discarded.
+    Reset,
+}
+
+/// Whether each toxic applies to this connection: rolled against its
+/// toxicity once, the first time the connection meets it.
+#[derive(Default)]
+struct Rolls(Mutex<HashMap<String, bool>>);
+
+impl Rolls {
+    fn active(&self, toxics: &[Toxic], stream: Stream) -> Vec<Toxic> {
+        let mut rolls = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        toxics
+            .iter()
+            .filter(|t| t.stream == stream && !t.kind.is_http())
+            .filter(|t| *rolls.entry(t.name.clone()).or_insert_with(|| t.roll()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Forwards one client connection to the upstream through the toxics.
+async fn pipe_connection(client: TcpStream, state: &State) {
+    let upstream = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(state.upstream())).await {
+        Ok(Ok(s)) => s,
+        // As Toxiproxy: the client's connection is closed.
+        _ => return,
+    };
+    let _ = upstream.set_nodelay(true);
+    let (client, upstream) = (Arc::new(client), Arc::new(upstream));
+    let end = watch::Sender::new(End::Open);
+    let rolls = Rolls::default();
+    let up = pipe(&client, &upstream, Stream::Upstream, state, &end, &rolls);
+    let down = pipe(&upstream, &client, Stream::Downstream, state, &end, &rolls);
+    tokio::join!(up, down);
+    if *end.borrow() == End::Reset {
+        reset(&client);
+        reset(&upstream);
+    }
+}
+
+/// Makes the socket's close a reset (SO_LINGER 0): unsent data is dropped
+/// and the peer reads ECONNRESET.
+pub(super) fn reset(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    reset_on_close(s.as_raw_fd());
+}
+
+/// [`reset`] by descriptor, for a socket another owner (hyper) holds.
+pub(super) fn reset_on_close(fd: std::os::fd::RawFd) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: `fd` is an open socket for the duration of the call (callers
+    // hold its owner); setsockopt only reads `linger`. A zero linger never
+    // blocks the close.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Half-closes the socket's sending side (FIN), keeping it readable.
+fn shutdown_write(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for as long as `s` lives.
+    unsafe {
+        libc::shutdown(s.as_raw_fd(), libc::SHUT_WR);
+    }
+}
+
+async fn read(s: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        s.readable().await?;
+        match s.try_read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn write_all(s: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        s.writable().await?;
+        match s.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Resolves when the connection ends (the guard `wait_for` returns is
+/// dropped here, so callers' futures stay `Send`).
+async fn ended(end: &mut watch::Receiver<End>) {
+    let _ = end.wait_for(|e| *e != End::Open).await;
+}
+
+/// Waits `d` unless the connection ends first; false if it did.
+async fn hold(d: Duration, end: &mut watch::Receiver<End>) -> bool {
+    if !d.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = ended(end) => return false,
+        }
+    }
+    *end.borrow() == End::Open
+}
+
+/// One direction: a reader stamping each chunk with its arrival, and a
+/// writer applying the direction's toxics to it (so latency delays a
+/// stream rather than slowing it, as Toxiproxy's does).
+async fn pipe(from: &TcpStream, to: &TcpStream, stream: Stream, state: &State, end: &watch::Sender<End>, rolls: &Rolls) {
+    let (tx, mut rx) = mpsc::channel::<Option<(Instant, Bytes)>>(64);
+    let mut reader_end = end.subscribe();
+    let reader = async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            tokio::select! {
+                r = read(from, &mut buf) => {
+                    let chunk = match r {
+                        Ok(n) if n > 0 => Some((Instant::now(), Bytes::copy_from_slice(&buf[..n]))),
+                        _ => None,
+                    };
+                    let last = chunk.is_none();
+                    if tx.send(chunk).await.is_err() || last {
+                        return;
+                    }
+                }
+                _ = ended(&mut reader_end) => return,
+            }
+        }
+    };
+    let writer = write_through_toxics(to, stream, state, end, rolls, &mut rx);
+    tokio::join!(reader, writer);
+}
+
+async fn write_through_toxics(
+    to: &TcpStream,
+    stream: Stream,
+    state: &State,
+    end: &watch::Sender<End>,
+    rolls: &Rolls,
+    rx: &mut mpsc::Receiver<Option<(Instant, Bytes)>>,
+) {
+    let mut toxics_rx = state.toxics.subscribe();
+    let mut end_rx = end.subscribe();
+    let mut passed: u64 = 0;
+    let mut timeout_at: Option<Instant> = None;
+    let mut reset_at: Option<Instant> = None;
+    let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+    loop {
+        let toxics = rolls.active(&toxics_rx.borrow_and_update(), stream);
+        let timeout = toxics.iter().find_map(|t| match t.kind {
+            Kind::Timeout { timeout } => Some(timeout),
+            _ => None,
+        });
+        timeout_at = match timeout {
+            Some(ms) if ms > 0 => timeout_at.or(Some(Instant::now() + Duration::from_millis(ms))),
+            _ => None,
+        };
+        let resetting = toxics.iter().find_map(|t| match t.kind {
+            Kind::ResetPeer { timeout } => Some(Duration::from_millis(timeout)),
+            _ => None,
+        });
+        if resetting.is_none() {
+            reset_at = None;
+        }
+        let chunk = tokio::select! {
+            _ = ended(&mut end_rx) => return,
+            _ = toxics_rx.changed() => continue,
+            _ = tokio::time::sleep_until(timeout_at.unwrap_or_else(far)), if timeout_at.is_some() => {
+                end.send_replace(End::Close);
+                return;
+            }
+            _ = tokio::time::sleep_until(reset_at.unwrap_or_else(far)), if reset_at.is_some() => {
+                end.send_replace(End::Reset);
+                return;
+            }
+            chunk = rx.recv() => chunk,
+        };
+        let Some(Some((arrived, data))) = chunk else {
+            // The source closed: pass the close on, late if slow_close says so.
+            let delay = toxics.iter().find_map(|t| match t.kind {
+                Kind::SlowClose { delay } => Some(Duration::from_millis(delay)),
+                _ => None,
+            });
+            if hold(delay.unwrap_or_default(), &mut end_rx).await {
+                shutdown_write(to);
+            }
+            return;
+        };
+        if timeout.is_some() {
+            // Nothing passes while a timeout toxic is in place.
+            continue;
+        }
+        if let Some(after) = resetting {
+            // As Toxiproxy's reset_peer: the first data starts the clock,
+            // and nothing more passes.
+            reset_at = reset_at.or(Some(Instant::now() + after));
+            if after.is_zero() {
+                end.send_replace(End::Reset);
+                return;
+            }
+            continue;
+        }
+        let latency = toxics.iter().filter_map(|t| t.kind.latency()).max().unwrap_or_default();
+        let wait = (arrived + latency).saturating_duration_since(Instant::now());
+        if !hold(wait, &mut end_rx).await {
+            return;
+        }
+        let mut data = data;
+        if let Some(limit) = toxics.iter().find_map(|t| match t.kind {
+            Kind::LimitData { bytes } => Some(bytes),
+            _ => None,
+        }) {
+            let room = limit.saturating_sub(passed);
+            if (data.len() as u64) >= room {
+                data.truncate(room as usize);
+                let _ = write_all(to, &data).await;
+                end.send_replace(End::Close);
+                return;
+            }
+        }
+        passed += data.len() as u64;
+        let slicer = toxics.iter().find_map(|t| match t.kind {
+            Kind::Slicer {
+                average_size,
+                size_variation,
+                delay,
+            } => Some((average_size.max(1), size_variation, Duration::from_micros(delay))),
+            _ => None,
+        });
+        let rate = toxics.iter().find_map(|t| match t.kind {
+            Kind::Bandwidth { rate } if rate > 0 => Some(rate),
+            _ => None,
+        });
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = match slicer {
+                Some((avg, var, _)) => {
+                    let spread = if var == 0 { 0 } else { fastrand::usize(0..=2 * var) };
+                    (avg + spread).saturating_sub(var).clamp(1, rest.len())
+                }
+                // Bandwidth-limited: a few milliseconds' worth at a time.
+                None => rate.map_or(rest.len(), |r| ((r * 1024 / 100) as usize).clamp(1, rest.len())),
+            };
+            if write_all(to, &rest[..n]).await.is_err() {
+                end.send_replace(End::Close);
+                return;
+            }
+            rest = &rest[n..];
+            let mut pause = slicer.map(|s| s.2).unwrap_or_default();
+            if let Some(r) = rate {
+                pause += Duration::from_secs_f64(n as f64 / (r as f64 * 1024.0));
+            }
+            if !hold(pause, &mut end_rx).await {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An upstream that echoes what it reads, for each connection.
+    async fn echo_server() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        at
+    }
+
+    async fn link_to_echo() -> Link {
+        let up = echo_server().await;
+        Link::start("t", "127.0.0.1:0".parse().unwrap(), &up.to_string(), Protocol::Tcp)
+            .await
+            .unwrap()
+    }
+
+    fn add(link: &Link, t: Toxic) {
+        link.state.toxics.send_modify(|v| Arc::make_mut(v).push(t));
+    }
+
+    #[tokio::test]
+    async fn passes_bytes_both_ways_untouched_without_toxics() {
+        let link = link_to_echo().await;
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        c.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+    }
+
+    #[tokio::test]
+    async fn latency_holds_each_chunk() {
+        let link = link_to_echo().await;
+        add(&link, Toxic::new(Kind::Latency { latency: 150, jitter: 0 }, Stream::Downstream));
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        let t = std::time::Instant::now();
+        c.write_all(b"x").await.unwrap();
+        let mut got = [0u8; 1];
+        c.read_exact(&mut got).await.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn reset_peer_resets_at_the_first_data() {
+        let link = link_to_echo().await;
+        add(&link, Toxic::new(Kind::ResetPeer { timeout: 0 }, Stream::Downstream));
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        c.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        let e = c.read_exact(&mut got).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    }
+
+    #[tokio::test]
+    async fn limit_data_closes_after_the_limit() {
+        let link = link_to_echo().await;
+        add(&link, Toxic::new(Kind::LimitData { bytes: 3 }, Stream::Downstream));
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        c.write_all(b"abcdef").await.unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"abc");
+    }
+
+    #[tokio::test]
+    async fn timeout_passes_nothing_then_closes() {
+        let link = link_to_echo().await;
+        add(&link, Toxic::new(Kind::Timeout { timeout: 100 }, Stream::Upstream));
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        c.write_all(b"lost").await.unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got).await;
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_disabled_link_refuses_and_an_enabled_one_serves_again() {
+        let mut link = link_to_echo().await;
+        link.disable();
+        assert!(TcpStream::connect(link.listen).await.is_err());
+        link.enable().await.unwrap();
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        c.write_all(b"ok").await.unwrap();
+        let mut got = [0u8; 2];
+        c.read_exact(&mut got).await.unwrap();
+    }
+}

@@ -1,0 +1,356 @@
+//! The fault proxy: named links, each a listener in front of one hop of a
+//! stack (a service instance, a service's Redis, its registry), with
+//! Toxiproxy's toxics and semantics plus HTTP faults Toxiproxy lacks.
+//!
+//! It is driven three ways: from Rust ([`FaultProxy::add_toxic`], or
+//! `stack.link("user", 2)` on a stack started with fault links), from the
+//! reusable Cucumber steps, and over Toxiproxy's own HTTP API
+//! ([`api::serve`]), so an existing Toxiproxy client drives it unchanged.
+//! It runs in the test's process, or alone as `gantry serve faultproxy`.
+//!
+//! A link is put in a hop through discovery, not configuration: the harness
+//! registers an instance with its link's address (the registry's check still
+//! goes to the instance itself, as a sidecar's would), so the gateway reaches
+//! it through the link with no setting changed.
+
+pub mod api;
+mod http;
+pub mod link;
+pub mod toxic;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+pub use link::{Link, Protocol};
+pub use toxic::{Kind, Stream, Toxic};
+
+/// Why the fault proxy refused a request (each maps to Toxiproxy's status).
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("no link named {0:?}")]
+    NoLink(String),
+    #[error("a link named {0:?} exists already")]
+    LinkExists(String),
+    #[error("link {link:?} has no toxic named {toxic:?}")]
+    NoToxic { link: String, toxic: String },
+    #[error("link {link:?} has a toxic named {toxic:?} already")]
+    ToxicExists { link: String, toxic: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A set of named links, shared by the Rust API, the steps and the HTTP API.
+#[derive(Debug, Clone, Default)]
+pub struct FaultProxy {
+    links: Arc<Mutex<BTreeMap<String, Link>>>,
+}
+
+/// One link as Toxiproxy's API shows a proxy.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LinkView {
+    pub name: String,
+    pub listen: String,
+    pub upstream: String,
+    pub enabled: bool,
+    #[serde(default)]
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub toxics: Vec<Toxic>,
+}
+
+impl FaultProxy {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a link named `name` listening on `listen` (port 0: any free
+    /// one) in front of `upstream`; returns the address it listens on.
+    pub async fn add(&self, name: &str, listen: &str, upstream: &str, protocol: Protocol) -> Result<SocketAddr, FaultError> {
+        let mut links = self.links.lock().await;
+        if links.contains_key(name) {
+            return Err(FaultError::LinkExists(name.to_owned()));
+        }
+        let at: SocketAddr = listen
+            .parse()
+            .map_err(|_| FaultError::Invalid(format!("listen {listen:?} is not an ip:port")))?;
+        let link = Link::start(name, at, upstream, protocol)
+            .await
+            .map_err(|source| FaultError::Listen {
+                addr: listen.to_owned(),
+                source,
+            })?;
+        let addr = link.listen;
+        links.insert(name.to_owned(), link);
+        Ok(addr)
+    }
+
+    /// The link `name` in front of `upstream`: started on a free loopback
+    /// port if new, else pointed at `upstream` (an instance restarted on
+    /// another port keeps its link, toxics and address). Returns its address.
+    pub async fn ensure(&self, name: &str, upstream: &str, protocol: Protocol) -> Result<SocketAddr, FaultError> {
+        if let Ok(at) = self.addr(name).await {
+            self.set_upstream(name, upstream).await?;
+            return Ok(at);
+        }
+        self.add(name, "127.0.0.1:0", upstream, protocol).await
+    }
+
+    /// Stops the link and closes its connections.
+    pub async fn remove(&self, name: &str) -> Result<(), FaultError> {
+        self.links
+            .lock()
+            .await
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| FaultError::NoLink(name.to_owned()))
+    }
+
+    /// Every link, by name.
+    pub async fn list(&self) -> Vec<LinkView> {
+        self.links.lock().await.values().map(view).collect()
+    }
+
+    pub async fn get(&self, name: &str) -> Result<LinkView, FaultError> {
+        self.links
+            .lock()
+            .await
+            .get(name)
+            .map(view)
+            .ok_or_else(|| FaultError::NoLink(name.to_owned()))
+    }
+
+    /// Where the link `name` listens.
+    pub async fn addr(&self, name: &str) -> Result<SocketAddr, FaultError> {
+        self.with(name, |l| l.listen).await
+    }
+
+    async fn with<T>(&self, name: &str, f: impl FnOnce(&mut Link) -> T) -> Result<T, FaultError> {
+        let mut links = self.links.lock().await;
+        let link = links.get_mut(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
+        Ok(f(link))
+    }
+
+    /// Enables (listens again) or disables (refuses, every connection
+    /// closed) the link, as Toxiproxy's `enabled`.
+    pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), FaultError> {
+        let mut links = self.links.lock().await;
+        let link = links.get_mut(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
+        if enabled {
+            link.enable().await.map_err(|source| FaultError::Listen {
+                addr: link.listen.to_string(),
+                source,
+            })
+        } else {
+            link.disable();
+            Ok(())
+        }
+    }
+
+    /// Points the link at another upstream (new connections only).
+    pub async fn set_upstream(&self, name: &str, upstream: &str) -> Result<(), FaultError> {
+        self.with(name, |l| {
+            *l.state.upstream.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = upstream.to_owned();
+        })
+        .await
+    }
+
+    /// Adds `toxic` to the link (named `<type>_<stream>` if unnamed); it
+    /// takes effect on open connections too. Returns it as stored.
+    pub async fn add_toxic(&self, name: &str, mut toxic: Toxic) -> Result<Toxic, FaultError> {
+        if toxic.name.is_empty() {
+            toxic.name = toxic.default_name();
+        }
+        toxic.check().map_err(FaultError::Invalid)?;
+        let links = self.links.lock().await;
+        let link = links.get(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
+        if toxic.kind.is_http() && link.state.protocol != link::Protocol::Http {
+            return Err(FaultError::Invalid(format!(
+                "{} needs an HTTP link; {name:?} is a TCP link",
+                toxic.kind.type_name()
+            )));
+        }
+        let mut result = Ok(());
+        link.state.toxics.send_if_modified(|toxics| {
+            if toxics.iter().any(|t| t.name == toxic.name) {
+                result = Err(FaultError::ToxicExists {
+                    link: name.to_owned(),
+                    toxic: toxic.name.clone(),
+                });
+                return false;
+            }
+            Arc::make_mut(toxics).push(toxic.clone());
+            true
+        });
+        if result.is_ok() {
+            link.state
+                .faulted_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(tokio::time::Instant::now);
+        }
+        result.map(|()| toxic)
+    }
+
+    /// Replaces the toxic named `toxic.name` (its attributes, toxicity).
+    pub async fn update_toxic(&self, name: &str, toxic: Toxic) -> Result<Toxic, FaultError> {
+        toxic.check().map_err(FaultError::Invalid)?;
+        let links = self.links.lock().await;
+        let link = links.get(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
+        let mut found = false;
+        link.state.toxics.send_if_modified(|toxics| {
+            let Some(at) = toxics.iter().position(|t| t.name == toxic.name) else {
+                return false;
+            };
+            Arc::make_mut(toxics)[at] = toxic.clone();
+            found = true;
+            true
+        });
+        if found {
+            Ok(toxic)
+        } else {
+            Err(FaultError::NoToxic {
+                link: name.to_owned(),
+                toxic: toxic.name,
+            })
+        }
+    }
+
+    pub async fn remove_toxic(&self, name: &str, toxic: &str) -> Result<(), FaultError> {
+        let links = self.links.lock().await;
+        let link = links.get(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
+        let mut found = false;
+        link.state.toxics.send_if_modified(|toxics| {
+            let before = toxics.len();
+            Arc::make_mut(toxics).retain(|t| t.name != toxic);
+            found = toxics.len() != before;
+            found
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(FaultError::NoToxic {
+                link: name.to_owned(),
+                toxic: toxic.to_owned(),
+            })
+        }
+    }
+
+    /// Removes every toxic of the link.
+    pub async fn clear(&self, name: &str) -> Result<(), FaultError> {
+        self.with(name, |l| {
+            l.state.toxics.send_replace(Arc::new(Vec::new()));
+            l.state.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+            *l.state.faulted_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        })
+        .await
+    }
+
+    /// Toxiproxy's `/reset`: every link enabled, every toxic removed.
+    pub async fn reset(&self) -> Result<(), FaultError> {
+        let names: Vec<String> = self.links.lock().await.keys().cloned().collect();
+        for name in names {
+            self.clear(&name).await?;
+            self.set_enabled(&name, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Requests an HTTP link answered itself (`http_error`) or left hanging.
+    pub async fn injected(&self, name: &str) -> Result<u64, FaultError> {
+        self.with(name, |l| l.state.injected.load(std::sync::atomic::Ordering::Relaxed))
+            .await
+    }
+}
+
+/// One link of a [`FaultProxy`], by name: what `stack.link("user", 2)`
+/// gives.
+#[derive(Debug, Clone)]
+pub struct LinkHandle {
+    proxy: FaultProxy,
+    name: String,
+}
+
+impl LinkHandle {
+    pub fn new(proxy: &FaultProxy, name: &str) -> Self {
+        Self {
+            proxy: proxy.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds `toxic` (see [`FaultProxy::add_toxic`]).
+    pub async fn add(&self, toxic: Toxic) -> Result<Toxic, FaultError> {
+        self.proxy.add_toxic(&self.name, toxic).await
+    }
+
+    pub async fn remove(&self, toxic: &str) -> Result<(), FaultError> {
+        self.proxy.remove_toxic(&self.name, toxic).await
+    }
+
+    /// Removes every toxic: the hop heals.
+    pub async fn clear(&self) -> Result<(), FaultError> {
+        self.proxy.clear(&self.name).await
+    }
+
+    /// Refuses connections and closes those open (the hop is cut).
+    pub async fn disable(&self) -> Result<(), FaultError> {
+        self.proxy.set_enabled(&self.name, false).await
+    }
+
+    pub async fn enable(&self) -> Result<(), FaultError> {
+        self.proxy.set_enabled(&self.name, true).await
+    }
+
+    pub async fn addr(&self) -> Result<SocketAddr, FaultError> {
+        self.proxy.addr(&self.name).await
+    }
+
+    /// Requests this (HTTP) link answered itself or left hanging.
+    pub async fn injected(&self) -> Result<u64, FaultError> {
+        self.proxy.injected(&self.name).await
+    }
+
+    /// How long since this link was first given a toxic (none since it healed).
+    pub async fn faulted_for(&self) -> Result<Option<std::time::Duration>, FaultError> {
+        self.proxy
+            .with(&self.name, |l| {
+                l.state
+                    .faulted_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .map(|at| at.elapsed())
+            })
+            .await
+    }
+
+    /// Requests this (HTTP) link received: what the gateway sent the instance.
+    pub async fn requests(&self) -> Result<u64, FaultError> {
+        self.proxy
+            .with(&self.name, |l| l.state.requests.load(std::sync::atomic::Ordering::Relaxed))
+            .await
+    }
+}
+
+fn view(l: &Link) -> LinkView {
+    LinkView {
+        name: l.state.name.clone(),
+        listen: l.listen.to_string(),
+        upstream: l.state.upstream(),
+        enabled: l.state.enabled.load(std::sync::atomic::Ordering::SeqCst),
+        protocol: l.state.protocol,
+        toxics: l.state.toxics().to_vec(),
+    }
+}

@@ -1,0 +1,119 @@
+//! Sick rather than dead: a fresh stack with the fault proxy's links in
+//! every hop (`features/sick.feature`), and the bounds the gateway's outlier
+//! detection promises, derived from the settings the stack was given.
+
+
+use std::time::Duration;
+
+use cucumber::{given, then};
+use gantry_common::registry::DEFAULT_CALL_TIMEOUT;
+use gantry_common::watch::{DEFAULT_WATCH_WAIT, MAX_RETRY_BACKOFF};
+use gantry_common::config::parse_duration;
+use gantry_gateway::policy::Outlier;
+use gantry_harness::drive::echo::attempts_allowed;
+
+use super::stack;
+use super::upstream::until_every_gateway_within;
+use crate::target;
+use crate::world::GantryWorld;
+
+#[given(
+    regex = r"^a fresh stack with fault links(?: and (\d+) user instances?)?(?: and (\d+) gateways)?(?: where (GANTRY_\w+ is \S+(?: and GANTRY_\w+ is \S+)*))?$"
+)]
+async fn fresh_with_links(w: &mut GantryWorld, users: String, gateways: String, settings: String) {
+    let mut builder = target::builder().users(users.parse().unwrap_or(1)).fault_links(true);
+    if let Ok(n) = gateways.parse() {
+        builder = builder.gateways(n);
+    }
+    for setting in settings.split(" and ").filter(|s| !s.is_empty()) {
+        let (var, value) = setting.split_once(" is ").expect("`GANTRY_X is value`");
+        builder = builder.env(var, value);
+        w.settings.push((var.to_owned(), value.to_owned()));
+    }
+    stack::start_fresh(w, builder).await;
+}
+
+/// The outlier detection the fresh stack's gateways run: the defaults with
+/// the scenario's `GANTRY_*` settings on top.
+fn outlier(w: &GantryWorld) -> Outlier {
+    let mut o = Outlier::DEFAULT;
+    for (var, value) in &w.settings {
+        let number = || value.parse::<u32>().expect("a number");
+        let duration = || parse_duration(value).expect("a duration");
+        match var.as_str() {
+            "GANTRY_CONSECUTIVE_5XX" => o.consecutive_5xx = number(),
+            "GANTRY_CONSECUTIVE_LOCAL_ORIGIN_FAILURE" => o.consecutive_local_origin_failure = number(),
+            "GANTRY_BASE_EJECTION_TIME" => o.base_ejection_time = duration(),
+            "GANTRY_MAX_EJECTION_TIME" => o.max_ejection_time = duration(),
+            _ => {}
+        }
+    }
+    o
+}
+
+/// An instance that answers 5xx to everything is ejected after
+/// `consecutive_5xx` of them, for `base_ejection_time` × its ejections in a
+/// row; so from the fault on, each ejection cycle sends it at most
+/// `consecutive_5xx` requests, plus those already on their way when the
+/// last one came back (one per other caller). A gateway without outlier
+/// detection sends it its full share (a third, with three instances).
+#[then(regex = r#"^instance (\d+) of "([\w-]+)" was sent no more requests than its ejections allow$"#)]
+async fn within_ejections(w: &mut GantryWorld, n: usize, service: String) {
+    let o = outlier(w);
+    assert!(o.consecutive_5xx > 0, "the scenario switched consecutive_5xx off");
+    let link = w.stack().link(&service, n).unwrap_or_else(|e| panic!("{e}"));
+    let seen = link.requests().await.unwrap_or_else(|e| panic!("{e}"));
+    let since = link
+        .faulted_for()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the instance has a fault");
+    let callers = w.steps.load().concurrency;
+    let cycles = attempts_allowed(since, |k| o.ejection_time(k));
+    let per_cycle = o.consecutive_5xx as usize + callers.saturating_sub(1);
+    let bound = cycles * per_cycle;
+    println!(
+        "    {} was sent {seen} requests in the {:.1} s since its fault: at most {cycles} ejection cycles of {per_cycle} allowed ({bound})",
+        link.name(),
+        since.as_secs_f64()
+    );
+    assert!(seen >= o.consecutive_5xx as u64, "{} was hardly tried ({seen}): the check proves nothing", link.name());
+    assert!(
+        seen as usize <= bound,
+        "{} was sent {seen} requests in {since:?}: more than outlier detection allows ({bound})",
+        link.name()
+    );
+}
+
+/// A change the registry made while a gateway's hop to it was blackholed
+/// reaches the gateway once the hop heals: the blocking query stuck on the
+/// silent connection gives up after its own timeout (the call timeout plus
+/// the watch's wait and Consul's jitter of wait/16), the watch backs off at
+/// most [`MAX_RETRY_BACKOFF`] and asks again. That is the bound, from the
+/// scenario's `GANTRY_WATCH_WAIT`.
+#[then(regex = r#"^once its registry watch gives up, the gateway drops "([\w-]+)" from its instances of "(\w+)"$"#)]
+async fn drops_after_watch(w: &mut GantryWorld, id: String, service: String) {
+    let wait = w
+        .settings
+        .iter()
+        .find(|(k, _)| k == "GANTRY_WATCH_WAIT")
+        .map_or(DEFAULT_WATCH_WAIT, |(_, v)| parse_duration(v).expect("a duration"));
+    let bound = DEFAULT_CALL_TIMEOUT + wait + wait / 16 + MAX_RETRY_BACKOFF + Duration::from_secs(1);
+    let what = format!("the gateway to drop {id} from {service} (within {bound:?})");
+    until_every_gateway_within(w, &service, &what, bound, move |now| !now.contains(&id)).await;
+}
+
+/// The echo upstreams of the scenario received `n` requests with `method`
+/// between them: a request the gateway must not repeat reached one of them
+/// once.
+#[then(regex = r#"^the echo upstreams received (\d+) (GET|POST|PUT|DELETE) requests? between them$"#)]
+async fn echoes_received(w: &mut GantryWorld, n: usize, method: String) {
+    let got: usize = w
+        .echoes
+        .instances
+        .iter()
+        .map(|e| e.echo.received().iter().filter(|r| r.method == method).count())
+        .sum();
+    assert_eq!(got, n, "the echo upstreams received {got} {method} requests, not {n}");
+}
+
