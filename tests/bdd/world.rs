@@ -20,6 +20,8 @@ pub struct GantryWorld {
     /// The `GANTRY_*` settings the fresh stack was started with (steps/sick.rs
     /// derives the bounds its mechanisms promise from them).
     pub settings: Vec<(String, String)>,
+    /// The status and body of a large POST (steps/sick.rs).
+    pub large: Option<(u16, String)>,
     /// What a component started alone printed and how it ended (steps/configuration.rs).
     pub exited: Option<std::process::Output>,
     pub target: Option<Target>,

@@ -30,10 +30,7 @@ pub fn router(proxy: FaultProxy) -> Router {
         .route("/reset", post(reset))
         .route("/proxies", get(list).post(create))
         .route("/populate", post(populate))
-        .route(
-            "/proxies/{proxy}",
-            get(show).post(update).patch(update).delete(remove),
-        )
+        .route("/proxies/{proxy}", get(show).post(update).patch(update).delete(remove))
         .route("/proxies/{proxy}/toxics", get(toxics).post(add_toxic))
         .route(
             "/proxies/{proxy}/toxics/{toxic}",
@@ -210,11 +207,7 @@ async fn show_toxic(State(p): State<FaultProxy>, Path((name, toxic)): Path<(Stri
 
 /// As Toxiproxy: the body's fields (and its attributes, one by one) are
 /// written over the toxic's; its name and type stay.
-async fn update_toxic(
-    State(p): State<FaultProxy>,
-    Path((name, toxic)): Path<(String, String)>,
-    body: Bytes,
-) -> Answer {
+async fn update_toxic(State(p): State<FaultProxy>, Path((name, toxic)): Path<(String, String)>, body: Bytes) -> Answer {
     let current = find_toxic(&p, &name, &toxic).await?;
     let change: Value = parse(&body)?;
     let mut merged = serde_json::to_value(&current).expect("a toxic is JSON");
@@ -234,8 +227,8 @@ async fn update_toxic(
             }
         }
     }
-    let updated: Toxic = serde_json::from_value(merged)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("bad toxic: {e}")))?;
+    let updated: Toxic =
+        serde_json::from_value(merged).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("bad toxic: {e}")))?;
     ok(StatusCode::OK, p.update_toxic(&name, updated).await?)
 }
 

@@ -235,7 +235,10 @@ pub(super) fn reset(s: &TcpStream) {
 
 /// [`reset`] by descriptor, for a socket another owner (hyper) holds.
 pub(super) fn reset_on_close(fd: std::os::fd::RawFd) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: `fd` is an open socket for the duration of the call (callers
     // hold its owner); setsockopt only reads `linger`. A zero linger never
     // blocks the close.
@@ -301,7 +304,14 @@ async fn hold(d: Duration, end: &mut watch::Receiver<End>) -> bool {
 /// One direction: a reader stamping each chunk with its arrival, and a
 /// writer applying the direction's toxics to it (so latency delays a
 /// stream rather than slowing it, as Toxiproxy's does).
-async fn pipe(from: &TcpStream, to: &TcpStream, stream: Stream, state: &State, end: &watch::Sender<End>, rolls: &Rolls) {
+async fn pipe(
+    from: &TcpStream,
+    to: &TcpStream,
+    stream: Stream,
+    state: &State,
+    end: &watch::Sender<End>,
+    rolls: &Rolls,
+) {
     let (tx, mut rx) = mpsc::channel::<Option<(Instant, Bytes)>>(64);
     let mut reader_end = end.subscribe();
     let reader = async move {
@@ -501,7 +511,16 @@ mod tests {
     #[tokio::test]
     async fn latency_holds_each_chunk() {
         let link = link_to_echo().await;
-        add(&link, Toxic::new(Kind::Latency { latency: 150, jitter: 0 }, Stream::Downstream));
+        add(
+            &link,
+            Toxic::new(
+                Kind::Latency {
+                    latency: 150,
+                    jitter: 0,
+                },
+                Stream::Downstream,
+            ),
+        );
         let mut c = TcpStream::connect(link.listen).await.unwrap();
         let t = std::time::Instant::now();
         c.write_all(b"x").await.unwrap();

@@ -74,7 +74,13 @@ impl FaultProxy {
 
     /// Starts a link named `name` listening on `listen` (port 0: any free
     /// one) in front of `upstream`; returns the address it listens on.
-    pub async fn add(&self, name: &str, listen: &str, upstream: &str, protocol: Protocol) -> Result<SocketAddr, FaultError> {
+    pub async fn add(
+        &self,
+        name: &str,
+        listen: &str,
+        upstream: &str,
+        protocol: Protocol,
+    ) -> Result<SocketAddr, FaultError> {
         let mut links = self.links.lock().await;
         if links.contains_key(name) {
             return Err(FaultError::LinkExists(name.to_owned()));
@@ -158,7 +164,10 @@ impl FaultProxy {
     /// Points the link at another upstream (new connections only).
     pub async fn set_upstream(&self, name: &str, upstream: &str) -> Result<(), FaultError> {
         self.with(name, |l| {
-            *l.state.upstream.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = upstream.to_owned();
+            *l.state
+                .upstream
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = upstream.to_owned();
         })
         .await
     }
@@ -248,8 +257,15 @@ impl FaultProxy {
     pub async fn clear(&self, name: &str) -> Result<(), FaultError> {
         self.with(name, |l| {
             l.state.toxics.send_replace(Arc::new(Vec::new()));
-            l.state.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
-            *l.state.faulted_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            l.state
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
+            *l.state
+                .faulted_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         })
         .await
     }
@@ -339,7 +355,9 @@ impl LinkHandle {
     /// Requests this (HTTP) link received: what the gateway sent the instance.
     pub async fn requests(&self) -> Result<u64, FaultError> {
         self.proxy
-            .with(&self.name, |l| l.state.requests.load(std::sync::atomic::Ordering::Relaxed))
+            .with(&self.name, |l| {
+                l.state.requests.load(std::sync::atomic::Ordering::Relaxed)
+            })
             .await
     }
 }

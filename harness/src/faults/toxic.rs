@@ -118,7 +118,10 @@ impl Kind {
 
     /// Whether it acts on requests (an HTTP link's) rather than bytes.
     pub fn is_http(&self) -> bool {
-        matches!(self, Kind::HttpError { .. } | Kind::HttpDelay { .. } | Kind::HttpHang {})
+        matches!(
+            self,
+            Kind::HttpError { .. } | Kind::HttpDelay { .. } | Kind::HttpHang {}
+        )
     }
 
     /// The hold a `latency` toxic puts on one chunk.
@@ -219,7 +222,13 @@ mod tests {
             r#"{"name":"lat","type":"latency","stream":"upstream","toxicity":0.5,"attributes":{"latency":100,"jitter":10}}"#,
         )
         .unwrap();
-        assert_eq!(t.kind, Kind::Latency { latency: 100, jitter: 10 });
+        assert_eq!(
+            t.kind,
+            Kind::Latency {
+                latency: 100,
+                jitter: 10
+            }
+        );
         assert_eq!((t.stream, t.toxicity, t.name.as_str()), (Stream::Upstream, 0.5, "lat"));
         let back = serde_json::to_value(&t).unwrap();
         assert_eq!(back["type"], "latency");
@@ -243,7 +252,10 @@ mod tests {
 
     #[test]
     fn jitter_spreads_around_the_latency() {
-        let k = Kind::Latency { latency: 100, jitter: 20 };
+        let k = Kind::Latency {
+            latency: 100,
+            jitter: 20,
+        };
         for _ in 0..200 {
             let d = k.latency().unwrap().as_millis();
             assert!((80..=120).contains(&d), "{d}");

@@ -309,7 +309,10 @@ async fn put_behind_links(
         return Ok(port);
     }
     let protocol = match &spec.registration {
-        Registration::ByHarness { check: Check::Tcp { .. }, .. } => Protocol::Tcp,
+        Registration::ByHarness {
+            check: Check::Tcp { .. },
+            ..
+        } => Protocol::Tcp,
         _ => Protocol::Http,
     };
     let at = link(id.to_owned(), &format!("{HOST}:{port}"), protocol).await?;

@@ -15,9 +15,9 @@ use super::progress::Progress;
 use super::readiness::wait_passing;
 use super::role::{self, Role};
 use crate::error::HarnessError;
+use crate::faults::{FaultProxy, LinkHandle};
 use crate::run::component::Component;
 use crate::run::containers::Container;
-use crate::faults::{FaultProxy, LinkHandle};
 use crate::run::process::Process;
 
 /// A running stack. Dropping it kills every process; [`Stack::stop`] stops

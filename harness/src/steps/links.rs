@@ -174,8 +174,16 @@ fn seen_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         let seen = link.requests().await.unwrap_or_else(|e| panic!("{e}"));
         let count: u64 = args.num("count");
         match args.get("bound") {
-            "at most" => assert!(seen <= count, "the link {} saw {seen} requests, more than {count}", link.name()),
-            _ => assert!(seen >= count, "the link {} saw {seen} requests, fewer than {count}", link.name()),
+            "at most" => assert!(
+                seen <= count,
+                "the link {} saw {seen} requests, more than {count}",
+                link.name()
+            ),
+            _ => assert!(
+                seen >= count,
+                "the link {} saw {seen} requests, fewer than {count}",
+                link.name()
+            ),
         }
     })
 }
@@ -190,15 +198,27 @@ mod tests {
             Some(LinkFault::Toxics(t)) if t.len() == 1 => t[0].clone(),
             other => panic!("{w}: {other:?}"),
         };
-        assert_eq!(one("answers 503 to every request").kind, Kind::HttpError { status: 503, first: 0 });
-        assert_eq!(one("answers 500 to the first 3 requests").kind, Kind::HttpError { status: 500, first: 3 });
+        assert_eq!(
+            one("answers 503 to every request").kind,
+            Kind::HttpError { status: 503, first: 0 }
+        );
+        assert_eq!(
+            one("answers 500 to the first 3 requests").kind,
+            Kind::HttpError { status: 500, first: 3 }
+        );
         assert_eq!(one("answers 503 to 30% of requests").toxicity, 0.3);
         assert_eq!(
             one("gets 200 ms of latency with 50 ms of jitter").kind,
-            Kind::Latency { latency: 200, jitter: 50 }
+            Kind::Latency {
+                latency: 200,
+                jitter: 50
+            }
         );
         assert_eq!(one("is limited to 64 KB/s").kind, Kind::Bandwidth { rate: 64 });
-        assert_eq!(one("resets connections mid-response").kind, Kind::ResetPeer { timeout: 0 });
+        assert_eq!(
+            one("resets connections mid-response").kind,
+            Kind::ResetPeer { timeout: 0 }
+        );
         assert_eq!(LinkFault::from_words("heals"), Some(LinkFault::Heal));
         assert_eq!(LinkFault::from_words("is cut"), Some(LinkFault::Cut));
         assert!(matches!(LinkFault::from_words("is blackholed"), Some(LinkFault::Toxics(t)) if t.len() == 2));
@@ -217,7 +237,10 @@ mod tests {
         }
         assert!(pattern.is_match("the hop from instance 1 of \"gateway\" to \"redis\" is cut"));
         assert!(pattern.is_match("\"echo-1\" resets connections mid-response"));
-        assert!(!pattern.is_match("instance 2 of \"greeter\" is killed"), "the process faults keep theirs");
+        assert!(
+            !pattern.is_match("instance 2 of \"greeter\" is killed"),
+            "the process faults keep theirs"
+        );
         assert!(!pattern.is_match("\"alice\" is logged in"));
     }
 }

@@ -77,8 +77,14 @@ fn share_of<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         let share = 100.0 * mine as f64 / total.max(1) as f64;
         println!("    {id} answered {mine} of {total} ({share:.1} %): {by:?}");
         match args.get("bound") {
-            "at most" => assert!(share <= percent as f64, "{id} answered {share:.1} % (> {percent} %): {by:?}"),
-            _ => assert!(share >= percent as f64, "{id} answered {share:.1} % (< {percent} %): {by:?}"),
+            "at most" => assert!(
+                share <= percent as f64,
+                "{id} answered {share:.1} % (> {percent} %): {by:?}"
+            ),
+            _ => assert!(
+                share >= percent as f64,
+                "{id} answered {share:.1} % (< {percent} %): {by:?}"
+            ),
         }
     })
 }

@@ -323,7 +323,13 @@ impl Upstream {
         o: &Outlier,
         now_ms: u64,
     ) -> Option<Duration> {
-        let ejected = snapshot.endpoints.iter().filter(|e| e.is_ejected(now_ms)).count();
+        // Others only: an instance tried while ejected (every other one was
+        // out too) and failing again is ejected anew, not one more.
+        let ejected = snapshot
+            .endpoints
+            .iter()
+            .filter(|e| !std::ptr::eq(&***e, endpoint) && e.is_ejected(now_ms))
+            .count();
         if !o.may_eject(ejected, snapshot.endpoints.len()) {
             self.ejections_overflow.fetch_add(1, Ordering::Relaxed);
             return None;

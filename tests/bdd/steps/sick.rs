@@ -2,15 +2,14 @@
 //! every hop (`features/sick.feature`), and the bounds the gateway's outlier
 //! detection promises, derived from the settings the stack was given.
 
-
 use std::time::Duration;
 
-use cucumber::{given, then};
+use cucumber::{given, then, when};
+use gantry_common::config::parse_duration;
 use gantry_common::registry::DEFAULT_CALL_TIMEOUT;
 use gantry_common::watch::{DEFAULT_WATCH_WAIT, MAX_RETRY_BACKOFF};
-use gantry_common::config::parse_duration;
 use gantry_gateway::policy::Outlier;
-use gantry_harness::drive::echo::attempts_allowed;
+use gantry_harness::drive::echo::{Received, attempts_allowed};
 
 use super::stack;
 use super::upstream::until_every_gateway_within;
@@ -77,7 +76,11 @@ async fn within_ejections(w: &mut GantryWorld, n: usize, service: String) {
         link.name(),
         since.as_secs_f64()
     );
-    assert!(seen >= o.consecutive_5xx as u64, "{} was hardly tried ({seen}): the check proves nothing", link.name());
+    assert!(
+        seen >= o.consecutive_5xx as u64,
+        "{} was hardly tried ({seen}): the check proves nothing",
+        link.name()
+    );
     assert!(
         seen as usize <= bound,
         "{} was sent {seen} requests in {since:?}: more than outlier detection allows ({bound})",
@@ -103,6 +106,40 @@ async fn drops_after_watch(w: &mut GantryWorld, id: String, service: String) {
     until_every_gateway_within(w, &service, &what, bound, move |now| !now.contains(&id)).await;
 }
 
+/// A large request body through the gateway: the echo upstream sends it
+/// back, so the answer is as large.
+#[when(regex = r#"^"(\w+)" posts (\d+) bytes to (/\S+)$"#)]
+async fn posts_bytes(w: &mut GantryWorld, name: String, n: usize, path: String) {
+    let token = w.user(&name).token.clone().expect("a logged-in user");
+    let url = format!("{}{path}", w.gateway());
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .body(vec![b'g'; n])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = answer.status().as_u16();
+    let body = answer
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("reading the answer of POST {url}: {e}"));
+    w.large = Some((status, body));
+}
+
+/// What the echo upstream received and sent back arrived whole.
+#[then(regex = r#"^the answer carried all (\d+) bytes back$"#)]
+async fn carried_back(w: &mut GantryWorld, n: usize) {
+    let (status, body) = w.large.take().expect("a large POST first");
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    let got = Received::from_json(&body).unwrap_or_else(|e| panic!("not the echo's JSON ({e}): {} bytes", body.len()));
+    assert_eq!(got.body_len, n, "the echo received {} bytes", got.body_len);
+    assert!(
+        got.body.len() == n && got.body.bytes().all(|b| b == b'g'),
+        "the body came back changed"
+    );
+}
+
 /// The echo upstreams of the scenario received `n` requests with `method`
 /// between them: a request the gateway must not repeat reached one of them
 /// once.
@@ -116,4 +153,3 @@ async fn echoes_received(w: &mut GantryWorld, n: usize, method: String) {
         .sum();
     assert_eq!(got, n, "the echo upstreams received {got} {method} requests, not {n}");
 }
-
