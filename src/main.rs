@@ -135,6 +135,10 @@ async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("binding {addr} (set GANTRY_LISTEN to another host:port)"))
 }
 
+/// Where `gantry serve faultproxy` serves Toxiproxy's API: Toxiproxy's own
+/// default, so its clients find it without being told.
+const FAULT_PROXY_LISTEN: &str = "127.0.0.1:8474";
+
 async fn serve(component: Component) -> Result<()> {
     gantry_common::telemetry::init();
     let shutdown = gantry_common::shutdown::signal();
@@ -166,6 +170,18 @@ async fn serve(component: Component) -> Result<()> {
         Component::Registry => {
             let cfg = gantry_registry::Options::from_env()?;
             gantry_registry::run(bind(cfg.listen).await?, cfg, shutdown).await?;
+        }
+        Component::FaultProxy => {
+            // Toxiproxy's API on Toxiproxy's port unless GANTRY_LISTEN says
+            // otherwise; links (proxies) are made over it.
+            let listen = gantry_common::config::parse_or(
+                "GANTRY_LISTEN",
+                FAULT_PROXY_LISTEN.parse().expect("a valid default"),
+                "host:port, e.g. 127.0.0.1:8474",
+            )?;
+            let proxy = gantry_harness::faults::FaultProxy::new();
+            tracing::info!(%listen, "fault proxy: Toxiproxy's API");
+            gantry_harness::faults::api::serve(bind(listen).await?, proxy, shutdown).await?;
         }
     }
     Ok(())

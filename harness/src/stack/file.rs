@@ -62,6 +62,8 @@ pub const INFRA_VAR: &str = "GANTRY_INFRA";
 /// provider = "local"         # auto (default) | local | containers
 /// redis = true               # default true
 /// registry = "dev"           # consul-if-installed (default) | dev
+/// fault_links = true         # default false: a fault proxy link in every hop
+///                            # (see gantry_harness::faults), for fault steps
 ///
 /// [[service]]                # started in the order written
 /// name = "greeter"
@@ -92,6 +94,8 @@ pub struct StackFile {
     pub infra: Infra,
     pub redis: bool,
     pub registry: RegistryKind,
+    /// Whether every hop goes through a fault proxy link.
+    pub fault_links: bool,
     pub services: Vec<FileService>,
     pub gateway: GatewaySpec,
 }
@@ -162,6 +166,7 @@ impl StackFile {
             infra: raw.infra.provider.map_or(Infra::Auto, |p| p.0),
             redis: raw.infra.redis.unwrap_or(true),
             registry: raw.infra.registry.unwrap_or_default().into(),
+            fault_links: raw.infra.fault_links.unwrap_or(false),
             services,
             gateway,
         })
@@ -224,6 +229,7 @@ impl StackFile {
             .infra(self.infra)
             .redis(self.redis)
             .registry(self.registry.clone())
+            .fault_links(self.fault_links)
             .gateway(self.gateway.clone());
         for s in &self.services {
             let mut spec = s.spec.clone();
@@ -263,6 +269,7 @@ struct RawInfra {
     provider: Option<Provider>,
     redis: Option<bool>,
     registry: Option<RawRegistry>,
+    fault_links: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -400,7 +407,7 @@ impl TryFrom<RawService> for ServiceEntry {
             (None, None, Some(component)) => {
                 if !component.is_service() {
                     return Err(within(format!(
-                        "gantry = \"{component}\" is not a service: expected \"auth\" or \"user\" (the gateway is [gateway]; the registry is the stack's own)"
+                        "gantry = \"{component}\" is not a service: expected \"auth\" or \"user\" (the gateway is [gateway]; the registry is the stack's own; fault proxy links are [infra] fault_links)"
                     )));
                 }
                 let mut spec = ServiceSpec::gantry("gantry", component.name());

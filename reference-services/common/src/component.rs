@@ -13,17 +13,21 @@ pub enum Component {
     Auth,
     User,
     Registry,
+    /// The harness's fault proxy, alone, driven over Toxiproxy's API.
+    #[serde(rename = "faultproxy")]
+    FaultProxy,
 }
 
 impl Component {
-    pub const ALL: [Component; 4] = [
+    pub const ALL: [Component; 5] = [
         Component::Gateway,
         Component::Auth,
         Component::User,
         Component::Registry,
+        Component::FaultProxy,
     ];
     /// Their names, in the order of [`Component::ALL`].
-    pub const NAMES: [&'static str; 4] = ["gateway", "auth", "user", "registry"];
+    pub const NAMES: [&'static str; 5] = ["gateway", "auth", "user", "registry", "faultproxy"];
 
     /// Its name: the `gantry serve` argument, and for auth and user the
     /// service name it registers as.
@@ -33,6 +37,7 @@ impl Component {
             Component::Auth => "auth",
             Component::User => "user",
             Component::Registry => "registry",
+            Component::FaultProxy => "faultproxy",
         }
     }
 
@@ -52,7 +57,7 @@ impl fmt::Display for Component {
 
 /// A name that is none of Gantry's components.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not one of Gantry's components: expected gateway, auth, user or registry")]
+#[error("{0:?} is not one of Gantry's components: expected gateway, auth, user, registry or faultproxy")]
 pub struct UnknownComponent(pub String);
 
 impl FromStr for Component {
@@ -78,7 +83,7 @@ mod tests {
         }
         let e = "nginx".parse::<Component>().unwrap_err().to_string();
         assert!(
-            e.contains("\"nginx\"") && e.contains("gateway, auth, user or registry"),
+            e.contains("\"nginx\"") && e.contains("gateway, auth, user, registry or faultproxy"),
             "{e}"
         );
         assert!(Component::Auth.is_service() && !Component::Gateway.is_service());
