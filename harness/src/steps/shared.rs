@@ -77,8 +77,15 @@ impl Lease {
     /// Starts again, and waits until ready, every instance of a service
     /// (or gateway) that is not running: what a scenario killed or stopped
     /// and did not start again, or what crashed. A paused one is resumed.
+    /// Every fault link heals (no toxics, listening).
     pub async fn mend(&mut self) -> Result<(), HarnessError> {
         let stack = self.stack();
+        if let Some(faults) = stack.faults() {
+            faults
+                .reset()
+                .await
+                .map_err(|e| HarnessError::Faults(format!("healing the links: {e}")))?;
+        }
         let services: Vec<String> = stack.services().into_iter().map(str::to_owned).collect();
         for service in services {
             let indices: Vec<usize> = stack.instances(&service)?.iter().map(|i| i.index()).collect();
