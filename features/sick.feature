@@ -21,6 +21,7 @@ Feature: Sick instances and faults between hops
     And the admin metric "gantry_gateway_upstream_ejections_total{service=\"user\",detector=\"consecutive_5xx\"}" is at least 1
     When instance 2 of "user" heals
     Then GET /users/me as "sid" by bearer is answered by instance 2 of "user" within 30 seconds
+    And the timeline of the fault on instance 2 of "user" is reported
 
   # Mechanism: max_ejection_percent. With GANTRY_MAX_EJECTION_PERCENT=100 every
   # instance is ejected and no ejection is ever refused.
@@ -35,6 +36,7 @@ Feature: Sick instances and faults between hops
     Then every answer is 503
     And the admin metric "gantry_gateway_upstream_ejections_total{service=\"user\",detector=\"consecutive_5xx\"}" is at least 1
     And the admin metric "gantry_gateway_upstream_ejections_overflow_total{service=\"user\"}" is at least 1
+    And the timeline of the fault on instance 1 of "user" is reported
 
   # Mechanism: power-of-two-choices by requests in flight. With round robin
   # (GANTRY_LB=round_robin) the slow instance keeps its third.
@@ -46,6 +48,7 @@ Feature: Sick instances and faults between hops
     And 300 requests are sent to /users/me with 8 concurrent callers as "pat"
     Then no request failed
     And instance 2 of "user" answered at most 15% of the requests
+    And the timeline of the fault on instance 2 of "user" is reported
 
   # What round robin does with the same slow instance: it keeps a third of the
   # traffic, and the tail of the latency shows it; nothing fails.
@@ -58,6 +61,7 @@ Feature: Sick instances and faults between hops
     Then no request failed
     And instance 2 of "user" answered at least 25% of the requests
     And the 99th percentile of latency is at least 200 ms
+    And the timeline of the fault on instance 2 of "user" is reported
 
   # Mechanisms: retry_on reset for idempotent methods only. Retrying a POST
   # (a gateway that ignores idempotency) sends it to two echo upstreams.
@@ -70,6 +74,7 @@ Feature: Sick instances and faults between hops
     And 60 requests are sent to /users/me with 2 concurrent callers as "rae"
     Then no request failed
     And the admin metric "gantry_gateway_upstream_retries_total{service=\"user\"}" is at least 1
+    And the timeline of the fault on "echo-1" is reported
     When "echo-2" resets connections mid-response
     And "echo-3" resets connections mid-response
     And I POST /users/me as "rae" by bearer with JSON {"nickname": "once"}
@@ -88,6 +93,7 @@ Feature: Sick instances and faults between hops
     And 60 requests are sent to /users/me with 2 concurrent callers as "bea"
     Then no request failed
     And the admin metric "gantry_gateway_upstream_ejections_total{service=\"user\",detector=\"consecutive_local_origin_failure\"}" is at least 1
+    And the timeline of the fault on instance 2 of "user" is reported
 
   # Mechanism: Redis's response timeout (1 s) on the gateway's session lookup:
   # a slow Redis is waited for within it, a slower one fails closed.

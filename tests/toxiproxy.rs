@@ -26,7 +26,10 @@ async fn toxiproxys_python_client_drives_the_fault_proxy() {
         .output()
         .await
         .expect("running python3 (a prerequisite: see the README)");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     if out.status.code() == Some(3) {
         panic!("Toxiproxy's Python client is not installed: python3 -m pip install toxiproxy-python\n{stderr}");
     }
@@ -39,7 +42,10 @@ async fn toxiproxys_python_client_drives_the_fault_proxy() {
     let [thin] = link.toxics.as_slice() else {
         panic!("one toxic left: {:?}", link.toxics)
     };
-    assert_eq!((thin.name.as_str(), thin.stream, thin.toxicity), ("thin", Stream::Upstream, 0.5));
+    assert_eq!(
+        (thin.name.as_str(), thin.stream, thin.toxicity),
+        ("thin", Stream::Upstream, 0.5)
+    );
     assert_eq!(thin.kind, Kind::Bandwidth { rate: 100 });
 
     let _ = stop.send(());

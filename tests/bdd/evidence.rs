@@ -31,6 +31,27 @@ impl Evidence {
         }
     }
 
+    /// Writes the fault timelines `scenario` reported (passed or not) to
+    /// `timelines.json` in its folder, beside any logs.
+    pub fn keep_timelines(&self, scenario: &Scenario, world: &GantryWorld) {
+        if world.steps.timelines.is_empty() {
+            return;
+        }
+        let dir = {
+            let _naming = self.naming.lock().expect("not poisoned");
+            evidence::scenario_dir(&self.run_dir, &scenario.name)
+        };
+        let path = dir.join("timelines.json");
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            let json = serde_json::to_string_pretty(&world.steps.timelines).expect("timelines are JSON");
+            std::fs::write(&path, json)
+        });
+        match written {
+            Ok(()) => println!("bdd: {}: its fault timelines are in {}", scenario.name, path.display()),
+            Err(e) => eprintln!("bdd: {}: could not write {}: {e}", scenario.name, path.display()),
+        }
+    }
+
     /// Keeps the logs of the stack `world` ran against, for failed `scenario`.
     pub async fn keep(&self, scenario: &Scenario, world: &GantryWorld) {
         let dir = {

@@ -96,6 +96,7 @@ async fn main() {
                 let evidence = evidence.clone();
                 Box::pin(async move {
                     if let Some(world) = world {
+                        evidence.keep_timelines(scenario, world);
                         // Before the stack stops: a container's log goes with it.
                         if matches!(
                             finished,

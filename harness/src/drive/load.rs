@@ -122,6 +122,8 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// The callers that sent them at once.
     pub concurrency: usize,
+    /// When the run started (samples' `sent_at` count from it).
+    pub started: Option<Instant>,
 }
 
 impl LoadReport {
@@ -253,5 +255,6 @@ pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadRep
     report.samples.sort_by_key(|s| s.sent_at);
     report.elapsed = started.elapsed();
     report.concurrency = spec.concurrency;
+    report.started = Some(started);
     report
 }

@@ -26,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::link::State;
+use super::link::{LinkEvent, State};
 use super::toxic::{Kind, Stream};
 
 type Answer = Response<BoxBody<Bytes, hyper::Error>>;
@@ -68,6 +68,7 @@ async fn answer(
     fd: std::os::fd::RawFd,
 ) -> Result<Answer, Severed> {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    let mut noted = Noted { state, status: None };
     let toxics = state.toxics();
     let mut hang = false;
     for t in toxics.iter().filter(|t| t.stream == Stream::Downstream) {
@@ -81,6 +82,7 @@ async fn answer(
                 };
                 if (first == 0 || n <= first) && t.roll() {
                     state.injected.fetch_add(1, Ordering::Relaxed);
+                    noted.status = Some(status);
                     return Ok(injected(status, &state.name));
                 }
             }
@@ -99,14 +101,32 @@ async fn answer(
     match sent.await {
         Ok(response) if hang => {
             state.injected.fetch_add(1, Ordering::Relaxed);
+            noted.status = Some(response.status().as_u16());
             let (parts, _body) = response.into_parts();
             Ok(Response::from_parts(parts, Never.boxed()))
         }
-        Ok(response) => Ok(response.map(BodyExt::boxed)),
+        Ok(response) => {
+            noted.status = Some(response.status().as_u16());
+            Ok(response.map(BodyExt::boxed))
+        }
         Err(e) => {
             super::link::reset_on_close(fd);
             Err(Severed(e.to_string()))
         }
+    }
+}
+
+/// Notes a request on the link when its answer is decided, or as severed
+/// (status 0) when it never is: the client gave up, or the service's side
+/// failed.
+struct Noted<'a> {
+    state: &'a State,
+    status: Option<u16>,
+}
+
+impl Drop for Noted<'_> {
+    fn drop(&mut self) {
+        self.state.note(LinkEvent::Request(self.status.unwrap_or(0)));
     }
 }
 

@@ -48,12 +48,39 @@ pub struct State {
     pub injected: AtomicU64,
     /// When the first toxic of the current set was added (none: healthy).
     pub faulted_at: Mutex<Option<Instant>>,
+    /// What happened on the link, in order, for a fault's timeline
+    /// ([`crate::report::timeline`]); at most [`MAX_EVENTS`] are kept.
+    pub events: Mutex<Vec<(Instant, LinkEvent)>>,
     /// How many requests each `http_error` toxic has seen (its `first`).
     pub(super) seen: Mutex<HashMap<String, u64>>,
     open: Mutex<Vec<AbortHandle>>,
 }
 
+/// The most events a link keeps (a long load keeps its first ones).
+pub const MAX_EVENTS: usize = 200_000;
+
+/// One thing that happened on a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// A toxic of this type was added.
+    Faulted(&'static str),
+    /// Every toxic was removed.
+    Healed,
+    /// An HTTP link's request and what the client got: the service's
+    /// status, the link's own (`http_error`), or 0 when the connection was
+    /// severed.
+    Request(u16),
+}
+
 impl State {
+    /// Notes `event` now.
+    pub fn note(&self, event: LinkEvent) {
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        if events.len() < MAX_EVENTS {
+            events.push((Instant::now(), event));
+        }
+    }
+
     fn track(&self, task: AbortHandle) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.retain(|t| !t.is_finished());
@@ -99,6 +126,7 @@ impl Link {
             requests: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             faulted_at: Mutex::new(None),
+            events: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
             open: Mutex::new(Vec::new()),
         });

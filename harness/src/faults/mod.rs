@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-pub use link::{Link, Protocol};
+pub use link::{Link, LinkEvent, Protocol};
 pub use toxic::{Kind, Stream, Toxic};
 
 /// Why the fault proxy refused a request (each maps to Toxiproxy's status).
@@ -200,6 +200,7 @@ impl FaultProxy {
             true
         });
         if result.is_ok() {
+            link.state.note(link::LinkEvent::Faulted(toxic.kind.type_name()));
             link.state
                 .faulted_at
                 .lock()
@@ -348,6 +349,19 @@ impl LinkHandle {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .map(|at| at.elapsed())
+            })
+            .await
+    }
+
+    /// What happened on the link, in order (see [`link::LinkEvent`]).
+    pub async fn events(&self) -> Result<Vec<(tokio::time::Instant, link::LinkEvent)>, FaultError> {
+        self.proxy
+            .with(&self.name, |l| {
+                l.state
+                    .events
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
             })
             .await
     }

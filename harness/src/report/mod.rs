@@ -1,5 +1,7 @@
 //! Reporting what a run showed: evidence a failed scenario leaves behind,
-//! and statistics that say whether load was spread as it should be.
+//! statistics that say whether load was spread as it should be, and what a
+//! fault cost on one timeline.
 
 pub mod evidence;
 pub mod stats;
+pub mod timeline;

@@ -17,6 +17,7 @@
 //! When "echo-1" resets connections mid-response       (a link by its name)
 //! When instance 2 of "greeter" heals
 //! Then the link to instance 2 of "greeter" saw at most 12 requests
+//! Then the timeline of the fault on instance 2 of "greeter" is reported
 //! ```
 //!
 //! HTTP faults (`answers`, `hangs`) act per request at the instance's own
@@ -30,6 +31,7 @@ use super::StackWorld;
 use super::args::{Args, StepFuture, here, re};
 use super::faults::faults_of;
 use crate::faults::{Kind, LinkHandle, Stream, Toxic};
+use crate::report::timeline::FaultTimeline;
 
 /// What a step does to a link.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,10 +130,27 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let seen = re(&format!(
         r"^the link to {TARGET} saw (?P<bound>at most|at least) (?P<count>\d+) requests?$"
     ));
+    let timeline = re(&format!(r"^the timeline of the fault on {TARGET} is reported$"));
     steps
         .given(here!(), pattern.clone(), fault_step::<W>)
         .when(here!(), pattern, fault_step::<W>)
         .then(here!(), seen, seen_step::<W>)
+        .then(here!(), timeline, timeline_step::<W>)
+}
+
+/// Prints the last fault's [`FaultTimeline`] on the link, with the last
+/// load, and keeps it for the scenario's evidence.
+fn timeline_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::new(ctx);
+        let link = link_of(w, &args);
+        let events = link.events().await.unwrap_or_else(|e| panic!("{e}"));
+        let state = w.step_state();
+        let timeline = FaultTimeline::build(link.name(), &events, state.load.as_ref())
+            .unwrap_or_else(|| panic!("the link {} was never given a fault", link.name()));
+        println!("    {}", timeline.to_string().replace('\n', "\n    "));
+        state.timelines.push(timeline);
+    })
 }
 
 /// The link a step names, by the instance's id.

@@ -19,6 +19,8 @@ pub struct StepState {
     pub presents: HashMap<String, Auth>,
     /// The last load run.
     pub load: Option<LoadReport>,
+    /// Fault timelines the scenario reported, for its evidence folder.
+    pub timelines: Vec<crate::report::timeline::FaultTimeline>,
     http: Option<reqwest::Client>,
 }
 

@@ -356,9 +356,19 @@ impl Upstream {
         let usable = |i: usize| !tried.contains(&i);
         let healthy = |i: usize| usable(i) && !snapshot.endpoints[i].is_ejected(now_ms);
         let chosen = match policy {
+            LbPolicy::RoundRobin if n == 0 => None,
             LbPolicy::RoundRobin => {
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..n).map(|k| (start + k) % n).find(|&i| healthy(i))
+                let turn = self.next.fetch_add(1, Ordering::Relaxed);
+                if healthy(turn % n) {
+                    Some(turn % n)
+                } else {
+                    // The turn of one set aside goes to the others in turn,
+                    // not always to its neighbour (which would get double).
+                    let others = (0..n).filter(|&i| healthy(i)).count();
+                    (others > 0)
+                        .then(|| (0..n).filter(|&i| healthy(i)).nth(turn % others))
+                        .flatten()
+                }
             }
             LbPolicy::P2c => p2c(snapshot, n, &healthy),
         };
@@ -435,6 +445,18 @@ mod tests {
         }
         // Ejection ends after its time.
         assert!(!snap.endpoints[1].is_ejected(o.base_ejection_time.as_millis() as u64));
+    }
+
+    #[test]
+    fn round_robin_stays_even_around_an_ejected_instance() {
+        let u = upstream(3);
+        let snap = u.snapshot.load();
+        snap.endpoints[1].eject(0, &outlier());
+        let mut counts = [0u32; 3];
+        for _ in 0..600 {
+            counts[u.pick(&snap, LbPolicy::RoundRobin, &[], 10).unwrap()] += 1;
+        }
+        assert_eq!(counts, [300, 0, 300]);
     }
 
     #[test]
