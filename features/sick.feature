@@ -38,6 +38,20 @@ Feature: Sick instances and faults between hops
     And the admin metric "gantry_gateway_upstream_ejections_overflow_total{service=\"user\"}" is at least 1
     And the timeline of the fault on instance 1 of "user" is reported
 
+  # Mechanism: the retry budget (20 % of requests in flight, at least 3). With
+  # GANTRY_RETRY_BUDGET=100 nearly all 16 callers are retrying at once.
+  @needs:fresh-stack
+  Scenario: A retry storm: with every instance failing under 16 callers, the budget holds retries to its share
+    Given a fresh stack with fault links and 3 user instances where GANTRY_CONSECUTIVE_5XX is 0
+    And a logged-in user "sto"
+    When instance 1 of "user" answers 503 to every request
+    And instance 2 of "user" answers 503 to every request
+    And instance 3 of "user" answers 503 to every request
+    And 600 requests are sent to /users/me with 16 concurrent callers as "sto"
+    Then every answer is 503
+    And the admin metric "gantry_gateway_upstream_retry_overflow_total{service=\"user\"}" is at least 1
+    And the gateway never had more retries to "user" in flight than its budget allows
+
   # Mechanism: power-of-two-choices by requests in flight. With round robin
   # (GANTRY_LB=round_robin) the slow instance keeps its third.
   @needs:fresh-stack
@@ -126,18 +140,21 @@ Feature: Sick instances and faults between hops
     Then GET /users/me as "uma" by bearer answers 200 within 10 seconds
 
   # Mechanism: the gateway serves from its last snapshot while the registry is
-  # unreachable, and its blocking query gives up after GANTRY_WATCH_WAIT, so a
-  # change made meanwhile arrives once the hop heals.
+  # unreachable, and its blocking query gives up after GANTRY_WATCH_WAIT (plus
+  # the call timeout), so a change whose answer the blackhole ate arrives once
+  # the hop heals. A query with no timeout stays stuck: the change never comes
+  # (the registry's own idle close is put off to 60 s, so it cannot rescue it).
   @needs:fresh-stack
   Scenario: The registry blackholed for the gateway: the last snapshot serves; after it heals, changes arrive
-    Given a fresh stack with fault links and 2 user instances where GANTRY_WATCH_WAIT is 3s
+    Given a fresh stack with fault links and 2 user instances where GANTRY_WATCH_WAIT is 3s and GANTRY_HEADER_TIMEOUT is 60s
     And a logged-in user "reg"
     When the hop from instance 1 of "gateway" to "registry" is blackholed
     And 60 requests are sent to /users/me with 2 concurrent callers as "reg"
     Then every answer is 200
     And the answers came from 2 instances
     When instance 2 of "user" is stopped
-    And the hop from instance 1 of "gateway" to "registry" heals
+    Then for 5 seconds the gateway keeps "user-2" among its instances of "user"
+    When the hop from instance 1 of "gateway" to "registry" heals
     Then once its registry watch gives up, the gateway drops "user-2" from its instances of "user"
 
   # Mechanism: bodies are streamed whatever the pace: 60 000 bytes each way

@@ -146,6 +146,15 @@ impl Gateway {
                 let _ = writeln!(out, "{name}{{service=\"{}\"}} {v}", s.name);
             }
         }
+        let name = "gantry_gateway_upstream_retries_in_flight_max";
+        let _ = writeln!(
+            out,
+            "# HELP {name} The most retries in flight at once, against the retry budget.\n# TYPE {name} gauge"
+        );
+        for s in &routing.services {
+            let v = s.upstream.retrying_peak.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{service=\"{}\"}} {v}", s.name);
+        }
         let name = "gantry_gateway_upstream_ejections_total";
         let _ = writeln!(
             out,

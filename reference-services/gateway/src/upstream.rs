@@ -249,8 +249,10 @@ pub struct Upstream {
     pub retries: AtomicU64,
     /// Retries not made because the retry budget was spent.
     pub retry_overflow: AtomicU64,
-    /// Retries in flight now, against the retry budget.
+    /// Retries in flight now, against the retry budget …
     pub retrying: AtomicUsize,
+    /// … and the most there ever were at once (what the budget held them to).
+    pub retrying_peak: AtomicUsize,
     /// Ejections by detector ([`Ejection::ALL`]'s order).
     pub ejections: [AtomicU64; 3],
     /// Ejections a detector asked for and `max_ejection_percent` refused.

@@ -8,11 +8,12 @@ use cucumber::{given, then, when};
 use gantry_common::config::parse_duration;
 use gantry_common::registry::DEFAULT_CALL_TIMEOUT;
 use gantry_common::watch::{DEFAULT_WATCH_WAIT, MAX_RETRY_BACKOFF};
-use gantry_gateway::policy::Outlier;
+use gantry_gateway::policy::{MIN_RETRY_CONCURRENCY, Outlier};
 use gantry_harness::drive::echo::{Received, attempts_allowed};
+use gantry_harness::drive::metrics::Scrape;
 
 use super::stack;
-use super::upstream::until_every_gateway_within;
+use super::upstream::{gateway_instances, until_every_gateway_within};
 use crate::target;
 use crate::world::GantryWorld;
 
@@ -88,6 +89,28 @@ async fn within_ejections(w: &mut GantryWorld, n: usize, service: String) {
     );
 }
 
+/// While cut off from the registry a gateway serves from its last snapshot:
+/// it keeps routing to an instance the registry has dropped meanwhile, for
+/// as long as the step looks (polling all the while). Time passing is the
+/// subject here: it is what lets the registry's answers go unheard.
+#[then(regex = r#"^for (\d+) seconds the gateway keeps "([\w-]+)" among its instances of "(\w+)"$"#)]
+async fn keeps_for(w: &mut GantryWorld, secs: u64, id: String, service: String) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let admins = w.target().admins.clone();
+    while tokio::time::Instant::now() < until {
+        for admin in &admins {
+            let ids = gateway_instances(admin, &service)
+                .await
+                .unwrap_or_else(|e| panic!("{admin}: {e}"));
+            assert!(
+                ids.contains(&id),
+                "the gateway at {admin} dropped {id} while cut off: {ids:?}"
+            );
+        }
+        tokio::time::sleep(gantry_harness::run::wait::POLL).await;
+    }
+}
+
 /// A change the registry made while a gateway's hop to it was blackholed
 /// reaches the gateway once the hop heals: the blocking query stuck on the
 /// silent connection gives up after its own timeout (the call timeout plus
@@ -104,6 +127,35 @@ async fn drops_after_watch(w: &mut GantryWorld, id: String, service: String) {
     let bound = DEFAULT_CALL_TIMEOUT + wait + wait / 16 + MAX_RETRY_BACKOFF + Duration::from_secs(1);
     let what = format!("the gateway to drop {id} from {service} (within {bound:?})");
     until_every_gateway_within(w, &service, &what, bound, move |now| !now.contains(&id)).await;
+}
+
+/// The retry budget's promise, read off the gateway's gauge of the most
+/// retries it ever had in flight at once: at most `GANTRY_RETRY_BUDGET`
+/// percent (20) of the service's requests in flight — at most the load's
+/// callers — or 3, whichever is more. Without a budget, with every instance
+/// failing, nearly every caller is retrying at once.
+#[then(regex = r#"^the gateway never had more retries to "([\w-]+)" in flight than its budget allows$"#)]
+async fn retries_within_budget(w: &mut GantryWorld, service: String) {
+    let budget: usize = w
+        .settings
+        .iter()
+        .find(|(k, _)| k == "GANTRY_RETRY_BUDGET")
+        .map_or(20, |(_, v)| v.parse().expect("a percent"));
+    let callers = w.steps.load().concurrency;
+    let allowed = (callers * budget / 100).max(MIN_RETRY_CONCURRENCY);
+    let scrape = Scrape::of(&w.admin()).await.expect("the gateway's /metrics");
+    let label = format!("service=\"{service}\"");
+    let peak = scrape.value(&format!("gantry_gateway_upstream_retries_in_flight_max{{{label}}}")) as usize;
+    let retries = scrape.value(&format!("gantry_gateway_upstream_retries_total{{{label}}}"));
+    let refused = scrape.value(&format!("gantry_gateway_upstream_retry_overflow_total{{{label}}}"));
+    println!(
+        "    at most {peak} retries in flight at once ({allowed} allowed with {callers} callers); {retries} retries made, {refused} refused by the budget"
+    );
+    assert!(retries > 0.0, "nothing was retried: the check proves nothing");
+    assert!(
+        peak <= allowed,
+        "{peak} retries were in flight at once: the budget allows {allowed}"
+    );
 }
 
 /// A large request body through the gateway: the echo upstream sends it

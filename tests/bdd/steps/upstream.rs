@@ -50,7 +50,7 @@ fn quoted(list: &str) -> Vec<String> {
 
 /// The instances of `service` in the gateway's current snapshot, from the
 /// per-instance series its admin `/metrics` renders for exactly those.
-async fn gateway_instances(admin: &str, service: &str) -> Result<Vec<String>, String> {
+pub(crate) async fn gateway_instances(admin: &str, service: &str) -> Result<Vec<String>, String> {
     let scrape = Scrape::of(admin).await?;
     let prefix = format!("gantry_gateway_upstream_requests_total{{service=\"{service}\",instance=\"");
     let mut ids: Vec<String> = scrape

@@ -69,7 +69,8 @@ struct Retrying<'a>(&'a Upstream);
 
 impl<'a> Retrying<'a> {
     fn start(u: &'a Upstream) -> Self {
-        u.retrying.fetch_add(1, Ordering::Relaxed);
+        let now = u.retrying.fetch_add(1, Ordering::Relaxed) + 1;
+        u.retrying_peak.fetch_max(now, Ordering::Relaxed);
         Self(u)
     }
 }
