@@ -19,7 +19,7 @@
 //! | `GANTRY_MAX_RETRIES` | `retries` | `2` | 0 to 5 further attempts, each on an instance not yet tried |
 //! | `GANTRY_RETRY_ON` | `retry_on` | `connect-failure,reset,gateway-error` | what is retried: `connect-failure` (any method: nothing was sent), `reset` (connection lost before a full answer), `gateway-error` (502, 503, 504 and per-try timeouts), `5xx` (any 5xx and timeouts), `retriable-status-codes`; `none` retries nothing. All but `connect-failure` retry only idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) |
 //! | `GANTRY_RETRIABLE_STATUS_CODES` | `retriable_status_codes` | none | statuses retried when `retry_on` has `retriable-status-codes`, e.g. `409,429` |
-//! | `GANTRY_RETRY_BUDGET` | `retry_budget` | `20` | retries in flight may be at most this percent of the service's requests in flight (never fewer than 3), so retries cannot multiply an overload; `100` lifts it |
+//! | `GANTRY_RETRY_BUDGET` | `retry_budget` | `20` | retries in flight may be at most this percent of the service's requests in flight (never fewer than 10), so retries cannot multiply an overload; `100` lifts it |
 //! | `GANTRY_CONSECUTIVE_5XX` | `consecutive_5xx` | `5` | 5xx answers in a row that eject an instance; `0` is off |
 //! | `GANTRY_CONSECUTIVE_GATEWAY_FAILURE` | `consecutive_gateway_failure` | `0` (off, as Envoy enforces it by default) | 502, 503 or 504 answers in a row that eject an instance |
 //! | `GANTRY_CONSECUTIVE_LOCAL_ORIGIN_FAILURE` | `consecutive_local_origin_failure` | `1` | refused connections, resets and timeouts in a row that eject an instance; `0` is off |
@@ -59,7 +59,11 @@ pub const DEFAULT_MAX_RETRIES: u32 = 2;
 pub const MAX_RETRIES: u32 = 5;
 /// Retries in flight allowed whatever the budget's percent says (Envoy's
 /// `min_retry_concurrency`): a quiet service can always retry a little.
-pub const MIN_RETRY_CONCURRENCY: usize = 3;
+/// Envoy's default is 3, which fails a request whenever a fourth caller
+/// meets a dying instance at the same moment (a SIGKILL under 8 callers
+/// does); 10 lets a kill under moderate load cost nothing, while a storm of
+/// hundreds in flight is still held to the percent.
+pub const MIN_RETRY_CONCURRENCY: usize = 10;
 
 /// How requests to one service are sent, with every setting resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -132,7 +132,7 @@ async fn drops_after_watch(w: &mut GantryWorld, id: String, service: String) {
 /// The retry budget's promise, read off the gateway's gauge of the most
 /// retries it ever had in flight at once: at most `GANTRY_RETRY_BUDGET`
 /// percent (20) of the service's requests in flight — at most the load's
-/// callers — or 3, whichever is more. Without a budget, with every instance
+/// callers — or 10, whichever is more. Without a budget, with every instance
 /// failing, nearly every caller is retrying at once.
 #[then(regex = r#"^the gateway never had more retries to "([\w-]+)" in flight than its budget allows$"#)]
 async fn retries_within_budget(w: &mut GantryWorld, service: String) {
