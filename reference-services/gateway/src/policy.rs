@@ -467,8 +467,8 @@ mod tests {
     fn the_budget_is_a_share_of_what_is_in_flight_with_a_floor() {
         let mut p = defaults();
         assert!(
-            p.budget_admits(1, 2) && !p.budget_admits(1, 3),
-            "3 retries whatever the share"
+            p.budget_admits(1, 9) && !p.budget_admits(1, 10),
+            "10 retries whatever the share"
         );
         assert!(p.budget_admits(100, 19) && !p.budget_admits(100, 20));
         p.retry_budget = 0;
