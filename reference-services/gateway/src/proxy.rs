@@ -33,9 +33,20 @@ use crate::upstream::Clock;
 /// What the gateway answers with: an upstream's streamed body or its own.
 pub type Body = Either<Incoming, Full<Bytes>>;
 
-/// A request the gateway answers itself, and the service it was for (if
-/// it got as far as a route), for the metrics.
-type Refusal = (ApiError, Option<ServiceId>);
+/// One request's context, shared by its stages (Pingora's `CTX`): made
+/// once when it arrives, and filled in as the stages learn about it.
+pub struct RequestCtx<'a> {
+    /// The configuration in force for the whole request.
+    pub routing: &'a Routing,
+    pub peer: &'a Peer,
+    /// Its `X-Request-Id`: the client's when well-formed, else a new one.
+    pub request_id: HeaderValue,
+    /// Its hop of the W3C trace (the caller's trace, the gateway's span).
+    pub trace: Hop,
+    /// The service its route leads to, once routed: the metrics count the
+    /// answer against it, the gateway's own answers under "none".
+    pub service: Option<ServiceId>,
+}
 
 pub struct Gateway {
     pub cfg: GatewayConfig,
@@ -92,21 +103,26 @@ impl Gateway {
     /// Answers one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         let started = Instant::now();
-        let rid = request_id(req.headers().get(&X_REQUEST_ID));
-        let trace = Hop::of(req.headers());
         // The access line is off the hot path unless debug logging is on:
         // only then is anything of the request kept for it.
         let access = tracing::enabled!(tracing::Level::DEBUG).then(|| (req.method().clone(), req.uri().clone()));
         // One configuration for the whole request, even if a reload lands meanwhile.
         let routing = self.routing.load();
-        let (mut response, service) = match self.dispatch(&routing, req, peer, &rid, &trace).await {
+        let mut ctx = RequestCtx {
+            routing: &routing,
+            peer,
+            request_id: request_id(req.headers().get(&X_REQUEST_ID)),
+            trace: Hop::of(req.headers()),
+            service: None,
+        };
+        let mut response = match self.dispatch(&mut ctx, req).await {
             Ok(answer) => answer,
-            Err((e, service)) => (self.own_response(&e), service),
+            Err(e) => self.own_response(&e),
         };
         if let Some((method, uri)) = access {
             tracing::debug!(
-                request_id = rid.to_str().unwrap_or_default(),
-                trace_id = %trace.next.trace_id_hex(),
+                request_id = ctx.request_id.to_str().unwrap_or_default(),
+                trace_id = %ctx.trace.next.trace_id_hex(),
                 %method,
                 path = uri.path(),
                 status = response.status().as_u16(),
@@ -116,95 +132,82 @@ impl Gateway {
         }
         let headers = response.headers_mut();
         if !headers.contains_key(&X_REQUEST_ID) {
-            headers.insert(X_REQUEST_ID.clone(), rid);
+            headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
         }
-        let upstream = service.map(|id| &*routing.service(id).upstream);
+        let upstream = ctx.service.map(|id| &*routing.service(id).upstream);
         self.metrics
             .record(upstream, response.status().as_u16(), started.elapsed());
         response
     }
 
-    async fn dispatch(
-        &self,
-        routing: &Routing,
-        req: Request<Incoming>,
-        peer: &Peer,
-        rid: &HeaderValue,
-        trace: &Hop,
-    ) -> Result<(Response<Body>, Option<ServiceId>), Refusal> {
+    /// The stages, in order, over one request and its context.
+    async fn dispatch(&self, ctx: &mut RequestCtx<'_>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         if header_bytes(req.headers()) > MAX_HEADER_BYTES {
-            let e = ApiError::new(
+            return Err(ApiError::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
                 format!("request headers exceed {MAX_HEADER_BYTES} bytes"),
-            );
-            return Err((e, None));
+            ));
         }
+        let routing = ctx.routing;
         let (mut parts, body) = req.into_parts();
 
         // Normalize: one meaning (path, Host, credentials, header names)
         // before anything reads the request, or a 400.
-        stages::normalize::request(&mut parts, &routing.edge).map_err(|e| (e, None))?;
+        stages::normalize::request(&mut parts, &routing.edge)?;
         if let Some(own) = self.public_endpoint(&parts.method, parts.uri.path()) {
-            return Ok((own, None));
+            return Ok(own);
         }
 
         // Route: which service, and what the route asks of the request.
         let route = match stages::route::find(routing, &parts) {
             Lookup::Found(route) => route,
-            Lookup::WrongMethod(allow) => return Ok((self.method_not_allowed(allow), None)),
-            Lookup::NotFound => return Err((ApiError::not_found("no route for this path"), None)),
+            Lookup::WrongMethod(allow) => return Ok(self.method_not_allowed(allow)),
+            Lookup::NotFound => return Err(ApiError::not_found("no route for this path")),
         };
+        ctx.service = Some(route.service);
         let service = routing.service(route.service);
-        let fail = |e: ApiError| (e, Some(route.service));
 
         // Sanitize: nothing hop-by-hop, no client-claimed identity; our
         // request id, our span of the trace and the forwarding headers.
         let origin = stages::sanitize::Origin {
-            client_ip: &peer.ip_header,
-            trusted: routing.edge.trusts(peer.ip),
+            client_ip: &ctx.peer.ip_header,
+            trusted: routing.edge.trusts(ctx.peer.ip),
             scheme: &self.scheme,
             port: &self.port,
         };
-        stages::sanitize::headers(&mut parts.headers, origin, rid, trace);
+        stages::sanitize::headers(&mut parts.headers, origin, &ctx.request_id, &ctx.trace);
 
         // Identity: verified as the route demands; passed on as headers if it asks.
         let caller = stages::identify::caller(&self.identity, route.identity, &mut parts.headers, || {
             routing.jwks_urls()
         })
         .await
-        .map_err(|d| fail(d.to_api_error()))?;
+        .map_err(|d| d.to_api_error())?;
         stages::identify::keep_verified(&mut parts.headers, caller.as_ref(), route.pass_credentials);
         if route.identity_headers {
             stages::identify::pass_on(&mut parts.headers, caller.as_ref());
         }
 
         // Body: whole, within its size and time limits.
-        let body = stages::body::read(&parts.headers, body, self.cfg.limits.body_timeout)
-            .await
-            .map_err(fail)?;
+        let body = stages::body::read(&parts.headers, body, self.cfg.limits.body_timeout).await?;
 
         // Forward: the path the service sees, then an instance, retrying when safe.
         let strip = route.strip_prefix.then_some(&*route.prefix);
-        parts.uri = stages::forward::upstream_uri(std::mem::take(&mut parts.uri), strip).ok_or_else(|| {
-            fail(ApiError::bad_request(
-                "bad_path",
-                "the request path could not be rewritten",
-            ))
-        })?;
-        let response = self.forward(service, parts, body).await.map_err(|e| {
+        parts.uri = stages::forward::upstream_uri(std::mem::take(&mut parts.uri), strip)
+            .ok_or_else(|| ApiError::bad_request("bad_path", "the request path could not be rewritten"))?;
+        self.forward(service, parts, body).await.map_err(|e| {
             // The detail (instance, OS error) is for the log; the client gets
             // a generic message and the request id to quote.
             tracing::warn!(
-                request_id = rid.to_str().unwrap_or_default(),
-                trace_id = %trace.next.trace_id_hex(),
+                request_id = ctx.request_id.to_str().unwrap_or_default(),
+                trace_id = %ctx.trace.next.trace_id_hex(),
                 service = %service.name,
                 error = %e,
                 "upstream request failed"
             );
-            fail(e.to_api_error())
-        })?;
-        Ok((response, Some(route.service)))
+            e.to_api_error()
+        })
     }
 
     /// An answer of the gateway's own (errors and admin endpoints).
