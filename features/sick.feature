@@ -142,14 +142,14 @@ Feature: Sick instances and faults between hops
 
   # Mechanism: the gateway serves from its last snapshot while the registry is
   # unreachable, and its blocking query gives up after GANTRY_WATCH_WAIT (plus
-  # the call timeout), so a change whose answer the blackhole ate arrives once
-  # the hop heals. A query with no timeout stays stuck: the change never comes
+  # the call timeout), so a change whose answer vanished on the half-open
+  # connection arrives once the hop heals. A query with no timeout stays stuck: the change never comes
   # (the registry's own idle close is put off to 60 s, so it cannot rescue it).
   @needs:fresh-stack
-  Scenario: The registry blackholed for the gateway: the last snapshot serves; after it heals, changes arrive
+  Scenario: The gateway's connection to the registry goes silent: the last snapshot serves; after it heals, changes arrive
     Given a fresh stack with fault links and 2 user instances where GANTRY_WATCH_WAIT is 3s and GANTRY_HEADER_TIMEOUT is 60s
     And a logged-in user "reg"
-    When the hop from instance 1 of "gateway" to "registry" is blackholed
+    When the hop from instance 1 of "gateway" to "registry" goes silent
     And 60 requests are sent to /users/me with 2 concurrent callers as "reg"
     Then every answer is 200
     And the answers came from 2 instances
@@ -157,6 +157,28 @@ Feature: Sick instances and faults between hops
     Then for 5 seconds the gateway keeps "user-2" among its instances of "user"
     When the hop from instance 1 of "gateway" to "registry" heals
     Then once its registry watch gives up, the gateway drops "user-2" from its instances of "user"
+
+  # Mechanism: the revocation feed is pinged; a feed closed or silent past its
+  # ping is dropped, and every (re)subscription starts by forgetting every
+  # cached identity, since pub/sub lost what was published meanwhile. Without
+  # that, gateway 1 keeps the revoked token cached until it expires.
+  @needs:fresh-stack
+  Scenario Outline: A gateway's hop to Redis <fault> while the user logs out through another: once it heals, that gateway refuses the revoked session and token
+    Given a fresh stack with fault links and 1 user instance and 2 gateways
+    And a logged-in user "gus"
+    And "gus" gets 200 from /users/me by session and by bearer on every gateway
+    When the hop from instance 1 of "gateway" to "redis" <fault>
+    And "gus" logs out by bearer through gateway 2
+    Then the admin metric "gantry_gateway_revocation_feed_lost_total" is at least 1 within 5 seconds
+    When the hop from instance 1 of "gateway" to "redis" heals
+    Then every gateway refuses the old session of "gus" within 5 seconds
+    And every gateway refuses the old token of "gus" within 5 seconds
+
+    Examples:
+      | fault         |
+      | is cut        |
+      | is blackholed |
+      | goes silent   |
 
   # Mechanism: bodies are streamed whatever the pace: 60 000 bytes each way
   # at 16 KB/s take seconds, within the gateway's body and request timeouts.

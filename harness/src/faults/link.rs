@@ -377,6 +377,8 @@ async fn write_through_toxics(
     let mut passed: u64 = 0;
     let mut timeout_at: Option<Instant> = None;
     let mut reset_at: Option<Instant> = None;
+    // Whether a timeout toxic swallowed data: the stream cannot resume.
+    let mut lost = false;
     let far = || Instant::now() + Duration::from_secs(86_400 * 365);
     loop {
         let toxics = rolls.active(&toxics_rx.borrow_and_update(), stream);
@@ -388,6 +390,17 @@ async fn write_through_toxics(
             Some(ms) if ms > 0 => timeout_at.or(Some(Instant::now() + Duration::from_millis(ms))),
             _ => None,
         };
+        if lost && timeout.is_none() {
+            end.send_replace(End::Reset);
+            return;
+        }
+        if toxics.iter().any(|t| t.kind == Kind::Blackhole {}) {
+            // Hold everything: read nothing more until the toxics change.
+            tokio::select! {
+                _ = ended(&mut end_rx) => return,
+                _ = toxics_rx.changed() => continue,
+            }
+        }
         let resetting = toxics.iter().find_map(|t| match t.kind {
             Kind::ResetPeer { timeout } => Some(Duration::from_millis(timeout)),
             _ => None,
@@ -421,6 +434,7 @@ async fn write_through_toxics(
         };
         if timeout.is_some() {
             // Nothing passes while a timeout toxic is in place.
+            lost = true;
             continue;
         }
         if let Some(after) = resetting {
@@ -588,6 +602,40 @@ mod tests {
         let mut got = Vec::new();
         let _ = c.read_to_end(&mut got).await;
         assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_blackhole_holds_data_and_delivers_it_in_order_when_it_goes() {
+        let link = link_to_echo().await;
+        add(&link, Toxic::new(Kind::Blackhole {}, Stream::Upstream));
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        c.write_all(b"held").await.unwrap();
+        let mut got = [0u8; 4];
+        let waited = tokio::time::timeout(Duration::from_millis(200), c.read_exact(&mut got)).await;
+        assert!(waited.is_err(), "nothing passes while it is in place");
+        link.state.toxics.send_replace(Arc::new(Vec::new()));
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"held");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_lost_data_to_a_timeout_is_reset_when_it_goes() {
+        let link = link_to_echo().await;
+        add(&link, Toxic::new(Kind::Timeout { timeout: 0 }, Stream::Upstream));
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        c.write_all(b"lost").await.unwrap();
+        // The writer has seen (and dropped) the data once the toxic goes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        link.state.toxics.send_replace(Arc::new(Vec::new()));
+        let mut got = [0u8; 4];
+        let e = c.read_exact(&mut got).await.unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+            ),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -50,7 +50,11 @@ pub enum Kind {
         #[serde(default)]
         delay: u64,
     },
-    /// Nothing passes; the connection is closed after `timeout` ms (never if 0).
+    /// Nothing passes; the connection is closed after `timeout` ms (never if
+    /// 0). What it swallowed is lost, so when a timeout of 0 goes, a
+    /// connection that lost data is reset rather than resumed: TCP never
+    /// loses bytes mid-stream, and a half-open connection's peer answers the
+    /// next segment with a reset.
     Timeout {
         #[serde(default)]
         timeout: u64,
@@ -76,6 +80,10 @@ pub enum Kind {
         #[serde(default)]
         delay: u64,
     },
+    /// Gantry's own: nothing passes and nothing is lost. Data waits, as on
+    /// a partitioned route where TCP keeps retransmitting, and flows again,
+    /// in order, when the toxic goes.
+    Blackhole {},
     /// HTTP links: the request is answered `status` by the link itself
     /// without reaching the service — every request, or only the `first` N
     /// the toxic sees when `first` is above 0.
@@ -110,6 +118,7 @@ impl Kind {
             Kind::ResetPeer { .. } => "reset_peer",
             Kind::LimitData { .. } => "limit_data",
             Kind::Slicer { .. } => "slicer",
+            Kind::Blackhole {} => "blackhole",
             Kind::HttpError { .. } => "http_error",
             Kind::HttpDelay { .. } => "http_delay",
             Kind::HttpHang {} => "http_hang",

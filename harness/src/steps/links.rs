@@ -10,7 +10,8 @@
 //! When instance 2 of "greeter" gets 200 ms of latency with 50 ms of jitter
 //! When instance 2 of "greeter" resets connections mid-response
 //! When instance 2 of "greeter" hangs after the headers
-//! When instance 2 of "greeter" is blackholed
+//! When instance 2 of "greeter" is blackholed      (a partition: data waits)
+//! When instance 2 of "greeter" goes silent        (half-open: data vanishes)
 //! When instance 2 of "greeter" is limited to 64 KB/s
 //! When instance 2 of "greeter" closes connections slowly, after 3000 ms
 //! When the hop from instance 1 of "gateway" to "redis" is cut
@@ -88,9 +89,15 @@ impl LinkFault {
         Some(match words {
             "resets connections mid-response" => return down(Kind::ResetPeer { timeout: 0 }),
             "hangs after the headers" => return down(Kind::HttpHang {}),
-            // Nothing gets through either way and nothing is closed: what a
-            // dropped route or a dead host behind a live address looks like.
+            // A partition: nothing gets through either way and nothing is
+            // closed; what was sent waits and arrives, in order, after it.
             "is blackholed" => Self::Toxics(vec![
+                Toxic::new(Kind::Blackhole {}, Stream::Upstream),
+                Toxic::new(Kind::Blackhole {}, Stream::Downstream),
+            ]),
+            // A half-open connection (a NAT or a peer that forgot it): bytes
+            // vanish, nothing is closed; afterwards it is reset.
+            "goes silent" => Self::Toxics(vec![
                 Toxic::new(Kind::Timeout { timeout: 0 }, Stream::Upstream),
                 Toxic::new(Kind::Timeout { timeout: 0 }, Stream::Downstream),
             ]),
@@ -119,7 +126,7 @@ impl LinkFault {
 }
 
 /// The words [`LinkFault::from_words`] knows, for the step's pattern.
-const FAULTS: &str = r"answers \d{3} to (?:every request|the first \d+ requests?|\d+% of requests)|gets \d+ ms of latency(?: with \d+ ms of jitter)?|resets connections mid-response|hangs after the headers|is blackholed|is cut|is limited to \d+ KB/s|closes connections slowly, after \d+ ms|heals";
+const FAULTS: &str = r"answers \d{3} to (?:every request|the first \d+ requests?|\d+% of requests)|gets \d+ ms of latency(?: with \d+ ms of jitter)?|resets connections mid-response|hangs after the headers|is blackholed|goes silent|is cut|is limited to \d+ KB/s|closes connections slowly, after \d+ ms|heals";
 
 /// `instance N of "svc"`, `the hop from instance N of "svc" to "redis"`, or
 /// a link by its name (`"echo-1"`, `"user-2.redis"`).
@@ -241,6 +248,7 @@ mod tests {
         assert_eq!(LinkFault::from_words("heals"), Some(LinkFault::Heal));
         assert_eq!(LinkFault::from_words("is cut"), Some(LinkFault::Cut));
         assert!(matches!(LinkFault::from_words("is blackholed"), Some(LinkFault::Toxics(t)) if t.len() == 2));
+        assert!(matches!(LinkFault::from_words("goes silent"), Some(LinkFault::Toxics(t)) if t.len() == 2));
         assert_eq!(LinkFault::from_words("is killed"), None);
         // Every phrase the pattern admits is one the parser knows.
         let pattern = re(&format!("^{TARGET} (?P<fault>{FAULTS})$"));

@@ -183,7 +183,7 @@ impl Gateway {
         let sum = |read: fn(&crate::identity::IdentityStats) -> &std::sync::atomic::AtomicU64| -> u64 {
             stats.all().map(|s| read(s).load(Ordering::Relaxed)).sum()
         };
-        let identity: [(&str, u64); 6] = [
+        let identity: [(&str, u64); 7] = [
             ("gantry_gateway_token_cache_hits_total", sum(|s| &s.token_hits)),
             ("gantry_gateway_token_cache_misses_total", sum(|s| &s.token_misses)),
             ("gantry_gateway_session_cache_hits_total", sum(|s| &s.session_hits)),
@@ -193,6 +193,7 @@ impl Gateway {
                 "gantry_gateway_denylist_unanswered_total",
                 sum(|s| &s.denylist_unanswered),
             ),
+            ("gantry_gateway_revocation_feed_lost_total", sum(|s| &s.feed_lost)),
         ];
         for (name, v) in identity {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {v}");

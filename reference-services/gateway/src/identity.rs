@@ -39,6 +39,13 @@ pub const MAX_ENTRIES_PER_JTI: usize = 8;
 /// How long the gateway waits for Redis to say whether a token is revoked
 /// before letting it through on its signature alone (and not caching it).
 pub const DENYLIST_TIMEOUT: Duration = Duration::from_millis(250);
+/// How often the revocation feed is pinged …
+pub const FEED_PING_INTERVAL: Duration = Duration::from_secs(1);
+/// … and how long its answer (or a subscription's) may take. A feed that
+/// goes silent without closing (a partition, a NAT that forgot the
+/// connection) would otherwise miss revocations unnoticed: it is dropped,
+/// every cached identity forgotten, and it subscribes again.
+pub const FEED_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A fast, randomly seeded hasher: tokens are long, and only verified ones
 /// are ever inserted, so SipHash's flood resistance buys nothing here.
@@ -120,6 +127,9 @@ pub struct IdentityStats {
     /// Denylist checks that timed out or failed: the token was let through
     /// on its signature and not cached.
     pub denylist_unanswered: AtomicU64,
+    /// Times the revocation feed was lost (closed, or silent past its ping)
+    /// and every cached identity forgotten.
+    pub feed_lost: AtomicU64,
 }
 
 /// What Redis's denylist said about a `jti`.
@@ -479,31 +489,52 @@ impl Identity {
     }
 
     /// Follows auth's revocation channel for as long as the gateway runs,
-    /// resubscribing after Redis outages.
+    /// resubscribing after Redis outages. Pub/sub is fire-and-forget: a
+    /// message published while the feed was down is lost, so every
+    /// (re)subscription starts by forgetting every cached identity, and a
+    /// feed that stops answering its ping is treated as down.
     pub async fn follow_revocations(self: Arc<Self>) {
         use futures_util::StreamExt;
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.store.client().get_async_pubsub().await {
-                Ok(mut pubsub) => match pubsub.subscribe(session::REVOCATION_CHANNEL).await {
-                    Ok(()) => {
-                        tracing::info!("following revocations");
-                        backoff = Duration::from_millis(100);
-                        self.forget_all();
-                        let mut messages = pubsub.on_message();
-                        while let Some(msg) = messages.next().await {
-                            let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
-                            match serde_json::from_slice::<Revocation>(&payload) {
-                                Ok(r) => self.apply(&r),
-                                Err(e) => tracing::warn!(error = %e, "unreadable revocation message"),
+            let subscribed = tokio::time::timeout(FEED_PING_TIMEOUT, async {
+                let (mut sink, stream) = self.store.client().get_async_pubsub().await?.split();
+                sink.subscribe(session::REVOCATION_CHANNEL).await?;
+                Ok::<_, redis::RedisError>((sink, stream))
+            })
+            .await;
+            match subscribed {
+                Ok(Ok((mut sink, mut messages))) => {
+                    tracing::info!("following revocations");
+                    backoff = Duration::from_millis(100);
+                    self.forget_all();
+                    let mut ping = tokio::time::interval(FEED_PING_INTERVAL);
+                    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ping.tick().await;
+                    let why = loop {
+                        tokio::select! {
+                            msg = messages.next() => {
+                                let Some(msg) = msg else { break "closed" };
+                                let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
+                                match serde_json::from_slice::<Revocation>(&payload) {
+                                    Ok(r) => self.apply(&r),
+                                    Err(e) => tracing::warn!(error = %e, "unreadable revocation message"),
+                                }
+                            }
+                            _ = ping.tick() => {
+                                let pong = tokio::time::timeout(FEED_PING_TIMEOUT, sink.ping::<redis::Value>()).await;
+                                if !matches!(pong, Ok(Ok(_))) {
+                                    break "silent past its ping";
+                                }
                             }
                         }
-                        tracing::warn!("revocation feed lost; dropping cached identities");
-                        self.forget_all();
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not subscribe to revocations"),
-                },
-                Err(e) => tracing::debug!(error = %e, "revocation feed: redis unreachable"),
+                    };
+                    tracing::warn!(why, "revocation feed lost; dropping cached identities");
+                    self.stats.local().feed_lost.fetch_add(1, Ordering::Relaxed);
+                    self.forget_all();
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "revocation feed: redis unreachable"),
+                Err(_) => tracing::debug!("revocation feed: no subscription in time"),
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));

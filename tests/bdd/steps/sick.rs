@@ -9,6 +9,7 @@ use gantry_common::config::parse_duration;
 use gantry_common::registry::DEFAULT_CALL_TIMEOUT;
 use gantry_common::watch::{DEFAULT_WATCH_WAIT, MAX_RETRY_BACKOFF};
 use gantry_gateway::policy::{MIN_RETRY_CONCURRENCY, Outlier};
+use gantry_harness::drive::client::Auth;
 use gantry_harness::drive::echo::{Received, attempts_allowed};
 use gantry_harness::drive::metrics::Scrape;
 
@@ -156,6 +157,19 @@ async fn retries_within_budget(w: &mut GantryWorld, service: String) {
         peak <= allowed,
         "{peak} retries were in flight at once: the budget allows {allowed}"
     );
+}
+
+/// A logout through one gateway in particular (the others learn of it
+/// only through the revocation feed).
+#[when(regex = r#"^"(\w+)" logs out by (session|bearer) through gateway (\d+)$"#)]
+async fn logs_out_through(w: &mut GantryWorld, name: String, by: String, n: usize) {
+    let gateway = w.target().gateways[n - 1].clone();
+    let copy = w.user(&name).credentials();
+    w.before.insert(name.clone(), copy);
+    let auth = if by == "session" { Auth::Session } else { Auth::Bearer };
+    let mut user = w.user(&name).via(&gateway);
+    let answer = user.post("/auth/logout", auth).await.expect("logout");
+    assert_eq!(answer.status, 204, "logout through {gateway}: {}", answer.body);
 }
 
 /// A large request body through the gateway: the echo upstream sends it
