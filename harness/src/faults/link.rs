@@ -73,6 +73,23 @@ pub enum LinkEvent {
 }
 
 impl State {
+    /// Notes a fault of `kind` (a toxic's type, or `cut`).
+    pub fn faulted(&self, kind: &'static str) {
+        self.note(LinkEvent::Faulted(kind));
+        self.faulted_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(Instant::now);
+    }
+
+    /// Notes the heal of the fault in place, if there is one.
+    pub fn healed(&self) {
+        let was = self.faulted_at.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if was.is_some() {
+            self.note(LinkEvent::Healed);
+        }
+    }
+
     /// Notes `event` now.
     pub fn note(&self, event: LinkEvent) {
         let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
@@ -153,10 +170,13 @@ impl Link {
 
     /// Stops listening and closes every connection (Toxiproxy's disable):
     /// clients are refused until [`Link::enable`].
-    pub fn disable(&mut self) {
+    pub async fn disable(&mut self) {
         self.state.enabled.store(false, Ordering::SeqCst);
         if let Some(task) = self.accept.take() {
             task.abort();
+            // Once it has ended, its listener is closed: enabling again can
+            // bind the same address at once.
+            let _ = task.await;
         }
         self.state.close_all();
     }
@@ -641,7 +661,7 @@ mod tests {
     #[tokio::test]
     async fn a_disabled_link_refuses_and_an_enabled_one_serves_again() {
         let mut link = link_to_echo().await;
-        link.disable();
+        link.disable().await;
         assert!(TcpStream::connect(link.listen).await.is_err());
         link.enable().await.unwrap();
         let mut c = TcpStream::connect(link.listen).await.unwrap();

@@ -154,9 +154,14 @@ impl FaultProxy {
             link.enable().await.map_err(|source| FaultError::Listen {
                 addr: link.listen.to_string(),
                 source,
-            })
+            })?;
+            if link.state.toxics().is_empty() {
+                link.state.healed();
+            }
+            Ok(())
         } else {
-            link.disable();
+            link.disable().await;
+            link.state.faulted("cut");
             Ok(())
         }
     }
@@ -200,13 +205,9 @@ impl FaultProxy {
             true
         });
         if result.is_ok() {
-            link.state.note(link::LinkEvent::Faulted(toxic.kind.type_name()));
-            link.state
-                .faulted_at
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get_or_insert_with(tokio::time::Instant::now);
+            link.state.faulted(toxic.kind.type_name());
         }
+
         result.map(|()| toxic)
     }
 
@@ -263,10 +264,7 @@ impl FaultProxy {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clear();
-            *l.state
-                .faulted_at
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            l.state.healed();
         })
         .await
     }
@@ -384,5 +382,47 @@ fn view(l: &Link) -> LinkView {
         enabled: l.state.enabled.load(std::sync::atomic::Ordering::SeqCst),
         protocol: l.state.protocol,
         toxics: l.state.toxics().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn faults_and_heals_are_recorded_for_the_timeline() {
+        let proxy = FaultProxy::new();
+        proxy
+            .add("l", "127.0.0.1:0", "127.0.0.1:9", Protocol::Tcp)
+            .await
+            .unwrap();
+        let link = LinkHandle::new(&proxy, "l");
+        link.add(Toxic::new(Kind::Latency { latency: 5, jitter: 0 }, Stream::Downstream))
+            .await
+            .unwrap();
+        assert!(link.faulted_for().await.unwrap().is_some());
+        link.clear().await.unwrap();
+        link.disable().await.unwrap();
+        link.enable().await.unwrap();
+        let kinds: Vec<LinkEvent> = link.events().await.unwrap().into_iter().map(|(_, e)| e).collect();
+        assert_eq!(
+            kinds,
+            [
+                LinkEvent::Faulted("latency"),
+                LinkEvent::Healed,
+                LinkEvent::Faulted("cut"),
+                LinkEvent::Healed
+            ]
+        );
+        let dup = link
+            .add(Toxic::new(Kind::Bandwidth { rate: 1 }, Stream::Upstream))
+            .await;
+        assert!(dup.is_ok());
+        let again = link
+            .add(Toxic::new(Kind::Bandwidth { rate: 2 }, Stream::Upstream))
+            .await;
+        assert!(matches!(again, Err(FaultError::ToxicExists { .. })), "{again:?}");
+        let http_on_tcp = link.add(Toxic::new(Kind::HttpHang {}, Stream::Downstream)).await;
+        assert!(matches!(http_on_tcp, Err(FaultError::Invalid(_))), "{http_on_tcp:?}");
     }
 }
