@@ -26,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::link::{LinkEvent, State};
+use super::state::{LinkEvent, State};
 use super::toxic::{Kind, Stream};
 
 type Answer = Response<BoxBody<Bytes, hyper::Error>>;
@@ -110,7 +110,7 @@ async fn answer(
             Ok(response.map(BodyExt::boxed))
         }
         Err(e) => {
-            super::link::reset_on_close(fd);
+            super::state::reset_on_close(fd);
             Err(Severed(e.to_string()))
         }
     }

@@ -6,119 +6,22 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::state::{Protocol, State, reset};
 use super::toxic::{Kind, Stream, Toxic};
 
 /// How long a link waits for its upstream to accept a connection before
 /// it closes the client's.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a link speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// Bytes: the TCP toxics only (any protocol: Redis, the registry, HTTP).
-    #[default]
-    Tcp,
-    /// HTTP/1.1 requests: the `http_*` toxics too.
-    Http,
-}
-
-/// What a link shares with its connections; changes reach them at once.
-#[derive(Debug)]
-pub struct State {
-    pub name: String,
-    pub protocol: Protocol,
-    pub upstream: Mutex<String>,
-    pub enabled: AtomicBool,
-    pub toxics: watch::Sender<Arc<Vec<Toxic>>>,
-    /// Connections accepted, and requests an HTTP link answered itself.
-    pub connections: AtomicU64,
-    /// Requests an HTTP link's front received.
-    pub requests: AtomicU64,
-    pub injected: AtomicU64,
-    /// When the first toxic of the current set was added (none: healthy).
-    pub faulted_at: Mutex<Option<Instant>>,
-    /// What happened on the link, in order, for a fault's timeline
-    /// ([`crate::report::timeline`]); at most [`MAX_EVENTS`] are kept.
-    pub events: Mutex<Vec<(Instant, LinkEvent)>>,
-    /// How many requests each `http_error` toxic has seen (its `first`).
-    pub(super) seen: Mutex<HashMap<String, u64>>,
-    open: Mutex<Vec<AbortHandle>>,
-}
-
-/// The most events a link keeps (a long load keeps its first ones).
-pub const MAX_EVENTS: usize = 200_000;
-
-/// One thing that happened on a link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkEvent {
-    /// A toxic of this type was added.
-    Faulted(&'static str),
-    /// Every toxic was removed.
-    Healed,
-    /// An HTTP link's request and what the client got: the service's
-    /// status, the link's own (`http_error`), or 0 when the connection was
-    /// severed.
-    Request(u16),
-}
-
-impl State {
-    /// Notes a fault of `kind` (a toxic's type, or `cut`).
-    pub fn faulted(&self, kind: &'static str) {
-        self.note(LinkEvent::Faulted(kind));
-        self.faulted_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(Instant::now);
-    }
-
-    /// Notes the heal of the fault in place, if there is one.
-    pub fn healed(&self) {
-        let was = self.faulted_at.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if was.is_some() {
-            self.note(LinkEvent::Healed);
-        }
-    }
-
-    /// Notes `event` now.
-    pub fn note(&self, event: LinkEvent) {
-        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        if events.len() < MAX_EVENTS {
-            events.push((Instant::now(), event));
-        }
-    }
-
-    fn track(&self, task: AbortHandle) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.retain(|t| !t.is_finished());
-        open.push(task);
-    }
-
-    /// Closes every connection open now.
-    pub fn close_all(&self) {
-        for t in self.open.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            t.abort();
-        }
-    }
-
-    pub fn upstream(&self) -> String {
-        self.upstream.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    pub fn toxics(&self) -> Arc<Vec<Toxic>> {
-        self.toxics.borrow().clone()
-    }
-}
 
 /// A running link: its listener (and, for HTTP, the inner TCP one).
 #[derive(Debug)]
@@ -133,20 +36,7 @@ pub struct Link {
 impl Link {
     /// A link named `name` on `listen` (port 0 for any) to `upstream`.
     pub async fn start(name: &str, listen: SocketAddr, upstream: &str, protocol: Protocol) -> std::io::Result<Self> {
-        let state = Arc::new(State {
-            name: name.to_owned(),
-            protocol,
-            upstream: Mutex::new(upstream.to_owned()),
-            enabled: AtomicBool::new(true),
-            toxics: watch::Sender::new(Arc::new(Vec::new())),
-            connections: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            injected: AtomicU64::new(0),
-            faulted_at: Mutex::new(None),
-            events: Mutex::new(Vec::new()),
-            seen: Mutex::new(HashMap::new()),
-            open: Mutex::new(Vec::new()),
-        });
+        let state = Arc::new(State::new(name, upstream, protocol));
         let listener = TcpListener::bind(listen).await?;
         let listen = listener.local_addr()?;
         let mut link = Link {
@@ -271,33 +161,6 @@ async fn pipe_connection(client: TcpStream, state: &State) {
     if *end.borrow() == End::Reset {
         reset(&client);
         reset(&upstream);
-    }
-}
-
-/// Makes the socket's close a reset (SO_LINGER 0): unsent data is dropped
-/// and the peer reads ECONNRESET.
-pub(super) fn reset(s: &TcpStream) {
-    use std::os::fd::AsRawFd;
-    reset_on_close(s.as_raw_fd());
-}
-
-/// [`reset`] by descriptor, for a socket another owner (hyper) holds.
-pub(super) fn reset_on_close(fd: std::os::fd::RawFd) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `fd` is an open socket for the duration of the call (callers
-    // hold its owner); setsockopt only reads `linger`. A zero linger never
-    // blocks the close.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
     }
 }
 

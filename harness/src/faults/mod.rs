@@ -16,6 +16,7 @@
 pub mod api;
 mod http;
 pub mod link;
+pub mod state;
 pub mod toxic;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,8 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-pub use link::{Link, LinkEvent, Protocol};
+pub use link::Link;
+pub use state::{LinkEvent, Protocol};
 pub use toxic::{Kind, Stream, Toxic};
 
 /// Why the fault proxy refused a request (each maps to Toxiproxy's status).
@@ -186,7 +188,7 @@ impl FaultProxy {
         toxic.check().map_err(FaultError::Invalid)?;
         let links = self.links.lock().await;
         let link = links.get(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
-        if toxic.kind.is_http() && link.state.protocol != link::Protocol::Http {
+        if toxic.kind.is_http() && link.state.protocol != Protocol::Http {
             return Err(FaultError::Invalid(format!(
                 "{} needs an HTTP link; {name:?} is a TCP link",
                 toxic.kind.type_name()
@@ -351,8 +353,8 @@ impl LinkHandle {
             .await
     }
 
-    /// What happened on the link, in order (see [`link::LinkEvent`]).
-    pub async fn events(&self) -> Result<Vec<(tokio::time::Instant, link::LinkEvent)>, FaultError> {
+    /// What happened on the link, in order (see [`state::LinkEvent`]).
+    pub async fn events(&self) -> Result<Vec<(tokio::time::Instant, state::LinkEvent)>, FaultError> {
         self.proxy
             .with(&self.name, |l| {
                 l.state

@@ -16,6 +16,9 @@ pub use check::{AgentRegistration, CheckDefinition, CheckState};
 pub const DEFAULT_CONSUL_HTTP_ADDR: &str = "http://127.0.0.1:8500";
 /// How long to wait to connect to the registry.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one blocking query may wait for a change unless
+/// `GANTRY_WATCH_WAIT` says otherwise (Consul's `wait`).
+pub const DEFAULT_WATCH_WAIT: Duration = Duration::from_secs(30);
 /// How long a non-blocking registry call may take.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -204,7 +207,7 @@ impl RegistryClient {
             http,
             base,
             token: None,
-            watch_wait: crate::watch::DEFAULT_WATCH_WAIT,
+            watch_wait: DEFAULT_WATCH_WAIT,
         }
     }
 
@@ -223,7 +226,7 @@ impl RegistryClient {
         client.token = config::raw("CONSUL_HTTP_TOKEN");
         client.watch_wait = config::duration_in(
             "GANTRY_WATCH_WAIT",
-            crate::watch::DEFAULT_WATCH_WAIT,
+            DEFAULT_WATCH_WAIT,
             std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600),
         )?;
         Ok(client)

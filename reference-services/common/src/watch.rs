@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
+pub use crate::registry::DEFAULT_WATCH_WAIT;
 use crate::registry::{Instance, RegistryClient};
-
-/// How long one blocking query may wait for a change.
-pub const DEFAULT_WATCH_WAIT: Duration = Duration::from_secs(30);
 /// The shortest time between two queries of one watch.
 pub const MIN_QUERY_INTERVAL: Duration = Duration::from_millis(50);
 /// The longest pause between retries while the registry is down.
