@@ -9,7 +9,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -67,7 +66,6 @@ async fn answer(
     state: &State,
     fd: std::os::fd::RawFd,
 ) -> Result<Answer, Severed> {
-    state.requests.fetch_add(1, Ordering::Relaxed);
     let mut noted = Noted { state, status: None };
     let toxics = state.toxics();
     let mut hang = false;
@@ -81,7 +79,6 @@ async fn answer(
                     *n
                 };
                 if (first == 0 || n <= first) && t.roll() {
-                    state.injected.fetch_add(1, Ordering::Relaxed);
                     noted.status = Some(status);
                     return Ok(injected(status, &state.name));
                 }
@@ -100,7 +97,6 @@ async fn answer(
     };
     match sent.await {
         Ok(response) if hang => {
-            state.injected.fetch_add(1, Ordering::Relaxed);
             noted.status = Some(response.status().as_u16());
             let (parts, _body) = response.into_parts();
             Ok(Response::from_parts(parts, Never.boxed()))

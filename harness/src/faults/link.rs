@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -58,10 +57,14 @@ impl Link {
         Ok(link)
     }
 
+    /// Whether it listens (Toxiproxy's `enabled`).
+    pub fn is_enabled(&self) -> bool {
+        self.accept.is_some()
+    }
+
     /// Stops listening and closes every connection (Toxiproxy's disable):
     /// clients are refused until [`Link::enable`].
     pub async fn disable(&mut self) {
-        self.state.enabled.store(false, Ordering::SeqCst);
         if let Some(task) = self.accept.take() {
             task.abort();
             // Once it has ended, its listener is closed: enabling again can
@@ -77,7 +80,6 @@ impl Link {
             return Ok(());
         }
         let listener = TcpListener::bind(self.listen).await?;
-        self.state.enabled.store(true, Ordering::SeqCst);
         self.accept = Some(tokio::spawn(accept(
             listener,
             self.state.clone(),
@@ -107,7 +109,6 @@ async fn accept(listener: TcpListener, state: Arc<State>, inner: Option<SocketAd
             continue;
         };
         let _ = client.set_nodelay(true);
-        state.connections.fetch_add(1, Ordering::Relaxed);
         let s = state.clone();
         let task = match inner {
             None => tokio::spawn(async move { pipe_connection(client, &s).await }),
@@ -247,6 +248,48 @@ async fn pipe(
     tokio::join!(reader, writer);
 }
 
+/// What one direction's toxics, as this connection rolled them, do to its
+/// bytes: worked out once each time the toxics change, not per chunk.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Latency toxics (each chunk draws its jitter).
+    latency: Vec<Kind>,
+    bandwidth: Option<u64>,
+    slow_close: Option<Duration>,
+    /// `timeout`'s milliseconds: nothing passes (and after them, close).
+    timeout: Option<u64>,
+    /// `reset_peer`'s delay after the first data.
+    reset: Option<Duration>,
+    limit: Option<u64>,
+    /// Slicer's average size, variation and pause.
+    slicer: Option<(usize, usize, Duration)>,
+    blackhole: bool,
+}
+
+impl Plan {
+    fn of(toxics: &[Toxic]) -> Self {
+        let mut plan = Plan::default();
+        for t in toxics {
+            match t.kind {
+                Kind::Latency { .. } => plan.latency.push(t.kind.clone()),
+                Kind::Bandwidth { rate } if rate > 0 => plan.bandwidth = Some(rate),
+                Kind::SlowClose { delay } => plan.slow_close = Some(Duration::from_millis(delay)),
+                Kind::Timeout { timeout } => plan.timeout = Some(timeout),
+                Kind::ResetPeer { timeout } => plan.reset = Some(Duration::from_millis(timeout)),
+                Kind::LimitData { bytes } => plan.limit = Some(bytes),
+                Kind::Slicer {
+                    average_size,
+                    size_variation,
+                    delay,
+                } => plan.slicer = Some((average_size.max(1), size_variation, Duration::from_micros(delay))),
+                Kind::Blackhole {} => plan.blackhole = true,
+                _ => {}
+            }
+        }
+        plan
+    }
+}
+
 async fn write_through_toxics(
     to: &TcpStream,
     stream: Stream,
@@ -263,37 +306,38 @@ async fn write_through_toxics(
     // Whether a timeout toxic swallowed data: the stream cannot resume.
     let mut lost = false;
     let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut plan = Plan::default();
+    let mut changed = true;
     loop {
-        let toxics = rolls.active(&toxics_rx.borrow_and_update(), stream);
-        let timeout = toxics.iter().find_map(|t| match t.kind {
-            Kind::Timeout { timeout } => Some(timeout),
-            _ => None,
-        });
-        timeout_at = match timeout {
-            Some(ms) if ms > 0 => timeout_at.or(Some(Instant::now() + Duration::from_millis(ms))),
-            _ => None,
-        };
-        if lost && timeout.is_none() {
+        if changed {
+            plan = Plan::of(&rolls.active(&toxics_rx.borrow_and_update(), stream));
+            changed = false;
+            timeout_at = match plan.timeout {
+                Some(ms) if ms > 0 => timeout_at.or(Some(Instant::now() + Duration::from_millis(ms))),
+                _ => None,
+            };
+            if plan.reset.is_none() {
+                reset_at = None;
+            }
+        }
+        if lost && plan.timeout.is_none() {
             end.send_replace(End::Reset);
             return;
         }
-        if toxics.iter().any(|t| t.kind == Kind::Blackhole {}) {
+        if plan.blackhole {
             // Hold everything: read nothing more until the toxics change.
             tokio::select! {
                 _ = ended(&mut end_rx) => return,
-                _ = toxics_rx.changed() => continue,
+                _ = toxics_rx.changed() => changed = true,
             }
-        }
-        let resetting = toxics.iter().find_map(|t| match t.kind {
-            Kind::ResetPeer { timeout } => Some(Duration::from_millis(timeout)),
-            _ => None,
-        });
-        if resetting.is_none() {
-            reset_at = None;
+            continue;
         }
         let chunk = tokio::select! {
             _ = ended(&mut end_rx) => return,
-            _ = toxics_rx.changed() => continue,
+            _ = toxics_rx.changed() => {
+                changed = true;
+                continue;
+            }
             _ = tokio::time::sleep_until(timeout_at.unwrap_or_else(far)), if timeout_at.is_some() => {
                 end.send_replace(End::Close);
                 return;
@@ -304,23 +348,20 @@ async fn write_through_toxics(
             }
             chunk = rx.recv() => chunk,
         };
-        let Some(Some((arrived, data))) = chunk else {
+        let Some(Some((arrived, mut data))) = chunk else {
             // The source closed: pass the close on, late if slow_close says so.
-            let delay = toxics.iter().find_map(|t| match t.kind {
-                Kind::SlowClose { delay } => Some(Duration::from_millis(delay)),
-                _ => None,
-            });
-            if hold(delay.unwrap_or_default(), &mut end_rx).await {
+            if hold(plan.slow_close.unwrap_or_default(), &mut end_rx).await {
                 shutdown_write(to);
             }
             return;
         };
-        if timeout.is_some() {
+        if plan.timeout.is_some() {
             // Nothing passes while a timeout toxic is in place.
+            state.swallow(data.len());
             lost = true;
             continue;
         }
-        if let Some(after) = resetting {
+        if let Some(after) = plan.reset {
             // As Toxiproxy's reset_peer: the first data starts the clock,
             // and nothing more passes.
             reset_at = reset_at.or(Some(Instant::now() + after));
@@ -330,16 +371,12 @@ async fn write_through_toxics(
             }
             continue;
         }
-        let latency = toxics.iter().filter_map(|t| t.kind.latency()).max().unwrap_or_default();
+        let latency = plan.latency.iter().filter_map(Kind::latency).max().unwrap_or_default();
         let wait = (arrived + latency).saturating_duration_since(Instant::now());
         if !hold(wait, &mut end_rx).await {
             return;
         }
-        let mut data = data;
-        if let Some(limit) = toxics.iter().find_map(|t| match t.kind {
-            Kind::LimitData { bytes } => Some(bytes),
-            _ => None,
-        }) {
+        if let Some(limit) = plan.limit {
             let room = limit.saturating_sub(passed);
             if (data.len() as u64) >= room {
                 data.truncate(room as usize);
@@ -349,35 +386,25 @@ async fn write_through_toxics(
             }
         }
         passed += data.len() as u64;
-        let slicer = toxics.iter().find_map(|t| match t.kind {
-            Kind::Slicer {
-                average_size,
-                size_variation,
-                delay,
-            } => Some((average_size.max(1), size_variation, Duration::from_micros(delay))),
-            _ => None,
-        });
-        let rate = toxics.iter().find_map(|t| match t.kind {
-            Kind::Bandwidth { rate } if rate > 0 => Some(rate),
-            _ => None,
-        });
         let mut rest = &data[..];
         while !rest.is_empty() {
-            let n = match slicer {
+            let n = match plan.slicer {
                 Some((avg, var, _)) => {
                     let spread = if var == 0 { 0 } else { fastrand::usize(0..=2 * var) };
                     (avg + spread).saturating_sub(var).clamp(1, rest.len())
                 }
                 // Bandwidth-limited: a few milliseconds' worth at a time.
-                None => rate.map_or(rest.len(), |r| ((r * 1024 / 100) as usize).clamp(1, rest.len())),
+                None => plan
+                    .bandwidth
+                    .map_or(rest.len(), |r| ((r * 1024 / 100) as usize).clamp(1, rest.len())),
             };
             if write_all(to, &rest[..n]).await.is_err() {
                 end.send_replace(End::Close);
                 return;
             }
             rest = &rest[n..];
-            let mut pause = slicer.map(|s| s.2).unwrap_or_default();
-            if let Some(r) = rate {
+            let mut pause = plan.slicer.map(|s| s.2).unwrap_or_default();
+            if let Some(r) = plan.bandwidth {
                 pause += Duration::from_secs_f64(n as f64 / (r as f64 * 1024.0));
             }
             if !hold(pause, &mut end_rx).await {
@@ -389,6 +416,8 @@ async fn write_through_toxics(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -507,8 +536,11 @@ mod tests {
         add(&link, Toxic::new(Kind::Timeout { timeout: 0 }, Stream::Upstream));
         let mut c = TcpStream::connect(link.listen).await.unwrap();
         c.write_all(b"lost").await.unwrap();
-        // The writer has seen (and dropped) the data once the toxic goes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Only once the link has swallowed the bytes does the toxic go.
+        let swallowed = || async { Ok::<_, String>(link.state.swallowed.load(Ordering::Relaxed) == 4) };
+        crate::run::wait::until("the link to swallow 4 bytes", Duration::from_secs(5), None, swallowed)
+            .await
+            .unwrap();
         link.state.toxics.send_replace(Arc::new(Vec::new()));
         let mut got = [0u8; 4];
         let e = c.read_exact(&mut got).await.unwrap_err();

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 pub use link::Link;
-pub use state::{LinkEvent, Protocol};
+pub use state::{LinkEvent, Protocol, State};
 pub use toxic::{Kind, Stream, Toxic};
 
 /// Why the fault proxy refused a request (each maps to Toxiproxy's status).
@@ -179,6 +179,30 @@ impl FaultProxy {
         .await
     }
 
+    /// Changes the link's toxics with `change`, which says what is wrong
+    /// instead, if anything (then nothing changes and no connection hears
+    /// of it). A link left with no toxics and listening is healed.
+    async fn edit<T>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&State, &mut Vec<Toxic>) -> Result<T, FaultError>,
+    ) -> Result<T, FaultError> {
+        self.with(name, |link| {
+            let mut result = None;
+            link.state.toxics.send_if_modified(|toxics| {
+                let r = change(&link.state, Arc::make_mut(toxics));
+                let changed = r.is_ok();
+                result = Some(r);
+                changed
+            });
+            if link.state.toxics.borrow().is_empty() && link.is_enabled() {
+                link.state.healed();
+            }
+            result.expect("the change ran")
+        })
+        .await?
+    }
+
     /// Adds `toxic` to the link (named `<type>_<stream>` if unnamed); it
     /// takes effect on open connections too. Returns it as stored.
     pub async fn add_toxic(&self, name: &str, mut toxic: Toxic) -> Result<Toxic, FaultError> {
@@ -186,87 +210,62 @@ impl FaultProxy {
             toxic.name = toxic.default_name();
         }
         toxic.check().map_err(FaultError::Invalid)?;
-        let links = self.links.lock().await;
-        let link = links.get(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
-        if toxic.kind.is_http() && link.state.protocol != Protocol::Http {
-            return Err(FaultError::Invalid(format!(
-                "{} needs an HTTP link; {name:?} is a TCP link",
-                toxic.kind.type_name()
-            )));
-        }
-        let mut result = Ok(());
-        link.state.toxics.send_if_modified(|toxics| {
+        self.edit(name, |state, toxics| {
+            if toxic.kind.is_http() && state.protocol != Protocol::Http {
+                return Err(FaultError::Invalid(format!(
+                    "{} needs an HTTP link; {name:?} is a TCP link",
+                    toxic.kind.type_name()
+                )));
+            }
             if toxics.iter().any(|t| t.name == toxic.name) {
-                result = Err(FaultError::ToxicExists {
+                return Err(FaultError::ToxicExists {
                     link: name.to_owned(),
                     toxic: toxic.name.clone(),
                 });
-                return false;
             }
-            Arc::make_mut(toxics).push(toxic.clone());
-            true
-        });
-        if result.is_ok() {
-            link.state.faulted(toxic.kind.type_name());
-        }
-
-        result.map(|()| toxic)
+            toxics.push(toxic.clone());
+            state.faulted(toxic.kind.type_name());
+            Ok(toxic)
+        })
+        .await
     }
 
     /// Replaces the toxic named `toxic.name` (its attributes, toxicity).
     pub async fn update_toxic(&self, name: &str, toxic: Toxic) -> Result<Toxic, FaultError> {
         toxic.check().map_err(FaultError::Invalid)?;
-        let links = self.links.lock().await;
-        let link = links.get(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
-        let mut found = false;
-        link.state.toxics.send_if_modified(|toxics| {
-            let Some(at) = toxics.iter().position(|t| t.name == toxic.name) else {
-                return false;
-            };
-            Arc::make_mut(toxics)[at] = toxic.clone();
-            found = true;
-            true
-        });
-        if found {
+        self.edit(name, |_, toxics| {
+            let at = toxics
+                .iter()
+                .position(|t| t.name == toxic.name)
+                .ok_or_else(|| no_toxic(name, &toxic.name))?;
+            toxics[at] = toxic.clone();
             Ok(toxic)
-        } else {
-            Err(FaultError::NoToxic {
-                link: name.to_owned(),
-                toxic: toxic.name,
-            })
-        }
+        })
+        .await
     }
 
     pub async fn remove_toxic(&self, name: &str, toxic: &str) -> Result<(), FaultError> {
-        let links = self.links.lock().await;
-        let link = links.get(name).ok_or_else(|| FaultError::NoLink(name.to_owned()))?;
-        let mut found = false;
-        link.state.toxics.send_if_modified(|toxics| {
-            let before = toxics.len();
-            Arc::make_mut(toxics).retain(|t| t.name != toxic);
-            found = toxics.len() != before;
-            found
-        });
-        if found {
+        self.edit(name, |_, toxics| {
+            let at = toxics
+                .iter()
+                .position(|t| t.name == toxic)
+                .ok_or_else(|| no_toxic(name, toxic))?;
+            toxics.remove(at);
             Ok(())
-        } else {
-            Err(FaultError::NoToxic {
-                link: name.to_owned(),
-                toxic: toxic.to_owned(),
-            })
-        }
+        })
+        .await
     }
 
     /// Removes every toxic of the link.
     pub async fn clear(&self, name: &str) -> Result<(), FaultError> {
-        self.with(name, |l| {
-            l.state.toxics.send_replace(Arc::new(Vec::new()));
-            l.state
+        self.edit(name, |state, toxics| {
+            toxics.clear();
+            state
                 .seen
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clear();
-            l.state.healed();
+            Ok(())
         })
         .await
     }
@@ -279,12 +278,6 @@ impl FaultProxy {
             self.set_enabled(&name, true).await?;
         }
         Ok(())
-    }
-
-    /// Requests an HTTP link answered itself (`http_error`) or left hanging.
-    pub async fn injected(&self, name: &str) -> Result<u64, FaultError> {
-        self.with(name, |l| l.state.injected.load(std::sync::atomic::Ordering::Relaxed))
-            .await
     }
 }
 
@@ -335,21 +328,10 @@ impl LinkHandle {
         self.proxy.addr(&self.name).await
     }
 
-    /// Requests this (HTTP) link answered itself or left hanging.
-    pub async fn injected(&self) -> Result<u64, FaultError> {
-        self.proxy.injected(&self.name).await
-    }
-
-    /// How long since this link was first given a toxic (none since it healed).
+    /// How long since the fault in place began (none: healthy).
     pub async fn faulted_for(&self) -> Result<Option<std::time::Duration>, FaultError> {
         self.proxy
-            .with(&self.name, |l| {
-                l.state
-                    .faulted_at
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .map(|at| at.elapsed())
-            })
+            .with(&self.name, |l| l.state.faulted_since().map(|at| at.elapsed()))
             .await
     }
 
@@ -367,12 +349,15 @@ impl LinkHandle {
     }
 
     /// Requests this (HTTP) link received: what the gateway sent the instance.
-    pub async fn requests(&self) -> Result<u64, FaultError> {
-        self.proxy
-            .with(&self.name, |l| {
-                l.state.requests.load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .await
+    pub async fn requests(&self) -> Result<usize, FaultError> {
+        self.proxy.with(&self.name, |l| l.state.requests()).await
+    }
+}
+
+fn no_toxic(link: &str, toxic: &str) -> FaultError {
+    FaultError::NoToxic {
+        link: link.to_owned(),
+        toxic: toxic.to_owned(),
     }
 }
 
@@ -381,7 +366,7 @@ fn view(l: &Link) -> LinkView {
         name: l.state.name.clone(),
         listen: l.listen.to_string(),
         upstream: l.state.upstream(),
-        enabled: l.state.enabled.load(std::sync::atomic::Ordering::SeqCst),
+        enabled: l.is_enabled(),
         protocol: l.state.protocol,
         toxics: l.state.toxics().to_vec(),
     }

@@ -1,11 +1,11 @@
 //! What a link shares with its connections and its controllers: the
 //! upstream, the toxics in force (a watch, so a change reaches open
-//! connections at once), counters, and the record of what happened on it
-//! that a fault's timeline is read from. Also the socket-level reset both
+//! connections at once), and the record of what happened on it, which the
+//! fault's timeline, its request count and its age are all read from. Also the socket-level reset both
 //! the TCP pipes and the HTTP front use.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::TcpStream;
@@ -32,24 +32,18 @@ pub struct State {
     pub name: String,
     pub protocol: Protocol,
     pub upstream: Mutex<String>,
-    pub enabled: AtomicBool,
     pub toxics: watch::Sender<Arc<Vec<Toxic>>>,
-    /// Connections accepted, and requests an HTTP link answered itself.
-    pub connections: AtomicU64,
-    /// Requests an HTTP link's front received.
-    pub requests: AtomicU64,
-    pub injected: AtomicU64,
-    /// When the first toxic of the current set was added (none: healthy).
-    pub faulted_at: Mutex<Option<Instant>>,
-    /// What happened on the link, in order, for a fault's timeline
-    /// ([`crate::report::timeline`]); at most [`MAX_EVENTS`] are kept.
+    /// What happened on the link, in order ([`crate::report::timeline`]);
+    /// at most [`MAX_EVENTS`] requests are kept, every fault and heal.
     pub events: Mutex<Vec<(Instant, LinkEvent)>>,
+    /// Bytes `timeout` toxics swallowed (a half-open connection's loss).
+    pub swallowed: AtomicU64,
     /// How many requests each `http_error` toxic has seen (its `first`).
     pub(super) seen: Mutex<HashMap<String, u64>>,
     open: Mutex<Vec<AbortHandle>>,
 }
 
-/// The most events a link keeps (a long load keeps its first ones).
+/// The most requests a link records (a long load keeps its first ones).
 pub const MAX_EVENTS: usize = 200_000;
 
 /// One thing that happened on a link.
@@ -72,13 +66,9 @@ impl State {
             name: name.to_owned(),
             protocol,
             upstream: Mutex::new(upstream.to_owned()),
-            enabled: AtomicBool::new(true),
             toxics: watch::Sender::new(Arc::new(Vec::new())),
-            connections: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            injected: AtomicU64::new(0),
-            faulted_at: Mutex::new(None),
             events: Mutex::new(Vec::new()),
+            swallowed: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
             open: Mutex::new(Vec::new()),
         }
@@ -87,26 +77,49 @@ impl State {
     /// Notes a fault of `kind` (a toxic's type, or `cut`).
     pub fn faulted(&self, kind: &'static str) {
         self.note(LinkEvent::Faulted(kind));
-        self.faulted_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(Instant::now);
     }
 
     /// Notes the heal of the fault in place, if there is one.
     pub fn healed(&self) {
-        let was = self.faulted_at.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if was.is_some() {
+        if self.faulted_since().is_some() {
             self.note(LinkEvent::Healed);
         }
     }
 
-    /// Notes `event` now.
+    /// Notes `event` now. Requests beyond [`MAX_EVENTS`] are not kept;
+    /// faults and heals always are.
     pub fn note(&self, event: LinkEvent) {
         let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        if events.len() < MAX_EVENTS {
+        if events.len() < MAX_EVENTS || !matches!(event, LinkEvent::Request(_)) {
             events.push((Instant::now(), event));
         }
+    }
+
+    /// When the fault in place began: its first toxic since the last heal.
+    pub fn faulted_since(&self) -> Option<Instant> {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let after_heal = events
+            .iter()
+            .rposition(|(_, e)| *e == LinkEvent::Healed)
+            .map_or(0, |i| i + 1);
+        events[after_heal..]
+            .iter()
+            .find(|(_, e)| matches!(e, LinkEvent::Faulted(_)))
+            .map(|(t, _)| *t)
+    }
+
+    /// Requests an HTTP link's front received (as recorded).
+    pub fn requests(&self) -> usize {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        events
+            .iter()
+            .filter(|(_, e)| matches!(e, LinkEvent::Request(_)))
+            .count()
+    }
+
+    /// Counts `n` bytes a `timeout` toxic swallowed.
+    pub fn swallow(&self, n: usize) {
+        self.swallowed.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub(super) fn track(&self, task: AbortHandle) {

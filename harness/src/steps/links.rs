@@ -198,7 +198,7 @@ fn seen_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         let args = Args::new(ctx);
         let link = link_of(w, &args);
         let seen = link.requests().await.unwrap_or_else(|e| panic!("{e}"));
-        let count: u64 = args.num("count");
+        let count: usize = args.num("count");
         match args.get("bound") {
             "at most" => assert!(
                 seen <= count,

@@ -276,16 +276,6 @@ impl Declared {
                     "each service once in [[services]]",
                 ));
             }
-            let retries = match s.retries {
-                Some(r) if *r.get_ref() > MAX_RETRIES => {
-                    return Err(invalid(
-                        r.span().start,
-                        format!("retries = {}", r.get_ref()),
-                        &format!("a whole number from 0 to {MAX_RETRIES}"),
-                    ));
-                }
-                other => other.map(Spanned::into_inner),
-            };
             let ejection = |t: Option<FileDuration>| t.map(|t| t.0);
             let number = |n: Option<Bounded<0, 1000>>| n.map(|n| n.0);
             services.push(ServiceSpec {
@@ -294,7 +284,7 @@ impl Declared {
                     lb: s.lb,
                     connect_timeout: s.connect_timeout.map(|d| d.0),
                     request_timeout: s.request_timeout.map(|d| d.0),
-                    retries,
+                    retries: s.retries.map(|n| n.0),
                     retry_on: s.retry_on.map(|r| r.0),
                     retriable_status_codes: s
                         .retriable_status_codes
@@ -519,7 +509,7 @@ struct RawService {
     lb: Option<LbPolicy>,
     connect_timeout: Option<FileDuration>,
     request_timeout: Option<FileDuration>,
-    retries: Option<Spanned<u32>>,
+    retries: Option<Bounded<0, MAX_RETRIES>>,
     retry_on: Option<FileRetryOn>,
     retriable_status_codes: Option<Vec<Bounded<100, 599>>>,
     retry_budget: Option<Bounded<0, 100>>,

@@ -79,12 +79,12 @@ async fn within_ejections(w: &mut GantryWorld, n: usize, service: String) {
         since.as_secs_f64()
     );
     assert!(
-        seen >= o.consecutive_5xx as u64,
+        seen >= o.consecutive_5xx as usize,
         "{} was hardly tried ({seen}): the check proves nothing",
         link.name()
     );
     assert!(
-        seen as usize <= bound,
+        seen <= bound,
         "{} was sent {seen} requests in {since:?}: more than outlier detection allows ({bound})",
         link.name()
     );
@@ -164,12 +164,8 @@ async fn retries_within_budget(w: &mut GantryWorld, service: String) {
 #[when(regex = r#"^"(\w+)" logs out by (session|bearer) through gateway (\d+)$"#)]
 async fn logs_out_through(w: &mut GantryWorld, name: String, by: String, n: usize) {
     let gateway = w.target().gateways[n - 1].clone();
-    let copy = w.user(&name).credentials();
-    w.before.insert(name.clone(), copy);
     let auth = if by == "session" { Auth::Session } else { Auth::Bearer };
-    let mut user = w.user(&name).via(&gateway);
-    let answer = user.post("/auth/logout", auth).await.expect("logout");
-    assert_eq!(answer.status, 204, "logout through {gateway}: {}", answer.body);
+    stack::log_out_via(w, &name, auth, Some(&gateway)).await;
 }
 
 /// A large request body through the gateway: the echo upstream sends it

@@ -64,10 +64,19 @@ pub async fn register(w: &GantryWorld, name: &str) -> UserClient {
 /// Logs `name` out by `auth`, keeping a copy of what they held (cookie and
 /// token) for the steps that replay it as a thief would.
 pub async fn log_out(w: &mut GantryWorld, name: &str, auth: Auth) {
+    log_out_via(w, name, auth, None).await;
+}
+
+/// [`log_out`] through `gateway` (the scenario's own when `None`).
+pub async fn log_out_via(w: &mut GantryWorld, name: &str, auth: Auth, gateway: Option<&str>) {
     let copy = w.user(name).credentials();
     w.before.insert(name.to_owned(), copy);
-    let answer = w.user_mut(name).post("/auth/logout", auth).await.expect("logout");
-    assert_eq!(answer.status, 204, "{}", answer.body);
+    let answer = match gateway {
+        None => w.user_mut(name).post("/auth/logout", auth).await,
+        Some(g) => w.user(name).via(g).post("/auth/logout", auth).await,
+    }
+    .expect("logout");
+    assert_eq!(answer.status, 204, "logout: {}", answer.body);
 }
 
 #[given(regex = r#"^a logged-in user "(\w+)"$"#)]
