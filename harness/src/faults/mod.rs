@@ -412,4 +412,33 @@ mod tests {
         let http_on_tcp = link.add(Toxic::new(Kind::HttpHang {}, Stream::Downstream)).await;
         assert!(matches!(http_on_tcp, Err(FaultError::Invalid(_))), "{http_on_tcp:?}");
     }
+
+    #[tokio::test]
+    async fn an_http_link_whose_service_side_fails_resets_the_client_as_the_service_would() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = crate::drive::echo::Echo::start("echo-h").await.unwrap();
+        let proxy = FaultProxy::new();
+        let at = proxy
+            .add("h", "127.0.0.1:0", &echo.addr().to_string(), Protocol::Http)
+            .await
+            .unwrap();
+        let link = LinkHandle::new(&proxy, "h");
+        link.add(Toxic::new(Kind::ResetPeer { timeout: 0 }, Stream::Downstream))
+            .await
+            .unwrap();
+        let mut c = tokio::net::TcpStream::connect(at).await.unwrap();
+        c.write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let e = c.read_to_end(&mut got).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}; read {got:?}");
+        // The request reached the service once; the link noted it severed.
+        assert_eq!(echo.requests(), 1);
+        let severed = link
+            .events()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(_, e)| *e == LinkEvent::Request(0));
+        assert!(severed, "the link records the severed request");
+    }
 }
