@@ -554,6 +554,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn slicer_cuts_a_chunk_into_pieces_that_arrive_whole() {
+        let link = link_to_echo().await;
+        add(
+            &link,
+            Toxic::new(
+                Kind::Slicer {
+                    average_size: 2,
+                    size_variation: 1,
+                    delay: 1000,
+                },
+                Stream::Downstream,
+            ),
+        );
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        c.write_all(b"abcdefghij").await.unwrap();
+        let mut got = [0u8; 10];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"abcdefghij");
+    }
+
+    #[tokio::test]
+    async fn slow_close_holds_the_close_but_not_the_data() {
+        // An upstream that answers and closes at once.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(b"bye").await.unwrap();
+        });
+        let link = Link::start("s", "127.0.0.1:0".parse().unwrap(), &up.to_string(), Protocol::Tcp)
+            .await
+            .unwrap();
+        add(&link, Toxic::new(Kind::SlowClose { delay: 300 }, Stream::Downstream));
+        let mut c = TcpStream::connect(link.listen).await.unwrap();
+        let mut got = [0u8; 3];
+        c.read_exact(&mut got).await.unwrap();
+        let data_at = std::time::Instant::now();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        assert!(
+            data_at.elapsed() >= Duration::from_millis(250),
+            "closed after {:?}",
+            data_at.elapsed()
+        );
+    }
+
+    #[tokio::test]
     async fn a_disabled_link_refuses_and_an_enabled_one_serves_again() {
         let mut link = link_to_echo().await;
         link.disable().await;
