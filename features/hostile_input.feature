@@ -28,4 +28,4 @@ Feature: Hostile input
     When an anonymous caller sends a request with 20 KiB of headers
     And an anonymous caller sends a login with malformed JSON
     Then GET /healthz answers 200
-    And "mal" gets 200 from /users/me by session
+    And GET /users/me as "mal" by session answers 200

@@ -7,8 +7,8 @@ Feature: Identity at the gateway
     And a logged-in user "alice"
 
   Scenario: Login gives a token and a session, and both reach /users/me
-    Then "alice" gets 200 from /users/me by session
-    And "alice" gets 200 from /users/me by bearer
+    Then GET /users/me as "alice" by session answers 200
+    And GET /users/me as "alice" by bearer answers 200
     And the answer names "alice" and comes from a user instance
 
   Scenario Outline: A token that anyone could forge is refused
@@ -63,9 +63,9 @@ Feature: Identity at the gateway
     Given a fresh stack with 1 user instance
     And a logged-in user "rotor"
     When auth's signing key is rotated
-    Then "rotor" gets 200 from /users/me by bearer
+    Then GET /users/me as "rotor" by bearer answers 200
     When "rotor" logs in again
-    Then "rotor" gets 200 from /users/me by bearer
+    Then GET /users/me as "rotor" by bearer answers 200
     And the new token is signed with a different key than the old one
 
   # The shared steps alone (gantry_harness::steps), as a team would write
@@ -94,8 +94,8 @@ Feature: Identity at the gateway
   Scenario: With a shared secret (HS256) tokens are checked against it, and no key is published
     Given a fresh stack where GANTRY_JWT_ALG is HS256 and GANTRY_JWT_SECRET is a-shared-secret-of-at-least-32-bytes!
     And a logged-in user "hal"
-    Then "hal" gets 200 from /users/me by bearer
-    And "hal" gets 200 from /users/me by session
+    Then GET /users/me as "hal" by bearer answers 200
+    And GET /users/me as "hal" by session answers 200
     When I GET /auth/.well-known/jwks.json
     Then the JSON at "/keys" is []
     When "hal" calls /users/me with a token minted with the secret "a-shared-secret-of-at-least-32-bytes!"

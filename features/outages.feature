@@ -6,13 +6,13 @@ Feature: Outages of Redis and the registry
   Scenario: Redis down, then back
     Given a fresh stack with 1 user instance
     And a logged-in user "rex"
-    And "rex" gets 200 from /users/me by session
+    And GET /users/me as "rex" by session answers 200
     When instance 1 of "redis" is stopped
-    Then "rex" gets 503 from /users/me by session, eventually
+    Then GET /users/me as "rex" by session answers 503 within 15 seconds
     And the JSON at "/error" is "session_store_unavailable"
-    And "rex" gets 200 from /users/me by bearer
+    And GET /users/me as "rex" by bearer answers 200
     When instance 1 of "redis" starts again
-    Then "rex" gets 200 from /users/me by session, eventually
+    Then GET /users/me as "rex" by session answers 200 within 15 seconds
 
   @needs:fresh-stack
   Scenario: Registry down, then back

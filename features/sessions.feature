@@ -19,13 +19,13 @@ Feature: Sessions
     Given a fresh stack with 1 user instance and sessions that last 2 seconds
     And a logged-in user "eva"
     When the session of "eva" expires in Redis
-    Then "eva" gets 401 from /users/me by session
+    Then GET /users/me as "eva" by session answers 401
 
   @needs:redis
   Scenario: A session deleted in Redis without a revocation is served from the cache for at most its bound
     Given a running stack
     And a logged-in user "ivy"
-    And "ivy" gets 200 from /users/me by session
+    And GET /users/me as "ivy" by session answers 200
     When the session of "ivy" is deleted in Redis, with no revocation announced
     Then "ivy" still gets 200 from /users/me by session, from the gateway's session cache
     And "ivy" gets 401 from /users/me by session within the session cache's bound

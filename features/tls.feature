@@ -13,11 +13,11 @@ Feature: HTTPS through a gateway that terminates TLS
   Scenario: Register, log in and call by bearer and by session over HTTPS, with a Secure cookie
     Given a logged-in user "tess"
     Then the session cookie "tess" was last given is set with HttpOnly, SameSite=Lax, Path=/, Secure
-    And "tess" gets 200 from /users/me by bearer
-    And "tess" gets 200 from /users/me by session
+    And GET /users/me as "tess" by bearer answers 200
+    And GET /users/me as "tess" by session answers 200
     And the answer names "tess" and comes from a user instance
     When "tess" logs out by session
-    Then "tess" gets 401 from /users/me by bearer
+    Then GET /users/me as "tess" by bearer answers 401
 
   Scenario: The library's steps speak HTTPS to the stack too
     Given a user "uma" with password "uma-correct-horse" is registered

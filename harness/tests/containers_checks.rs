@@ -63,7 +63,7 @@ async fn a_containerised_registry_checks_services_on_the_hosts_loopback() {
             .health_service(service, true, None, Duration::ZERO)
             .await
             .unwrap();
-        let ids: Vec<&str> = passing.value.iter().map(|i| i.id.as_str()).collect();
+        let ids: Vec<&str> = passing.value.iter().map(|i| i.service.id.as_str()).collect();
         assert_eq!(ids, [format!("{service}-1")], "{service} passes");
     }
     assert!(

@@ -244,7 +244,7 @@ while True:
         .await
         .unwrap();
     assert_eq!(
-        found.value.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        found.value.iter().map(|i| i.service.id.as_str()).collect::<Vec<_>>(),
         ["selfreg-1"]
     );
     stack.stop(&mut |_| {}).await.unwrap();
@@ -267,7 +267,7 @@ async fn harness_registered_instances_pass_by_their_check_and_leave_on_remove() 
         let registry = registry.clone();
         async move {
             let found = registry.health_service(name, true, None, Duration::ZERO).await.unwrap();
-            let mut ids: Vec<String> = found.value.into_iter().map(|i| i.id).collect();
+            let mut ids: Vec<String> = found.value.into_iter().map(|i| i.service.id).collect();
             ids.sort();
             ids
         }
@@ -289,7 +289,7 @@ async fn harness_registered_instances_pass_by_their_check_and_leave_on_remove() 
         .await
         .unwrap();
     assert_eq!(
-        all.value.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        all.value.iter().map(|i| i.service.id.as_str()).collect::<Vec<_>>(),
         ["greeter-1"]
     );
     stack.stop(&mut |_| {}).await.unwrap();

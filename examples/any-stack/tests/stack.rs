@@ -59,13 +59,15 @@ async fn main() {
     let lender = shared.clone();
     let run = World::cucumber()
         .steps(gantry_harness::steps::collection::<World>())
-        .fail_on_skipped()
         .with_writer(
             writer::Basic::stdout()
                 .summarized()
                 .tee::<World, _>(writer::JUnit::for_tee(junit, 0))
                 .normalized(),
         )
+        // After `with_writer`, which replaces the writer and with it this check:
+        // a step no phrase matches (a typo) fails the run instead of skipping.
+        .fail_on_skipped()
         .before(move |_, _, _, world| {
             let lender = lender.clone();
             Box::pin(async move { world.stack = Some(lender.lend().await) })
@@ -81,7 +83,7 @@ async fn main() {
         .await;
 
     shared.stop().await.expect("stopping the example stack");
-    if run.execution_has_failed() || run.passed_steps() == 0 {
+    if run.execution_has_failed() || run.skipped_steps() > 0 || run.passed_steps() == 0 {
         std::process::exit(1);
     }
 }

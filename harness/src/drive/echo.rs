@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gantry_common::registration::Registration;
-use gantry_common::registry::{RegistryClient, RegistryError, ServiceRegistration};
+use gantry_common::registry::{AgentRegistration, RegistryClient, RegistryError, ServiceRecord};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -342,18 +342,17 @@ impl EchoInstance {
                 .map_err(|e| HarnessError::Faults(format!("the link {id}: {e}")))?,
             None => echo.addr(),
         };
-        let reg = ServiceRegistration {
+        let record = ServiceRecord {
             id: id.to_owned(),
             name: service.to_owned(),
             address: advertised.ip().to_string(),
             port: advertised.port(),
             tags: vec!["echo".to_owned()],
             meta: BTreeMap::from([("harness".to_owned(), "echo".to_owned())]),
-            ttl,
-            // Long enough that a check failed on purpose does not get the
-            // instance reaped in the middle of a test.
-            deregister_critical_after: Duration::from_secs(60),
         };
+        // Reaped only long after: a check failed on purpose must not get the
+        // instance removed in the middle of a test.
+        let reg = AgentRegistration::with_ttl(record, ttl, Duration::from_secs(60));
         let registration = Registration::start(registry.clone(), reg)
             .await
             .map_err(|e| HarnessError::Unsupported(format!("registering echo upstream {id} as {service}: {e}")))?;

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use gantry_common::component::Component;
+use gantry_common::file::{self, FileDuration, FileError};
 use serde::Deserialize;
 
 use super::builder::{GatewaySpec, StackBuilder};
@@ -16,19 +16,10 @@ use super::spec::{READY_TIMEOUT, Registration, Run, ServiceSpec};
 /// Why a stack file could not be used: which file, where, and what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum StackFileError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: {message}")]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    /// Unreadable, not TOML, or not a stack file's shape: the front end every
+    /// Gantry file shares (`file:line:column`).
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{path}: there is no service {service:?} to run with {program}: expected one of {known}")]
     NoService {
         path: PathBuf,
@@ -111,24 +102,12 @@ pub struct FileService {
 impl StackFile {
     /// Reads and parses the file at `path`.
     pub fn load(path: &Path) -> Result<Self, StackFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StackFileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&file::read(path)?, path)
     }
 
     /// Parses `text`, read from `path` (for messages and relative paths).
     pub fn parse(text: &str, path: &Path) -> Result<Self, StackFileError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| line_and_column(text, s.start));
-            StackFileError::Invalid {
-                path: path.to_owned(),
-                line,
-                column,
-                message: e.message().trim().to_owned(),
-            }
-        })?;
+        let raw: RawFile = file::parse(text, path)?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -244,14 +223,6 @@ impl StackFile {
     }
 }
 
-/// 1-based line and column of byte `offset` in `text`.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -300,20 +271,6 @@ impl TryFrom<String> for Provider {
     }
 }
 
-/// A duration written as Consul writes them (`500ms`, `10s`).
-#[derive(Deserialize, Clone, Copy)]
-#[serde(try_from = "String")]
-struct Dur(Duration);
-
-impl TryFrom<String> for Dur {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        gantry_common::config::parse_duration(&s)
-            .map(Dur)
-            .ok_or_else(|| format!("{s:?} is not a duration: expected one such as 500ms, 10s or 5m"))
-    }
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawGateway {
@@ -322,7 +279,7 @@ struct RawGateway {
     routes: Option<PathBuf>,
     #[serde(default)]
     env: BTreeMap<String, String>,
-    ready_timeout: Option<Dur>,
+    ready_timeout: Option<FileDuration>,
 }
 
 #[derive(Deserialize)]
@@ -342,7 +299,7 @@ struct RawService {
     #[serde(default)]
     env: BTreeMap<String, String>,
     ready: Option<RawReady>,
-    ready_timeout: Option<Dur>,
+    ready_timeout: Option<FileDuration>,
     register: Option<RawRegister>,
 }
 
@@ -370,7 +327,7 @@ enum By {
 struct RawRegister {
     by: By,
     check: Option<RawCheck>,
-    deregister_after: Option<Dur>,
+    deregister_after: Option<FileDuration>,
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
@@ -382,8 +339,8 @@ struct RawRegister {
 struct RawCheck {
     http: Option<String>,
     tcp: Option<bool>,
-    interval: Option<Dur>,
-    timeout: Option<Dur>,
+    interval: Option<FileDuration>,
+    timeout: Option<FileDuration>,
 }
 
 impl TryFrom<RawService> for ServiceEntry {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gantry_common::registry::{AgentRegistration, CheckDefinition};
+use gantry_common::registry::{AgentRegistration, CheckDefinition, ServiceRecord};
 
 use super::readiness::{self, Probe, Target};
 use super::role::Role;
@@ -181,12 +181,14 @@ impl Instance {
             },
         };
         let reg = AgentRegistration {
-            id: self.id.clone(),
-            name: self.probe.service.clone(),
-            address: self.host.clone(),
-            port: self.advertised_port,
-            tags: tags.clone(),
-            meta: meta.clone(),
+            service: ServiceRecord {
+                id: self.id.clone(),
+                name: self.probe.service.clone(),
+                address: self.host.clone(),
+                port: self.advertised_port,
+                tags: tags.clone(),
+                meta: meta.clone(),
+            },
             check,
             deregister_critical_after: *deregister_after,
         };

@@ -168,7 +168,7 @@ pub async fn passing(probe: &Probe, id: &str) -> Result<bool, String> {
         .health_service(&probe.service, true, None, Duration::ZERO)
         .await
         .map_err(|e| e.to_string())?;
-    if found.value.iter().any(|i| i.id == id) {
+    if found.value.iter().any(|i| i.service.id == id) {
         return Ok(true);
     }
     let checks = probe

@@ -2,14 +2,12 @@
 //! and `Then GET /healthz answers 200 within 10 seconds`, which sends until
 //! the status comes back (each answer is the last one for later checks).
 
-use cucumber::step::{Collection, Context};
-use tokio::time::Instant;
-
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re, within};
 use super::request::{Body, Call};
 use crate::drive::client::{Answer, Auth};
-use crate::run::wait::POLL;
+use crate::run::wait::Deadline;
+use cucumber::step::{Collection, Context};
 
 pub(super) const METHODS: &str = "GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS";
 
@@ -22,6 +20,7 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     steps
         .given(here!(), re(&call), call_step::<W>)
         .when(here!(), re(&call), call_step::<W>)
+        .given(here!(), re(&answers), answers_step::<W>)
         .then(here!(), re(&answers), answers_step::<W>)
 }
 
@@ -48,7 +47,7 @@ fn answers_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         let args = Args::new(ctx);
         let call = parse(&args);
         let status: u16 = args.num("status");
-        let deadline = Instant::now() + args.within();
+        let deadline = Deadline::after(args.within());
         loop {
             let answer = send(w, &call).await;
             let done = answer.status == status;
@@ -57,9 +56,7 @@ fn answers_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
             if done {
                 return;
             }
-            assert!(Instant::now() < deadline, "expected {status}, but {said}");
-            // Pacing between polls of a condition with a deadline.
-            tokio::time::sleep(POLL).await;
+            assert!(deadline.again().await, "expected {status}, but {said}");
         }
     })
 }

@@ -78,7 +78,7 @@ async fn instances(registry: &RegistryClient, service: &str) -> Result<(Vec<Stri
     let ask = |passing| registry.health_service(service, passing, None, Duration::ZERO);
     let all = ask(false).await.map_err(|e| format!("the registry: {e}"))?;
     let passing = ask(true).await.map_err(|e| format!("the registry: {e}"))?;
-    let ids = |found: Vec<gantry_common::registry::Instance>| found.into_iter().map(|i| i.id).collect();
+    let ids = |found: Vec<gantry_common::registry::Instance>| found.into_iter().map(|i| i.service.id).collect();
     Ok((ids(all.value), ids(passing.value)))
 }
 

@@ -8,14 +8,13 @@
 //! [`StepConfig::instance_header`]: super::StepConfig::instance_header
 
 use cucumber::step::{Collection, Context};
-use tokio::time::Instant;
 
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re, within};
 use super::faults::faults_of;
 use super::http::{METHODS, send};
 use super::request::Call;
-use crate::run::wait::POLL;
+use crate::run::wait::Deadline;
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let pattern = format!(
@@ -39,7 +38,7 @@ fn answered_by<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
             .instance_id(args.get("service"), args.num("n"))
             .unwrap_or_else(|e| panic!("{e}"));
         let header = w.step_config().instance_header;
-        let deadline = Instant::now() + args.within();
+        let deadline = Deadline::after(args.within());
         loop {
             let answer = send(w, &call).await;
             let by = answer.header(&header).map(str::to_owned);
@@ -50,11 +49,9 @@ fn answered_by<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
                 return;
             }
             assert!(
-                Instant::now() < deadline,
+                deadline.again().await,
                 "expected a 2xx from {id}, but {header} is {by:?}: {said}"
             );
-            // Pacing between polls of a condition with a deadline.
-            tokio::time::sleep(POLL).await;
         }
     })
 }

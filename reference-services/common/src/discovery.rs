@@ -57,7 +57,7 @@ impl Discovered {
         (0..list.len())
             .map(|i| {
                 let inst = &list[(start + i) % list.len()];
-                format!("http://{}:{}", inst.address, inst.port)
+                format!("http://{}:{}", inst.service.address, inst.service.port)
             })
             .collect()
     }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod credentials;
 pub mod discovery;
 pub mod error;
+pub mod file;
 pub mod http;
 pub mod jwks;
 pub mod jwt;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::registry::{RegistryClient, RegistryError, ServiceRegistration, TtlState};
+use crate::registry::{AgentRegistration, RegistryClient, RegistryError, TtlState};
 
 /// The check output every update carries. One text for every update, so a
 /// heartbeat that changes nothing is no change the registry wakes watchers for.
@@ -39,15 +39,22 @@ impl std::fmt::Debug for Registration {
 }
 
 impl Registration {
-    /// Registers `reg`, passes its check once (TTL checks start critical) and
-    /// starts heartbeating at a third of the TTL.
-    pub async fn start(client: RegistryClient, reg: ServiceRegistration) -> Result<Self, RegistryError> {
+    /// Registers `reg`. With a TTL check (a service registering itself) it
+    /// passes the check once (TTL checks start critical) and heartbeats at a
+    /// third of the TTL; with a check the registry runs there is nothing to
+    /// send, and the registration only waits to be ended.
+    pub async fn start(client: RegistryClient, reg: AgentRegistration) -> Result<Self, RegistryError> {
         let check_id = reg.check_id();
-        client.register(&reg).await?;
-        client.update_ttl(&check_id, TtlState::Pass, OUTPUT).await?;
+        client.register_agent(&reg).await?;
         let state = Arc::new(Mutex::new(TtlState::Pass));
-        let service_id = reg.id.clone();
-        let heartbeat = tokio::spawn(heartbeat(client.clone(), reg, state.clone()));
+        let service_id = reg.service.id.clone();
+        let heartbeat = match reg.ttl() {
+            Some(ttl) => {
+                client.update_ttl(&check_id, TtlState::Pass, OUTPUT).await?;
+                tokio::spawn(heartbeat(client.clone(), reg, ttl, state.clone()))
+            }
+            None => tokio::spawn(std::future::pending()),
+        };
         Ok(Self {
             client,
             service_id,
@@ -95,8 +102,8 @@ impl Drop for Registration {
     }
 }
 
-async fn heartbeat(client: RegistryClient, reg: ServiceRegistration, state: Arc<Mutex<TtlState>>) {
-    let period = (reg.ttl / 3).max(Duration::from_millis(100));
+async fn heartbeat(client: RegistryClient, reg: AgentRegistration, ttl: Duration, state: Arc<Mutex<TtlState>>) {
+    let period = (ttl / 3).max(Duration::from_millis(100));
     let check_id = reg.check_id();
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,9 +115,9 @@ async fn heartbeat(client: RegistryClient, reg: ServiceRegistration, state: Arc<
         match client.update_ttl(&check_id, *reported, OUTPUT).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {
-                tracing::warn!(service_id = %reg.id, "registry forgot this service; registering again");
+                tracing::warn!(service_id = %reg.service.id, "registry forgot this service; registering again");
                 let again = async {
-                    client.register(&reg).await?;
+                    client.register_agent(&reg).await?;
                     client.update_ttl(&check_id, *reported, OUTPUT).await
                 };
                 if let Err(e) = again.await {

@@ -50,53 +50,48 @@ impl RegistryError {
     }
 }
 
-/// What a service registers about itself.
-#[derive(Debug, Clone)]
-pub struct ServiceRegistration {
+/// Who an instance is and where it answers: the one record the agent is
+/// told ([`AgentRegistration`]), the catalog holds and a health query
+/// returns ([`Instance`]). Read from JSON in the shape of a health entry's
+/// `Service` (`ID`, `Service`, `Address`, `Port`, `Tags`, `Meta`; Consul
+/// sends `null` for empty tags and meta).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceRecord {
+    #[serde(rename = "ID")]
     pub id: String,
+    #[serde(rename = "Service")]
     pub name: String,
+    #[serde(default)]
     pub address: String,
+    #[serde(default)]
     pub port: u16,
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub tags: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub meta: BTreeMap<String, String>,
-    /// The TTL of the service's check; it must be passed more often than this.
-    pub ttl: Duration,
-    /// Consul removes the service once its check has been critical this long.
-    pub deregister_critical_after: Duration,
 }
 
-/// A service's own registration is one with a TTL check: one body for both.
-impl From<&ServiceRegistration> for AgentRegistration {
-    fn from(reg: &ServiceRegistration) -> Self {
-        Self {
-            id: reg.id.clone(),
-            name: reg.name.clone(),
-            address: reg.address.clone(),
-            port: reg.port,
-            tags: reg.tags.clone(),
-            meta: reg.meta.clone(),
-            check: CheckDefinition::Ttl { ttl: reg.ttl },
-            deregister_critical_after: reg.deregister_critical_after,
-        }
-    }
-}
-
-impl ServiceRegistration {
-    /// The id of the TTL check, as Consul names a service's own check.
+impl ServiceRecord {
+    /// The id of the instance's own check, as Consul names a service's check.
     pub fn check_id(&self) -> String {
         format!("service:{}", self.id)
     }
 }
 
+/// `null` read as the empty value, as Consul's Go decoder leaves a nil slice or map.
+fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// One healthy (or not) instance, as `/v1/health/service/<name>` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    pub id: String,
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-    pub tags: Vec<String>,
-    pub meta: BTreeMap<String, String>,
+    pub service: ServiceRecord,
     /// True when every check of the instance (and its node) is passing.
     pub passing: bool,
 }
@@ -106,7 +101,7 @@ pub struct Instance {
 #[serde(rename_all = "PascalCase")]
 struct HealthEntry {
     node: HealthNode,
-    service: HealthService,
+    service: ServiceRecord,
     #[serde(default)]
     checks: Vec<HealthCheck>,
 }
@@ -120,46 +115,23 @@ struct HealthNode {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct HealthService {
-    #[serde(rename = "ID")]
-    id: String,
-    service: String,
-    #[serde(default)]
-    address: String,
-    #[serde(default)]
-    port: u16,
-    #[serde(default)]
-    tags: Option<Vec<String>>,
-    #[serde(default)]
-    meta: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
 struct HealthCheck {
     status: String,
 }
 
 impl From<HealthEntry> for Instance {
     fn from(e: HealthEntry) -> Self {
-        let address = if e.service.address.is_empty() {
-            e.node.address
-        } else {
-            e.service.address
-        };
+        let mut service = e.service;
+        if service.address.is_empty() {
+            service.address = e.node.address;
+        }
         Instance {
             passing: e.checks.iter().all(|c| c.status == "passing"),
-            id: e.service.id,
-            name: e.service.service,
-            address,
-            port: e.service.port,
-            tags: e.service.tags.unwrap_or_default(),
-            meta: e.service.meta.unwrap_or_default(),
+            service,
         }
     }
 }
 
-/// The body of `PUT /v1/agent/service/register`.
 /// A registry result together with the `X-Consul-Index` it was read at.
 #[derive(Debug, Clone)]
 pub struct Indexed<T> {
@@ -271,12 +243,6 @@ impl RegistryClient {
             status: status.as_u16(),
             body: body.chars().take(300).collect(),
         })
-    }
-
-    /// Registers (or re-registers) a service with its TTL check. The check
-    /// starts critical, as Consul's do: pass it right after.
-    pub async fn register(&self, reg: &ServiceRegistration) -> Result<(), RegistryError> {
-        self.register_agent(&AgentRegistration::from(reg)).await
     }
 
     pub async fn deregister(&self, service_id: &str) -> Result<(), RegistryError> {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{self, ConfigError};
-use crate::registry::{RegistryError, ServiceRegistration};
+use crate::registry::{AgentRegistration, RegistryError, ServiceRecord};
 use crate::serve::Limits;
 
 /// Why a service could not start, or stopped abnormally.
@@ -93,7 +93,7 @@ impl ServiceSettings {
     }
 
     /// What to register, given the address actually bound.
-    pub fn registration(&self, bound: SocketAddr) -> ServiceRegistration {
+    pub fn registration(&self, bound: SocketAddr) -> AgentRegistration {
         let address = self.advertise.clone().unwrap_or_else(|| {
             if bound.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
@@ -101,15 +101,14 @@ impl ServiceSettings {
                 bound.ip().to_string()
             }
         });
-        ServiceRegistration {
+        let service = ServiceRecord {
             id: self.instance_id(bound),
             name: self.service.to_owned(),
             address,
             port: self.advertise_port.unwrap_or(bound.port()),
             tags: vec!["gantry".to_owned()],
             meta: BTreeMap::from([("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
-            ttl: self.check_ttl,
-            deregister_critical_after: self.deregister_after,
-        }
+        };
+        AgentRegistration::with_ttl(service, self.check_ttl, self.deregister_after)
     }
 }

@@ -49,7 +49,7 @@ pub async fn watch_service(
                 backoff = Duration::from_millis(100);
                 index = next_index(index, result.index);
                 let mut instances = result.value;
-                instances.sort_by(|a, b| a.id.cmp(&b.id));
+                instances.sort_by(|a, b| a.service.id.cmp(&b.service.id));
                 if last.as_ref() != Some(&instances) {
                     last = Some(instances.clone());
                     on_change(instances);

@@ -79,7 +79,7 @@
 //! a file with one is refused whole (at start, the gateway does not start;
 //! on a reload, the routes in force stay).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 #[cfg(test)]
 use std::time::Duration;
 
@@ -88,7 +88,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::edge::EdgePolicy;
-use crate::policy::{Bounded, FileDuration, FileRetryOn, LbPolicy, MAX_RETRIES, Overrides};
+use gantry_common::file::{self, FileDuration, FileError};
+
+use crate::policy::{Bounded, FileRetryOn, LbPolicy, MAX_RETRIES, Overrides};
 
 /// The service whose JWKS is trusted unless the file says otherwise.
 pub const DEFAULT_JWKS_SERVICE: &str = "auth";
@@ -156,57 +158,8 @@ pub struct Declared {
     pub edge: EdgePolicy,
 }
 
-/// Why a configuration file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum DeclaredError {
-    #[error("{}: could not be read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Not TOML, or not the shape above (an unknown key, a wrong type, a bad
-    /// duration or method): toml's own message, which says what it expected.
-    #[error("{}: {message}", Location(path, *line))]
-    Syntax {
-        path: PathBuf,
-        line: Option<usize>,
-        message: String,
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    /// Well-formed, but inconsistent (an unknown service, a duplicate route).
-    #[error("{}: {found}; expected {expected}", Location(path, Some(*line)))]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        found: String,
-        expected: String,
-    },
-}
-
-impl DeclaredError {
-    /// The 1-based line the error is on, when it is about one.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            DeclaredError::Read { .. } => None,
-            DeclaredError::Syntax { line, .. } => *line,
-            DeclaredError::Invalid { line, .. } => Some(*line),
-        }
-    }
-}
-
-/// `file:line`, or just `file` when the line is unknown.
-struct Location<'a>(&'a Path, Option<usize>);
-
-impl std::fmt::Display for Location<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.1 {
-            Some(line) => write!(f, "{}:{line}", self.0.display()),
-            None => write!(f, "{}", self.0.display()),
-        }
-    }
-}
+/// Why a routes file was refused: the file front end every Gantry file shares.
+pub type DeclaredError = FileError;
 
 impl Declared {
     /// Gantry's own stack: `/auth` to auth with no identity (and the
@@ -236,27 +189,13 @@ impl Declared {
 
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self, DeclaredError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DeclaredError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&file::read(path)?, path)
     }
 
     /// Checks `text`, the contents of the file at `path` (named in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, DeclaredError> {
-        let raw: RawFile = toml::from_str(text).map_err(|source| DeclaredError::Syntax {
-            path: path.to_owned(),
-            line: source.span().map(|s| line_of(text, s.start)),
-            message: source.message().trim_end().to_owned(),
-            source: Box::new(source),
-        })?;
-        let invalid = |at: usize, found: String, expected: &str| DeclaredError::Invalid {
-            path: path.to_owned(),
-            line: line_of(text, at),
-            found,
-            expected: expected.to_owned(),
-        };
+        let raw: RawFile = file::parse(text, path)?;
+        let invalid = |at: usize, found: String, expected: &str| FileError::invalid(path, text, at, found, expected);
 
         let mut services: Vec<ServiceSpec> = Vec::with_capacity(raw.services.len());
         for s in raw.services {
@@ -312,7 +251,7 @@ impl Declared {
         let mut routes: Vec<RouteSpec> = Vec::with_capacity(raw.routes.len());
         let mut route_lines: Vec<usize> = Vec::with_capacity(raw.routes.len());
         // Where each route says it needs identity, for the JWKS check below.
-        let mut identity_lines: Vec<usize> = Vec::with_capacity(raw.routes.len());
+        let mut identity_at: Vec<usize> = Vec::with_capacity(raw.routes.len());
         for r in raw.routes {
             let at = r.prefix.span().start;
             let prefix = r.prefix.into_inner();
@@ -343,7 +282,7 @@ impl Declared {
                     &declared_names(),
                 ));
             };
-            let identity_at = r.identity.as_ref().map_or(at, |i| i.span().start);
+            let identity_offset = r.identity.as_ref().map_or(at, |i| i.span().start);
             let identity = r.identity.map(Spanned::into_inner).unwrap_or_default();
             let identity_headers = match r.identity_headers {
                 Some(h) if *h.get_ref() && identity == IdentityMode::None => {
@@ -402,8 +341,8 @@ impl Declared {
                     "one route per host and prefix, or routes whose `methods` do not overlap",
                 ));
             }
-            route_lines.push(line_of(text, at));
-            identity_lines.push(line_of(text, identity_at));
+            route_lines.push(file::position(text, at).0);
+            identity_at.push(identity_offset);
             routes.push(route);
         }
 
@@ -424,15 +363,14 @@ impl Declared {
         if jwks_service.is_none()
             && let Some(i) = routes.iter().position(|r| r.identity != IdentityMode::None)
         {
-            return Err(DeclaredError::Invalid {
-                path: path.to_owned(),
-                line: identity_lines[i],
-                found: format!(
+            return Err(invalid(
+                identity_at[i],
+                format!(
                     "route {:?} needs identity, but no service {DEFAULT_JWKS_SERVICE:?} is declared to fetch token keys from",
                     routes[i].prefix
                 ),
-                expected: "jwks_service = \"<a declared service>\" at the top of the file, naming the service that serves /.well-known/jwks.json".to_owned(),
-            });
+                "jwks_service = \"<a declared service>\" at the top of the file, naming the service that serves /.well-known/jwks.json",
+            ));
         }
         Ok(Self {
             services,
@@ -479,15 +417,6 @@ fn collides(a: &RouteSpec, b: &RouteSpec) -> bool {
             (Some(x), Some(y)) => x.iter().any(|m| y.contains(m)),
             _ => true,
         }
-}
-
-/// The 1-based line of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
-    text.as_bytes()[..at.min(text.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 #[derive(Deserialize)]
@@ -719,7 +648,7 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
         let (line, e) =
             refused("[[services]]\nname = \"a\"\n\n[[routes]]\nprefix = \"/a\"\nservice = \"a\"\nhots = \"x\"\n");
         assert_eq!(line, Some(7), "{e}");
-        assert!(e.starts_with("gateway.toml:7: "), "{e}");
+        assert!(e.starts_with("gateway.toml:7:"), "{e}");
         assert!(e.contains("hots") && e.contains("`host`"), "{e}");
     }
 
@@ -841,7 +770,7 @@ trusted_proxies = ["10.0.0.0/8", "::1"]
             let (line, e) = refused(text);
             assert_eq!(line, Some(want_line), "{text:?}: {e}");
             assert!(e.contains(want_text), "{text:?}: {e} does not say {want_text:?}");
-            assert!(e.starts_with(&format!("gateway.toml:{want_line}: ")), "{e}");
+            assert!(e.starts_with(&format!("gateway.toml:{want_line}:")), "{e}");
         }
     }
 

@@ -362,23 +362,6 @@ impl Overrides {
     }
 }
 
-/// A duration written as `500ms`, `2s`, `1m`; above zero. Parsed in
-/// `Deserialize`, so toml reports a bad one with its line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for FileDuration {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match config::parse_duration(&text) {
-            Some(v) if !v.is_zero() => Ok(FileDuration(v)),
-            _ => Err(serde::de::Error::custom(format!(
-                "{text:?} is not a duration: expected one above zero such as \"500ms\", \"2s\" or \"1m\""
-            ))),
-        }
-    }
-}
-
 /// A whole number from `MIN` to `MAX`, refused with the range otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounded<const MIN: u32, const MAX: u32>(pub u32);

@@ -224,13 +224,13 @@ impl Snapshot {
         let endpoints = instances
             .iter()
             .filter_map(|inst| {
-                let authority: Authority = format!("{}:{}", inst.address, inst.port).parse().ok()?;
+                let authority: Authority = format!("{}:{}", inst.service.address, inst.service.port).parse().ok()?;
                 let kept = previous
                     .endpoints
                     .iter()
-                    .find(|e| *e.id == *inst.id && e.authority == authority)
+                    .find(|e| *e.id == *inst.service.id && e.authority == authority)
                     .cloned();
-                Some(kept.unwrap_or_else(|| Arc::new(Endpoint::new(&inst.id, authority))))
+                Some(kept.unwrap_or_else(|| Arc::new(Endpoint::new(&inst.service.id, authority))))
             })
             .collect();
         Snapshot {
@@ -401,6 +401,7 @@ fn p2c(snapshot: &Snapshot, n: usize, healthy: &impl Fn(usize) -> bool) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_common::registry::ServiceRecord;
 
     fn outlier() -> Outlier {
         Outlier::DEFAULT
@@ -408,12 +409,13 @@ mod tests {
 
     fn instance(id: &str, port: u16) -> Instance {
         Instance {
-            id: id.into(),
-            name: "user".into(),
-            address: "127.0.0.1".into(),
-            port,
-            tags: vec![],
-            meta: Default::default(),
+            service: ServiceRecord {
+                id: id.into(),
+                name: "user".into(),
+                address: "127.0.0.1".into(),
+                port,
+                ..ServiceRecord::default()
+            },
             passing: true,
         }
     }

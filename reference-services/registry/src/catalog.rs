@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use gantry_common::registry::ServiceRecord;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -94,14 +95,10 @@ impl Check {
     }
 }
 
+/// A registered instance: the record it was registered with and its checks.
 #[derive(Debug, Clone)]
 pub struct Service {
-    pub id: String,
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-    pub tags: Vec<String>,
-    pub meta: BTreeMap<String, String>,
+    pub record: ServiceRecord,
     pub checks: Vec<Check>,
     pub create_index: u64,
     pub modify_index: u64,
@@ -175,15 +172,9 @@ impl Catalog {
     /// Adds or replaces a service and its checks (`replace-existing-checks`).
     /// Refuses, changing nothing, a TTL or grace whose deadline cannot be
     /// represented (it would overflow [`Instant`] later, in the reaper).
-    #[allow(clippy::too_many_arguments)]
     pub fn register(
         &mut self,
-        id: String,
-        name: String,
-        address: String,
-        port: u16,
-        tags: Vec<String>,
-        meta: BTreeMap<String, String>,
+        record: ServiceRecord,
         checks: Vec<CheckSpec>,
         now: Instant,
     ) -> Result<(), CatalogError> {
@@ -203,12 +194,12 @@ impl Catalog {
                 )));
             }
         }
-        let previous_name = self.services.get(&id).map(|s| s.name.clone());
-        let index = self.bump(&name);
-        if let Some(old) = previous_name.filter(|old| *old != name) {
+        let previous_name = self.services.get(&record.id).map(|s| s.record.name.clone());
+        let index = self.bump(&record.name);
+        if let Some(old) = previous_name.filter(|old| *old != record.name) {
             self.bump(&old);
         }
-        let create_index = self.services.get(&id).map_or(index, |s| s.create_index);
+        let create_index = self.services.get(&record.id).map_or(index, |s| s.create_index);
         let checks = checks
             .into_iter()
             .map(|spec| Check {
@@ -225,14 +216,9 @@ impl Catalog {
             })
             .collect();
         self.services.insert(
-            id.clone(),
+            record.id.clone(),
             Service {
-                id,
-                name,
-                address,
-                port,
-                tags,
-                meta,
+                record,
                 checks,
                 create_index,
                 modify_index: index,
@@ -246,14 +232,14 @@ impl Catalog {
             .services
             .remove(id)
             .ok_or_else(|| CatalogError::UnknownService(id.to_owned()))?;
-        self.bump(&service.name);
+        self.bump(&service.record.name);
         Ok(())
     }
 
     fn find_check(&mut self, check_id: &str) -> Option<(String, &mut Check)> {
         self.services.values_mut().find_map(|s| {
             let i = s.checks.iter().position(|c| c.id() == check_id)?;
-            Some((s.name.clone(), &mut s.checks[i]))
+            Some((s.record.name.clone(), &mut s.checks[i]))
         })
     }
 
@@ -319,7 +305,7 @@ impl Catalog {
                     check.status = Status::Critical;
                     check.output = "TTL expired".to_owned();
                     check.critical_since = Some(now);
-                    changed_names.push(service.name.clone());
+                    changed_names.push(service.record.name.clone());
                 }
             }
         }
@@ -334,7 +320,7 @@ impl Catalog {
                         _ => false,
                     })
             })
-            .map(|s| (s.id.clone(), s.name.clone()))
+            .map(|s| (s.record.id.clone(), s.record.name.clone()))
             .collect();
         for (id, name) in doomed {
             self.services.remove(&id);
@@ -368,7 +354,7 @@ impl Catalog {
     }
 
     pub fn instances_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
-        self.services.values().filter(move |s| s.name == name)
+        self.services.values().filter(move |s| s.record.name == name)
     }
 
     /// Every check the registry must run itself: `(check id, generation, probe)`.
@@ -400,16 +386,14 @@ mod tests {
     }
 
     fn try_register(c: &mut Catalog, id: &str, name: &str, check: CheckSpec, now: Instant) -> Result<(), CatalogError> {
-        c.register(
-            id.into(),
-            name.into(),
-            "127.0.0.1".into(),
-            1,
-            vec![],
-            BTreeMap::new(),
-            vec![check],
-            now,
-        )
+        let record = ServiceRecord {
+            id: id.into(),
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            port: 1,
+            ..ServiceRecord::default()
+        };
+        c.register(record, vec![check], now)
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gantry_common::registration::Registration;
-use gantry_common::registry::{RegistryClient, ServiceRegistration, TtlState};
+use gantry_common::registry::{AgentRegistration, RegistryClient, ServiceRecord, TtlState};
 use gantry_registry::Options;
 use tokio::net::TcpListener;
 
@@ -117,17 +117,16 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn registration(name: &str, id: &str, port: u16, ttl: Duration) -> ServiceRegistration {
-    ServiceRegistration {
+fn registration(name: &str, id: &str, port: u16, ttl: Duration) -> AgentRegistration {
+    let record = ServiceRecord {
         id: id.to_owned(),
         name: name.to_owned(),
         address: "127.0.0.1".to_owned(),
         port,
         tags: vec!["contract".to_owned()],
         meta: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
-        ttl,
-        deregister_critical_after: Duration::from_secs(90),
-    }
+    };
+    AgentRegistration::with_ttl(record, ttl, Duration::from_secs(90))
 }
 
 #[tokio::test]
@@ -135,7 +134,7 @@ async fn a_ttl_service_is_passing_only_after_its_check_passes() {
     for (label, client) in registries().await {
         let name = unique("svc");
         let reg = registration(&name, &format!("{name}-1"), 9001, Duration::from_secs(30));
-        client.register(&reg).await.unwrap();
+        client.register_agent(&reg).await.unwrap();
 
         let all = client.health_service(&name, false, None, Duration::ZERO).await.unwrap();
         assert_eq!(all.value.len(), 1, "{label}");
@@ -149,18 +148,18 @@ async fn a_ttl_service_is_passing_only_after_its_check_passes() {
         assert_eq!(passing.value.len(), 1, "{label}");
         let i = &passing.value[0];
         assert_eq!(
-            (i.id.as_str(), i.address.as_str(), i.port),
-            (reg.id.as_str(), "127.0.0.1", 9001),
+            (i.service.id.as_str(), i.service.address.as_str(), i.service.port),
+            (reg.service.id.as_str(), "127.0.0.1", 9001),
             "{label}"
         );
-        assert_eq!(i.tags, vec!["contract".to_owned()], "{label}");
-        assert_eq!(i.meta.get("k").map(String::as_str), Some("v"), "{label}");
+        assert_eq!(i.service.tags, vec!["contract".to_owned()], "{label}");
+        assert_eq!(i.service.meta.get("k").map(String::as_str), Some("v"), "{label}");
 
         client.update_ttl(&reg.check_id(), TtlState::Warn, "meh").await.unwrap();
         let passing = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
         assert!(passing.value.is_empty(), "{label}: a warning is not passing");
 
-        client.deregister(&reg.id).await.unwrap();
+        client.deregister(&reg.service.id).await.unwrap();
         let all = client.health_service(&name, false, None, Duration::ZERO).await.unwrap();
         assert!(all.value.is_empty(), "{label}");
     }
@@ -171,7 +170,7 @@ async fn an_expired_ttl_drops_out_of_passing() {
     for (label, client) in registries().await {
         let name = unique("ttl");
         let reg = registration(&name, &format!("{name}-1"), 9002, Duration::from_secs(1));
-        client.register(&reg).await.unwrap();
+        client.register_agent(&reg).await.unwrap();
         client.update_ttl(&reg.check_id(), TtlState::Pass, "").await.unwrap();
         let first = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
         assert_eq!(first.value.len(), 1, "{label}");
@@ -182,7 +181,7 @@ async fn an_expired_ttl_drops_out_of_passing() {
             .unwrap();
         assert!(next.index > first.index, "{label}: the index moved");
         assert!(next.value.is_empty(), "{label}: the expired instance left ?passing");
-        client.deregister(&reg.id).await.unwrap();
+        client.deregister(&reg.service.id).await.unwrap();
     }
 }
 
@@ -191,7 +190,7 @@ async fn a_blocking_query_wakes_on_change_and_times_out_without_one() {
     for (label, client) in registries().await {
         let name = unique("blk");
         let a = registration(&name, &format!("{name}-a"), 9003, Duration::from_secs(30));
-        client.register(&a).await.unwrap();
+        client.register_agent(&a).await.unwrap();
         client.update_ttl(&a.check_id(), TtlState::Pass, "").await.unwrap();
         let first = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
 
@@ -214,7 +213,7 @@ async fn a_blocking_query_wakes_on_change_and_times_out_without_one() {
             })
         };
         let b = registration(&name, &format!("{name}-b"), 9004, Duration::from_secs(30));
-        client.register(&b).await.unwrap();
+        client.register_agent(&b).await.unwrap();
         client.update_ttl(&b.check_id(), TtlState::Pass, "").await.unwrap();
         let mut woke = waiter.await.unwrap().unwrap();
         // Consul may wake on the registration (b still critical) before the pass.
@@ -226,7 +225,7 @@ async fn a_blocking_query_wakes_on_change_and_times_out_without_one() {
         }
         assert!(woke.index > first.index, "{label}");
         for r in [a, b] {
-            client.deregister(&r.id).await.unwrap();
+            client.deregister(&r.service.id).await.unwrap();
         }
     }
 }
@@ -252,7 +251,7 @@ async fn a_critical_service_is_reaped_after_its_grace() {
     let name = unique("reap");
     let mut reg = registration(&name, &format!("{name}-1"), 9005, Duration::from_millis(500));
     reg.deregister_critical_after = Duration::from_millis(500);
-    client.register(&reg).await.unwrap();
+    client.register_agent(&reg).await.unwrap();
     let mut seen = client.health_service(&name, false, None, Duration::ZERO).await.unwrap();
     assert_eq!(seen.value.len(), 1);
     while !seen.value.is_empty() {
@@ -261,7 +260,7 @@ async fn a_critical_service_is_reaped_after_its_grace() {
             .await
             .unwrap();
     }
-    let err = client.deregister(&reg.id).await.unwrap_err();
+    let err = client.deregister(&reg.service.id).await.unwrap_err();
     assert!(err.is_not_found(), "reaped means gone: {err}");
 }
 
@@ -276,16 +275,19 @@ async fn writes_without_the_token_are_refused_with_403() {
     {
         let name = unique("acl");
         let reg = registration(&name, &format!("{name}-1"), 9101, Duration::from_secs(30));
-        client.register(&reg).await.unwrap();
+        client.register_agent(&reg).await.unwrap();
         client.update_ttl(&reg.check_id(), TtlState::Pass, "ok").await.unwrap();
 
         let anonymous = RegistryClient::new(&base);
         let mut rogue = reg.clone();
-        rogue.port = 6666;
+        rogue.service.port = 6666;
         let newcomer = registration(&name, &format!("{name}-rogue"), 6666, Duration::from_secs(30));
         for (what, result) in [
-            ("re-registering the ID elsewhere", anonymous.register(&rogue).await),
-            ("registering a new ID", anonymous.register(&newcomer).await),
+            (
+                "re-registering the ID elsewhere",
+                anonymous.register_agent(&rogue).await,
+            ),
+            ("registering a new ID", anonymous.register_agent(&newcomer).await),
             (
                 "failing its check",
                 anonymous.update_ttl(&reg.check_id(), TtlState::Fail, "").await,
@@ -294,7 +296,7 @@ async fn writes_without_the_token_are_refused_with_403() {
                 "warning its check",
                 anonymous.update_ttl(&reg.check_id(), TtlState::Warn, "").await,
             ),
-            ("deregistering it", anonymous.deregister(&reg.id).await),
+            ("deregistering it", anonymous.deregister(&reg.service.id).await),
         ] {
             let err = result.expect_err(&format!("{label}: {what} without a token must fail"));
             let text = err.to_string();
@@ -303,19 +305,23 @@ async fn writes_without_the_token_are_refused_with_403() {
                 "{label}: {what}: {text}"
             );
         }
-        let check = format!("/v1/agent/check/update/service:{}", reg.id);
+        let check = format!("/v1/agent/check/update/service:{}", reg.service.id);
         let (status, body) = put(&base, &check, r#"{"Status":"critical"}"#, &[]).await;
         assert_eq!(status, 403, "{label}: check update: {body}");
 
         let wrong = RegistryClient::new(&base).with_token(Some("00000000-1111-4222-8333-444444444444".into()));
-        let err = wrong.register(&rogue).await.unwrap_err().to_string();
+        let err = wrong.register_agent(&rogue).await.unwrap_err().to_string();
         assert!(err.contains("403") && err.contains("ACL not found"), "{label}: {err}");
 
         // Nothing moved: one instance, where it registered, still passing.
         let seen = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
-        let found: Vec<_> = seen.value.iter().map(|i| (i.id.as_str(), i.port)).collect();
-        assert_eq!(found, [(reg.id.as_str(), 9101)], "{label}");
-        client.deregister(&reg.id).await.unwrap();
+        let found: Vec<_> = seen
+            .value
+            .iter()
+            .map(|i| (i.service.id.as_str(), i.service.port))
+            .collect();
+        assert_eq!(found, [(reg.service.id.as_str(), 9101)], "{label}");
+        client.deregister(&reg.service.id).await.unwrap();
     }
 }
 
@@ -363,7 +369,7 @@ async fn reads_without_the_token_see_nothing() {
     {
         let name = unique("hidden");
         let reg = registration(&name, &format!("{name}-1"), 9103, Duration::from_secs(30));
-        client.register(&reg).await.unwrap();
+        client.register_agent(&reg).await.unwrap();
         client.update_ttl(&reg.check_id(), TtlState::Pass, "ok").await.unwrap();
         let seen = client.health_service(&name, false, None, Duration::ZERO).await.unwrap();
         assert_eq!(seen.value.len(), 1, "{label}: the token sees it");
@@ -405,7 +411,7 @@ async fn reads_without_the_token_see_nothing() {
             }
         }
         assert!(anonymous.leader().await.is_ok(), "{label}: the leader needs no token");
-        client.deregister(&reg.id).await.unwrap();
+        client.deregister(&reg.service.id).await.unwrap();
     }
 }
 
@@ -417,7 +423,7 @@ async fn without_a_configured_token_the_dev_registry_is_open() {
     let anonymous = RegistryClient::new(&addr);
     let name = unique("open");
     let reg = registration(&name, &format!("{name}-1"), 9104, Duration::from_secs(30));
-    anonymous.register(&reg).await.unwrap();
+    anonymous.register_agent(&reg).await.unwrap();
     let seen = anonymous
         .health_service(&name, false, None, Duration::ZERO)
         .await
@@ -469,7 +475,7 @@ async fn a_duration_too_large_is_refused_with_400_and_ttls_still_expire() {
 
         // The reaper is alive: a TTL still runs out and wakes a blocking query.
         let reg = registration(&name, &format!("{name}-1"), 9105, Duration::from_secs(1));
-        client.register(&reg).await.unwrap();
+        client.register_agent(&reg).await.unwrap();
         client.update_ttl(&reg.check_id(), TtlState::Pass, "").await.unwrap();
         let mut seen = client.health_service(&name, true, None, Duration::ZERO).await.unwrap();
         assert_eq!(seen.value.len(), 1, "{label}");
@@ -484,7 +490,7 @@ async fn a_duration_too_large_is_refused_with_400_and_ttls_still_expire() {
                 .await
                 .unwrap();
         }
-        client.deregister(&reg.id).await.unwrap();
+        client.deregister(&reg.service.id).await.unwrap();
     }
 }
 

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cucumber::{given, then, when};
 use gantry_harness::drive::client::{Answer, Auth, Credentials};
+use gantry_harness::run::wait::Deadline;
 use serde_json::{Value, json};
 
 use super::{stack, unique};
@@ -152,7 +153,8 @@ async fn end_by_the_deadline(w: &mut GantryWorld, name: String, secs: u64) {
 #[then(regex = r#"^refreshing the session of "(\w+)" again and again is refused within (\d+) seconds$"#)]
 async fn refused_eventually(w: &mut GantryWorld, name: String, secs: u64) {
     let user = w.user_mut(&name);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    // A refresh every quarter second: each one rotates the session.
+    let deadline = Deadline::after(Duration::from_secs(secs)).every(Duration::from_millis(250));
     let mut refreshes = 0;
     loop {
         let answer = user.post("/auth/refresh", Auth::Session).await.expect("refresh");
@@ -162,11 +164,9 @@ async fn refused_eventually(w: &mut GantryWorld, name: String, secs: u64) {
             other => panic!("refresh answered {other}: {}", answer.body),
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
+            deadline.again().await,
             "still refreshed after {refreshes} refreshes: the session outlives its maximum age"
         );
-        // Pacing, not waiting for readiness: a refresh every quarter second.
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!("    the session ended after {refreshes} more refreshes");
 }

@@ -10,6 +10,8 @@ use gantry_harness::GantryStack as _;
 use gantry_harness::drive::client::{Answer, Auth, SetCookie};
 use serde_json::{Value, json};
 
+use gantry_harness::run::wait::Deadline;
+
 use super::eventually;
 use crate::world::GantryWorld;
 
@@ -18,35 +20,6 @@ fn auth(by: &str) -> Auth {
         "session" => Auth::Session,
         "bearer" => Auth::Bearer,
         other => panic!("unknown identity {other:?}"),
-    }
-}
-
-#[given(regex = r#"^"(\w+)" gets (\d+) from (/\S+) by (session|bearer)$"#)]
-#[then(regex = r#"^"(\w+)" gets (\d+) from (/\S+) by (session|bearer)$"#)]
-async fn gets(w: &mut GantryWorld, name: String, status: u16, path: String, by: String) {
-    let answer = w.user(&name).get(&path, auth(&by)).await.expect("request");
-    assert_eq!(answer.status, status, "{path} by {by}: {}", answer.body);
-    w.steps.last = Some(answer);
-}
-
-#[then(regex = r#"^"(\w+)" gets (\d+) from (/\S+) by (session|bearer), eventually$"#)]
-async fn gets_eventually(w: &mut GantryWorld, name: String, status: u16, path: String, by: String) {
-    let user = w.user(&name).clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(answer) = user.get(&path, auth(&by)).await {
-            let done = answer.status == status;
-            w.steps.last = Some(answer);
-            if done {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} by {by} never answered {status}; last: {:?}",
-            w.steps.last.as_ref().map(|a| (a.status, a.body.clone()))
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -109,6 +82,7 @@ async fn every_gateway_refuses(w: &mut GantryWorld, what: String, name: String, 
     assert!(copy.holds(by), "{name:?} held no {what} before: nothing to replay");
     let user = w.user(&name).clone();
     let started = tokio::time::Instant::now();
+    let deadline = Deadline::after(bound);
     for gateway in w.target().gateways.clone() {
         // The old values, sent as a thief who copied them would: the owner's
         // own client dropped the cookie when logout cleared it.
@@ -121,14 +95,12 @@ async fn every_gateway_refuses(w: &mut GantryWorld, what: String, name: String, 
             if refused_by_the_gateway(&answer) {
                 break;
             }
-            let took = started.elapsed();
             assert!(
-                took < bound,
-                "{gateway} still does not refuse the old {what} of {name:?} by itself {took:?} after: {}",
+                deadline.again().await,
+                "{gateway} still does not refuse the old {what} of {name:?} by itself {:?} after: {}",
+                started.elapsed(),
                 describe(&answer)
             );
-            // Pacing between polls of a pushed revocation, not a readiness wait.
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     println!(

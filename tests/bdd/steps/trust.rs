@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cucumber::{given, then, when};
-use gantry_common::registry::{RegistryClient, ServiceRegistration, TtlState};
+use gantry_common::registry::{AgentRegistration, RegistryClient, ServiceRecord, TtlState};
 use gantry_harness::GantryStack as _;
 use gantry_harness::drive::echo::Echo;
 use redis::IntoConnectionInfo as _;
@@ -32,18 +32,16 @@ fn outsider(w: &mut GantryWorld) -> RegistryClient {
 async fn rogue_registers(w: &mut GantryWorld, id: String, service: String) {
     let port = rogue(w).server.addr().port();
     let client = outsider(w);
-    let reg = ServiceRegistration {
+    let record = ServiceRecord {
         id: id.clone(),
         name: service,
         address: "127.0.0.1".into(),
         port,
-        tags: vec![],
-        meta: Default::default(),
-        ttl: Duration::from_secs(600),
-        deregister_critical_after: Duration::from_secs(600),
+        ..ServiceRecord::default()
     };
+    let reg = AgentRegistration::with_ttl(record, Duration::from_secs(600), Duration::from_secs(600));
     // What an attacker would do: register, then keep the check passing.
-    let result = match client.register(&reg).await {
+    let result = match client.register_agent(&reg).await {
         Ok(()) => client.update_ttl(&reg.check_id(), TtlState::Pass, "").await,
         Err(e) => Err(e),
     };
@@ -77,7 +75,11 @@ async fn still_lists_the_real_one(w: &mut GantryWorld, id: String, service: Stri
         .health_service(&service, false, None, Duration::ZERO)
         .await
         .expect("the registry answers its token");
-    let listed: Vec<(String, u16)> = found.value.iter().map(|i| (i.id.clone(), i.port)).collect();
+    let listed: Vec<(String, u16)> = found
+        .value
+        .iter()
+        .map(|i| (i.service.id.clone(), i.service.port))
+        .collect();
     assert_eq!(listed, [(id, real_port)], "the registry lists {listed:?}");
 }
 

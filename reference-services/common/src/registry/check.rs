@@ -2,12 +2,11 @@
 //! (Nomad, Kubernetes' consul-sync) does: with a check the registry runs
 //! itself (HTTP or TCP) instead of a TTL the service heartbeats.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{RegistryClient, RegistryError};
+use super::{RegistryClient, RegistryError, ServiceRecord};
 use crate::config;
 
 /// How the registry learns whether an instance is healthy: Consul's three
@@ -31,56 +30,73 @@ pub enum CheckDefinition {
     },
 }
 
-/// An instance registered by a third party, with the check the registry runs.
+/// What `PUT /v1/agent/service/register` tells the agent: the instance and
+/// the check that tells the registry whether it is healthy. A service
+/// registering itself carries a TTL check it heartbeats
+/// ([`crate::registration::Registration`]); an orchestrator registering it
+/// carries an HTTP or TCP check the registry runs.
 #[derive(Debug, Clone)]
 pub struct AgentRegistration {
-    pub id: String,
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-    pub tags: Vec<String>,
-    pub meta: BTreeMap<String, String>,
+    pub service: ServiceRecord,
     pub check: CheckDefinition,
     /// The registry removes the instance once its check has been critical this long.
     pub deregister_critical_after: Duration,
 }
 
 impl AgentRegistration {
+    /// The instance with a TTL check it must pass more often than `ttl`.
+    pub fn with_ttl(service: ServiceRecord, ttl: Duration, deregister_critical_after: Duration) -> Self {
+        Self {
+            service,
+            check: CheckDefinition::Ttl { ttl },
+            deregister_critical_after,
+        }
+    }
+
+    /// The TTL of the check, when the service passes it itself.
+    pub fn ttl(&self) -> Option<Duration> {
+        match self.check {
+            CheckDefinition::Ttl { ttl } => Some(ttl),
+            _ => None,
+        }
+    }
+
     /// The check's id, as Consul names a service's own check.
     pub fn check_id(&self) -> String {
-        format!("service:{}", self.id)
+        self.service.check_id()
     }
 
     /// The JSON body of `PUT /v1/agent/service/register`, in Consul's shape.
     pub fn body(&self) -> serde_json::Value {
         let d = config::format_duration;
+        let svc = &self.service;
         let mut check = serde_json::json!({
             "CheckID": self.check_id(),
             "DeregisterCriticalServiceAfter": d(self.deregister_critical_after),
         });
         let fields = match &self.check {
-            CheckDefinition::Ttl { ttl } => serde_json::json!({ "Name": format!("{} TTL", self.name), "TTL": d(*ttl) }),
+            CheckDefinition::Ttl { ttl } => serde_json::json!({ "Name": format!("{} TTL", svc.name), "TTL": d(*ttl) }),
             CheckDefinition::Http { url, interval, timeout } => serde_json::json!({
-                "Name": format!("{} HTTP", self.name), "HTTP": url, "Interval": d(*interval), "Timeout": d(*timeout),
+                "Name": format!("{} HTTP", svc.name), "HTTP": url, "Interval": d(*interval), "Timeout": d(*timeout),
             }),
             CheckDefinition::Tcp {
                 addr,
                 interval,
                 timeout,
             } => serde_json::json!({
-                "Name": format!("{} TCP", self.name), "TCP": addr, "Interval": d(*interval), "Timeout": d(*timeout),
+                "Name": format!("{} TCP", svc.name), "TCP": addr, "Interval": d(*interval), "Timeout": d(*timeout),
             }),
         };
         if let (Some(check), serde_json::Value::Object(fields)) = (check.as_object_mut(), fields) {
             check.extend(fields);
         }
         serde_json::json!({
-            "ID": self.id,
-            "Name": self.name,
-            "Address": self.address,
-            "Port": self.port,
-            "Tags": self.tags,
-            "Meta": self.meta,
+            "ID": svc.id,
+            "Name": svc.name,
+            "Address": svc.address,
+            "Port": svc.port,
+            "Tags": svc.tags,
+            "Meta": svc.meta,
             "Check": check,
         })
     }
@@ -139,16 +155,20 @@ impl RegistryClient {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn reg(check: CheckDefinition) -> AgentRegistration {
         AgentRegistration {
-            id: "greeter-1".into(),
-            name: "greeter".into(),
-            address: "127.0.0.1".into(),
-            port: 9000,
-            tags: vec!["v1".into()],
-            meta: BTreeMap::from([("team".into(), "a".into())]),
+            service: ServiceRecord {
+                id: "greeter-1".into(),
+                name: "greeter".into(),
+                address: "127.0.0.1".into(),
+                port: 9000,
+                tags: vec!["v1".into()],
+                meta: BTreeMap::from([("team".into(), "a".into())]),
+            },
             check,
             deregister_critical_after: Duration::from_secs(30),
         }

@@ -78,7 +78,7 @@ pub async fn check_update(State(reg): State<Arc<Registry>>, Path(id): Path<Strin
 
 pub async fn services(State(reg): State<Arc<Registry>>, Extension(access): Extension<Access>) -> Response {
     let map: serde_json::Map<String, Value> =
-        reg.read(|c| c.services().map(|s| (s.id.clone(), json::service(s))).collect());
+        reg.read(|c| c.services().map(|s| (s.record.id.clone(), json::service(s))).collect());
     read_answer(access, None, Value::Object(map))
 }
 
@@ -102,7 +102,7 @@ fn agent_service(c: &Catalog, id: &str) -> Option<(String, String, Value)> {
     let mut body = json::service(s);
     let hash = content_hash(&body);
     body["ContentHash"] = hash.clone().into();
-    Some((s.name.clone(), hash, body))
+    Some((s.record.name.clone(), hash, body))
 }
 
 /// 64-bit FNV-1a of the answer, in hex: changes when the answer does,

@@ -21,8 +21,8 @@ pub async fn services(
     blocking_read(&reg, access, q, Catalog::index, |c| {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in c.services() {
-            let tags = map.entry(s.name.clone()).or_default();
-            for t in &s.tags {
+            let tags = map.entry(s.record.name.clone()).or_default();
+            for t in &s.record.tags {
                 if !tags.contains(t) {
                     tags.push(t.clone());
                 }
@@ -53,12 +53,12 @@ pub async fn service(
                         "Node": NODE_NAME,
                         "Address": "127.0.0.1",
                         "Datacenter": DATACENTER,
-                        "ServiceID": s.id,
-                        "ServiceName": s.name,
-                        "ServiceAddress": s.address,
-                        "ServicePort": s.port,
-                        "ServiceTags": s.tags,
-                        "ServiceMeta": s.meta,
+                        "ServiceID": s.record.id,
+                        "ServiceName": s.record.name,
+                        "ServiceAddress": s.record.address,
+                        "ServicePort": s.record.port,
+                        "ServiceTags": s.record.tags,
+                        "ServiceMeta": s.record.meta,
                         "CreateIndex": s.create_index,
                         "ModifyIndex": s.modify_index,
                     })

@@ -18,6 +18,7 @@ use crate::catalog::{CheckSpec, Status};
 use crate::definition::{CheckKind, DEFAULT_CHECK_TIMEOUT, HttpTarget, Probe, Target, Thresholds};
 use crate::state::Registry;
 use gantry_common::config::parse_duration;
+use gantry_common::registry::ServiceRecord;
 
 /// The longest duration Consul accepts (Go's `time.Duration`, int64
 /// nanoseconds, about 292 years); longer ones are refused with 400.
@@ -117,16 +118,15 @@ pub async fn register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response
         }
     }
     written(reg.write(|c| {
-        c.register(
+        let record = ServiceRecord {
             id,
             name,
-            body.address.unwrap_or_default(),
-            body.port.unwrap_or(0),
-            body.tags.unwrap_or_default(),
-            body.meta.unwrap_or_default(),
-            specs,
-            Instant::now(),
-        )
+            address: body.address.unwrap_or_default(),
+            port: body.port.unwrap_or(0),
+            tags: body.tags.unwrap_or_default(),
+            meta: body.meta.unwrap_or_default(),
+        };
+        c.register(record, specs, Instant::now())
     }))
 }
 
