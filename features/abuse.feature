@@ -35,6 +35,26 @@ Feature: Abuse
     And the right password for "cat" from 127.0.0.2 is answered 429
     But the right password for "cat" from 127.0.0.1 is answered 200
 
+  Scenario: A wrong password and an unknown user get the very same answer
+    Given a running stack
+    And a registered user "ada"
+    Then a wrong password for "ada" and an unknown user get the very same answer
+
+  @needs:fresh-stack
+  Scenario: GANTRY_LOGIN_MAX_FAILURES sets how many wrong passwords are answered; then even the right one waits, told how long
+    Given a fresh stack where GANTRY_LOGIN_MAX_FAILURES is 3 and GANTRY_LOGIN_FIRST_LOCKOUT is 10m
+    And a registered user "tom"
+    When 4 wrong passwords for "tom" arrive at once from 127.0.0.1, each claiming another X-Forwarded-For
+    Then 3 of them are answered 401 and the other 1 are answered 429 with Retry-After of at least 590 seconds
+    And the right password for "tom" from 127.0.0.1 is answered 429
+    And the header "Retry-After" is a number from 1 to 600
+    And the JSON at "/error" is "too_many_attempts"
+
+  Scenario: A refresh without a session cookie is refused with a reason
+    Given a running stack
+    When I POST /auth/refresh
+    Then the answer is 401 with a JSON error
+
   @needs:fresh-stack
   Scenario: A flood of logins is refused with 503 and Retry-After beyond the hashing queue, never 500
     Given a fresh stack where GANTRY_HASH_CONCURRENCY is 1 and GANTRY_HASH_QUEUE is 2

@@ -12,6 +12,24 @@ Feature: Load balancing
     And the answers are spread evenly over 3 instances by a chi-square test
 
   @needs:fresh-stack @serial
+  Scenario: Round robin gives one caller's requests to three instances in strict turn, over kept-alive connections
+    Given a fresh stack with 3 user instances where GANTRY_LB is round_robin and GANTRY_WORKERS is 2
+    And a logged-in user "rita"
+    When 90 requests are sent to /users/me with 1 concurrent caller as "rita"
+    Then every answer is 200
+    And the answers came from 3 instances
+    # 30 each: 29 of 90 is 32.2 %, 31 is 34.4 %.
+    And instance 1 of "user" answered at least 33% of the requests
+    And instance 1 of "user" answered at most 34% of the requests
+    And instance 2 of "user" answered at least 33% of the requests
+    And instance 2 of "user" answered at most 34% of the requests
+    And instance 3 of "user" answered at least 33% of the requests
+    And instance 3 of "user" answered at most 34% of the requests
+    # A connection per instance and gateway worker at most, not one per request.
+    And the admin metric "gantry_gateway_upstream_connects_total{service=\"user\"}" is at least 3
+    And the admin metric "gantry_gateway_upstream_connects_total{service=\"user\"}" is at most 6
+
+  @needs:fresh-stack @serial
   Scenario: Power of two choices spreads requests evenly too
     Given a fresh stack with 3 user instances where GANTRY_LB is p2c
     And a logged-in user "pat"

@@ -16,6 +16,23 @@ Feature: Failover
     And user instance 2 takes traffic again
 
   @needs:fresh-stack @serial
+  Scenario: After SIGKILL of one of three instances a lone caller never meets it: it is retried around, ejected, and back soon after it passes again
+    Given a fresh stack with 3 user instances
+    And a logged-in user "kim"
+    When 30 requests are sent to /users/me with 1 concurrent caller as "kim"
+    Then every answer is 200
+    When instance 2 of "user" is killed
+    And 60 requests are sent to /users/me with 1 concurrent caller as "kim"
+    Then every answer is 200
+    And no answer came from instance 2 of "user"
+    And the admin metric "gantry_gateway_upstream_retries_total{service=\"user\"}" is at least 1
+    And the admin metric "gantry_gateway_upstream_ejections_total{service=\"user\",detector=\"consecutive_local_origin_failure\"}" is at least 1
+    And instance 2 of "user" is not passing in the registry within 15 seconds
+    When instance 2 of "user" starts again
+    Then instance 2 of "user" is passing in the registry within 30 seconds
+    And GET /users/me as "kim" by bearer is answered by instance 2 of "user" within 5 seconds
+
+  @needs:fresh-stack @serial
   Scenario: A hung instance costs at most the request timeout and fails nothing
     Given a fresh stack with 3 user instances and a request timeout of 1 second
     And a logged-in user "hugh"

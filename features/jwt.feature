@@ -11,6 +11,38 @@ Feature: Identity at the gateway
     And GET /users/me as "alice" by bearer answers 200
     And the answer names "alice" and comes from a user instance
 
+  Scenario: A profile is exactly the account, by cookie, by token and at its id; an unknown id is 404
+    When I GET /users/me as "alice" by session
+    Then the answer is exactly the profile of "alice"
+    And the header "X-Request-Id" exists
+    When I GET /users/me as "alice" by bearer
+    Then the answer is exactly the profile of "alice"
+    When "alice" reads their own profile by id
+    Then the answer is exactly the profile of "alice"
+    When I GET /users/u_nope as "alice" by bearer
+    Then the answer is 404 with a JSON error
+
+  Scenario: Login answers with a Bearer token and how long it lives
+    When "alice" logs in
+    Then the status is 200
+    And the JSON at "/token_type" is "Bearer"
+    And the JSON at "/access_token" exists
+    And the JSON at "/expires_in" is a number from 1 to 86400
+
+  Scenario: A taken username and a weak password are refused with a reason
+    When "alice" registers again with another password
+    Then the answer is 409 with a JSON error
+    And the JSON at "/error" is "username_taken"
+    When I POST /auth/register with JSON {"username": "bob", "password": "short"}
+    Then the answer is 400 with a JSON error
+    And the JSON at "/error" is "weak_password"
+
+  Scenario: The signing keys are published as EdDSA keys with a key id
+    When I GET /auth/.well-known/jwks.json
+    Then the status is 200
+    And the JSON at "/keys/0/alg" is "EdDSA"
+    And the JSON at "/keys/0/kid" exists
+
   Scenario Outline: A token that anyone could forge is refused
     When "alice" calls /users/me with a token that is <forgery>
     Then the answer is 401 with a Bearer challenge
@@ -22,6 +54,19 @@ Feature: Identity at the gateway
       | signed with an unknown key          |
       | HS256-signed with the public key    |
       | garbage                             |
+      | empty                               |
+      | 10 KB long                          |
+
+  Scenario Outline: A SESSION cookie that names no session is refused: <cookie>
+    When I GET /users/me with header "Cookie: <cookie>"
+    Then the answer is 401 with a Bearer challenge
+
+    Examples:
+      | cookie                                              |
+      | SESSION=                                            |
+      | SESSION=../../etc                                   |
+      | SESSION=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA |
+      | SESSION=%00%01                                      |
 
   @needs:signing-key
   Scenario Outline: A token signed with the real key but invalid claims is refused

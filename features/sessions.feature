@@ -38,6 +38,12 @@ Feature: Sessions
     Then the session cookie "cora" was last given is cleared with HttpOnly, SameSite=Lax, Path=/, Max-Age=0
 
   @needs:fresh-stack
+  Scenario: A stack that speaks plain HTTP, as gantry up's does, does not mark its cookie Secure
+    Given a fresh stack with 1 user instance
+    And a logged-in user "pia"
+    Then the session cookie "pia" was last given is set with HttpOnly, SameSite=Lax, Path=/, no Secure
+
+  @needs:fresh-stack
   Scenario Outline: The session cookie lives as long as the session, and is Secure unless configured off
     Given a fresh stack where GANTRY_SESSION_TTL is 90s and GANTRY_SESSION_MAX_AGE is <max age> and GANTRY_COOKIE_SECURE is <secure>
     And a logged-in user "cole"

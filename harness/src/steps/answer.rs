@@ -19,7 +19,7 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
         )
         .then(
             here!(),
-            re(r#"^the header "(?P<name>[^"]+)" (?P<check>exists|is absent|is "(?P<value>[^"]*)"|contains "(?P<part>[^"]*)")$"#),
+            re(r#"^the header "(?P<name>[^"]+)" (?P<check>exists|is absent|is "(?P<value>[^"]*)"|contains "(?P<part>[^"]*)"|is a number from (?P<low>-?[\d.]+) to (?P<high>-?[\d.]+))$"#),
             header::<W>,
         )
         .then(
@@ -44,15 +44,31 @@ pub enum JsonCheck {
     Exists,
     Absent,
     Is(Value),
+    /// `is a number from 1 to 900`: a JSON number within, bounds included.
+    Between(f64, f64),
+}
+
+/// `a number from A to B`, as the low and high bound.
+fn number_range(words: &str) -> Option<Result<(f64, f64), String>> {
+    let range = words.strip_prefix("a number from ")?;
+    let parsed = range
+        .split_once(" to ")
+        .and_then(|(low, high)| Some((low.trim().parse().ok()?, high.trim().parse().ok()?)))
+        .filter(|(low, high)| low <= high)
+        .ok_or_else(|| format!("{words:?}: expected `a number from <low> to <high>` with low <= high"));
+    Some(parsed)
 }
 
 impl JsonCheck {
-    /// `exists`, `is absent`, or `is <a JSON value>` (`"text"`, `3`,
-    /// `true`, `null`, `[1, 2]`, `{"a": 1}`).
+    /// `exists`, `is absent`, `is a number from 1 to 900`, or `is <a JSON
+    /// value>` (`"text"`, `3`, `true`, `null`, `[1, 2]`, `{"a": 1}`).
     pub fn parse(check: &str, value: Option<&str>) -> Result<Self, String> {
         match (check, value) {
             ("exists", _) => Ok(Self::Exists),
             ("is absent", _) => Ok(Self::Absent),
+            (_, Some(value)) if let Some(range) = number_range(value) => {
+                range.map(|(low, high)| Self::Between(low, high))
+            }
             (_, Some(value)) => serde_json::from_str(value).map(Self::Is).map_err(|e| {
                 format!("{value:?} is not a JSON value ({e}): write strings in quotes, e.g. is \"{value}\"")
             }),
@@ -65,6 +81,13 @@ impl JsonCheck {
         match (self, found) {
             (Self::Exists, Some(_)) | (Self::Absent, None) => Ok(()),
             (Self::Is(want), Some(got)) if want == got => Ok(()),
+            (Self::Between(low, high), Some(got)) => match got.as_f64() {
+                Some(n) if (*low..=*high).contains(&n) => Ok(()),
+                _ => Err(format!("{pointer:?} is {got}, expected a number from {low} to {high}")),
+            },
+            (Self::Between(low, high), None) => Err(format!(
+                "nothing at {pointer:?}, expected a number from {low} to {high}"
+            )),
             (Self::Exists, None) => Err(format!("nothing at {pointer:?}")),
             (Self::Absent, Some(got)) => Err(format!("{pointer:?} is {got}, expected nothing there")),
             (Self::Is(want), Some(got)) => Err(format!("{pointer:?} is {got}, expected {want}")),
@@ -97,6 +120,10 @@ fn header<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
             ("exists", found) => found.is_some(),
             ("is absent", found) => found.is_none(),
             (check, Some(v)) if check.starts_with("contains") => v.contains(args.opt("part").unwrap_or_default()),
+            (check, Some(v)) if check.starts_with("is a number") => {
+                let (low, high): (f64, f64) = (args.num("low"), args.num("high"));
+                v.trim().parse::<f64>().is_ok_and(|n| (low..=high).contains(&n))
+            }
             (_, Some(v)) => v == args.opt("value").unwrap_or_default(),
             (_, None) => false,
         };
@@ -178,5 +205,27 @@ mod tests {
         assert!(e.contains("is 3"), "{e}");
         let e = JsonCheck::parse("is", Some("alice")).unwrap_err();
         assert!(e.contains("write strings in quotes"), "{e}");
+        let range = |v: &str| JsonCheck::parse("is", Some(v));
+        assert_eq!(range("a number from 1 to 900"), Ok(JsonCheck::Between(1.0, 900.0)));
+        assert!(
+            range("a number from 1 to 3")
+                .unwrap()
+                .check("/user/n", at("/user/n"))
+                .is_ok()
+        );
+        assert!(
+            range("a number from 4 to 9")
+                .unwrap()
+                .check("/user/n", at("/user/n"))
+                .is_err()
+        );
+        assert!(
+            range("a number from 0 to 9")
+                .unwrap()
+                .check("/user/name", at("/user/name"))
+                .is_err(),
+            "a string is not a number"
+        );
+        assert!(range("a number from 9 to 1").is_err(), "an empty range is a mistake");
     }
 }

@@ -33,8 +33,8 @@
 //! | phrase | |
 //! |---|---|
 //! | `I GET /path` (any method), with clauses in any order: `as "alice"`, `by bearer`/`by session`, `with header "X-Foo: bar"`, `with headers:` (a table), `with JSON {…}`, `with JSON:`/`with body:` (a doc string) | [`http`] |
-//! | `GET /path … answers 200` (`within N seconds`: polls) | [`http`] |
-//! | `the status is 200`, `the JSON at "/pointer" is "value"` / `is 3` / `exists` / `is absent`, `the header "X" is "v"` / `exists` / `is absent`, `the body contains "…"`, `every answer is 200` | [`answer`] |
+//! | `GET /path … answers 200` (`within N seconds`: polls; a `Given` too, to wait for a precondition) | [`http`] |
+//! | `the status is 200`, `the JSON at "/pointer" is "value"` / `is 3` / `is a number from 1 to 900` / `exists` / `is absent`, `the header "X" is "v"` / `contains "v"` / `is a number from 1 to 600` / `exists` / `is absent`, `the body contains "…"`, `every answer is 200` | [`answer`] |
 //! | `a user "alice" with password "…" is registered`, `"alice" is logged in` (`with password "…"`), `requests as "alice" carry the bearer token` / `the session cookie` | [`login`] |
 //! | `400 requests are sent to /path with 8 concurrent callers` (`as "alice"`) (`while instance 2 of "greeter" is killed`/`stopped`/`paused`/`restarted`) | [`load`] |
 //! | `no request failed`, `the answers are spread evenly over 3 instances by a chi-square test`, `the answers came from 3 instances`, `no answer came from instance 2 of "greeter"` / `from "greeter-2"`, `instance 2 of "greeter" answered at most 15% of the requests` (or `at least`), `the 99th percentile of latency is at least 200 ms` | [`load`] |

@@ -297,7 +297,7 @@ async fn a_bad_file_on_reload_keeps_the_routes_in_force() {
     assert!(matches!(err, ReloadError::File(_)), "{err:?}");
     let text = err.to_string();
     let file = f.routes_file.display().to_string();
-    assert!(text.starts_with(&format!("{file}:{line}: ")), "{text}");
+    assert!(text.starts_with(&format!("{file}:{line}:1: ")), "{text}");
     assert!(text.contains("hots"), "{text}");
 
     assert_eq!(send(&mut c, "GET", "/greet/a", &[]).await.0, 200);

@@ -73,6 +73,30 @@ async fn a_registered_user(w: &mut GantryWorld, name: String) {
     w.steps.users.insert(name, user);
 }
 
+/// Login must not tell a guesser which usernames exist: a wrong password
+/// and a name nobody registered get byte-identical answers.
+#[then(regex = r#"^a wrong password for "(\w+)" and an unknown user get the very same answer$"#)]
+async fn same_refusal(w: &mut GantryWorld, name: String) {
+    let username = w.user(&name).username.clone();
+    let http = client();
+    let login = |username: String| {
+        let req = http
+            .post(format!("{}/auth/login", w.gateway()))
+            .json(&json!({"username": username, "password": "not-the-password"}));
+        async move { Answer::read(req.send().await.expect("login")).await }
+    };
+    let wrong = login(username).await;
+    let unknown = login(super::unique("nobody")).await;
+    assert_eq!(wrong.status, 401, "a wrong password: {}", wrong.describe());
+    assert_eq!(
+        (unknown.status, &unknown.body),
+        (wrong.status, &wrong.body),
+        "an unknown user is answered otherwise than a wrong password"
+    );
+    assert!(wrong.error_code().is_some(), "a JSON reason: {}", wrong.body);
+    w.steps.record(wrong);
+}
+
 #[when(regex = r#"^"(\w+)" logs out by bearer$"#)]
 async fn logs_out_by_bearer(w: &mut GantryWorld, name: String) {
     stack::log_out(w, &name, Auth::Bearer).await;

@@ -310,6 +310,35 @@ async fn names_the_user(w: &mut GantryWorld, name: String) {
     assert!(instance.starts_with("user-"), "X-Instance-Id {instance:?}");
 }
 
+/// The profile `name` registered: their id and username, and the display
+/// name registration defaults to (the username), nothing else.
+#[then(regex = r#"^the answer is exactly the profile of "(\w+)"$"#)]
+async fn exactly_the_profile(w: &mut GantryWorld, name: String) {
+    let user = w.user(&name);
+    let want = json!({"id": user.id.clone().expect("an id from registration"), "username": user.username, "display_name": user.username});
+    let last = w.last();
+    assert_eq!(last.status, 200, "{}", last.describe());
+    assert_eq!(last.json(), want, "{}", last.describe());
+    let instance = last.instance().unwrap_or_default();
+    assert!(instance.starts_with("user-"), "X-Instance-Id {instance:?}");
+}
+
+#[when(regex = r#"^"(\w+)" reads their own profile by id$"#)]
+async fn own_profile_by_id(w: &mut GantryWorld, name: String) {
+    let user = w.user(&name);
+    let path = format!("/users/{}", user.id.as_deref().expect("an id from registration"));
+    let answer = user.get(&path, Auth::Bearer).await.expect("request");
+    w.steps.record(answer);
+}
+
+#[when(regex = r#"^"(\w+)" registers again with another password$"#)]
+async fn registers_again(w: &mut GantryWorld, name: String) {
+    let mut again = w.user(&name).clone();
+    again.password = "another-long-password".to_owned();
+    let answer = again.register().await.expect("register");
+    w.steps.record(answer);
+}
+
 #[then(regex = r"^the answer is (\d+) with a Bearer challenge$")]
 async fn with_challenge(w: &mut GantryWorld, status: u16) {
     let last = w.last();
@@ -354,6 +383,9 @@ async fn forged_token(w: &mut GantryWorld, name: String, forgery: String) {
             jsonwebtoken::encode(&header, &valid_claims(&user.id), &secret).expect("HS256 signing")
         }
         "garbage" => "not-a-jwt".to_owned(),
+        "empty" => String::new(),
+        // Three dots' worth of segments, 10 KB: parsed no further than its size.
+        "10 KB long" => "a.b.c".repeat(2000),
         other => panic!("unknown forgery {other:?}"),
     };
     w.steps.last = Some(user.get_with_token("/users/me", &token).await.expect("request"));
