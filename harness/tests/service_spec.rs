@@ -382,7 +382,7 @@ fn a_bad_stack_file_names_the_file_the_line_and_what_was_expected() {
         (
             "[[service]]\nname = \"a\"\ncommand = [\"x\"]\nready_timeout = \"soon\"\n",
             4,
-            "expected one such as 500ms",
+            "expected one above zero such as \"500ms\"",
         ),
         ("\n[[service]]\nname = \"a\"\nreplicas = 2\n", 2, "missing command"),
         (
