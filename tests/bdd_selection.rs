@@ -1,16 +1,14 @@
-//! Which scenarios the Cucumber suite runs (`tests/bdd/target.rs`): those
-//! whose `@needs` the mode meets, narrowed by `--name` and `--tags`. The suite
-//! itself runs without libtest (`harness = false`), so these tests are here.
-
-#[allow(dead_code)] // the suite uses the rest of the module
-#[path = "bdd/target.rs"]
-mod target;
+//! Which scenarios a run selects (the runner's, `gantry_harness::runner`,
+//! which Gantry's suite and a team's use alike): those whose `@needs` the
+//! mode meets, narrowed by `--name` and `--tags`; and Gantry's own features
+//! parse with known tags.
 
 use std::path::Path;
 
 use cucumber::gherkin::{Feature, GherkinEnv, Rule, Scenario};
 use gantry_harness::Infra;
-use target::{Mode, Selection, check_tags, features, scenarios};
+use gantry_harness::runner::needs::{check_tags, features, scenarios};
+use gantry_harness::runner::{Deployed, Mode, Selection};
 
 const NEEDS: &str = r#"
 Feature: Needs
@@ -44,12 +42,18 @@ fn parse(text: &str) -> Feature {
 }
 
 fn external(redis: bool) -> Mode {
-    Mode::External {
+    Mode::External(Deployed {
         gateway: "http://127.0.0.1:9".into(),
         admin: None,
         redis: redis.then(|| "redis://127.0.0.1:9".into()),
         signing_seed: None,
-    }
+        registry: None,
+    })
+}
+
+/// The scenarios `mode` cannot run, as the run lists them.
+fn unrunnable(mode: &Mode, features: &[Feature]) -> Vec<String> {
+    mode.not_run(features).iter().map(ToString::to_string).collect()
 }
 
 /// The names of the scenarios `runs` selects.
@@ -70,7 +74,7 @@ fn a_scenario_whose_needs_are_unmet_is_skipped_and_listed() {
     let all = ["plain", "admin", "smoke", "in a rule", "by the feature's tag"];
     let managed = Mode::Managed(Infra::Local);
     assert_eq!(selected(&features, |f, r, s| managed.runs(f, r, s)), all);
-    assert_eq!(managed.unrunnable(&features), Vec::<String>::new());
+    assert_eq!(unrunnable(&managed, &features), Vec::<String>::new());
 
     let with_redis = external(true);
     assert_eq!(
@@ -78,7 +82,7 @@ fn a_scenario_whose_needs_are_unmet_is_skipped_and_listed() {
         ["plain", "smoke", "by the feature's tag"]
     );
     assert_eq!(
-        with_redis.unrunnable(&features),
+        unrunnable(&with_redis, &features),
         [
             "SKIPPED Needs: admin (@needs:admin: set GANTRY_GATEWAY_ADMIN_URL)",
             "SKIPPED Needs: in a rule (@needs:fresh-stack: it starts a stack of its own, with settings of its choosing)",
@@ -87,7 +91,7 @@ fn a_scenario_whose_needs_are_unmet_is_skipped_and_listed() {
 
     let bare = external(false);
     assert_eq!(selected(&features, |f, r, s| bare.runs(f, r, s)), ["plain", "smoke"]);
-    assert_eq!(bare.unrunnable(&features).len(), 3);
+    assert_eq!(unrunnable(&bare, &features).len(), 3);
 }
 
 #[test]

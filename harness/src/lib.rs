@@ -9,6 +9,7 @@ pub mod faults;
 pub use gantry_registry as registry;
 pub mod report;
 pub mod run;
+pub mod runner;
 pub mod stack;
 pub mod steps;
 

@@ -17,6 +17,8 @@ use cucumber::event::ScenarioFinished;
 use cucumber::writer::Stats as _;
 use cucumber::{World as _, WriterExt as _, writer};
 
+use gantry_harness::runner::mode::NameFilter;
+use gantry_harness::runner::{Evidence, Selection, needs};
 use world::GantryWorld;
 
 /// Scenarios run at once (those tagged `@serial` run alone).
@@ -49,28 +51,27 @@ async fn main() {
     let target_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("the target directory");
-    let evidence = Arc::new(evidence::Evidence::new(&target_dir.join("gantry")));
+    let evidence = Arc::new(Evidence::new(&target_dir.join("gantry")));
 
-    let parsed = target::features(&features);
-    if let Err(e) = target::check_tags(&parsed) {
+    let parsed = needs::features(&features);
+    if let Err(e) = needs::check_tags(&parsed) {
         eprintln!("bdd: {e}");
         std::process::exit(2);
     }
-    let skipped = mode.unrunnable(&parsed);
-    for line in &skipped {
-        println!("{line}");
+    let skipped = mode.not_run(&parsed);
+    for s in &skipped {
+        println!("{s}");
     }
     // Cucumber replaces the filter given to `filter_run` with a `--name` or
     // `--tags` from the command line; taken out here and applied on top of
     // the mode's own, a command-line filter narrows what runs, never widens it.
     let mut cli = cucumber::cli::Opts::<_, _, _, cucumber::cli::Empty>::parsed();
-    let selection_mode = mode.clone();
-    let selection = target::Selection {
+    let selection = Selection {
         mode,
         name: cli
             .re_filter
             .take()
-            .map(|re| Box::new(move |name: &str| re.is_match(name)) as target::NameFilter),
+            .map(|re| Box::new(move |name: &str| re.is_match(name)) as NameFilter),
         tags: cli.tags_filter.take(),
     };
     // Gantry's own steps (tests/bdd/steps) and the library's shared ones.
@@ -96,13 +97,13 @@ async fn main() {
                 let evidence = evidence.clone();
                 Box::pin(async move {
                     if let Some(world) = world {
-                        evidence.keep_timelines(scenario, world);
+                        evidence.keep_timelines(scenario, &world.steps.timelines);
                         // Before the stack stops: a container's log goes with it.
                         if matches!(
                             finished,
                             ScenarioFinished::StepFailed(..) | ScenarioFinished::BeforeHookFailed(_)
                         ) {
-                            evidence.keep(scenario, world).await;
+                            evidence::keep(&evidence, scenario, world).await;
                         }
                         world.tear_down().await;
                     }
@@ -120,7 +121,7 @@ async fn main() {
     let ran = writer.passed_steps() + writer.skipped_steps() + writer.failed_steps();
     // Closes the reports (the JUnit one is written whole when the run ends).
     drop(writer);
-    evidence.amend_junit(&reports.join("junit.xml"), &evidence::not_run(&selection_mode, &parsed));
+    evidence.amend_junit(&reports.join("junit.xml"), &skipped);
     println!(
         "bdd: {} scenarios skipped: their @needs are not met here (listed above as SKIPPED); reports in {}",
         skipped.len(),

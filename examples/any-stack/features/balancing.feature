@@ -3,17 +3,17 @@ Feature: Balancing over instances the registry lists
   with an HTTP check the registry runs. The gateway spreads requests over
   the passing ones; each instance names itself in X-Served-By.
 
+  @needs:registry
   Scenario: Requests to the greeter are spread evenly over its 3 instances
-    Given a user "bob" with password "correct horse battery" is registered
-    And "bob" is logged in
+    Given a new user "bob" is logged in
     Then "greeter" has 3 passing instances in the registry
     When 300 requests are sent to /greet/hello with 6 concurrent callers as "bob"
     Then every answer is 200
     And the answers are spread evenly over 3 instances by a chi-square test
 
+  @needs:registry
   Scenario: Requests to the notes service are spread evenly over its 2 instances
-    Given a user "nina" with password "correct horse battery" is registered
-    And "nina" is logged in
+    Given a new user "nina" is logged in
     Then "notes" has 2 passing instances in the registry
     When 200 requests are sent to /notes with 4 concurrent callers as "nina"
     Then every answer is 200

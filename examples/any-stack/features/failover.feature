@@ -3,9 +3,9 @@ Feature: Failover under SIGKILL
   another instance. The registry's check notices it is gone; once it runs
   again, the check passes and it gets traffic again.
 
+  @needs:process
   Scenario: One of three greeters is killed under load
-    Given a user "fay" with password "correct horse battery" is registered
-    And "fay" is logged in
+    Given a new user "fay" is logged in
     When 600 requests are sent to /greet/hello with 8 concurrent callers as "fay" while instance 2 of "greeter" is killed
     Then no request failed
     And instance 2 of "greeter" is critical in the registry within 10 seconds

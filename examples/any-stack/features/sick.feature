@@ -5,9 +5,9 @@ Feature: Sick greeters
   GETs it spoiled on another greeter. The faults come from the fault proxy's
   link in front of each instance (`[infra] fault_links = true`).
 
+  @needs:process
   Scenario: A greeter answering 503 to everything is ejected and costs callers nothing
-    Given a user "gil" with password "correct horse battery" is registered
-    And "gil" is logged in
+    Given a new user "gil" is logged in
     When instance 2 of "greeter" answers 503 to every request
     And 300 requests are sent to /greet/hello with 4 concurrent callers as "gil"
     Then no request failed
@@ -16,9 +16,9 @@ Feature: Sick greeters
     When instance 2 of "greeter" heals
     Then GET /greet/hello as "gil" is answered by instance 2 of "greeter" within 30 seconds
 
+  @needs:process
   Scenario: A greeter resetting its connections mid-answer: every GET is retried on another
-    Given a user "ros" with password "correct horse battery" is registered
-    And "ros" is logged in
+    Given a new user "ros" is logged in
     When instance 3 of "greeter" resets connections mid-response
     And 150 requests are sent to /greet/hello with 3 concurrent callers as "ros"
     Then no request failed

@@ -130,6 +130,13 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// As a run lists it before it starts: `SKIPPED <feature>: <scenario> (<why>)`.
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SKIPPED {}: {} ({})", self.feature, self.scenario, self.reason)
+    }
+}
+
 /// Adds `outputs` to the `<system-out>` of their test cases in `xml` (a
 /// JUnit report written by cucumber), and a test suite of `skipped`
 /// scenarios. Returns the new report and the outputs whose test case was

@@ -14,7 +14,7 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
         .then(here!(), re(r"^the status is (?P<status>\d{3})$"), status::<W>)
         .then(
             here!(),
-            re(r#"^the JSON at "(?P<pointer>[^"]*)" (?P<check>exists|is absent|is (?P<value>.+))$"#),
+            re(r#"^the JSON at "(?P<pointer>[^"]*)" (?P<check>exists|is absent|is (?P<value>.+)|has (?P<count>\d+) items?|contains (?P<element>.+))$"#),
             json_at::<W>,
         )
         .then(
@@ -28,11 +28,34 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
             body::<W>,
         )
         .then(here!(), re(r"^every answer is (?P<status>\d{3})$"), every::<W>)
+        .given(here!(), re(KEEP), keep::<W>)
+        .when(here!(), re(KEEP), keep::<W>)
+        .then(here!(), re(KEEP), keep::<W>)
+}
+
+/// `I keep the JSON at "/id" as "order"`: for `{order}` in later steps.
+const KEEP: &str = r#"^I keep the JSON at "(?P<pointer>[^"]*)" as "(?P<name>[A-Za-z_][\w.-]*)"$"#;
+
+fn keep<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::of(w, ctx);
+        let (pointer, name) = (args.opt("pointer").unwrap_or_default(), args.get("name"));
+        let state = w.step_state();
+        let last = state.last();
+        let body: Value = serde_json::from_str(&last.body)
+            .unwrap_or_else(|e| panic!("the body is not JSON ({e}): {}", last.describe()));
+        let value = match body.pointer(pointer) {
+            Some(Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+            None => panic!("nothing at {pointer:?} to keep as {name:?}: {}", last.describe()),
+        };
+        state.kept.insert(name.to_owned(), value);
+    })
 }
 
 fn status<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let want: u16 = Args::new(ctx).num("status");
+        let want: u16 = Args::of(w, ctx).num("status");
         let last = w.step_state().last();
         assert_eq!(last.status, want, "expected {want}, but {}", last.describe());
     })
@@ -46,6 +69,11 @@ pub enum JsonCheck {
     Is(Value),
     /// `is a number from 1 to 900`: a JSON number within, bounds included.
     Between(f64, f64),
+    /// `has 3 items`: an array (or object) of that many.
+    Count(usize),
+    /// `contains {"id": 1}`: an array with an element equal to it, or a
+    /// string with it as a part (`contains "milk"`).
+    Contains(Value),
 }
 
 /// `a number from A to B`, as the low and high bound.
@@ -63,6 +91,18 @@ impl JsonCheck {
     /// `exists`, `is absent`, `is a number from 1 to 900`, or `is <a JSON
     /// value>` (`"text"`, `3`, `true`, `null`, `[1, 2]`, `{"a": 1}`).
     pub fn parse(check: &str, value: Option<&str>) -> Result<Self, String> {
+        if let Some(count) = check.strip_prefix("has ") {
+            let n = count.trim_end_matches(" items").trim_end_matches(" item");
+            return n
+                .parse()
+                .map(Self::Count)
+                .map_err(|_| format!("{check:?}: expected `has <n> items`"));
+        }
+        if let Some(element) = check.strip_prefix("contains ") {
+            return serde_json::from_str(element).map(Self::Contains).map_err(|e| {
+                format!("{element:?} is not a JSON value ({e}): write strings in quotes, e.g. contains \"{element}\"")
+            });
+        }
         match (check, value) {
             ("exists", _) => Ok(Self::Exists),
             ("is absent", _) => Ok(Self::Absent),
@@ -88,7 +128,31 @@ impl JsonCheck {
             (Self::Between(low, high), None) => Err(format!(
                 "nothing at {pointer:?}, expected a number from {low} to {high}"
             )),
-            (Self::Exists, None) => Err(format!("nothing at {pointer:?}")),
+            (Self::Count(n), Some(got)) => {
+                let len = match got {
+                    Value::Array(items) => Some(items.len()),
+                    Value::Object(fields) => Some(fields.len()),
+                    _ => None,
+                };
+                match len {
+                    Some(len) if len == *n => Ok(()),
+                    Some(len) => Err(format!("{pointer:?} has {len} items, expected {n}: {got}")),
+                    None => Err(format!("{pointer:?} is {got}, expected an array of {n} items")),
+                }
+            }
+            (Self::Contains(want), Some(got)) => {
+                let found = match (got, want) {
+                    (Value::Array(items), _) => items.contains(want),
+                    (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
+                    _ => false,
+                };
+                if found {
+                    Ok(())
+                } else {
+                    Err(format!("{pointer:?} is {got}, which does not contain {want}"))
+                }
+            }
+            (Self::Exists | Self::Count(_) | Self::Contains(_), None) => Err(format!("nothing at {pointer:?}")),
             (Self::Absent, Some(got)) => Err(format!("{pointer:?} is {got}, expected nothing there")),
             (Self::Is(want), Some(got)) => Err(format!("{pointer:?} is {got}, expected {want}")),
             (Self::Is(want), None) => Err(format!("nothing at {pointer:?}, expected {want}")),
@@ -98,7 +162,7 @@ impl JsonCheck {
 
 fn json_at<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let pointer = args.opt("pointer").unwrap_or_default();
         let check = JsonCheck::parse(args.get("check"), args.opt("value")).unwrap_or_else(|e| panic!("{e}"));
         let last = w.step_state().last();
@@ -112,7 +176,7 @@ fn json_at<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn header<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let name = args.get("name");
         let last = w.step_state().last();
         let got = last.header(name);
@@ -138,7 +202,7 @@ fn header<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn body<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let text = args.opt("text").unwrap_or_default();
         let wanted = args.get("not") == "contains";
         let last = w.step_state().last();
@@ -154,7 +218,7 @@ fn body<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn every<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let want: u16 = Args::new(ctx).num("status");
+        let want: u16 = Args::of(w, ctx).num("status");
         let state = w.step_state();
         if let Some(report) = &state.load {
             let off: Vec<_> = report.samples.iter().filter(|s| s.status != want).collect();

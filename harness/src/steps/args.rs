@@ -44,7 +44,27 @@ pub(crate) struct Args {
 }
 
 impl Args {
-    pub fn new(ctx: Context) -> Self {
+    /// The step's captures, doc string and table with their placeholders
+    /// filled ([`super::StepState::expand`]): `{gateway}`, a user's
+    /// `{alice.username}`, a kept `{order}`. An unknown placeholder fails the
+    /// step, saying how to make it known.
+    pub fn of<W: super::StackWorld>(w: &mut W, mut ctx: Context) -> Self {
+        let gateway = w.gateway_url();
+        let state = w.step_state();
+        let step = ctx.step.value.clone();
+        let fill = |text: &mut String| match state.expand(text, &gateway) {
+            Ok(filled) => *text = filled,
+            Err(why) => panic!("step {step:?}: {why}"),
+        };
+        for (_, value) in &mut ctx.matches {
+            fill(value);
+        }
+        if let Some(doc) = &mut ctx.step.docstring {
+            fill(doc);
+        }
+        if let Some(table) = &mut ctx.step.table {
+            table.rows.iter_mut().flatten().for_each(fill);
+        }
         Self { ctx }
     }
 

@@ -138,7 +138,7 @@ pub(super) async fn inflict<W: StackWorld>(w: &mut W, service: &str, n: usize, w
 
 fn fault_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         inflict(w, args.get("service"), args.num("n"), args.get("fault")).await;
     })
 }

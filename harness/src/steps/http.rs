@@ -36,7 +36,7 @@ fn parse(args: &Args) -> Call {
 
 fn call_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let call = parse(&Args::new(ctx));
+        let call = parse(&Args::of(w, ctx));
         let answer = send(w, &call).await;
         w.step_state().record(answer);
     })
@@ -44,7 +44,7 @@ fn call_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn answers_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let call = parse(&args);
         let status: u16 = args.num("status");
         let deadline = Deadline::after(args.within());

@@ -149,7 +149,7 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
 /// load, and keeps it for the scenario's evidence.
 fn timeline_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let link = link_of(w, &args);
         let events = link.events().await.unwrap_or_else(|e| panic!("{e}"));
         let state = w.step_state();
@@ -182,7 +182,7 @@ pub(super) fn link_of<W: StackWorld>(w: &mut W, args: &Args) -> LinkHandle {
 
 fn fault_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let words = args.get("fault");
         let fault = LinkFault::from_words(words).unwrap_or_else(|| panic!("{words:?} is not a link fault"));
         let link = link_of(w, &args);
@@ -195,7 +195,7 @@ fn fault_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn seen_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let link = link_of(w, &args);
         let seen = link.requests().await.unwrap_or_else(|e| panic!("{e}"));
         let count: usize = args.num("count");

@@ -66,7 +66,7 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
 /// balancer that steers away from a slow instance must show.
 fn share_of<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let id = faults_of(w)
             .instance_id(args.get("service"), args.num("n"))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -93,7 +93,7 @@ fn share_of<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 /// delay shows where it should (a lower bound, never a speed goal).
 fn quantile_at_least<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let q: f64 = args.num::<f64>("q") / 100.0;
         let ms: u64 = args.num("ms");
         let got = w.step_state().load().quantile(q);
@@ -127,7 +127,7 @@ fn spec<W: StackWorld>(w: &mut W, target: &str, user: Option<&str>) -> LoadSpec 
 
 fn sent<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let n: usize = args.num("n");
         let spec = spec(w, args.get("target"), args.opt("user"))
             .requests(n)
@@ -199,7 +199,7 @@ fn by_instance<W: StackWorld>(w: &mut W) -> BTreeMap<String, usize> {
 
 fn spread<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let instances: usize = Args::new(ctx).num("n");
+        let instances: usize = Args::of(w, ctx).num("n");
         let significance = w.step_config().significance;
         let by = by_instance(w);
         assert_eq!(
@@ -216,7 +216,7 @@ fn spread<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn came_from<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let n: usize = Args::new(ctx).num("n");
+        let n: usize = Args::of(w, ctx).num("n");
         let by = by_instance(w);
         assert_eq!(by.len(), n, "expected answers from {n} instances: {by:?}");
     })
@@ -224,7 +224,7 @@ fn came_from<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn none_from<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let id = match args.opt("id") {
             Some(id) => id.to_owned(),
             None => faults_of(w)

@@ -13,19 +13,22 @@ use crate::drive::client::{Auth, UserClient};
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let register = re(r#"^a user "(?P<name>[^"]+)" with password "(?P<password>[^"]*)" is registered$"#);
     let login = re(r#"^"(?P<name>[^"]+)" (?:is logged|logs) in(?: with password "(?P<password>[^"]*)")?$"#);
+    let new_user = re(r#"^a new user "(?P<name>[^"]+)" is (?P<what>registered|logged in)$"#);
     let carry = re(r#"^requests as "(?P<name>[^"]+)" carry (?:the|their) (?P<what>bearer token|session cookie)$"#);
     steps
         .given(here!(), register.clone(), registered::<W>)
         .when(here!(), register, registered::<W>)
         .given(here!(), login.clone(), logged_in::<W>)
         .when(here!(), login, logged_in::<W>)
+        .given(here!(), new_user.clone(), new_user_step::<W>)
+        .when(here!(), new_user, new_user_step::<W>)
         .given(here!(), carry.clone(), carry_step::<W>)
         .when(here!(), carry, carry_step::<W>)
 }
 
 fn registered<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let (name, password) = (args.get("name"), args.opt("password").unwrap_or_default());
         let flow = w.step_config().login;
         let mut user = UserClient::with_flow(&w.gateway_url(), name, password, flow).trusting(w.ca_cert().as_deref());
@@ -42,9 +45,55 @@ fn registered<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     })
 }
 
+/// A user only this scenario knows: the scenario's name for them, a
+/// username made unique (`alice-k3x9q2`) and a random password, so the
+/// scenario runs again and again against the same stack, a deployed one
+/// included, where a fixed name would be taken the second time.
+fn new_user_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::of(w, ctx);
+        let name = args.get("name").to_owned();
+        let username = unique_username(&name);
+        let password = format!("pw-{}", gantry_common::jwt::random_id(12));
+        let flow = w.step_config().login;
+        let mut user =
+            UserClient::with_flow(&w.gateway_url(), &username, &password, flow).trusting(w.ca_cert().as_deref());
+        let answer = user
+            .register()
+            .await
+            .unwrap_or_else(|e| panic!("registering {username:?} got no answer: {e}"));
+        assert!(
+            (200..300).contains(&answer.status),
+            "registering {username:?} for {name:?}: {}",
+            answer.describe()
+        );
+        let mut last = answer;
+        if args.get("what") == "logged in" {
+            last = user
+                .login()
+                .await
+                .unwrap_or_else(|e| panic!("logging {username:?} in got no answer: {e}"));
+            assert_eq!(last.status, 200, "logging {username:?} in: {}", last.describe());
+        }
+        let state = w.step_state();
+        state.users.insert(name, user);
+        state.last = Some(last);
+    })
+}
+
+/// `name` with a random suffix of lower-case letters and digits, as
+/// usernames are commonly allowed to be.
+pub fn unique_username(name: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let suffix: String = (0..6)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect();
+    format!("{name}-{suffix}")
+}
+
 fn logged_in<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let name = args.get("name").to_owned();
         let gateway = w.gateway_url();
         let ca = w.ca_cert();
@@ -89,7 +138,7 @@ fn logged_in<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn carry_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let auth = match args.get("what") {
             "session cookie" => Auth::Session,
             _ => Auth::Bearer,

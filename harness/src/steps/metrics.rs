@@ -27,7 +27,7 @@ fn satisfies(got: f64, bound: Option<&str>, want: f64) -> bool {
 
 fn metric<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let series = args.get("series").replace("\\\"", "\"");
         let bound = args.opt("bound").map(str::to_owned);
         let want: f64 = args.num("value");

@@ -34,8 +34,8 @@
 //! |---|---|
 //! | `I GET /path` (any method), with clauses in any order: `as "alice"`, `by bearer`/`by session`, `with header "X-Foo: bar"`, `with headers:` (a table), `with JSON {…}`, `with JSON:`/`with body:` (a doc string) | [`http`] |
 //! | `GET /path … answers 200` (`within N seconds`: polls; a `Given` too, to wait for a precondition) | [`http`] |
-//! | `the status is 200`, `the JSON at "/pointer" is "value"` / `is 3` / `is a number from 1 to 900` / `exists` / `is absent`, `the header "X" is "v"` / `contains "v"` / `is a number from 1 to 600` / `exists` / `is absent`, `the body contains "…"`, `every answer is 200` | [`answer`] |
-//! | `a user "alice" with password "…" is registered`, `"alice" is logged in` (`with password "…"`), `requests as "alice" carry the bearer token` / `the session cookie` | [`login`] |
+//! | `the status is 200`, `the JSON at "/pointer" is "value"` / `is 3` / `is a number from 1 to 900` / `has 2 items` / `contains {"id": 1}` (an array's element, or part of a string: `contains "milk"`) / `exists` / `is absent`, `I keep the JSON at "/id" as "order"` (for `{order}` later), `the header "X" is "v"` / `contains "v"` / `is a number from 1 to 600` / `exists` / `is absent`, `the body contains "…"`, `every answer is 200` | [`answer`] |
+//! | `a new user "alice" is logged in` / `is registered` (a username no run used before, `{alice.username}`: scenarios that run again against the same stack), `a user "alice" with password "…" is registered`, `"alice" is logged in` (`with password "…"`), `requests as "alice" carry the bearer token` / `the session cookie` | [`login`] |
 //! | `400 requests are sent to /path with 8 concurrent callers` (`as "alice"`) (`while instance 2 of "greeter" is killed`/`stopped`/`paused`/`restarted`) | [`load`] |
 //! | `no request failed`, `the answers are spread evenly over 3 instances by a chi-square test`, `the answers came from 3 instances`, `no answer came from instance 2 of "greeter"` / `from "greeter-2"`, `instance 2 of "greeter" answered at most 15% of the requests` (or `at least`), `the 99th percentile of latency is at least 200 ms` | [`load`] |
 //! | `GET /path … is answered by instance 2 of "greeter"` (`within N seconds`: polls) | [`traffic`] |
@@ -44,6 +44,12 @@
 //! | `"greeter" has 3 passing instances in the registry`, `instance 2 of "greeter" is passing` / `critical` / `not passing` / `not registered` `in the registry`, `the registry lists "greeter-2" of "greeter" as …` | [`registry`] |
 //! | `Redis has key "…"` / `no key "…"`, `Redis has a key matching "…"` / `no key matching "…"` | [`redis`] |
 //! | `the admin metric "series{label=\"x\"}" is 3` / `is at least 3` / `is at most 3` | [`metrics`] |
+//!
+//! Placeholders in any step's text, doc string or table are filled before
+//! it runs: `{gateway}` (the gateway's URL), `{alice.username}`, `{alice.id}`,
+//! `{alice.token}` (a user of the scenario), and a value kept from an answer
+//! (`{order}`). JSON (`{"a": 1}`) and metric labels (`{service="x"}`) are not
+//! placeholders; an unknown placeholder fails the step, saying how to keep it.
 //!
 //! Every check takes `within N seconds`, and then polls until it holds or the
 //! deadline passes (a check without it looks once). A failure says what was
@@ -82,8 +88,8 @@ use crate::stack::Stack;
 /// What the library's steps need of a team's `World`. Only
 /// [`gateway_url`](StackWorld::gateway_url) and
 /// [`step_state`](StackWorld::step_state) must be written; the rest have
-/// defaults that read a running [`Stack`] when [`stack`](StackWorld::stack)
-/// gives one.
+/// defaults that read where [`crate::runner::Runner`] put the scenario
+/// ([`StepState::place`]): its stack, or a deployed one's addresses.
 pub trait StackWorld: cucumber::World + Debug {
     /// Where paths (`/users/me`) are sent: the gateway in front of the services.
     fn gateway_url(&self) -> String;
@@ -99,6 +105,9 @@ pub trait StackWorld: cucumber::World + Debug {
 
     /// The gateway's admin listener, for the metric steps.
     fn admin_url(&mut self) -> Option<String> {
+        if let Some(place) = &self.step_state().place {
+            return place.target().admins.first().cloned();
+        }
         self.stack().and_then(|s| s.gateway_admin_urls().first().cloned())
     }
 
@@ -106,12 +115,15 @@ pub trait StackWorld: cucumber::World + Debug {
     /// a private CA (besides `GANTRY_CA_CERT`, which every client trusts):
     /// the running stack's own, by default.
     fn ca_cert(&mut self) -> Option<std::path::PathBuf> {
+        if let Some(place) = &self.step_state().place {
+            return place.target().ca_cert.clone();
+        }
         self.stack().and_then(|s| s.ca_cert().map(std::path::Path::to_owned))
     }
 
-    /// The stack this scenario runs against, when the harness runs it.
+    /// The stack this scenario may break, when the harness runs it.
     fn stack(&mut self) -> Option<&mut Stack> {
-        None
+        self.step_state().place.as_mut().and_then(crate::runner::Place::stack)
     }
 
     /// What breaks and mends instances: the stack by default.
@@ -126,11 +138,17 @@ pub trait StackWorld: cucumber::World + Debug {
 
     /// A client of the registry the services register in.
     fn registry(&mut self) -> Option<RegistryClient> {
+        if let Some(place) = &self.step_state().place {
+            return place.target().registry.clone();
+        }
         self.stack().map(|s| s.registry())
     }
 
     /// `REDIS_URL` of the stack's Redis.
     fn redis_url(&mut self) -> Option<String> {
+        if let Some(place) = &self.step_state().place {
+            return place.target().redis_url.clone();
+        }
         self.stack().map(|s| s.redis_url().to_owned())
     }
 }

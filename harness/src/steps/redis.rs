@@ -34,7 +34,7 @@ async fn connect(client: &redis::Client) -> Result<redis::aio::MultiplexedConnec
 
 fn has_key<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let key = args.opt("key").unwrap_or_default().to_owned();
         let wanted = args.opt("no").is_none();
         let client = client(w);
@@ -61,7 +61,7 @@ fn has_key<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn has_matching<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let pattern = args.opt("pattern").unwrap_or_default().to_owned();
         let wanted = args.get("no") == "a";
         let client = client(w);

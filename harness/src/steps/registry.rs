@@ -84,7 +84,7 @@ async fn instances(registry: &RegistryClient, service: &str) -> Result<(Vec<Stri
 
 fn passing_count<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let service = args.get("service").to_owned();
         let n: usize = args.num("n");
         let registry = client(w);
@@ -107,7 +107,7 @@ fn passing_count<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 fn instance_state<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let service = args.get("service").to_owned();
         let id = match args.opt("id") {
             Some(id) => id.to_owned(),

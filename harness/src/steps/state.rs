@@ -21,6 +21,12 @@ pub struct StepState {
     pub load: Option<LoadReport>,
     /// Fault timelines the scenario reported, for its evidence folder.
     pub timelines: Vec<crate::report::timeline::FaultTimeline>,
+    /// Values a step kept from an answer (`I keep the JSON at "/id" as
+    /// "order"`), for `{order}` in later steps.
+    pub kept: HashMap<String, String>,
+    /// Where the scenario runs, when [`crate::runner::Runner`] runs it: put
+    /// here before its first step, taken back after its last.
+    pub place: Option<crate::runner::Place>,
     http: Option<reqwest::Client>,
 }
 
@@ -35,6 +41,70 @@ impl StepState {
         self.last
             .as_ref()
             .expect("no answer yet: a step must send a request first (When I GET /path)")
+    }
+
+    /// The first gateway of the scenario's [`StepState::place`] (what a
+    /// world run by [`crate::runner::Runner`] returns as its
+    /// [`super::StackWorld::gateway_url`]); empty outside a run.
+    pub fn gateway_url(&self) -> String {
+        self.place.as_ref().map(|p| p.gateway_url()).unwrap_or_default()
+    }
+
+    /// `text` with its placeholders filled: `{gateway}` (the gateway's URL,
+    /// given), `{alice.username}`, `{alice.id}` and `{alice.token}` (a user
+    /// of the scenario), and `{order}` (a value kept by an earlier step).
+    /// A placeholder is a name in braces (letters, digits, `_`, `.`, `-`),
+    /// so JSON (`{"a": 1}`) and metric labels (`{service="x"}`) are left
+    /// alone; an unknown one is an error that says how to make it known.
+    pub fn expand(&self, text: &str, gateway: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let name_len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                .unwrap_or(after.len());
+            let name = &after[..name_len];
+            let starts_well = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            if !starts_well || !after[name_len..].starts_with('}') {
+                out.push('{');
+                rest = after;
+                continue;
+            }
+            out.push_str(&self.placeholder(name, gateway)?);
+            rest = &after[name_len + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn placeholder(&self, name: &str, gateway: &str) -> Result<String, String> {
+        if name == "gateway" {
+            return Ok(gateway.trim_end_matches('/').to_owned());
+        }
+        if let Some(value) = self.kept.get(name) {
+            return Ok(value.clone());
+        }
+        if let Some((user, field)) = name.rsplit_once('.')
+            && let Some(u) = self.users.get(user)
+        {
+            let value = match field {
+                "username" => Some(u.username.clone()),
+                "id" => u.id.clone(),
+                "token" => u.token.clone(),
+                _ => return Err(format!("{{{name}}}: a user has .username, .id and .token")),
+            };
+            return value
+                .ok_or_else(|| format!("{{{name}}}: {user:?} has no {field} yet (register or log them in first)"));
+        }
+        let mut known: Vec<String> = self.kept.keys().map(|k| format!("{{{k}}}")).collect();
+        known.sort();
+        Err(format!(
+            "no value for {{{name}}}: keep one first (I keep the JSON at \"/id\" as \"{name}\"); known: {{gateway}}, {{<user>.username}}, {{<user>.id}}, {{<user>.token}}{}{}",
+            if known.is_empty() { "" } else { ", " },
+            known.join(", ")
+        ))
     }
 
     pub fn user(&self, name: &str) -> &UserClient {
@@ -60,5 +130,39 @@ impl StepState {
     /// world's [`super::StackWorld::ca_cert`]), made on first use.
     pub fn http(&mut self, ca_cert: Option<&std::path::Path>) -> reqwest::Client {
         self.http.get_or_insert_with(|| http_client(ca_cert)).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_and_everything_else_is_left_alone() {
+        let mut state = StepState::default();
+        state.kept.insert("order".into(), "o-17".into());
+        let mut alice = UserClient::new("http://gw", "alice-x1");
+        alice.id = Some("u_1".into());
+        state.users.insert("alice".into(), alice);
+        let fill = |text: &str| state.expand(text, "http://gw/");
+        assert_eq!(fill("/orders/{order}").unwrap(), "/orders/o-17");
+        assert_eq!(
+            fill("{alice.username} {alice.id} at {gateway}").unwrap(),
+            "alice-x1 u_1 at http://gw"
+        );
+        for alone in [
+            r#"{"a": {"b": 1}}"#,
+            r#"requests_total{service="user"}"#,
+            "{}",
+            "{ x }",
+            "{1}",
+            "a { b",
+        ] {
+            assert_eq!(fill(alone).unwrap(), alone);
+        }
+        let e = fill("/orders/{nothing}").unwrap_err();
+        assert!(e.contains("no value for {nothing}") && e.contains("{order}"), "{e}");
+        let e = fill("{alice.token}").unwrap_err();
+        assert!(e.contains("has no token yet"), "{e}");
     }
 }

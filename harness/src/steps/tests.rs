@@ -70,7 +70,19 @@ const PHRASES: &[(StepType, &str)] = &[
         StepType::Then,
         r#"GET /users/me as "alice" answers 200 within 5 seconds"#,
     ),
+    (StepType::Given, "GET /healthz answers 200 within 10 seconds"),
     (StepType::Then, "the status is 200"),
+    (
+        StepType::Then,
+        r#"the JSON at "/expires_in" is a number from 1 to 3600"#,
+    ),
+    (StepType::Then, r#"the header "Retry-After" is a number from 1 to 600"#),
+    (StepType::Given, r#"a new user "alice" is registered"#),
+    (StepType::When, r#"I keep the JSON at "/id" as "order""#),
+    (StepType::Then, r#"the JSON at "/items" has 2 items"#),
+    (StepType::Then, r#"the JSON at "/items" contains {"id": 1}"#),
+    (StepType::When, r#"I GET /orders/{order} as "alice""#),
+    (StepType::Given, r#"a new user "alice" is logged in"#),
     (StepType::Then, r#"the JSON at "/user/name" is "alice""#),
     (StepType::Then, r#"the JSON at "/n" is 3"#),
     (StepType::Then, r#"the JSON at "/n" exists"#),
@@ -160,6 +172,8 @@ Feature: The library's steps against a real server
     And the JSON at "/body" is "{\"note\":\"hi\"}"
     And the JSON at "/nothing" is absent
     And the JSON at "/peer" exists
+    And the JSON at "/body_len" is a number from 13 to 13
+    And the header "Content-Length" is a number from 1 to 100000
     And the header "X-Instance-Id" is "echo-1"
     And the body contains "x-probe"
     And the body does not contain "authorization"
@@ -179,6 +193,21 @@ Feature: The library's steps against a real server
     And the answers came from 1 instance
     And no answer came from "echo-2"
     And GET /healthz answers 200 within 2 seconds
+
+  Scenario: A user of this scenario's own, and a precondition awaited
+    Given GET /healthz answers 200 within 2 seconds
+    And a new user "bo" is logged in
+    Then the body contains "bo-"
+
+  Scenario: Values kept from an answer, placeholders, arrays
+    Given a new user "cy" is registered
+    When I POST /orders with JSON {"owner": "{cy.username}"}
+    Then the JSON at "/body" contains "cy-"
+    And I keep the JSON at "/instance" as "who"
+    When I GET /orders/{who} with header "X-Gateway: {gateway}"
+    Then the JSON at "/path" is "/orders/echo-1"
+    And the JSON at "/headers" contains ["x-gateway", "{gateway}"]
+    And the JSON at "/headers/0" has 2 items
 "#;
 
 const FAILING: &str = r#"
@@ -194,6 +223,17 @@ Feature: The library's checks fail when they should
   Scenario: An answer from an instance that should have given none
     When 10 requests are sent to /x with 2 concurrent callers
     Then no answer came from "echo-1"
+
+  Scenario: A number out of its range
+    When I POST /x with JSON {"a": 1}
+    Then the JSON at "/body_len" is a number from 100 to 200
+
+  Scenario: A placeholder nothing filled
+    When I GET /orders/{nothing}
+
+  Scenario: An array of another length
+    When I GET /x
+    Then the JSON at "/headers/0" has 3 items
 
   Scenario: A status that never comes
     Then GET /x answers 503 within 1 second
@@ -250,7 +290,7 @@ impl std::io::Write for Report {
 #[tokio::test]
 async fn the_steps_pass_against_a_real_server_and_fail_when_they_should() {
     let (passed, failed) = run(PASSING).await;
-    assert_eq!((passed, failed), (24, 0), "every step of the passing feature passes");
+    assert_eq!((passed, failed), (37, 0), "every step of the passing feature passes");
     let (passed, failed) = run(FAILING).await;
-    assert_eq!((passed, failed), (3, 4), "each failing scenario fails at its check");
+    assert_eq!((passed, failed), (5, 7), "each failing scenario fails at its check");
 }

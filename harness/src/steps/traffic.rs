@@ -26,7 +26,7 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
 
 fn answered_by<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
-        let args = Args::new(ctx);
+        let args = Args::of(w, ctx);
         let call = Call::parse(
             args.get("method"),
             args.get("target"),

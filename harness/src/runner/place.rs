@@ -1,0 +1,203 @@
+//! Where one scenario runs: the addresses and secrets of its stack, and how
+//! it holds the stack (its turn with the shared one, the shared one beside
+//! other scenarios, one of its own, or a deployed one it cannot touch).
+
+use std::path::{Path, PathBuf};
+
+use gantry_common::registry::RegistryClient;
+
+use super::mode::Deployed;
+use crate::drive::client::UserClient;
+use crate::stack::{LogMarks, Stack};
+use crate::steps::Lease;
+
+/// The addresses and secrets of a stack, whatever runs it.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// Every gateway's URL; the first is where paths go.
+    pub gateways: Vec<String>,
+    /// Each gateway's admin listener, where known (a deployed stack's from
+    /// `GANTRY_GATEWAY_ADMIN_URL`).
+    pub admins: Vec<String>,
+    pub redis_url: Option<String>,
+    /// A client of the registry the services are in, where known.
+    pub registry: Option<RegistryClient>,
+    /// The key tokens are signed with, where known.
+    pub signing_seed: Option<[u8; 32]>,
+    /// The CA of a harness-run stack whose gateways speak TLS. A deployed
+    /// stack's private CA is given by `GANTRY_CA_CERT` instead, which every
+    /// client trusts anyway.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Target {
+    /// Where `stack` answers.
+    pub fn of(stack: &Stack) -> Self {
+        Self {
+            gateways: stack.gateway_urls().to_vec(),
+            admins: stack.gateway_admin_urls().to_vec(),
+            redis_url: Some(stack.redis_url().to_owned()),
+            registry: Some(stack.registry()),
+            signing_seed: Some(stack.signing_seed()),
+            ca_cert: stack.ca_cert().map(Path::to_owned),
+        }
+    }
+
+    /// Where a deployed stack answers, as the environment says.
+    pub fn deployed(d: &Deployed) -> Self {
+        Self {
+            gateways: vec![d.gateway.clone()],
+            admins: d.admin.iter().cloned().collect(),
+            redis_url: d.redis.clone(),
+            registry: d
+                .registry
+                .as_deref()
+                .map(|addr| RegistryClient::new(addr).with_token(gantry_common::config::raw("CONSUL_HTTP_TOKEN"))),
+            signing_seed: d.signing_seed,
+            ca_cert: None,
+        }
+    }
+
+    /// The first gateway, where paths go (empty when there is none).
+    pub fn gateway(&self) -> &str {
+        self.gateways.first().map_or("", String::as_str)
+    }
+
+    /// What every client of this target's gateways is built from: it trusts
+    /// the system's roots, `GANTRY_CA_CERT` and the stack's own CA, so an
+    /// `https://` gateway is called as an `http://` one is.
+    pub fn http_builder(&self) -> reqwest::ClientBuilder {
+        crate::drive::client::http_builder(self.ca_cert.as_deref())
+    }
+
+    /// The first gateway's admin listener (`/metrics`).
+    pub fn admin(&self) -> &str {
+        self.admins
+            .first()
+            .expect("this step reads the gateway's metrics: set GANTRY_GATEWAY_ADMIN_URL to its admin listener")
+    }
+
+    /// A user of the first gateway, called `name`.
+    pub fn user(&self, name: &str) -> UserClient {
+        UserClient::new(self.gateway(), name).trusting(self.ca_cert.as_deref())
+    }
+}
+
+/// Where a scenario runs, put into its world's [`StepState`] by the runner
+/// before its first step and taken back after its last.
+///
+/// [`StepState`]: crate::steps::StepState
+#[derive(Debug)]
+pub struct Place {
+    target: Target,
+    hold: Hold,
+    /// Where the shared stack's logs stood when the scenario began, so a
+    /// failure keeps only what was written during it.
+    marks: Option<LogMarks>,
+}
+
+#[derive(Debug)]
+enum Hold {
+    /// Its turn with the run's shared stack: mended when it ends.
+    Turn(Lease),
+    /// The run's shared stack, used beside other scenarios: not the
+    /// scenario's to break.
+    Beside,
+    /// A stack of its own (`@needs:fresh-stack`): stopped when it ends.
+    Own(Box<Stack>),
+    /// A deployed stack: not the harness's to break.
+    Deployed,
+}
+
+impl Place {
+    pub(super) fn turn(mut lease: Lease) -> Self {
+        let target = Target::of(lease.stack());
+        Self {
+            target,
+            hold: Hold::Turn(lease),
+            marks: None,
+        }
+    }
+
+    pub(super) fn beside(target: Target) -> Self {
+        Self {
+            target,
+            hold: Hold::Beside,
+            marks: None,
+        }
+    }
+
+    pub(super) fn deployed(d: &Deployed) -> Self {
+        Self {
+            target: Target::deployed(d),
+            hold: Hold::Deployed,
+            marks: None,
+        }
+    }
+
+    /// A stack the scenario started for itself: its steps and faults go
+    /// there, its logs are kept whole if it fails, and it stops when the
+    /// scenario ends.
+    pub fn own(stack: Stack) -> Self {
+        Self {
+            target: Target::of(&stack),
+            hold: Hold::Own(Box::new(stack)),
+            marks: None,
+        }
+    }
+
+    /// The place, with where the shared stack's logs stood at its start.
+    pub(super) fn since(self, marks: LogMarks) -> Self {
+        Self {
+            marks: Some(marks),
+            ..self
+        }
+    }
+
+    pub(super) fn marks(&self) -> Option<&LogMarks> {
+        self.marks.as_ref()
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The first gateway's URL.
+    pub fn gateway_url(&self) -> String {
+        self.target.gateway().to_owned()
+    }
+
+    /// The stack, when the scenario may break it (its turn, or its own).
+    pub fn stack(&mut self) -> Option<&mut Stack> {
+        match &mut self.hold {
+            Hold::Turn(lease) => Some(lease.stack()),
+            Hold::Own(stack) => Some(stack),
+            Hold::Beside | Hold::Deployed => None,
+        }
+    }
+
+    /// The stack whose logs a failure of this scenario keeps, and whether
+    /// whole (its own) or from the scenario's start on (the shared one);
+    /// `None` beside others (the runner reads the shared stack) or deployed.
+    pub(super) fn logs(&mut self) -> Option<(&Stack, bool)> {
+        match &mut self.hold {
+            Hold::Turn(lease) => Some((lease.stack(), false)),
+            Hold::Own(stack) => Some((stack, true)),
+            Hold::Beside | Hold::Deployed => None,
+        }
+    }
+
+    pub(super) fn is_beside(&self) -> bool {
+        matches!(self.hold, Hold::Beside)
+    }
+
+    /// Ends the scenario's hold: its own stack stops; the shared one, on
+    /// its turn, gets back what the scenario broke.
+    pub(super) async fn release(self) -> Result<(), crate::HarnessError> {
+        match self.hold {
+            Hold::Turn(mut lease) => lease.mend().await,
+            Hold::Own(stack) => stack.stop(&mut |_| {}).await,
+            Hold::Beside | Hold::Deployed => Ok(()),
+        }
+    }
+}
