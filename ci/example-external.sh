@@ -43,8 +43,11 @@ done
 # own clients: the scenarios that read the services' health use them.
 registry=$(awk '/\(CONSUL_HTTP_ADDR\)/ {print $2; exit}' "$log")
 token=$(awk '/\(CONSUL_HTTP_TOKEN\)/ {print $1; exit}' "$log")
+if [ -z "$registry" ] || [ -z "$token" ]; then
+  cat "$log"; echo "example-external: gantry up printed no registry address and token" >&2; exit 1
+fi
 echo "== example-external: ready (registry $registry); the example's scenarios in external mode"
 GANTRY_INFRA=external GANTRY_GATEWAY_URL="http://127.0.0.1:$port" \
   CONSUL_HTTP_ADDR="$registry" CONSUL_HTTP_TOKEN="$token" \
-  GANTRY_REPORTS=target/cucumber/any-stack-external \
+  GANTRY_REPORTS="$PWD/target/cucumber/any-stack-external" \
   cargo test --locked -p any-stack-example --test stack

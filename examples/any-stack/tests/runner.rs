@@ -12,6 +12,21 @@ use std::time::Duration;
 /// How long one run of the example's runner may take (it starts the stack).
 const RUN_DEADLINE: Duration = Duration::from_secs(240);
 
+/// One run at a time: each starts a whole stack.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What the environment may say about where the stack is: none of it
+/// reaches these runs but what a case sets.
+const STACK_VARS: &[&str] = &[
+    "GANTRY_GATEWAY_URL",
+    "GANTRY_GATEWAY_ADMIN_URL",
+    "GANTRY_JWT_SIGNING_KEY",
+    "GANTRY_CA_CERT",
+    "CONSUL_HTTP_ADDR",
+    "CONSUL_HTTP_TOKEN",
+    "REDIS_URL",
+];
+
 /// The runner's executable, built beside this test's (`cargo test` builds
 /// every test target of the package before it runs any).
 fn runner_binary() -> PathBuf {
@@ -47,11 +62,15 @@ fn scratch(name: &str) -> PathBuf {
 /// Runs the example's runner on `feature` (written to a scratch folder),
 /// on local processes unless `env` says otherwise.
 async fn run(name: &str, feature: &str, env: &[(&str, &str)]) -> (Output, PathBuf) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = scratch(name);
     let features = dir.join("features");
     std::fs::create_dir_all(&features).unwrap();
     std::fs::write(features.join(format!("{name}.feature")), feature).unwrap();
     let mut command = tokio::process::Command::new(runner_binary());
+    for var in STACK_VARS {
+        command.env_remove(var);
+    }
     command
         .env("GANTRY_INFRA", "local")
         .env("GANTRY_FEATURES", &features)
@@ -74,10 +93,19 @@ fn text(bytes: &[u8]) -> String {
 async fn a_mistyped_step_fails_the_run_and_names_the_step() {
     let feature =
         "Feature: typo\n  Scenario: a step no phrase matches\n    When I GET /greet/hello\n    Then the staus is 401\n";
-    let (output, _) = run("typo", feature, &[]).await;
+    let (output, dir) = run("typo", feature, &[]).await;
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "a typo must fail the run:\n{stdout}");
-    assert!(stdout.contains("the staus is 401"), "the step is named:\n{stdout}");
+    assert!(
+        stdout.contains("1 scenario (1 failed)"),
+        "counted as a failure, not a skip:\n{stdout}"
+    );
+    let junit = std::fs::read_to_string(dir.join("reports/junit.xml")).expect("the JUnit report");
+    let failure = junit.find("<failure").map(|at| &junit[at..]).unwrap_or_default();
+    assert!(
+        failure.contains("the staus is 401"),
+        "the failure names the step:\n{junit}"
+    );
 }
 
 #[tokio::test]

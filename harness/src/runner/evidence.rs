@@ -4,6 +4,7 @@
 //! tails put into the JUnit report's `<system-out>` after the run. Fault
 //! timelines a scenario reported are written there whether it passed or not.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -18,9 +19,10 @@ use crate::stack::SavedLog;
 pub struct Evidence {
     run_dir: PathBuf,
     cases: Mutex<Vec<CaseOutput>>,
-    /// Held while a scenario's folder is chosen and created, so two
-    /// scenarios of the same name never share one.
-    naming: Mutex<()>,
+    /// Each scenario's folder, by where it is written (file line and
+    /// column, and name), chosen once: its timelines and logs go together,
+    /// and two scenarios of the same name never share one.
+    folders: Mutex<HashMap<(String, usize, usize), PathBuf>>,
 }
 
 impl Evidence {
@@ -29,14 +31,18 @@ impl Evidence {
         Self {
             run_dir: base.join(evidence::run_id()),
             cases: Mutex::new(Vec::new()),
-            naming: Mutex::new(()),
+            folders: Mutex::new(HashMap::new()),
         }
     }
 
     /// The folder of `scenario`'s evidence, created; `None` (said) when it cannot be.
     pub fn folder(&self, scenario: &Scenario) -> Option<PathBuf> {
-        let _naming = self.naming.lock().expect("not poisoned");
-        let dir = evidence::scenario_dir(&self.run_dir, &scenario.name);
+        let mut folders = self.folders.lock().expect("not poisoned");
+        let key = (scenario.name.clone(), scenario.position.line, scenario.position.col);
+        let dir = folders
+            .entry(key)
+            .or_insert_with(|| evidence::scenario_dir(&self.run_dir, &scenario.name))
+            .clone();
         match std::fs::create_dir_all(&dir) {
             Ok(()) => Some(dir),
             Err(e) => {

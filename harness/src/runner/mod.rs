@@ -2,9 +2,10 @@
 //! world's steps plus the library's, a step no phrase matches failing the
 //! run, JUnit and Cucumber JSON reports, a failed scenario's logs kept,
 //! `@needs:*` tags, `--name`/`--tags` narrowing what runs, one shared stack
-//! (lent to one scenario at a time and mended after it, or used by several
-//! beside each other), and the same scenarios against a deployed stack
-//! (`GANTRY_INFRA=external` with `GANTRY_GATEWAY_URL`).
+//! (lent to one scenario at a time and mended after it), and the same
+//! scenarios against a deployed stack (`GANTRY_INFRA=external` with
+//! `GANTRY_GATEWAY_URL`, and `CONSUL_HTTP_ADDR`, `REDIS_URL`,
+//! `GANTRY_GATEWAY_ADMIN_URL` for the scenarios that need them).
 //!
 //! ```ignore
 //! #[derive(Debug, Default, cucumber::World)]
@@ -37,7 +38,7 @@ pub mod place;
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cucumber::codegen::WorldInventory;
 use cucumber::event::ScenarioFinished;
@@ -59,24 +60,9 @@ use crate::steps::{SharedStack, StackWorld};
 /// one file): the same stack and steps against other scenarios.
 pub const FEATURES_VAR: &str = "GANTRY_FEATURES";
 
-/// How the scenarios share the stack the runner starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sharing {
-    /// One scenario at a time, each given the whole stack to break and
-    /// mended after it ([`crate::steps::Lease::mend`]). The default.
-    Turns,
-    /// Up to this many at once (`@serial` ones alone), none of which may
-    /// break it: a scenario that breaks things starts a stack of its own.
-    Beside(usize),
-}
-
 /// What the runner starts when the harness runs the stack.
 enum Source {
-    File {
-        path: PathBuf,
-        /// Services whose program is given here: `(service, program)`.
-        programs: Vec<(String, PathBuf)>,
-    },
+    File(PathBuf),
     Builder(Box<StackBuilder>),
 }
 
@@ -84,8 +70,10 @@ enum Source {
 pub struct Runner<W> {
     features: PathBuf,
     source: Option<Source>,
+    /// Services of the stack file whose program is given here: `(service, program)`.
+    programs: Vec<(String, PathBuf)>,
     name: String,
-    sharing: Sharing,
+    target_dir: Option<PathBuf>,
     world: PhantomData<fn() -> W>,
 }
 
@@ -104,8 +92,8 @@ pub enum RunError {
 /// How a run went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    pub passed: usize,
-    pub failed: usize,
+    pub passed_steps: usize,
+    pub failed_steps: usize,
     /// Scenarios not run here: their `@needs` are not met in this mode.
     pub not_run: usize,
     /// Whether anything failed (a step, a hook, a feature file that did not parse).
@@ -116,7 +104,7 @@ impl Outcome {
     /// A pass: nothing failed and something ran (a selection that runs
     /// nothing proves nothing).
     pub fn passed(&self) -> bool {
-        !self.has_failed && self.passed > 0
+        !self.has_failed && self.passed_steps > 0
     }
 }
 
@@ -126,31 +114,28 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
         Self {
             features: features.into(),
             source: None,
+            programs: Vec::new(),
             name: "scenarios".to_owned(),
-            sharing: Sharing::Turns,
+            target_dir: None,
             world: PhantomData,
         }
     }
 
     /// The stack to start: a stack file (`GANTRY_INFRA` overrides its provider).
     pub fn stack_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.source = Some(Source::File {
-            path: path.into(),
-            programs: Vec::new(),
-        });
+        self.source = Some(Source::File(path.into()));
         self
     }
 
     /// Runs `service` of the stack file with `program` (a test's own build
     /// of it, `env!("CARGO_BIN_EXE_<name>")`).
     pub fn program(mut self, service: &str, program: impl Into<PathBuf>) -> Self {
-        if let Some(Source::File { programs, .. }) = &mut self.source {
-            programs.push((service.to_owned(), program.into()));
-        }
+        self.programs.push((service.to_owned(), program.into()));
         self
     }
 
-    /// The stack to start, as built in code (`GANTRY_INFRA` overrides its infrastructure).
+    /// The stack to start, as built in code (`GANTRY_INFRA`, when set,
+    /// overrides its infrastructure).
     pub fn stack(mut self, builder: StackBuilder) -> Self {
         self.source = Some(Source::Builder(Box::new(builder)));
         self
@@ -162,8 +147,11 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
         self
     }
 
-    pub fn sharing(mut self, sharing: Sharing) -> Self {
-        self.sharing = sharing;
+    /// Cargo's target folder, where reports and evidence go (pass
+    /// `Path::new(env!("CARGO_TARGET_TMPDIR")).parent()`); else
+    /// `CARGO_TARGET_DIR`, else the folder this test binary was built in.
+    pub fn target_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.target_dir = Some(dir.into());
         self
     }
 
@@ -175,7 +163,8 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
             Ok(outcome) => {
                 if !outcome.has_failed {
                     eprintln!(
-                        "gantry: no scenario ran: the --name, --tags or --input given selects none this mode can run"
+                        "gantry: no scenario ran: {} not run for their @needs (listed as SKIPPED), and a --name, --tags or --input given may select none of the rest",
+                        outcome.not_run
                     );
                 }
                 std::process::exit(1)
@@ -200,7 +189,7 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
             println!("{s}");
         }
 
-        let target_dir = target_dir();
+        let target_dir = self.target_dir.clone().unwrap_or_else(target_dir);
         let reports = std::env::var_os("GANTRY_REPORTS")
             .map(PathBuf::from)
             .unwrap_or_else(|| target_dir.join("cucumber").join(&self.name));
@@ -227,16 +216,13 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
         };
 
         let shared = Arc::new(self.start(&mode).await?);
-        let concurrent = match self.sharing {
-            Sharing::Turns => 1,
-            Sharing::Beside(n) => n.max(1),
-        };
         let lender = shared.clone();
         let keeper = shared.clone();
         let kept = evidence.clone();
         let writer = Cucumber::<W, _, _, _, _, _>::new()
             .steps(crate::steps::collection::<W>())
-            .max_concurrent_scenarios(concurrent)
+            // One at a time: each scenario has the whole stack to break.
+            .max_concurrent_scenarios(1)
             .with_writer(
                 writer::Basic::stdout()
                     .summarized()
@@ -269,16 +255,14 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
             })
             .await;
         let outcome = Outcome {
-            passed: writer.passed_steps(),
-            failed: writer.failed_steps(),
+            passed_steps: writer.passed_steps(),
+            failed_steps: writer.failed_steps(),
             not_run: not_run.len(),
             has_failed: writer.execution_has_failed(),
         };
         // Closes the reports (the JUnit one is written whole when the run ends).
         drop(writer);
-        if let Some(shared) = Arc::into_inner(shared) {
-            shared.stop().await;
-        }
+        shared.stop().await;
         evidence.amend_junit(&reports.join("junit.xml"), &not_run);
         println!(
             "gantry: {} scenarios not run: their @needs are not met here (listed above as SKIPPED); reports in {}",
@@ -291,19 +275,29 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
     /// The stack the scenarios share: started now when the harness runs it.
     async fn start(&self, mode: &Mode) -> Result<Shared, RunError> {
         let infra = match mode {
-            Mode::External(d) => return Ok(Shared::Deployed(d.clone())),
+            Mode::External(d) => return Ok(Shared::new(Hold::Deployed(d.clone()))),
             Mode::Managed(infra) => *infra,
         };
+        // The environment's choice, when it makes one, over the code's or the file's.
+        let chosen = gantry_common::config::raw(mode::MODE_VAR).map(|_| infra);
         let builder = match &self.source {
             None => {
                 return Err(RunError::Config(
                     "no stack to start: give the runner a stack file (Runner::stack_file) or a StackBuilder (Runner::stack), or set GANTRY_INFRA=external and GANTRY_GATEWAY_URL".to_owned(),
                 ));
             }
-            Some(Source::Builder(b)) => b.as_ref().clone().infra(infra),
-            Some(Source::File { path, programs }) => {
+            Some(Source::Builder(_)) if !self.programs.is_empty() => {
+                return Err(RunError::Config(
+                    "Runner::program names a service of a stack file: give one with Runner::stack_file, or set the program in the StackBuilder's ServiceSpec".to_owned(),
+                ));
+            }
+            Some(Source::Builder(b)) => match chosen {
+                Some(infra) => b.as_ref().clone().infra(infra),
+                None => b.as_ref().clone(),
+            },
+            Some(Source::File(path)) => {
                 let mut file = StackFile::load(path)?;
-                for (service, program) in programs {
+                for (service, program) in &self.programs {
                     file = file.with_program(service, program)?;
                 }
                 let binary = crate::gantry_binary().map_err(RunError::Stack)?;
@@ -320,44 +314,51 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
             })
             .await
             .map_err(RunError::Stack)?;
-        Ok(match self.sharing {
-            Sharing::Turns => Shared::Turns(SharedStack::new(stack)),
-            Sharing::Beside(_) => Shared::Beside(Target::of(&stack), SharedStack::new(stack)),
-        })
+        Ok(Shared::new(Hold::Turns(SharedStack::new(stack))))
     }
 }
 
 /// The run's stack, and how scenarios get their place on it.
-enum Shared {
+struct Shared {
+    hold: Hold,
+    /// The scenario after which the shared stack could not be mended: the
+    /// scenarios after it do not run on a stack left broken.
+    broken_by: Mutex<Option<String>>,
+}
+
+enum Hold {
     Turns(SharedStack),
-    Beside(Target, SharedStack),
     Deployed(Deployed),
 }
 
 impl Shared {
-    /// A scenario's place, with where the shared stack's logs stood at its start.
+    fn new(hold: Hold) -> Self {
+        Self {
+            hold,
+            broken_by: Mutex::new(None),
+        }
+    }
+
+    /// A scenario's place, with where the shared stack's logs stood at its
+    /// start. Panics (failing the scenario's before-hook, with the reason)
+    /// once a scenario left the stack unmendable.
     async fn place(&self) -> Option<Place> {
-        Some(match self {
-            Shared::Turns(shared) => {
+        if let Some(name) = self.broken_by.lock().expect("not poisoned").as_deref() {
+            panic!("the shared stack could not be mended after the scenario {name:?}: not run on a stack left broken");
+        }
+        Some(match &self.hold {
+            Hold::Turns(shared) => {
                 let mut lease = shared.lend().await;
                 let marks = lease.stack().log_marks().await;
                 Place::turn(lease).since(marks)
             }
-            Shared::Beside(target, shared) => {
-                let marks = shared.log_marks().await;
-                let place = Place::beside(target.clone());
-                match marks {
-                    Some(m) => place.since(m),
-                    None => place,
-                }
-            }
-            Shared::Deployed(d) => Place::deployed(d),
+            Hold::Deployed(d) => Place::deployed(d),
         })
     }
 
-    /// After a scenario: keeps its timelines, and its logs if it failed;
-    /// then ends its hold on the stack (mends the shared one on its turn,
-    /// stops its own).
+    /// After a scenario: keeps its timelines, and its logs if it failed or
+    /// left the stack unmendable; then ends its hold on the stack (mends
+    /// the shared one, stops one of its own).
     async fn finish(
         &self,
         scenario: &Scenario,
@@ -366,39 +367,41 @@ impl Shared {
         evidence: &Evidence,
     ) {
         evidence.keep_timelines(scenario, &state.timelines);
-        let mut place = state.place.take();
+        let Some(mut place) = state.place.take() else { return };
         if failed && let Some(dir) = evidence.folder(scenario) {
-            let saved = self.save_logs(place.as_mut(), &dir).await;
+            let saved = save_logs(&mut place, &dir).await;
             evidence.kept(scenario, &dir, saved);
         }
-        if let Some(place) = place
-            && let Err(e) = place.release().await
-        {
+        if let Err(e) = place.mend().await {
+            if !failed && let Some(dir) = evidence.folder(scenario) {
+                let saved = save_logs(&mut place, &dir).await;
+                evidence.kept(scenario, &dir, saved);
+            }
+            *self.broken_by.lock().expect("not poisoned") = Some(scenario.name.clone());
             panic!("after {:?}, mending the stack failed: {e}", scenario.name);
         }
-    }
-
-    async fn save_logs(&self, place: Option<&mut Place>, dir: &Path) -> Result<Option<Vec<SavedLog>>, HarnessError> {
-        let Some(place) = place else { return Ok(None) };
-        let marks: Option<LogMarks> = place.marks().cloned();
-        match place.logs() {
-            Some((stack, true)) => stack.save_logs(dir, None).await.map(Some),
-            Some((stack, false)) => stack.save_logs(dir, marks.as_ref()).await.map(Some),
-            None => match self {
-                Shared::Beside(_, shared) if place.is_beside() => shared.save_logs(dir, marks.as_ref()).await,
-                _ => Ok(None),
-            },
+        if let Err(e) = place.release().await {
+            eprintln!("gantry: {}: stopping its own stack: {e}", scenario.name);
         }
     }
 
-    async fn stop(self) {
-        let shared = match self {
-            Shared::Turns(s) | Shared::Beside(_, s) => s,
-            Shared::Deployed(_) => return,
-        };
-        if let Err(e) = shared.stop().await {
+    async fn stop(&self) {
+        if let Hold::Turns(shared) = &self.hold
+            && let Err(e) = shared.clone().stop().await
+        {
             eprintln!("gantry: stopping the stack: {e}");
         }
+    }
+}
+
+/// Copies the logs of the stack `place` holds into `dir`: its own whole,
+/// the shared one's from the scenario's start on; `None` for a deployed one.
+async fn save_logs(place: &mut Place, dir: &Path) -> Result<Option<Vec<SavedLog>>, HarnessError> {
+    let marks: Option<LogMarks> = place.marks().cloned();
+    match place.logs() {
+        Some((stack, true)) => stack.save_logs(dir, None).await.map(Some),
+        Some((stack, false)) => stack.save_logs(dir, marks.as_ref()).await.map(Some),
+        None => Ok(None),
     }
 }
 
@@ -407,15 +410,21 @@ impl Shared {
 /// else `target`.
 fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
+        let dir = PathBuf::from(dir);
+        return std::path::absolute(&dir).unwrap_or(dir);
     }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .find(|a| a.file_name().is_some_and(|n| n == "deps"))
-                .and_then(|deps| deps.parent()?.parent())
-                .map(Path::to_owned)
-        })
-        .unwrap_or_else(|| PathBuf::from("target"))
+    let exe = std::env::current_exe().ok();
+    let deps = exe.as_deref().and_then(Path::parent).filter(|d| d.ends_with("deps"));
+    // `<target>/<profile>/deps`, or `<target>/<triple>/<profile>/deps` with `--target`.
+    let profile = deps.and_then(Path::parent);
+    let target = profile.and_then(Path::parent).map(|t| {
+        let is_triple = t
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().matches('-').count() >= 2);
+        match t.parent() {
+            Some(above) if is_triple && above.join("CACHEDIR.TAG").exists() => above.to_owned(),
+            _ => t.to_owned(),
+        }
+    });
+    target.unwrap_or_else(|| std::path::absolute("target").unwrap_or_else(|_| PathBuf::from("target")))
 }

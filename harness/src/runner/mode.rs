@@ -92,10 +92,14 @@ impl Mode {
         }
     }
 
-    /// The needs of a scenario (with its rule's and feature's) this mode does not meet.
+    /// The needs of a scenario (with its rule's and feature's) this mode
+    /// does not meet; an unknown `@needs:` tag is one no mode meets (the
+    /// run refuses it before it starts, [`super::needs::check_tags`]).
     pub fn unmet(&self, feature: &Feature, rule: Option<&Rule>, scenario: &Scenario) -> Vec<Need> {
-        let needs = Need::of_tags(tags_of(feature, rule, scenario)).unwrap_or_default();
-        needs.into_iter().filter(|n| !self.has(*n)).collect()
+        match Need::of_tags(tags_of(feature, rule, scenario)) {
+            Ok(needs) => needs.into_iter().filter(|n| !self.has(*n)).collect(),
+            Err(_) => Need::ALL.to_vec(),
+        }
     }
 
     /// Whether `scenario` can run in this mode.

@@ -98,22 +98,27 @@ pub fn scenarios(feature: &Feature) -> impl Iterator<Item = (Option<&Rule>, &Sce
     )
 }
 
-/// The feature files at `path` (a directory, in name order, or one file);
-/// one that does not parse is left to cucumber, which reports it as a failure.
+/// The feature files at `path` (a folder and its sub-folders, as cucumber
+/// reads them, in name order; or one file); one that does not parse is left
+/// to cucumber, which reports it as a failure.
 pub fn features(path: &Path) -> Vec<Feature> {
-    let mut paths: Vec<_> = if path.is_dir() {
-        std::fs::read_dir(path)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default()
-    } else {
-        vec![path.to_owned()]
-    };
+    let mut paths = Vec::new();
+    feature_files(path, &mut paths);
     paths.sort();
     paths
         .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "feature"))
         .filter_map(|p| Feature::parse_path(p, GherkinEnv::default()).ok())
         .collect()
+}
+
+fn feature_files(path: &Path, out: &mut Vec<std::path::PathBuf>) {
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            feature_files(&entry.path(), out);
+        }
+    } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("feature")) {
+        out.push(path.to_owned());
+    }
 }
 
 /// Checks every `@needs:` tag is known, so a typo fails the run.

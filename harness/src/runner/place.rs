@@ -1,6 +1,6 @@
 //! Where one scenario runs: the addresses and secrets of its stack, and how
-//! it holds the stack (its turn with the shared one, the shared one beside
-//! other scenarios, one of its own, or a deployed one it cannot touch).
+//! it holds the stack (its turn with the shared one, one of its own, or a
+//! deployed one it cannot touch).
 
 use std::path::{Path, PathBuf};
 
@@ -100,9 +100,6 @@ pub struct Place {
 enum Hold {
     /// Its turn with the run's shared stack: mended when it ends.
     Turn(Lease),
-    /// The run's shared stack, used beside other scenarios: not the
-    /// scenario's to break.
-    Beside,
     /// A stack of its own (`@needs:fresh-stack`): stopped when it ends.
     Own(Box<Stack>),
     /// A deployed stack: not the harness's to break.
@@ -115,14 +112,6 @@ impl Place {
         Self {
             target,
             hold: Hold::Turn(lease),
-            marks: None,
-        }
-    }
-
-    pub(super) fn beside(target: Target) -> Self {
-        Self {
-            target,
-            hold: Hold::Beside,
             marks: None,
         }
     }
@@ -172,32 +161,36 @@ impl Place {
         match &mut self.hold {
             Hold::Turn(lease) => Some(lease.stack()),
             Hold::Own(stack) => Some(stack),
-            Hold::Beside | Hold::Deployed => None,
+            Hold::Deployed => None,
         }
     }
 
     /// The stack whose logs a failure of this scenario keeps, and whether
     /// whole (its own) or from the scenario's start on (the shared one);
-    /// `None` beside others (the runner reads the shared stack) or deployed.
+    /// `None` for a deployed one, whose logs are its own.
     pub(super) fn logs(&mut self) -> Option<(&Stack, bool)> {
         match &mut self.hold {
             Hold::Turn(lease) => Some((lease.stack(), false)),
             Hold::Own(stack) => Some((stack, true)),
-            Hold::Beside | Hold::Deployed => None,
+            Hold::Deployed => None,
         }
     }
 
-    pub(super) fn is_beside(&self) -> bool {
-        matches!(self.hold, Hold::Beside)
+    /// Gives the shared stack, on the scenario's turn, back what the
+    /// scenario broke ([`Lease::mend`]).
+    pub(super) async fn mend(&mut self) -> Result<(), crate::HarnessError> {
+        match &mut self.hold {
+            Hold::Turn(lease) => lease.mend().await,
+            Hold::Own(_) | Hold::Deployed => Ok(()),
+        }
     }
 
-    /// Ends the scenario's hold: its own stack stops; the shared one, on
-    /// its turn, gets back what the scenario broke.
+    /// Ends the scenario's hold: its own stack stops; the shared one is
+    /// free for the next scenario.
     pub(super) async fn release(self) -> Result<(), crate::HarnessError> {
         match self.hold {
-            Hold::Turn(mut lease) => lease.mend().await,
             Hold::Own(stack) => stack.stop(&mut |_| {}).await,
-            Hold::Beside | Hold::Deployed => Ok(()),
+            Hold::Turn(_) | Hold::Deployed => Ok(()),
         }
     }
 }

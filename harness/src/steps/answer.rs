@@ -71,8 +71,9 @@ pub enum JsonCheck {
     Between(f64, f64),
     /// `has 3 items`: an array (or object) of that many.
     Count(usize),
-    /// `contains {"id": 1}`: an array with an element equal to it, or a
-    /// string with it as a part (`contains "milk"`).
+    /// `contains {"id": 1}`: an array with an element that has it (an
+    /// object's fields in part, as Karate's `match contains`), an object
+    /// with those fields, or a string with it as a part (`contains "milk"`).
     Contains(Value),
 }
 
@@ -142,9 +143,9 @@ impl JsonCheck {
             }
             (Self::Contains(want), Some(got)) => {
                 let found = match (got, want) {
-                    (Value::Array(items), _) => items.contains(want),
                     (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
-                    _ => false,
+                    (Value::Array(items), _) => items.iter().any(|item| has(item, want)) || has(got, want),
+                    _ => has(got, want),
                 };
                 if found {
                     Ok(())
@@ -157,6 +158,16 @@ impl JsonCheck {
             (Self::Is(want), Some(got)) => Err(format!("{pointer:?} is {got}, expected {want}")),
             (Self::Is(want), None) => Err(format!("nothing at {pointer:?}, expected {want}")),
         }
+    }
+}
+
+/// Whether `got` has `want` in it: an object every field of `want` (each
+/// had in turn), an array every element of `want`, anything else equal.
+fn has(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w.iter().all(|(k, v)| g.get(k).is_some_and(|gv| has(gv, v))),
+        (Value::Array(g), Value::Array(w)) => w.iter().all(|wv| g.iter().any(|gv| has(gv, wv))),
+        _ => got == want,
     }
 }
 
@@ -291,5 +302,31 @@ mod tests {
             "a string is not a number"
         );
         assert!(range("a number from 9 to 1").is_err(), "an empty range is a mistake");
+
+        let list = json!({"items": [{"id": 1, "name": "milk"}, {"id": 2}], "tags": ["a", "b"], "n": 3});
+        let at = |p: &str| list.pointer(p);
+        let contains = |v: &str| JsonCheck::parse(&format!("contains {v}"), None).unwrap();
+        assert!(
+            contains(r#"{"id": 1}"#).check("/items", at("/items")).is_ok(),
+            "a part of an element"
+        );
+        assert!(contains(r#"{"id": 3}"#).check("/items", at("/items")).is_err());
+        assert!(contains(r#""b""#).check("/tags", at("/tags")).is_ok());
+        assert!(
+            contains(r#"["b", "a"]"#).check("/tags", at("/tags")).is_ok(),
+            "each, in any order"
+        );
+        assert!(contains(r#"["c"]"#).check("/tags", at("/tags")).is_err());
+        assert!(
+            contains(r#"{"n": 3}"#).check("", at("")).is_ok(),
+            "an object's fields in part"
+        );
+        let count = |v: &str| JsonCheck::parse(v, None).unwrap();
+        assert!(count("has 2 items").check("/items", at("/items")).is_ok());
+        assert!(count("has 3 items").check("/items", at("/items")).is_err());
+        assert!(
+            count("has 1 item").check("/n", at("/n")).is_err(),
+            "a number has no items"
+        );
     }
 }

@@ -69,11 +69,7 @@ fn new_user_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         );
         let mut last = answer;
         if args.get("what") == "logged in" {
-            last = user
-                .login()
-                .await
-                .unwrap_or_else(|e| panic!("logging {username:?} in got no answer: {e}"));
-            assert_eq!(last.status, 200, "logging {username:?} in: {}", last.describe());
+            last = log_in(&mut user, &name).await;
         }
         let state = w.step_state();
         state.users.insert(name, user);
@@ -81,14 +77,27 @@ fn new_user_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     })
 }
 
-/// `name` with a random suffix of lower-case letters and digits, as
-/// usernames are commonly allowed to be.
+/// `name` made a username most services accept (Gantry's auth: 3 to 32 of
+/// `a-z 0-9 _ . -`): lower-cased, anything else turned into `-`, cut to 25
+/// characters, then a random suffix of 6 letters and digits.
 pub fn unique_username(name: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let base: String = name
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(25)
+        .collect();
     let suffix: String = (0..6)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
         .collect();
-    format!("{name}-{suffix}")
+    format!("{base}-{suffix}")
 }
 
 fn logged_in<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
@@ -114,26 +123,32 @@ fn logged_in<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
                 "no user {name:?} in this scenario: register them first, or say their password (\"{name}\" is logged in with password \"…\")"
             ),
         };
-        let answer = user
-            .login()
-            .await
-            .unwrap_or_else(|e| panic!("logging {name:?} in got no answer: {e}"));
-        assert_eq!(answer.status, 200, "logging {name:?} in: {}", answer.describe());
-        let flow = user.flow().clone();
-        assert!(
-            flow.token_pointer.is_none() || user.token.is_some(),
-            "the login answer has no token at {:?}: {}",
-            flow.token_pointer,
-            answer.describe()
-        );
-        assert!(
-            flow.cookie_name.is_none() || user.cookie.is_some(),
-            "the login answer set no {:?} cookie: {}",
-            flow.cookie_name,
-            answer.describe()
-        );
-        state.last = Some(answer);
+        state.last = Some(log_in(user, &name).await);
     })
+}
+
+/// Logs `user` (the scenario's `name`) in, checking the answer gave what
+/// the login flow promises (a token, a cookie); the login answer.
+async fn log_in(user: &mut UserClient, name: &str) -> crate::drive::client::Answer {
+    let answer = user
+        .login()
+        .await
+        .unwrap_or_else(|e| panic!("logging {name:?} in got no answer: {e}"));
+    assert_eq!(answer.status, 200, "logging {name:?} in: {}", answer.describe());
+    let flow = user.flow().clone();
+    assert!(
+        flow.token_pointer.is_none() || user.token.is_some(),
+        "the login answer has no token at {:?}: {}",
+        flow.token_pointer,
+        answer.describe()
+    );
+    assert!(
+        flow.cookie_name.is_none() || user.cookie.is_some(),
+        "the login answer set no {:?} cookie: {}",
+        flow.cookie_name,
+        answer.describe()
+    );
+    answer
 }
 
 fn carry_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
@@ -145,4 +160,29 @@ fn carry_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         };
         w.step_state().presents.insert(args.get("name").to_owned(), auth);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_username;
+
+    #[test]
+    fn unique_usernames_are_ones_a_service_accepts_and_differ() {
+        for name in [
+            "alice",
+            "Order Clerk",
+            "a-very-long-scenario-name-that-goes-on-and-on",
+            "é",
+        ] {
+            let u = unique_username(name);
+            assert!((3..=32).contains(&u.len()), "{u}");
+            assert!(
+                u.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b)),
+                "{u}"
+            );
+        }
+        assert!(unique_username("Order Clerk").starts_with("order-clerk-"));
+        assert_ne!(unique_username("alice"), unique_username("alice"));
+    }
 }

@@ -17,13 +17,12 @@
 //! shared.stop().await?;
 //! ```
 
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::HarnessError;
-use crate::stack::{LogMarks, SavedLog, Stack};
+use crate::stack::Stack;
 
 /// A running stack scenarios take turns with. Clones share it.
 #[derive(Debug, Clone)]
@@ -48,27 +47,6 @@ impl SharedStack {
     pub async fn lend(&self) -> Lease {
         Lease {
             guard: self.inner.clone().lock_owned().await,
-        }
-    }
-
-    /// Where the stack's logs stand now, for scenarios that use it beside
-    /// each other (none holds it); `None` once stopped.
-    pub async fn log_marks(&self) -> Option<LogMarks> {
-        match self.inner.lock().await.as_ref() {
-            Some(stack) => Some(stack.log_marks().await),
-            None => None,
-        }
-    }
-
-    /// Copies the stack's logs, from `since` on, into `dest`; `None` once stopped.
-    pub async fn save_logs(
-        &self,
-        dest: &Path,
-        since: Option<&LogMarks>,
-    ) -> Result<Option<Vec<SavedLog>>, HarnessError> {
-        match self.inner.lock().await.as_ref() {
-            Some(stack) => stack.save_logs(dest, since).await.map(Some),
-            None => Ok(None),
         }
     }
 

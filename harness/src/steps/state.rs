@@ -55,13 +55,19 @@ impl StepState {
     /// of the scenario), and `{order}` (a value kept by an earlier step).
     /// A placeholder is a name in braces (letters, digits, `_`, `.`, `-`),
     /// so JSON (`{"a": 1}`) and metric labels (`{service="x"}`) are left
-    /// alone; an unknown one is an error that says how to make it known.
+    /// alone, and `{{` is a literal `{` (`/orders/{{id}` is `/orders/{id}`);
+    /// an unknown one is an error that says how to make it known.
     pub fn expand(&self, text: &str, gateway: &str) -> Result<String, String> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(open) = rest.find('{') {
             out.push_str(&rest[..open]);
             let after = &rest[open + 1..];
+            if let Some(literal) = after.strip_prefix('{') {
+                out.push('{');
+                rest = literal;
+                continue;
+            }
             let name_len = after
                 .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
                 .unwrap_or(after.len());
@@ -150,6 +156,7 @@ mod tests {
             fill("{alice.username} {alice.id} at {gateway}").unwrap(),
             "alice-x1 u_1 at http://gw"
         );
+        assert_eq!(fill("/orders/{{id}").unwrap(), "/orders/{id}");
         for alone in [
             r#"{"a": {"b": 1}}"#,
             r#"requests_total{service="user"}"#,
