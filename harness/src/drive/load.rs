@@ -24,7 +24,10 @@ pub const DEFAULT_INSTANCE_HEADER: &str = "x-instance-id";
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
     pub url: String,
+    pub method: reqwest::Method,
     pub headers: Vec<(String, String)>,
+    /// Sent with every request, as JSON (`Content-Type: application/json`).
+    pub json: Option<serde_json::Value>,
     pub concurrency: usize,
     pub duration: Duration,
     pub max_requests: usize,
@@ -38,7 +41,9 @@ impl LoadSpec {
     pub fn get(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            method: reqwest::Method::GET,
             headers: Vec::new(),
+            json: None,
             concurrency: 8,
             duration: Duration::from_secs(5),
             max_requests: MAX_REQUESTS,
@@ -56,6 +61,18 @@ impl LoadSpec {
     /// Reads which instance answered from `name` instead of `X-Instance-Id`.
     pub fn instance_header(mut self, name: &str) -> Self {
         self.instance_header = name.to_owned();
+        self
+    }
+
+    /// Every request with `method` instead of GET.
+    pub fn method(mut self, method: reqwest::Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Every request with `body`, as JSON.
+    pub fn json(mut self, body: serde_json::Value) -> Self {
+        self.json = Some(body);
         self
     }
 
@@ -198,9 +215,12 @@ pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadRep
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < spec.max_requests {
-                    let mut req = http.get(&spec.url);
+                    let mut req = http.request(spec.method.clone(), &spec.url);
                     for (k, v) in &spec.headers {
                         req = req.header(k, v);
+                    }
+                    if let Some(json) = &spec.json {
+                        req = req.json(json);
                     }
                     let sent = Instant::now();
                     let sample = match req.send().await {
@@ -257,4 +277,31 @@ pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadRep
     report.concurrency = spec.concurrency;
     report.started = Some(started);
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drive::echo::Echo;
+
+    #[tokio::test]
+    async fn every_request_goes_with_the_method_and_the_json_body() {
+        let echo = Echo::start("echo-1").await.expect("an echo server");
+        let spec = LoadSpec::get(format!("http://{}/orders", echo.addr()))
+            .method(reqwest::Method::POST)
+            .json(serde_json::json!({"item": "tea"}))
+            .requests(12)
+            .concurrency(3);
+        let report = run(spec).await;
+        assert_eq!(report.samples.len(), 12, "{}", report.summary());
+        let received = echo.received();
+        assert_eq!(received.len(), 12);
+        for r in &received {
+            assert_eq!(
+                (r.method.as_str(), r.path.as_str(), r.body.as_str()),
+                ("POST", "/orders", r#"{"item":"tea"}"#)
+            );
+            assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+        }
+    }
 }

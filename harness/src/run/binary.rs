@@ -17,12 +17,42 @@ pub const GANTRY_BIN: &str = "GANTRY_BIN";
 /// workspace before any test runs) tests that build, not an older one
 /// installed with `cargo install`. A team's own crate has no such build,
 /// and finds the installed one.
+///
+/// The one found must be this harness's version (`gantry --version`): an
+/// older install would run a stack the harness does not know how to drive.
 pub fn gantry_binary() -> Result<PathBuf, HarnessError> {
-    find(
+    let found = find(
         std::env::var_os(GANTRY_BIN),
         std::env::current_exe().ok().as_deref(),
         std::env::var_os("PATH"),
-    )
+    )?;
+    let said = std::process::Command::new(&found)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    check_version(&found, &said, env!("CARGO_PKG_VERSION"))?;
+    Ok(found)
+}
+
+/// Refuses a `gantry` whose `--version` (`said`) is not `wanted`.
+fn check_version(found: &Path, said: &str, wanted: &str) -> Result<(), HarnessError> {
+    let version = said.trim().strip_prefix("gantry ").unwrap_or(said.trim());
+    if version == wanted {
+        return Ok(());
+    }
+    let is = if version.is_empty() {
+        "does not say its version (`--version`)".to_owned()
+    } else {
+        format!("is version {version}")
+    };
+    Err(HarnessError::Missing {
+        program: format!("gantry {wanted}"),
+        hint: format!(
+            "{} {is}, and this harness is {wanted}: build the same version (`cargo build --bin gantry` in Gantry's workspace at the harness's version) or set {GANTRY_BIN} to one",
+            found.display()
+        ),
+    })
 }
 
 fn find(named: Option<OsString>, exe: Option<&Path>, path: Option<OsString>) -> Result<PathBuf, HarnessError> {
@@ -46,20 +76,35 @@ fn find(named: Option<OsString>, exe: Option<&Path>, path: Option<OsString>) -> 
         .take(2)
         .map(|dir| dir.join(&name));
     let on_path = path.iter().flat_map(std::env::split_paths).map(|dir| dir.join(&name));
-    beside
-        .chain(on_path)
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| HarnessError::Missing {
+    let looked: Vec<PathBuf> = beside.chain(on_path).collect();
+    looked.iter().find(|candidate| candidate.is_file()).cloned().ok_or_else(|| {
+        let places: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+        HarnessError::Missing {
             program: name,
             hint: format!(
-                "build it with `cargo build --bin gantry` (in Gantry's workspace), install it with `cargo install`, or set {GANTRY_BIN} to its path"
+                "{GANTRY_BIN} is not set, and it is not at {}; build it with `cargo build --bin gantry` (in Gantry's workspace), install it with `cargo install`, or set {GANTRY_BIN} to its path",
+                if places.is_empty() { "any place searched".to_owned() } else { places.join(", ") }
             ),
-        })
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gantry_of_another_version_is_refused_naming_both() {
+        let at = Path::new("/opt/gantry");
+        assert!(check_version(at, "gantry 0.3.1\n", "0.3.1").is_ok());
+        let e = check_version(at, "gantry 0.2.0\n", "0.3.1").unwrap_err().to_string();
+        assert!(
+            e.contains("/opt/gantry is version 0.2.0") && e.contains("this harness is 0.3.1"),
+            "{e}"
+        );
+        let e = check_version(at, "", "0.3.1").unwrap_err().to_string();
+        assert!(e.contains("does not say its version"), "{e}");
+    }
 
     #[test]
     fn gantry_bin_then_the_target_dir_then_path() {
@@ -74,6 +119,9 @@ mod tests {
 
         let e = find(None, Some(&exe), path.clone()).unwrap_err().to_string();
         assert!(e.contains("cargo build --bin gantry") && e.contains(GANTRY_BIN), "{e}");
+        for place in [target.join("gantry"), bin.join("gantry")] {
+            assert!(e.contains(&place.display().to_string()), "it says where it looked: {e}");
+        }
 
         std::fs::write(bin.join("gantry"), "").unwrap();
         assert_eq!(find(None, Some(&exe), path.clone()).unwrap(), bin.join("gantry"));

@@ -30,7 +30,7 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
         .when(
             here!(),
             re(
-                r#"^(?P<n>\d+) requests are sent to (?P<target>\S+) with (?P<callers>\d+) concurrent callers?(?: as "(?P<user>[^"]+)")?(?: while instance (?P<instance>\d+) of "(?P<service>[^"]+)" is (?P<fault>killed|stopped|paused|restarted))?$"#,
+                r#"^(?P<n>\d+) (?:(?P<method>GET|POST|PUT|PATCH|DELETE) )?requests are sent to (?P<target>\S+)(?: with JSON (?P<json>\{.*\}|\[.*\]))? with (?P<callers>\d+) concurrent callers?(?: as "(?P<user>[^"]+)")?(?: while instance (?P<instance>\d+) of "(?P<service>[^"]+)" is (?P<fault>killed|stopped|paused|restarted))?$"#,
             ),
             sent::<W>,
         )
@@ -129,11 +129,19 @@ fn sent<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
         let args = Args::of(w, ctx);
         let n: usize = args.num("n");
-        let spec = spec(w, args.get("target"), args.opt("user"))
+        let mut spec = spec(w, args.get("target"), args.opt("user"))
             .requests(n)
             .concurrency(args.num("callers"))
             .duration(MAX_DURATION);
-        let url = spec.url.clone();
+        if let Some(method) = args.opt("method") {
+            spec = spec.method(method.parse().expect("the pattern's methods are HTTP methods"));
+        }
+        if let Some(json) = args.opt("json") {
+            let body =
+                serde_json::from_str(json).unwrap_or_else(|e| panic!("the load's body {json:?} is not JSON: {e}"));
+            spec = spec.json(body);
+        }
+        let (method, url) = (spec.method.clone(), spec.url.clone());
         let report = match args.opt("fault") {
             None => load::run(spec).await,
             Some(fault) => {
@@ -154,7 +162,7 @@ fn sent<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
                 running.await.expect("the load task")
             }
         };
-        println!("    GET {url}: {}", report.summary());
+        println!("    {method} {url}: {}", report.summary());
         assert_eq!(
             report.samples.len(),
             n,
