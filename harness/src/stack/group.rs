@@ -65,12 +65,13 @@ pub struct Group {
     pub instances: Vec<Instance>,
 }
 
-/// `host:port` of the first instance of each group that has one: what
-/// `{url:<service>}` and `{addr:<service>}` name.
-pub fn peers(groups: &[Group]) -> BTreeMap<String, String> {
+/// `host:port` of every instance of each group that has one: what
+/// `{url:<service>}`, `{urls:<service>}` … name.
+pub fn peers(groups: &[Group]) -> BTreeMap<String, Vec<String>> {
     groups
         .iter()
-        .filter_map(|g| Some((g.spec.name.clone(), g.instances.first()?.addr())))
+        .filter(|g| !g.instances.is_empty())
+        .map(|g| (g.spec.name.clone(), g.instances.iter().map(Instance::addr).collect()))
         .collect()
 }
 
@@ -89,7 +90,7 @@ impl Group {
         &mut self,
         ctx: &Context,
         index: usize,
-        peers: &BTreeMap<String, String>,
+        peers: &BTreeMap<String, Vec<String>>,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Duration, HarnessError> {
         let id = format!("{}-{index}", self.spec.name);
@@ -125,7 +126,7 @@ async fn try_instance(
     role: &Role,
     index: usize,
     port: u16,
-    peers: &BTreeMap<String, String>,
+    peers: &BTreeMap<String, Vec<String>>,
 ) -> Result<(Instance, Duration), HarnessError> {
     let id = format!("{}-{index}", spec.name);
     let admin_port = if spec.admin_port {

@@ -1,5 +1,6 @@
 //! `{port}`, `{id}`, `{redis}` … in a spec's environment and arguments,
-//! filled per instance, and `{url:auth}` / `{addr:auth}`, which name a
+//! filled per instance, and `{url:auth}` / `{addr:auth}` (its first
+//! instance) and `{urls:auth}` / `{addrs:auth}` (all of them), which name a
 //! service started before. Braces around anything else (JSON in a
 //! variable, say) are left alone.
 
@@ -21,12 +22,14 @@ pub const KNOWN: [&str; 10] = [
     "dir",
 ];
 
-/// Placeholders that name another service, `{url:<service>}` and
-/// `{addr:<service>}`: `http://host:port` and `host:port` of its first
-/// instance. How a service finds one it depends on (`JWKS_URL =
+/// Placeholders that name another service: `{url:<service>}` and
+/// `{addr:<service>}`, `http://host:port` and `host:port` of its first
+/// instance; `{urls:<service>}` and `{addrs:<service>}`, those of every
+/// instance, comma-separated (for a client that balances itself or fails
+/// over to the next). How a service finds one it depends on (`JWKS_URL =
 /// "{url:auth}/auth/.well-known/jwks.json"`) without a fixed port. Services
 /// start in the order written, so only one started before can be named.
-pub const REFERENCES: [&str; 2] = ["url", "addr"];
+pub const REFERENCES: [&str; 4] = ["url", "addr", "urls", "addrs"];
 
 /// `{file:<name>}`: where the spec's private file `<name>` is, for the
 /// consumer (a path in the stack's directory, or inside the container).
@@ -45,9 +48,9 @@ pub struct Values {
     pub registry_token: String,
     pub redis: String,
     pub dir: String,
-    /// `host:port` of the first instance of each service started before
-    /// this one, by service name: what `{url:…}` and `{addr:…}` read.
-    pub peers: BTreeMap<String, String>,
+    /// `host:port` of every instance of each service started before this
+    /// one, in order, by service name: what `{url:…}`, `{addrs:…}` … read.
+    pub peers: BTreeMap<String, Vec<String>>,
     /// Where the spec's private files are, by name: what `{file:…}` reads.
     pub files: BTreeMap<String, String>,
 }
@@ -58,10 +61,13 @@ impl Values {
             if kind == FILE {
                 return self.files.get(of).cloned();
             }
-            let addr = self.peers.get(of)?;
+            let addrs = self.peers.get(of).filter(|a| !a.is_empty())?;
+            let urls = || addrs.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>();
             return match kind {
-                "url" => Some(format!("http://{addr}")),
-                "addr" => Some(addr.clone()),
+                "url" => Some(format!("http://{}", addrs[0])),
+                "addr" => Some(addrs[0].clone()),
+                "urls" => Some(urls().join(",")),
+                "addrs" => Some(addrs.join(",")),
                 _ => None,
             };
         }
@@ -181,7 +187,11 @@ mod tests {
     #[test]
     fn a_reference_is_the_first_instance_of_a_service_started_before() {
         let v = Values {
-            peers: [("auth".to_owned(), "127.0.0.1:4100".to_owned())].into(),
+            peers: [(
+                "auth".to_owned(),
+                vec!["127.0.0.1:4100".to_owned(), "127.0.0.1:4101".to_owned()],
+            )]
+            .into(),
             ..Values::default()
         };
         assert_eq!(
@@ -189,11 +199,16 @@ mod tests {
             "http://127.0.0.1:4100/auth/.well-known/jwks.json"
         );
         assert_eq!(v.fill("{addr:auth}"), "127.0.0.1:4100");
+        assert_eq!(v.fill("{urls:auth}"), "http://127.0.0.1:4100,http://127.0.0.1:4101");
+        assert_eq!(v.fill("{addrs:auth}"), "127.0.0.1:4100,127.0.0.1:4101");
         // Not started (yet): left as it is; check_references refuses it first.
         assert_eq!(v.fill("{url:user}"), "{url:user}");
         assert_eq!(names_in("{url:auth-v2} {url:} {x:a b}"), ["url:auth-v2"]);
         assert!(is_known("url:auth-v2") && is_known("addr:a_b") && is_known("port"));
         assert!(!is_known("uri:auth") && !is_known("url:") && !is_known("prot"));
-        assert!(expected().ends_with("{url:<service>}, {addr:<service>}, {file:<name>}"));
+        assert!(
+            expected()
+                .ends_with("{url:<service>}, {addr:<service>}, {urls:<service>}, {addrs:<service>}, {file:<name>}")
+        );
     }
 }
