@@ -48,11 +48,16 @@ enum Command {
         /// printed: trust it with `curl --cacert` or GANTRY_CA_CERT).
         #[arg(long)]
         tls: bool,
+        /// The stack's name, for `gantry down <name>` and `gantry status
+        /// <name>`: several stacks run side by side under different names.
+        /// Default: the stack file's folder, or `gantry` without one.
+        #[arg(long)]
+        name: Option<String>,
     },
-    /// Stop the stack that `gantry up` started.
-    Down,
-    /// Show whether the stack that `gantry up` started is ready.
-    Status,
+    /// Stop a stack that `gantry up` started (the only one, or the one named).
+    Down { name: Option<String> },
+    /// Show whether a stack that `gantry up` started is ready (the only one, or the one named).
+    Status { name: Option<String> },
     /// Run one component in the foreground (what `up` and container images run).
     Serve {
         #[arg(value_parser = component_parser())]
@@ -86,9 +91,11 @@ enum GatewayAction {
     /// bad one is logged and the routes in force stay.
     Reload {
         /// The gateway's process id; without it, every gateway of the stack
-        /// `gantry up` started.
+        /// `gantry up` started (the only one, or the one --name names).
         #[arg(long)]
         pid: Option<u32>,
+        #[arg(long, conflicts_with = "pid")]
+        name: Option<String>,
     },
 }
 
@@ -109,15 +116,16 @@ fn main() -> Result<()> {
                 infra,
                 config,
                 tls,
-            } => up(users, port, infra.as_deref(), config.as_deref(), tls).await,
-            Command::Down => down().await,
-            Command::Status => status().await,
+                name,
+            } => up(users, port, infra.as_deref(), config.as_deref(), tls, name).await,
+            Command::Down { name } => down(name.as_deref()).await,
+            Command::Status { name } => status(name.as_deref()).await,
             Command::Serve { component } => serve(component).await,
             Command::Registry => serve(Component::Registry).await,
             Command::Probe { url, timeout } => probe(&url, &timeout).await,
             Command::Gateway {
-                action: GatewayAction::Reload { pid },
-            } => gateway_reload(pid),
+                action: GatewayAction::Reload { pid, name },
+            } => gateway_reload(pid, name.as_deref()),
             Command::Keygen => {
                 println!(
                     "{}",
@@ -199,7 +207,16 @@ fn show(step: Progress<'_>) {
     }
 }
 
-async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::path::Path>, tls: bool) -> Result<()> {
+async fn up(
+    users: usize,
+    port: u16,
+    infra: Option<&str>,
+    config: Option<&std::path::Path>,
+    tls: bool,
+    name: Option<String>,
+) -> Result<()> {
+    let name = name.unwrap_or_else(|| runstate::default_name(config));
+    runstate::check_name(&name)?;
     let infra: Option<Infra> = infra
         .map(|i| i.parse().map_err(|e| anyhow::anyhow!("--infra: {e}")))
         .transpose()?;
@@ -238,13 +255,16 @@ async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::p
     };
     let builder = if tls { builder.gateway_tls() } else { builder };
     let dir = runstate::dir()?;
-    if let Ok((_, state)) = read_state()
-        && let Some(running) = runstate::Identity::from_json(&state)
-        && running.check() == runstate::Liveness::Ours
+    if let Ok((_, running)) = runstate::read(&dir, Some(&name))
+        && running.up.check() == runstate::Liveness::Ours
     {
+        let from = match &running.config {
+            Some(file) => format!("from {}", file.display()),
+            None => "Gantry's reference stack".to_owned(),
+        };
         bail!(
-            "a stack started by `gantry up` (pid {}) is running; stop it with `gantry down` first",
-            running.pid
+            "a stack named {name:?} is running (pid {}, {from}); stop it with `gantry down {name}`, or give this one another name with --name",
+            running.up.pid
         );
     }
     // From here on, Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop
@@ -271,21 +291,20 @@ async fn up(users: usize, port: u16, infra: Option<&str>, config: Option<&std::p
         }
     };
     let gw = stack.gateway_urls().first().cloned().unwrap_or_default();
-    let mut state = runstate::Identity::of_self()?.to_json();
-    state["gateway"] = gw.clone().into();
     let admin = stack.gateway_admin_urls().first().cloned().unwrap_or_default();
-    state["admin"] = admin.clone().into();
-    state["redis"] = stack.redis_url().into();
-    state["registry"] = format!("http://{}", stack.registry_addr()).into();
-    state["registry_token"] = stack.registry_token().into();
-    state["logs"] = stack.log_dir().display().to_string().into();
-    if let Some(ca) = stack.ca_cert() {
-        state["ca_cert"] = ca.display().to_string().into();
-    }
-    state["gateway_pids"] = (1..)
-        .map_while(|n| stack.pid_of(&format!("gateway-{n}")))
-        .collect::<Vec<_>>()
-        .into();
+    let state = runstate::RunState {
+        name: name.clone(),
+        config: config.map(|c| std::path::absolute(c).unwrap_or_else(|_| c.to_owned())),
+        up: runstate::Identity::of_self()?,
+        gateway: gw.clone(),
+        admin: admin.clone(),
+        redis: stack.redis_url().to_owned(),
+        registry: format!("http://{}", stack.registry_addr()),
+        registry_token: stack.registry_token().to_owned(),
+        logs: stack.log_dir().to_owned(),
+        ca_cert: stack.ca_cert().map(std::path::Path::to_owned),
+        gateway_pids: (1..).map_while(|n| stack.pid_of(&format!("gateway-{n}"))).collect(),
+    };
     let state_path = runstate::write(&dir, &state)?;
     println!("\nReady in {:.1} s.\n", started.elapsed().as_secs_f64());
     if !gw.is_empty() {
@@ -374,29 +393,19 @@ fn walkthrough(gw: &str) -> String {
     )
 }
 
-/// The record `gantry up` left, and where it is.
-fn read_state() -> Result<(std::path::PathBuf, serde_json::Value)> {
-    let path = runstate::dir()?.join(runstate::STATE_FILE);
-    let text = std::fs::read_to_string(&path)
-        .context("no stack started by `gantry up` is running here (start one with `gantry up`)")?;
-    let state = serde_json::from_str(&text)
-        .with_context(|| format!("{} is unreadable; remove it and run `gantry up`", path.display()))?;
-    Ok((path, state))
+/// The record `gantry up` left for stack `name` (or the only one), and where it is.
+fn read_state(name: Option<&str>) -> Result<(std::path::PathBuf, runstate::RunState)> {
+    runstate::read(&runstate::dir()?, name)
 }
 
 /// `gantry gateway reload`: SIGHUP to gateway `pid`, or to each gateway
 /// `gantry up` recorded in its state file.
-fn gateway_reload(pid: Option<u32>) -> Result<()> {
+fn gateway_reload(pid: Option<u32>, name: Option<&str>) -> Result<()> {
     let pids = match pid {
         Some(pid) => vec![pid],
         None => {
-            let (path, state) = read_state()?;
-            let pids: Vec<u32> = state["gateway_pids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| u32::try_from(p.as_u64()?).ok())
-                .collect();
+            let (path, state) = read_state(name)?;
+            let pids = state.gateway_pids;
             if pids.is_empty() {
                 bail!("{} records no gateway pids; pass the gateway's --pid", path.display());
             }
@@ -453,31 +462,26 @@ async fn probe(url: &str, timeout: &str) -> Result<()> {
     Ok(())
 }
 
-async fn status() -> Result<()> {
-    let (_, state) = read_state()?;
-    let gw = state["gateway"].as_str().unwrap_or_default();
+async fn status(name: Option<&str>) -> Result<()> {
+    let (_, state) = read_state(name)?;
+    let gw = state.gateway.as_str();
     // The admin listener's /readyz says what is missing; the public one only whether.
-    let admin = state["admin"].as_str().filter(|a| !a.is_empty()).unwrap_or(gw);
+    let admin = Some(state.admin.as_str()).filter(|a| !a.is_empty()).unwrap_or(gw);
     let resp = reqwest::get(format!("{admin}/readyz"))
         .await
         .with_context(|| format!("the gateway at {gw} does not answer; is `gantry up` still running?"))?;
     let code = resp.status();
     let body = resp.text().await.unwrap_or_default();
-    println!("gateway {gw}: {code}\n{body}");
+    println!("{} — gateway {gw}: {code}\n{body}", state.name);
     if !code.is_success() {
         bail!("the stack is not ready");
     }
     Ok(())
 }
 
-async fn down() -> Result<()> {
-    let (path, state) = read_state()?;
-    let up = runstate::Identity::from_json(&state).with_context(|| {
-        format!(
-            "{} does not say which process wrote it; remove it if no `gantry up` is running",
-            path.display()
-        )
-    })?;
+async fn down(name: Option<&str>) -> Result<()> {
+    let (path, state) = read_state(name)?;
+    let up = state.up;
     let pid = up.pid;
     match up.signal_if_ours(libc::SIGTERM)? {
         runstate::Liveness::Ours => {}
@@ -490,7 +494,7 @@ async fn down() -> Result<()> {
             path.display()
         ),
     }
-    print!("Stopping the stack (pid {pid}) … ");
+    print!("Stopping the stack {:?} (pid {pid}) … ", state.name);
     let _ = std::io::stdout().flush();
     for _ in 0..600 {
         if up.check() != runstate::Liveness::Ours {

@@ -1,6 +1,8 @@
 //! Where `gantry up` records itself for `down` and `status`, and how `down`
 //! makes sure the pid it finds there is still that `gantry up` before it
-//! signals anything.
+//! signals anything. Each stack has a name (`gantry up --name`, by default
+//! its stack file's folder, or `gantry` for the reference stack) and a
+//! record of its own, `<name>.json`, so several run side by side.
 //!
 //! The record lives in a directory only this user can enter:
 //! `$XDG_RUNTIME_DIR/gantry` (per-user, 0700, emptied at logout), else
@@ -22,8 +24,129 @@ use anyhow::{Context, Result, bail};
 
 use crate::process::{self, Signalled};
 
-/// The record's file name inside the runtime directory.
-pub const STATE_FILE: &str = "up.json";
+/// The name of Gantry's own reference stack (`gantry up` without a file).
+pub const REFERENCE_NAME: &str = "gantry";
+
+/// What `gantry up` records about the stack it runs: who it is (for `down`)
+/// and where the stack answers (for `status`, `gateway reload`, a user).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunState {
+    /// The stack's name, which `down` and `status` take.
+    #[serde(default)]
+    pub name: String,
+    /// The stack file it runs; none for Gantry's reference stack.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    #[serde(flatten)]
+    pub up: Identity,
+    #[serde(default)]
+    pub gateway: String,
+    /// The first gateway's admin listener (`/metrics`, `/readyz` with detail).
+    #[serde(default)]
+    pub admin: String,
+    #[serde(default)]
+    pub redis: String,
+    #[serde(default)]
+    pub registry: String,
+    #[serde(default)]
+    pub registry_token: String,
+    #[serde(default)]
+    pub logs: PathBuf,
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub gateway_pids: Vec<u32>,
+}
+
+/// Refuses a stack name that is not 1 to 64 of `a-z 0-9 _ . -` (not
+/// starting with `.`): it names a file.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+    if !ok {
+        bail!("--name {name:?}: expected 1 to 64 of a-z, 0-9, '_', '.' or '-', not starting with '.'");
+    }
+    Ok(())
+}
+
+/// The name of a stack started from `config` when `--name` gives none: its
+/// folder's name, made a valid one (`examples/any-stack/stack.toml` is
+/// `any-stack`); the reference stack's without a file.
+pub fn default_name(config: Option<&Path>) -> String {
+    let Some(config) = config else {
+        return REFERENCE_NAME.to_owned();
+    };
+    let folder = std::path::absolute(config)
+        .ok()
+        .and_then(|p| p.parent()?.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let name: String = folder
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let name = name.trim_start_matches('.').to_owned();
+    if name.is_empty() { "stack".to_owned() } else { name }
+}
+
+/// Where the record of stack `name` is.
+pub fn path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.json"))
+}
+
+/// The names of the stacks recorded in `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
+        .filter(|n| check_name(n).is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The record of stack `name`, or of the only stack recorded when no name
+/// is given; says what to do when there is none, or several to choose from.
+pub fn read(dir: &Path, name: Option<&str>) -> Result<(PathBuf, RunState)> {
+    let name = match name {
+        Some(name) => {
+            check_name(name)?;
+            name.to_owned()
+        }
+        None => match names(dir).as_slice() {
+            [] => bail!("no stack started by `gantry up` is running here (start one with `gantry up`)"),
+            [one] => one.clone(),
+            several => bail!(
+                "{} stacks are running here ({}): name one, e.g. `gantry down {}`",
+                several.len(),
+                several.join(", "),
+                several[0]
+            ),
+        },
+    };
+    let path = path(dir, &name);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no stack named {name:?} is running here (`gantry status` without a name lists none or one; start it with `gantry up --name {name}`)"))?;
+    let state = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is unreadable; remove it if no `gantry up` of that name is running",
+            path.display()
+        )
+    })?;
+    Ok((path, state))
+}
 
 /// The directory `gantry up` records itself in, created private if missing
 /// and refused if anyone else could write or read it.
@@ -77,10 +200,10 @@ pub fn ensure_private(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the record (0600), replacing any previous one atomically.
-pub fn write(dir: &Path, state: &serde_json::Value) -> Result<PathBuf> {
-    let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!(".{STATE_FILE}.{}", std::process::id()));
+/// Writes the record of `state.name` (0600), replacing any previous one atomically.
+pub fn write(dir: &Path, state: &RunState) -> Result<PathBuf> {
+    let path = path(dir, &state.name);
+    let tmp = dir.join(format!(".{}.json.{}", state.name, std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -88,14 +211,15 @@ pub fn write(dir: &Path, state: &serde_json::Value) -> Result<PathBuf> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(state.to_string().as_bytes())
+    let json = serde_json::to_string(state).context("the run state is JSON")?;
+    file.write_all(json.as_bytes())
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
 /// Who a process is, as far as `down` needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub pid: u32,
     /// Clock ticks after boot at which it started (`/proc/<pid>/stat`, field 22).
@@ -117,18 +241,6 @@ impl Identity {
             pid,
             start_time: start_time(&stat)?,
             exe: undeleted(exe),
-        })
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"pid": self.pid, "start_time": self.start_time, "exe": self.exe})
-    }
-
-    pub fn from_json(state: &serde_json::Value) -> Option<Self> {
-        Some(Self {
-            pid: u32::try_from(state["pid"].as_u64()?).ok()?,
-            start_time: state["start_time"].as_u64()?,
-            exe: PathBuf::from(state["exe"].as_str()?),
         })
     }
 
@@ -202,6 +314,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_are_file_safe_and_default_to_the_stack_files_folder() {
+        assert_eq!(default_name(None), "gantry");
+        assert_eq!(default_name(Some(Path::new("/x/Any Stack/stack.toml"))), "any-stack");
+        assert_eq!(default_name(Some(Path::new("/x/.hidden/stack.toml"))), "hidden");
+        for bad in ["", "../x", "A", ".x", "a/b", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        check_name("team-a_1.2").unwrap();
+    }
+
+    #[test]
     fn start_time_is_field_22_even_with_odd_command_names() {
         let stat = "4242 (a) b) (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(start_time(stat), Some(987654));
@@ -211,7 +334,8 @@ mod tests {
     #[test]
     fn this_process_is_recognised_and_a_pid_with_another_start_time_is_gone() {
         let me = Identity::of_self().unwrap();
-        assert_eq!(Identity::from_json(&me.to_json()), Some(me.clone()));
+        let json = serde_json::to_string(&me).unwrap();
+        assert_eq!(serde_json::from_str::<Identity>(&json).unwrap(), me);
         // The test binary's subcommand is not `up`.
         assert!(matches!(me.check(), Liveness::Other(_)), "{:?}", me.check());
         let reused = Identity {
@@ -235,8 +359,24 @@ mod tests {
         ensure_private(&dir).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        let path = write(&dir, &serde_json::json!({"pid": 1})).unwrap();
+        let state: RunState = serde_json::from_str(r#"{"name":"a","pid":1,"start_time":2,"exe":"/x"}"#).unwrap();
+        let path = write(&dir, &state).unwrap();
+        assert_eq!(path, dir.join("a.json"));
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(read(&dir, None).unwrap().1, state, "the only stack, by no name");
+        assert_eq!(read(&dir, Some("a")).unwrap().1, state);
+        let e = read(&dir, Some("b")).unwrap_err().to_string();
+        assert!(e.contains("no stack named \"b\""), "{e}");
+        write(
+            &dir,
+            &RunState {
+                name: "b".into(),
+                ..state.clone()
+            },
+        )
+        .unwrap();
+        let e = read(&dir, None).unwrap_err().to_string();
+        assert!(e.contains("2 stacks are running here (a, b)"), "{e}");
 
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = ensure_private(&dir).unwrap_err().to_string();

@@ -239,7 +239,7 @@ fn sighup_stops_gantry_up_and_everything_it_started() {
         "redis, registry, auth, user and gateway run as children: {:?}",
         up.started
     );
-    let state = up.runtime.join("gantry/up.json");
+    let state = up.runtime.join("gantry/gantry.json");
     assert!(state.is_file(), "`gantry up` records itself in $XDG_RUNTIME_DIR/gantry");
 
     // SAFETY: kill(2) on the child this test spawned and has not reaped.
@@ -269,11 +269,12 @@ fn sigterm_while_starting_stops_what_was_started() {
     assert!(status.success(), "`gantry up` exited {status} on SIGTERM:\n{output}");
     assert!(output.contains("stopped before the stack was ready"), "{output}");
     assert_eq!(left_running(&tmp), Vec::<u32>::new(), "left running");
-    assert!(!runtime.join("gantry/up.json").exists(), "no record is left");
+    assert!(!runtime.join("gantry/gantry.json").exists(), "no record is left");
 }
 
 /// `gantry down` stops the `gantry up` it recorded; a second `gantry up`
-/// meanwhile is refused and leaves the record alone.
+/// of the same name meanwhile is refused and leaves the record alone, one of
+/// another name runs beside it, and `down`/`status` then need a name.
 #[test]
 fn down_stops_the_gantry_up_that_is_recorded() {
     let mut up = Up::start("down");
@@ -283,7 +284,7 @@ fn down_stops_the_gantry_up_that_is_recorded() {
         0o700,
         "the runtime dir is private"
     );
-    let record = dir.join("up.json");
+    let record = dir.join("gantry.json");
     assert_eq!(
         std::fs::metadata(&record).unwrap().permissions().mode() & 0o777,
         0o600,
@@ -304,11 +305,59 @@ fn down_stops_the_gantry_up_that_is_recorded() {
     let mut said = String::new();
     second.stderr.take().unwrap().read_to_string(&mut said).unwrap();
     assert!(!status.success(), "a second `gantry up` started: {said}");
-    assert!(said.contains("is running; stop it with `gantry down` first"), "{said}");
+    assert!(
+        said.contains("a stack named \"gantry\" is running (pid")
+            && said.contains("`gantry down gantry`, or give this one another name with --name"),
+        "{said}"
+    );
     assert_eq!(
         std::fs::read_to_string(&record).unwrap(),
         before,
         "the record is the first's"
+    );
+
+    // Another name runs beside it, each with its own record.
+    let (mut other, lines) = {
+        let mut cmd = up.gantry();
+        cmd.args(["up", "--name", "other", "--users", "1", "--infra", "local", "--port"])
+            .arg(free_port().to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    };
+    if let Err(seen) = until_line(&lines, "Press Ctrl-C to stop.", START_TIMEOUT) {
+        let _ = other.kill();
+        panic!("a stack of another name did not start beside the first:\n{seen}");
+    }
+    assert!(dir.join("other.json").is_file(), "its own record");
+    let status = up.gantry().arg("status").output().unwrap();
+    let said = String::from_utf8_lossy(&status.stderr).into_owned();
+    assert!(
+        !status.status.success() && said.contains("2 stacks are running here (gantry, other)"),
+        "{said}"
+    );
+    let down_other = up.gantry().args(["down", "other"]).output().unwrap();
+    assert!(
+        down_other.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down_other.stderr)
+    );
+    assert!(wait_exit(&mut other, STOP_TIMEOUT).success());
+    assert!(!dir.join("other.json").exists(), "its record is removed");
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        before,
+        "the first's untouched"
     );
 
     let down = up.gantry().arg("down").output().unwrap();
@@ -355,7 +404,7 @@ fn down_does_not_signal_a_pid_that_is_not_gantry_up() {
     let mut exact = serde_json::from_str::<serde_json::Value>(&forged).unwrap();
     exact["start_time"] = start_time.into();
     for record in [forged.clone(), exact.to_string()] {
-        std::fs::write(dir.join("up.json"), &record).unwrap();
+        std::fs::write(dir.join("gantry.json"), &record).unwrap();
         let down = gantry(&runtime, &tmp).arg("down").output().unwrap();
         let said = String::from_utf8_lossy(&down.stdout).into_owned() + &String::from_utf8_lossy(&down.stderr);
         assert!(!down.status.success(), "down must refuse: {said}");
@@ -377,7 +426,7 @@ fn a_runtime_dir_open_to_others_is_refused() {
     let dir = runtime.join("gantry");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::write(dir.join("up.json"), r#"{"pid":1,"start_time":1,"exe":"/x"}"#).unwrap();
+    std::fs::write(dir.join("gantry.json"), r#"{"pid":1,"start_time":1,"exe":"/x"}"#).unwrap();
     let out = gantry(&runtime, &tmp).arg("down").output().unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
