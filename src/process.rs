@@ -149,9 +149,11 @@ mod tests {
 
     /// The way in use on this platform, and the `kill` fallback.
     fn ways() -> Vec<(&'static str, SignalIf)> {
-        let mut ways: Vec<(&'static str, SignalIf)> = vec![("kill", |p, s, c| by_pid::signal_if(p, s, c))];
+        let kill: (&'static str, SignalIf) = ("kill", |p, s, c| by_pid::signal_if(p, s, c));
         #[cfg(target_os = "linux")]
-        ways.push(("pidfd", |p, s, c| pidfd::signal_if(p, s, c)));
+        let ways = vec![kill, ("pidfd", |p, s, c| pidfd::signal_if(p, s, c))];
+        #[cfg(not(target_os = "linux"))]
+        let ways = vec![kill];
         ways
     }
 

@@ -197,6 +197,10 @@ fn spawn(spec: &Spec, dir: Option<&Path>) -> Result<Child, HarnessError> {
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
+    // Linux ends the child when the harness dies, however it dies (a test
+    // killed with SIGKILL included). Elsewhere (macOS) only a harness that
+    // ends normally stops its children: dropping the stack kills them.
+    #[cfg(target_os = "linux")]
     // SAFETY: prctl(2) is async-signal-safe and touches only this child.
     unsafe {
         cmd.pre_exec(|| {
