@@ -83,19 +83,7 @@ pub fn default_name(config: Option<&Path>) -> String {
         .ok()
         .and_then(|p| p.parent()?.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
-    let name: String = folder
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    let name = name.trim_start_matches('.').to_owned();
+    let name = gantry_common::name::slug(&folder, 64);
     if name.is_empty() { "stack".to_owned() } else { name }
 }
 

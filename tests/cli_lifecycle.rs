@@ -124,8 +124,14 @@ fn spawn_up(runtime: &Path, tmp: &Path) -> (Child, mpsc::Receiver<String>) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let rx = lines_of(&mut child);
+    (child, rx)
+}
+
+/// `child`'s stdout, line by line, as it comes.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().expect("stdout piped");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -133,7 +139,7 @@ fn spawn_up(runtime: &Path, tmp: &Path) -> (Child, mpsc::Receiver<String>) {
             }
         }
     });
-    (child, rx)
+    rx
 }
 
 /// The lines up to and including the first that contains `marker`; what
@@ -324,15 +330,7 @@ fn down_stops_the_gantry_up_that_is_recorded() {
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines_of(&mut child);
         (child, rx)
     };
     if let Err(seen) = until_line(&lines, "Press Ctrl-C to stop.", START_TIMEOUT) {

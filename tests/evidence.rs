@@ -40,25 +40,7 @@ fn bdd_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("GANTRY_BDD_BIN") {
         return path.into();
     }
-    let exe = std::env::current_exe().expect("this test's path");
-    let deps = exe.parent().expect("the deps directory");
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(deps)
-        .expect("reading the deps directory")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.starts_with("bdd-") && p.extension().is_none()
-        })
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .collect();
-    found.sort();
-    found.pop().map(|(_, p)| p).unwrap_or_else(|| {
-        panic!(
-            "the Cucumber suite is not built in {}: run `cargo test --test bdd --no-run` first, or set GANTRY_BDD_BIN",
-            deps.display()
-        )
-    })
+    gantry_harness::run::binary::built_test("bdd").unwrap_or_else(|e| panic!("{e} (or set GANTRY_BDD_BIN)"))
 }
 
 /// Runs the suite on `feature` with `env`, within [`RUN_DEADLINE`].

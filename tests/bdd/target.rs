@@ -26,7 +26,7 @@ pub async fn shared() -> Target {
     SHARED
         .get_or_init(|| async {
             match Mode::from_env().expect("checked in main") {
-                Mode::External(deployed) => Target::deployed(&deployed),
+                Mode::External(deployed) => deployed.target(),
                 Mode::Managed(_) => {
                     let stack = builder()
                         .users(3)

@@ -27,30 +27,6 @@ const STACK_VARS: &[&str] = &[
     "REDIS_URL",
 ];
 
-/// The runner's executable, built beside this test's (`cargo test` builds
-/// every test target of the package before it runs any).
-fn runner_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("this test's path");
-    let deps = exe.parent().expect("the deps directory");
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(deps)
-        .expect("reading the deps directory")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.starts_with("stack-") && p.extension().is_none()
-        })
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
-        .collect();
-    found.sort();
-    found.pop().map(|(_, p)| p).unwrap_or_else(|| {
-        panic!(
-            "the example's runner is not built in {}: run `cargo test -p any-stack-example --no-run` first",
-            deps.display()
-        )
-    })
-}
-
 /// A scratch folder of this test's own.
 fn scratch(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("runner-{name}-{}", std::process::id()));
@@ -67,7 +43,9 @@ async fn run(name: &str, feature: &str, env: &[(&str, &str)]) -> (Output, PathBu
     let features = dir.join("features");
     std::fs::create_dir_all(&features).unwrap();
     std::fs::write(features.join(format!("{name}.feature")), feature).unwrap();
-    let mut command = tokio::process::Command::new(runner_binary());
+    let mut command = tokio::process::Command::new(
+        gantry_harness::run::binary::built_test("stack").unwrap_or_else(|e| panic!("{e}")),
+    );
     for var in STACK_VARS {
         command.env_remove(var);
     }

@@ -55,6 +55,33 @@ fn check_version(found: &Path, said: &str, wanted: &str) -> Result<(), HarnessEr
     })
 }
 
+/// The newest test executable cargo built as `<target>/<profile>/deps/<name>-<hash>`
+/// beside the running test's: how a test runs another test target (a
+/// Cucumber suite without libtest's harness) as a whole process. `cargo
+/// test` builds every test target of a package before it runs any.
+pub fn built_test(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("this test's own path: {e}"))?;
+    let deps = exe.parent().ok_or("this test's executable has no folder")?;
+    let prefix = format!("{name}-");
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(deps)
+        .map_err(|e| format!("reading {}: {e}", deps.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let file = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            file.starts_with(&prefix) && p.extension().is_none_or(|e| e == std::env::consts::EXE_EXTENSION)
+        })
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p).ok_or_else(|| {
+        format!(
+            "the test {name} is not built in {}: run `cargo test --no-run` for its package first",
+            deps.display()
+        )
+    })
+}
+
 fn find(named: Option<OsString>, exe: Option<&Path>, path: Option<OsString>) -> Result<PathBuf, HarnessError> {
     let name = format!("gantry{}", std::env::consts::EXE_SUFFIX);
     if let Some(named) = named.filter(|n| !n.is_empty()) {

@@ -34,7 +34,6 @@
 pub mod evidence;
 pub mod mode;
 pub mod needs;
-pub mod place;
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -46,10 +45,10 @@ use cucumber::gherkin::Scenario;
 use cucumber::writer::Stats as _;
 use cucumber::{Cucumber, WriterExt as _, writer};
 
+pub use crate::steps::place::{Place, Target};
 pub use evidence::Evidence;
 pub use mode::{Deployed, Mode, Selection};
 pub use needs::Need;
-pub use place::{Place, Target};
 
 use crate::error::HarnessError;
 use crate::stack::file::StackFile;
@@ -352,7 +351,7 @@ impl Shared {
                 let marks = lease.stack().log_marks().await;
                 Place::turn(lease).since(marks)
             }
-            Hold::Deployed(d) => Place::deployed(d),
+            Hold::Deployed(d) => Place::deployed(d.target()),
         })
     }
 

@@ -6,10 +6,12 @@ use cucumber::gherkin::tagexpr::TagOperation;
 use cucumber::gherkin::{Feature, Rule, Scenario};
 use cucumber::tag::Ext as _;
 use gantry_common::config;
+use gantry_common::registry::RegistryClient;
 
 use super::needs::{Need, scenarios, tags_of};
 use crate::report::evidence::Skipped;
 use crate::stack::Infra;
+use crate::steps::place::Target;
 
 /// The variable that chooses the mode.
 pub const MODE_VAR: &str = "GANTRY_INFRA";
@@ -38,6 +40,23 @@ pub struct Deployed {
     /// `CONSUL_HTTP_ADDR` (with `CONSUL_HTTP_TOKEN`), for scenarios that
     /// read the services' health in the registry.
     pub registry: Option<String>,
+}
+
+impl Deployed {
+    /// Where it answers, as the steps read it.
+    pub fn target(&self) -> Target {
+        Target {
+            gateways: vec![self.gateway.clone()],
+            admins: self.admin.iter().cloned().collect(),
+            redis_url: self.redis.clone(),
+            registry: self
+                .registry
+                .as_deref()
+                .map(|addr| RegistryClient::new(addr).with_token(gantry_common::config::raw("CONSUL_HTTP_TOKEN"))),
+            signing_seed: self.signing_seed,
+            ca_cert: None,
+        }
+    }
 }
 
 impl Mode {

@@ -82,18 +82,7 @@ fn new_user_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 /// characters, then a random suffix of 6 letters and digits.
 pub fn unique_username(name: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let base: String = name
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(25)
-        .collect();
+    let base = gantry_common::name::slug(name, 25);
     let suffix: String = (0..6)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
         .collect();

@@ -64,6 +64,7 @@ pub mod links;
 pub mod load;
 pub mod login;
 pub mod metrics;
+pub mod place;
 mod poll;
 pub mod redis;
 pub mod registry;
@@ -123,7 +124,7 @@ pub trait StackWorld: cucumber::World + Debug {
 
     /// The stack this scenario may break, when the harness runs it.
     fn stack(&mut self) -> Option<&mut Stack> {
-        self.step_state().place.as_mut().and_then(crate::runner::Place::stack)
+        self.step_state().place.as_mut().and_then(place::Place::stack)
     }
 
     /// What breaks and mends instances: the stack by default.

@@ -26,7 +26,7 @@ pub struct StepState {
     pub kept: HashMap<String, String>,
     /// Where the scenario runs, when [`crate::runner::Runner`] runs it: put
     /// here before its first step, taken back after its last.
-    pub place: Option<crate::runner::Place>,
+    pub place: Option<super::place::Place>,
     http: Option<reqwest::Client>,
 }
 

@@ -19,6 +19,24 @@ pub fn is_service_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// `text` made into a name most systems take (a username, a file name):
+/// lower-cased, every character but `a-z 0-9 _ . -` turned into `-`,
+/// leading dots dropped, at most `max` characters.
+pub fn slug(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .skip_while(|c| *c == '.')
+        .take(max)
+        .collect()
+}
+
 /// A service name that follows [`SERVICE_NAME_RULE`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceName(String);
@@ -57,6 +75,13 @@ impl AsRef<str> for ServiceName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slug_is_lower_case_safe_characters_and_bounded() {
+        assert_eq!(slug("Order Clerk", 64), "order-clerk");
+        assert_eq!(slug("..hidden/x", 64), "hidden-x");
+        assert_eq!(slug("abcdef", 3), "abc");
+    }
 
     #[test]
     fn one_rule_for_every_part() {

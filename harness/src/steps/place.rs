@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use gantry_common::registry::RegistryClient;
 
-use super::mode::Deployed;
+use super::Lease;
 use crate::drive::client::UserClient;
 use crate::stack::{LogMarks, Stack};
-use crate::steps::Lease;
 
 /// The addresses and secrets of a stack, whatever runs it.
 #[derive(Debug, Clone, Default)]
@@ -43,21 +42,6 @@ impl Target {
         }
     }
 
-    /// Where a deployed stack answers, as the environment says.
-    pub fn deployed(d: &Deployed) -> Self {
-        Self {
-            gateways: vec![d.gateway.clone()],
-            admins: d.admin.iter().cloned().collect(),
-            redis_url: d.redis.clone(),
-            registry: d
-                .registry
-                .as_deref()
-                .map(|addr| RegistryClient::new(addr).with_token(gantry_common::config::raw("CONSUL_HTTP_TOKEN"))),
-            signing_seed: d.signing_seed,
-            ca_cert: None,
-        }
-    }
-
     /// The first gateway, where paths go (empty when there is none).
     pub fn gateway(&self) -> &str {
         self.gateways.first().map_or("", String::as_str)
@@ -83,10 +67,9 @@ impl Target {
     }
 }
 
-/// Where a scenario runs, put into its world's [`StepState`] by the runner
-/// before its first step and taken back after its last.
-///
-/// [`StepState`]: crate::steps::StepState
+/// Where a scenario runs, put into its world's [`super::StepState`] by the
+/// runner ([`crate::runner::Runner`]) before its first step and taken back
+/// after its last.
 #[derive(Debug)]
 pub struct Place {
     target: Target,
@@ -107,7 +90,8 @@ enum Hold {
 }
 
 impl Place {
-    pub(super) fn turn(mut lease: Lease) -> Self {
+    /// Its turn with the run's shared stack.
+    pub fn turn(mut lease: Lease) -> Self {
         let target = Target::of(lease.stack());
         Self {
             target,
@@ -116,9 +100,10 @@ impl Place {
         }
     }
 
-    pub(super) fn deployed(d: &Deployed) -> Self {
+    /// A deployed stack, answering at `target`.
+    pub fn deployed(target: Target) -> Self {
         Self {
-            target: Target::deployed(d),
+            target,
             hold: Hold::Deployed,
             marks: None,
         }
@@ -136,14 +121,14 @@ impl Place {
     }
 
     /// The place, with where the shared stack's logs stood at its start.
-    pub(super) fn since(self, marks: LogMarks) -> Self {
+    pub(crate) fn since(self, marks: LogMarks) -> Self {
         Self {
             marks: Some(marks),
             ..self
         }
     }
 
-    pub(super) fn marks(&self) -> Option<&LogMarks> {
+    pub(crate) fn marks(&self) -> Option<&LogMarks> {
         self.marks.as_ref()
     }
 
@@ -168,7 +153,7 @@ impl Place {
     /// The stack whose logs a failure of this scenario keeps, and whether
     /// whole (its own) or from the scenario's start on (the shared one);
     /// `None` for a deployed one, whose logs are its own.
-    pub(super) fn logs(&mut self) -> Option<(&Stack, bool)> {
+    pub(crate) fn logs(&mut self) -> Option<(&Stack, bool)> {
         match &mut self.hold {
             Hold::Turn(lease) => Some((lease.stack(), false)),
             Hold::Own(stack) => Some((stack, true)),
@@ -178,7 +163,7 @@ impl Place {
 
     /// Gives the shared stack, on the scenario's turn, back what the
     /// scenario broke ([`Lease::mend`]).
-    pub(super) async fn mend(&mut self) -> Result<(), crate::HarnessError> {
+    pub(crate) async fn mend(&mut self) -> Result<(), crate::HarnessError> {
         match &mut self.hold {
             Hold::Turn(lease) => lease.mend().await,
             Hold::Own(_) | Hold::Deployed => Ok(()),
@@ -187,7 +172,7 @@ impl Place {
 
     /// Ends the scenario's hold: its own stack stops; the shared one is
     /// free for the next scenario.
-    pub(super) async fn release(self) -> Result<(), crate::HarnessError> {
+    pub(crate) async fn release(self) -> Result<(), crate::HarnessError> {
         match self.hold {
             Hold::Own(stack) => stack.stop(&mut |_| {}).await,
             Hold::Turn(_) | Hold::Deployed => Ok(()),
