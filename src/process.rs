@@ -38,8 +38,31 @@ pub fn signal_if<R>(pid: u32, signal: libc::c_int, check: impl FnOnce() -> Resul
     }
 }
 
+/// The arguments process `pid` was started with, as `ps` prints them
+/// (joined by spaces: split again on them, so a path with a space in it
+/// reads as two arguments; callers read only the subcommand); `None` when
+/// there is no such process.
+#[cfg(not(target_os = "linux"))]
+pub fn args(pid: u32) -> Option<Vec<Vec<u8>>> {
+    let line = ps(pid, "args")?;
+    Some(line.split_whitespace().map(|a| a.as_bytes().to_vec()).collect())
+}
+
+/// Field `field` of process `pid` as `ps -o <field>= -p <pid>` prints it
+/// (where there is no `/proc`); `None` when there is no such process.
+#[cfg(not(target_os = "linux"))]
+pub fn ps(pid: u32, field: &str) -> Option<String> {
+    let out = std::process::Command::new("ps")
+        .args(["-o", &format!("{field}="), "-p", &pid.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
 /// The arguments process `pid` was started with (`/proc/<pid>/cmdline`);
 /// `None` when there is no such process, or it is not ours to read.
+#[cfg(target_os = "linux")]
 pub fn args(pid: u32) -> Option<Vec<Vec<u8>>> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let mut args: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();

@@ -210,7 +210,8 @@ pub fn write(dir: &Path, state: &RunState) -> Result<PathBuf> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub pid: u32,
-    /// Clock ticks after boot at which it started (`/proc/<pid>/stat`, field 22).
+    /// When it started: on Linux clock ticks after boot (`/proc/<pid>/stat`,
+    /// field 22); elsewhere a hash of the start time `ps` gives (`lstart`).
     pub start_time: u64,
     pub exe: PathBuf,
 }
@@ -218,10 +219,24 @@ pub struct Identity {
 impl Identity {
     /// This process.
     pub fn of_self() -> Result<Self> {
-        Self::of(std::process::id()).context("reading this process's own /proc entry")
+        Self::of(std::process::id()).context("reading what this process is (its start time and executable)")
     }
 
     /// The process that has `pid` now, if any (and if it is ours to read).
+    #[cfg(not(target_os = "linux"))]
+    pub fn of(pid: u32) -> Option<Self> {
+        let started = process::ps(pid, "lstart")?;
+        // macOS's `ps -o comm` is the executable's path.
+        let exe = process::ps(pid, "comm")?;
+        Some(Self {
+            pid,
+            start_time: fnv1a(started.as_bytes()),
+            exe: PathBuf::from(exe),
+        })
+    }
+
+    /// The process that has `pid` now, if any (and if it is ours to read).
+    #[cfg(target_os = "linux")]
     pub fn of(pid: u32) -> Option<Self> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
@@ -284,17 +299,28 @@ pub enum Liveness {
 
 /// Field 22 of `/proc/<pid>/stat`; the command name (field 2) may hold
 /// spaces and parentheses, so fields are counted after its last `)`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn start_time(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// `/proc/<pid>/exe` of a binary replaced since it started ends in " (deleted)".
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn undeleted(exe: PathBuf) -> PathBuf {
     match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
         Some(s) => PathBuf::from(s),
         None => exe,
     }
+}
+
+/// 64-bit FNV-1a: a start time `ps` prints, as a number that stays the same
+/// for the same process.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
