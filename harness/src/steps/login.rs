@@ -8,7 +8,7 @@ use cucumber::step::{Collection, Context};
 
 use super::StackWorld;
 use super::args::{Args, StepFuture, here, re};
-use crate::drive::client::{Auth, UserClient};
+use crate::drive::client::{Answer, Auth, UserClient};
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let register = re(r#"^a user "(?P<name>[^"]+)" with password "(?P<password>[^"]*)" is registered$"#);
@@ -30,17 +30,7 @@ fn registered<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
         let args = Args::of(w, ctx);
         let (name, password) = (args.get("name"), args.opt("password").unwrap_or_default());
-        let flow = w.step_config().login;
-        let mut user = UserClient::with_flow(&w.gateway_url(), name, password, flow).trusting(w.ca_cert().as_deref());
-        let answer = user
-            .register()
-            .await
-            .unwrap_or_else(|e| panic!("registering {name:?} got no answer: {e}"));
-        assert!(
-            (200..300).contains(&answer.status),
-            "registering {name:?}: {}",
-            answer.describe()
-        );
+        let (user, _) = register(w, name, password).await;
         w.step_state().users.insert(name.to_owned(), user);
     })
 }
@@ -53,21 +43,8 @@ fn new_user_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
         let args = Args::of(w, ctx);
         let name = args.get("name").to_owned();
-        let username = unique_username(&name);
         let password = format!("pw-{}", gantry_common::jwt::random_id(12));
-        let flow = w.step_config().login;
-        let mut user =
-            UserClient::with_flow(&w.gateway_url(), &username, &password, flow).trusting(w.ca_cert().as_deref());
-        let answer = user
-            .register()
-            .await
-            .unwrap_or_else(|e| panic!("registering {username:?} got no answer: {e}"));
-        assert!(
-            (200..300).contains(&answer.status),
-            "registering {username:?} for {name:?}: {}",
-            answer.describe()
-        );
-        let mut last = answer;
+        let (mut user, mut last) = register(w, &unique_username(&name), &password).await;
         if args.get("what") == "logged in" {
             last = log_in(&mut user, &name).await;
         }
@@ -75,6 +52,23 @@ fn new_user_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
         state.users.insert(name, user);
         state.last = Some(last);
     })
+}
+
+/// Registers `username` through the world's login flow; the user and the
+/// answer, which must be a 2xx.
+async fn register<W: StackWorld>(w: &mut W, username: &str, password: &str) -> (UserClient, Answer) {
+    let flow = w.step_config().login;
+    let mut user = UserClient::with_flow(&w.gateway_url(), username, password, flow).trusting(w.ca_cert().as_deref());
+    let answer = user
+        .register()
+        .await
+        .unwrap_or_else(|e| panic!("registering {username:?} got no answer: {e}"));
+    assert!(
+        (200..300).contains(&answer.status),
+        "registering {username:?}: {}",
+        answer.describe()
+    );
+    (user, answer)
 }
 
 /// `name` made a username most services accept (Gantry's auth: 3 to 32 of
@@ -118,7 +112,7 @@ fn logged_in<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 
 /// Logs `user` (the scenario's `name`) in, checking the answer gave what
 /// the login flow promises (a token, a cookie); the login answer.
-async fn log_in(user: &mut UserClient, name: &str) -> crate::drive::client::Answer {
+async fn log_in(user: &mut UserClient, name: &str) -> Answer {
     let answer = user
         .login()
         .await

@@ -130,11 +130,15 @@ impl Gateway {
                 "answered"
             );
         }
+        // The context's last use: its request id moves into the answer.
+        let RequestCtx {
+            request_id, service, ..
+        } = ctx;
         let headers = response.headers_mut();
         if !headers.contains_key(&X_REQUEST_ID) {
-            headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+            headers.insert(X_REQUEST_ID.clone(), request_id);
         }
-        let upstream = ctx.service.map(|id| &*routing.service(id).upstream);
+        let upstream = service.map(|id| &*routing.service(id).upstream);
         self.metrics
             .record(upstream, response.status().as_u16(), started.elapsed());
         response
