@@ -4,19 +4,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use gantry_common::registry::RegistryClient;
+use gantry_harness::Stack;
 use gantry_harness::drive::client::{Answer, Credentials, UserClient};
 use gantry_harness::drive::echo::{Echo, EchoInstance};
 use gantry_harness::drive::load::LoadReport;
+use gantry_harness::runner::{Place, Target};
 use gantry_harness::steps::{StackWorld, StepState};
-use gantry_harness::{LogMarks, Stack};
 use tokio::time::Instant;
-
-use crate::target::Target;
 
 #[derive(Debug, Default, cucumber::World)]
 pub struct GantryWorld {
-    /// The stack this scenario started for itself, if any.
-    pub fresh: Option<Stack>,
     /// The `GANTRY_*` settings the fresh stack was started with (steps/sick.rs
     /// derives the bounds its mechanisms promise from them).
     pub settings: Vec<(String, String)>,
@@ -24,9 +21,9 @@ pub struct GantryWorld {
     pub large: Option<(u16, String)>,
     /// What a component started alone printed and how it ended (steps/configuration.rs).
     pub exited: Option<std::process::Output>,
-    pub target: Option<Target>,
     /// The shared steps' state: the last answer, the answers of a batch,
-    /// users by the name the scenario gives them, the last load.
+    /// users by the name the scenario gives them, the last load, and where
+    /// the scenario runs (the shared stack, one of its own, a deployed one).
     pub steps: StepState,
     pub request_timeout: Option<Duration>,
     pub previous_token: Option<String>,
@@ -56,10 +53,6 @@ pub struct GantryWorld {
     /// The routes file the scenario's gateways read (steps/routes.rs),
     /// removed when the scenario ends.
     pub routes: Option<crate::steps::routes::RoutesFile>,
-    /// Where the shared stack's logs stood when the scenario started, so a
-    /// failure keeps only what was written during it (`None`: the shared
-    /// stack was not running yet, so all of it).
-    pub log_marks: Option<LogMarks>,
 }
 
 /// The shared steps of `gantry_harness::steps` run on this world.
@@ -72,24 +65,20 @@ impl StackWorld for GantryWorld {
         &mut self.steps
     }
 
-    fn admin_url(&mut self) -> Option<String> {
-        self.target.as_ref().and_then(|t| t.admins.first().cloned())
-    }
-
-    fn stack(&mut self) -> Option<&mut Stack> {
-        self.fresh.as_mut()
-    }
-
-    fn ca_cert(&mut self) -> Option<std::path::PathBuf> {
-        self.target.as_ref().and_then(|t| t.ca_cert.clone())
-    }
-
+    /// The shared stack is registered in only by a scenario's own stack's
+    /// steps: scenarios beside it must not find strangers in it.
     fn registry(&mut self) -> Option<RegistryClient> {
-        self.fresh.as_ref().map(Stack::registry)
+        self.steps.place.as_mut().and_then(Place::stack).map(|s| s.registry())
     }
 
-    fn redis_url(&mut self) -> Option<String> {
-        self.target.as_ref().and_then(|t| t.redis_url.clone())
+    /// Raw connections first: a gateway drains open connections before it
+    /// stops, and a half-sent request head is not done yet. Echoes stop
+    /// heartbeating before the registry they report to stops.
+    async fn scenario_ended(&mut self) {
+        self.stalled.clear();
+        self.kept = None;
+        self.echoes = Echoes::default();
+        self.rogue = None;
     }
 }
 
@@ -118,9 +107,11 @@ pub struct Rogue {
 
 impl GantryWorld {
     pub fn target(&self) -> &Target {
-        self.target
+        self.steps
+            .place
             .as_ref()
-            .expect("a step must say which stack first (Given a running/fresh stack)")
+            .map(Place::target)
+            .expect("the runner gives every scenario its place before its first step")
     }
 
     pub fn gateway(&self) -> String {
@@ -132,10 +123,27 @@ impl GantryWorld {
         self.target().admin().to_owned()
     }
 
+    /// The scenario's own stack (scenarios beside it share the run's stack,
+    /// which none may break).
     pub fn stack(&mut self) -> &mut Stack {
-        self.fresh
+        self.steps
+            .place
             .as_mut()
+            .and_then(Place::stack)
             .expect("this step needs a fresh stack (Given a fresh stack …)")
+    }
+
+    /// Runs the rest of the scenario on `stack`, its own: stopped when the
+    /// scenario ends, its logs kept whole if it fails.
+    pub fn own(&mut self, stack: Stack) {
+        self.steps.place = Some(Place::own(stack));
+    }
+
+    /// Reads the gateways' addresses again after a step started one.
+    pub fn refresh_target(&mut self) {
+        if let Some(place) = self.steps.place.as_mut() {
+            place.refresh();
+        }
     }
 
     pub fn user(&self, name: &str) -> &UserClient {
@@ -162,19 +170,5 @@ impl GantryWorld {
 
     pub fn load(&self) -> &LoadReport {
         self.steps.load()
-    }
-
-    /// Stops this scenario's own stack gracefully.
-    pub async fn tear_down(&mut self) {
-        // Raw connections first: a gateway drains open connections before
-        // it stops, and a half-sent request head is not done yet.
-        self.stalled.clear();
-        self.kept = None;
-        // Echoes stop heartbeating before the registry they report to stops.
-        self.echoes = Echoes::default();
-        self.rogue = None;
-        if let Some(stack) = self.fresh.take() {
-            let _ = stack.stop(&mut |_| {}).await;
-        }
     }
 }

@@ -1,7 +1,12 @@
-//! A bounded load driver: a fixed number of concurrent callers, for a fixed
-//! time or number of requests, recording every answer's status, latency and
-//! the instance that answered (from `X-Instance-Id`, or the header the spec
-//! names). Loopback only; it always stops by itself.
+//! A bounded load driver, recording every answer's status, latency and the
+//! instance that answered (from `X-Instance-Id`, or the header the spec
+//! names). Two paces ([`Pace`]): a fixed number of callers, each sending its
+//! next request once its last is answered (closed loop), or requests sent on
+//! a schedule whether or not earlier ones were answered (open loop, with a
+//! linear ramp-up), whose latency counts from when a request was due, so a
+//! stall shows in every request it held up (no coordinated omission, as
+//! wrk2 measures). Latency quantiles are exact: every sample is kept. It
+//! always stops by itself, within its bounds.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::drive::client::excerpt;
@@ -20,6 +25,41 @@ pub const MAX_REQUESTS: usize = 200_000;
 pub const MAX_DURATION: Duration = Duration::from_secs(60);
 /// The header that names the instance that answered, as Gantry's services set it.
 pub const DEFAULT_INSTANCE_HEADER: &str = "x-instance-id";
+/// The most requests an open-loop run keeps unanswered at once: past it, a
+/// due request waits (and its latency, counted from when it was due, grows).
+pub const MAX_IN_FLIGHT: usize = 1024;
+/// The highest rate an open-loop run may ask for.
+pub const MAX_RATE: f64 = 20_000.0;
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// [`LoadSpec::concurrency`] callers, each sending its next request once
+    /// its last is answered: the rate is whatever the stack allows.
+    Closed,
+    /// `per_second` requests a second, sent when due whether or not earlier
+    /// ones were answered; the rate grows linearly from 0 over `ramp_up`
+    /// first. A request's latency counts from when it was due.
+    Open { per_second: f64, ramp_up: Duration },
+}
+
+impl Pace {
+    /// When request `i` (from 0) is due, from the start of the run.
+    pub fn due(&self, i: usize) -> Duration {
+        let Pace::Open { per_second, ramp_up } = *self else {
+            return Duration::ZERO;
+        };
+        let (i, ramp) = (i as f64, ramp_up.as_secs_f64());
+        // Requests sent during the ramp: the area under a rate rising to `per_second`.
+        let during_ramp = per_second * ramp / 2.0;
+        let at = if i < during_ramp {
+            (2.0 * ramp * i / per_second).sqrt()
+        } else {
+            ramp + (i - during_ramp) / per_second
+        };
+        Duration::from_secs_f64(at)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
@@ -28,7 +68,10 @@ pub struct LoadSpec {
     pub headers: Vec<(String, String)>,
     /// Sent with every request, as JSON (`Content-Type: application/json`).
     pub json: Option<serde_json::Value>,
+    /// Callers of a closed loop.
     pub concurrency: usize,
+    pub pace: Pace,
+    /// How long requests are sent for (the last answers may come after).
     pub duration: Duration,
     pub max_requests: usize,
     /// The answer header that names the instance ([`DEFAULT_INSTANCE_HEADER`]).
@@ -45,6 +88,7 @@ impl LoadSpec {
             headers: Vec::new(),
             json: None,
             concurrency: 8,
+            pace: Pace::Closed,
             duration: Duration::from_secs(5),
             max_requests: MAX_REQUESTS,
             instance_header: DEFAULT_INSTANCE_HEADER.to_owned(),
@@ -86,6 +130,21 @@ impl LoadSpec {
         self
     }
 
+    /// Requests sent on a schedule, `per_second` once `ramp_up` is over
+    /// ([`Pace::Open`]; at most [`MAX_RATE`]).
+    pub fn open_loop(mut self, per_second: f64, ramp_up: Duration) -> Self {
+        let per_second = if per_second.is_finite() {
+            per_second.clamp(0.1, MAX_RATE)
+        } else {
+            1.0
+        };
+        self.pace = Pace::Open {
+            per_second,
+            ramp_up: ramp_up.min(MAX_DURATION),
+        };
+        self
+    }
+
     pub fn duration(mut self, d: Duration) -> Self {
         self.duration = d.min(MAX_DURATION);
         self
@@ -103,7 +162,8 @@ pub struct Sample {
     pub status: u16,
     pub latency: Duration,
     pub instance: Option<String>,
-    /// When the request was sent, from the start of the run.
+    /// When the request was sent (in an open loop, when it was due), from
+    /// the start of the run.
     pub sent_at: Duration,
     pub error: Option<String>,
     /// The answer's `X-Request-Id`, for finding a failure in the logs.
@@ -137,8 +197,9 @@ impl std::fmt::Display for Sample {
 pub struct LoadReport {
     pub samples: Vec<Sample>,
     pub elapsed: Duration,
-    /// The callers that sent them at once.
+    /// The callers that sent them at once (closed loop).
     pub concurrency: usize,
+    pub pace: Option<Pace>,
     /// When the run started (samples' `sent_at` count from it).
     pub started: Option<Instant>,
 }
@@ -176,9 +237,24 @@ impl LoadReport {
         l[i]
     }
 
+    /// Answers per second over the run.
+    pub fn rate(&self) -> f64 {
+        self.samples.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
     pub fn summary(&self) -> String {
+        let pace = match self.pace {
+            Some(Pace::Open { per_second, ramp_up }) if ramp_up.is_zero() => format!(" (open loop, {per_second}/s)"),
+            Some(Pace::Open { per_second, ramp_up }) => {
+                format!(
+                    " (open loop, {per_second}/s after a {:.1} s ramp-up)",
+                    ramp_up.as_secs_f64()
+                )
+            }
+            _ => String::new(),
+        };
         format!(
-            "{} requests in {:.1} s, {} failed, p50 {:?}, p99 {:?}, max {:?}, by instance {:?}",
+            "{} requests in {:.1} s{pace}, {} failed, p50 {:?}, p99 {:?}, max {:?}, by instance {:?}",
             self.samples.len(),
             self.elapsed.as_secs_f64(),
             self.failures().len(),
@@ -198,16 +274,41 @@ pub async fn run(spec: LoadSpec) -> LoadReport {
 /// Runs `spec` to completion, counting finished requests in `done`, so a
 /// step can act (break an instance) once a share of them has been answered.
 pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadReport {
-    // One client for all callers, keeping a connection per caller alive:
-    // over TLS that is one handshake per caller, not one per request.
+    // One client for all callers, keeping connections alive: over TLS that
+    // is one handshake per connection, not one per request.
+    let idle = match spec.pace {
+        Pace::Closed => spec.concurrency,
+        Pace::Open { .. } => MAX_IN_FLIGHT,
+    };
     let http = crate::drive::client::http_builder(spec.ca_cert.as_deref())
         .timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(spec.concurrency)
+        .pool_max_idle_per_host(idle)
         .build()
         .unwrap_or_else(|e| panic!("building the load's HTTP client: {e}"));
     let spec = Arc::new(spec);
-    let issued = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let mut samples = match spec.pace {
+        Pace::Closed => closed(http, spec.clone(), started, done).await,
+        Pace::Open { .. } => open(http, spec.clone(), started, done).await,
+    };
+    samples.sort_by_key(|s| s.sent_at);
+    LoadReport {
+        samples,
+        elapsed: started.elapsed(),
+        concurrency: spec.concurrency,
+        pace: Some(spec.pace),
+        started: Some(started),
+    }
+}
+
+/// [`Pace::Closed`]: each caller sends its next request once its last is answered.
+async fn closed(
+    http: reqwest::Client,
+    spec: Arc<LoadSpec>,
+    started: Instant,
+    done: watch::Sender<usize>,
+) -> Vec<Sample> {
+    let issued = Arc::new(AtomicUsize::new(0));
     let deadline = started + spec.duration;
     let workers: Vec<_> = (0..spec.concurrency)
         .map(|_| {
@@ -215,68 +316,101 @@ pub async fn run_observed(spec: LoadSpec, done: watch::Sender<usize>) -> LoadRep
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < spec.max_requests {
-                    let mut req = http.request(spec.method.clone(), &spec.url);
-                    for (k, v) in &spec.headers {
-                        req = req.header(k, v);
-                    }
-                    if let Some(json) = &spec.json {
-                        req = req.json(json);
-                    }
-                    let sent = Instant::now();
-                    let sample = match req.send().await {
-                        Ok(resp) => {
-                            let status = resp.status().as_u16();
-                            let header = |name: &str| {
-                                resp.headers()
-                                    .get(name)
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_owned)
-                            };
-                            let instance = header(&spec.instance_header);
-                            let request_id = header("x-request-id");
-                            let body = resp.bytes().await;
-                            let kept = match &body {
-                                Ok(b) if !(200..300).contains(&status) => Some(excerpt(&String::from_utf8_lossy(b))),
-                                _ => None,
-                            };
-                            Sample {
-                                status: if body.is_ok() { status } else { 0 },
-                                latency: sent.elapsed(),
-                                instance,
-                                sent_at: sent - started,
-                                error: body.err().map(|e| e.to_string()),
-                                request_id,
-                                body: kept,
-                            }
-                        }
-                        Err(e) => Sample {
-                            status: 0,
-                            latency: sent.elapsed(),
-                            instance: None,
-                            sent_at: sent - started,
-                            error: Some(e.to_string()),
-                            request_id: None,
-                            body: None,
-                        },
-                    };
-                    samples.push(sample);
+                    samples.push(send(&http, &spec, started, Instant::now()).await);
                     done.send_modify(|n| *n += 1);
                 }
                 samples
             })
         })
         .collect();
-    let mut report = LoadReport::default();
+    let mut samples = Vec::new();
     for w in workers {
-        if let Ok(samples) = w.await {
-            report.samples.extend(samples);
+        if let Ok(mine) = w.await {
+            samples.extend(mine);
         }
     }
-    report.samples.sort_by_key(|s| s.sent_at);
-    report.elapsed = started.elapsed();
-    report.concurrency = spec.concurrency;
-    report.started = Some(started);
-    report
+    samples
+}
+
+/// [`Pace::Open`]: each request is sent when due, answered or not the ones
+/// before it (at most [`MAX_IN_FLIGHT`] unanswered), its latency counted
+/// from when it was due.
+async fn open(http: reqwest::Client, spec: Arc<LoadSpec>, started: Instant, done: watch::Sender<usize>) -> Vec<Sample> {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..spec.max_requests {
+        let due = spec.pace.due(i);
+        if due >= spec.duration {
+            break;
+        }
+        tokio::time::sleep_until(started + due).await;
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (http, spec, done) = (http.clone(), spec.clone(), done.clone());
+        requests.spawn(async move {
+            let sample = send(&http, &spec, started, started + due).await;
+            drop(permit);
+            done.send_modify(|n| *n += 1);
+            sample
+        });
+    }
+    let mut samples = Vec::with_capacity(requests.len());
+    while let Some(sample) = requests.join_next().await {
+        if let Ok(sample) = sample {
+            samples.push(sample);
+        }
+    }
+    samples
+}
+
+/// Sends one request of `spec`, due at `due`: its latency counts from then.
+async fn send(http: &reqwest::Client, spec: &LoadSpec, started: Instant, due: Instant) -> Sample {
+    let mut req = http.request(spec.method.clone(), &spec.url);
+    for (k, v) in &spec.headers {
+        req = req.header(k, v);
+    }
+    if let Some(json) = &spec.json {
+        req = req.json(json);
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let instance = header(&spec.instance_header);
+            let request_id = header("x-request-id");
+            let body = resp.bytes().await;
+            let kept = match &body {
+                Ok(b) if !(200..300).contains(&status) => Some(excerpt(&String::from_utf8_lossy(b))),
+                _ => None,
+            };
+            Sample {
+                status: if body.is_ok() { status } else { 0 },
+                latency: due.elapsed(),
+                instance,
+                sent_at: due - started,
+                error: body.err().map(|e| e.to_string()),
+                request_id,
+                body: kept,
+            }
+        }
+        Err(e) => Sample {
+            status: 0,
+            latency: due.elapsed(),
+            instance: None,
+            sent_at: due - started,
+            error: Some(e.to_string()),
+            request_id: None,
+            body: None,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -303,5 +437,95 @@ mod tests {
             );
             assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
         }
+    }
+
+    #[test]
+    fn an_open_loop_is_due_evenly_after_a_linear_ramp() {
+        let steady = Pace::Open {
+            per_second: 100.0,
+            ramp_up: Duration::ZERO,
+        };
+        assert_eq!(steady.due(0), Duration::ZERO);
+        assert_eq!(steady.due(150), Duration::from_millis(1500));
+        let ramped = Pace::Open {
+            per_second: 100.0,
+            ramp_up: Duration::from_secs(2),
+        };
+        // Half the steady rate's requests during the ramp, slow then fast.
+        assert_eq!(ramped.due(100), Duration::from_secs(2));
+        assert!(ramped.due(1) > Duration::from_millis(150), "{:?}", ramped.due(1));
+        assert!(ramped.due(99) - ramped.due(98) < Duration::from_millis(11));
+        assert_eq!(ramped.due(200), Duration::from_secs(3));
+        assert_eq!(Pace::Closed.due(7), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn an_open_loop_sends_what_its_rate_and_time_say() {
+        let echo = Echo::start("echo-1").await.expect("an echo server");
+        let spec = LoadSpec::get(format!("http://{}/ping", echo.addr()))
+            .open_loop(40.0, Duration::ZERO)
+            .duration(Duration::from_millis(500));
+        let report = run(spec).await;
+        assert_eq!(report.samples.len(), 20, "{}", report.summary());
+        assert!(report.failures().is_empty(), "{}", report.summary());
+        assert_eq!(echo.requests(), 20);
+        let last = report.samples.last().expect("samples");
+        assert_eq!(last.sent_at, Duration::from_millis(475), "due times, in order");
+    }
+
+    /// A server that answers nothing until `hold` has passed, then everything.
+    async fn stalled_server(hold: Duration) -> std::net::SocketAddr {
+        let until = Instant::now() + hold;
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move {
+                tokio::time::sleep_until(until).await;
+                "ok"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("its address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// Coordinated omission: one caller of a closed loop waits out a stall
+    /// and records it once; an open loop records it in every request that
+    /// was due during it.
+    #[tokio::test]
+    async fn an_open_loop_counts_a_stall_in_every_request_it_held_up() {
+        let hold = Duration::from_millis(600);
+        let slow = |r: &LoadReport| {
+            r.samples
+                .iter()
+                .filter(|s| s.latency >= Duration::from_millis(200))
+                .count()
+        };
+
+        let addr = stalled_server(hold).await;
+        let closed = run(LoadSpec::get(format!("http://{addr}/"))
+            .concurrency(1)
+            .duration(Duration::from_secs(1)))
+        .await;
+        assert_eq!(
+            slow(&closed),
+            1,
+            "the closed loop saw the stall once: {}",
+            closed.summary()
+        );
+
+        let addr = stalled_server(hold).await;
+        let open = run(LoadSpec::get(format!("http://{addr}/"))
+            .open_loop(100.0, Duration::ZERO)
+            .duration(Duration::from_secs(1)))
+        .await;
+        assert!(open.failures().is_empty(), "{}", open.summary());
+        // The 40 due in the stall's first 400 ms each waited about 200 ms
+        // or more (the stall began a moment before the run).
+        assert!(
+            slow(&open) >= 35,
+            "the open loop saw it in every request it held up: {}",
+            open.summary()
+        );
     }
 }

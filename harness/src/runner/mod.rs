@@ -73,6 +73,8 @@ pub struct Runner<W> {
     programs: Vec<(String, PathBuf)>,
     name: String,
     target_dir: Option<PathBuf>,
+    /// Scenarios run at once (see [`Runner::concurrency`]).
+    concurrency: usize,
     world: PhantomData<fn() -> W>,
 }
 
@@ -116,6 +118,7 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
             programs: Vec::new(),
             name: "scenarios".to_owned(),
             target_dir: None,
+            concurrency: 1,
             world: PhantomData,
         }
     }
@@ -151,6 +154,17 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
     /// `CARGO_TARGET_DIR`, else the folder this test binary was built in.
     pub fn target_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.target_dir = Some(dir.into());
+        self
+    }
+
+    /// Runs `n` scenarios at once (1, the default: one at a time). With one,
+    /// a scenario has the shared stack to itself and may break it (it is
+    /// mended after); with more, they share it at once and only send it
+    /// requests: a scenario that breaks things starts a stack of its own
+    /// ([`Place::own`] into its [`crate::steps::StepState::place`]), and one
+    /// tagged `@serial` runs alone.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
 
@@ -215,13 +229,13 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
         };
 
         let shared = Arc::new(self.start(&mode).await?);
+        let concurrency = self.concurrency;
         let lender = shared.clone();
         let keeper = shared.clone();
         let kept = evidence.clone();
         let writer = Cucumber::<W, _, _, _, _, _>::new()
             .steps(crate::steps::collection::<W>())
-            // One at a time: each scenario has the whole stack to break.
-            .max_concurrent_scenarios(1)
+            .max_concurrent_scenarios(concurrency)
             .with_writer(
                 writer::Basic::stdout()
                     .summarized()
@@ -234,12 +248,13 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
             .fail_on_skipped()
             .before(move |_, _, _, world| {
                 let lender = lender.clone();
-                Box::pin(async move { world.step_state().place = lender.place().await })
+                Box::pin(async move { world.step_state().place = lender.place(concurrency).await })
             })
             .after(move |_, _, scenario, finished, world| {
                 let (keeper, kept) = (keeper.clone(), kept.clone());
                 Box::pin(async move {
                     if let Some(world) = world {
+                        world.scenario_ended().await;
                         let failed = matches!(
                             finished,
                             ScenarioFinished::StepFailed(..) | ScenarioFinished::BeforeHookFailed(_)
@@ -339,13 +354,20 @@ impl Shared {
     }
 
     /// A scenario's place, with where the shared stack's logs stood at its
-    /// start. Panics (failing the scenario's before-hook, with the reason)
-    /// once a scenario left the stack unmendable.
-    async fn place(&self) -> Option<Place> {
+    /// start: its turn with the stack when scenarios run one at a time, a
+    /// watch of it when `concurrency` run at once. Panics (failing the
+    /// scenario's before-hook, with the reason) once a scenario left the
+    /// stack unmendable.
+    async fn place(&self, concurrency: usize) -> Option<Place> {
         if let Some(name) = self.broken_by.lock().expect("not poisoned").as_deref() {
             panic!("the shared stack could not be mended after the scenario {name:?}: not run on a stack left broken");
         }
         Some(match &self.hold {
+            Hold::Turns(shared) if concurrency > 1 => {
+                let watch = shared.watch().await;
+                let marks = watch.stack().log_marks().await;
+                Place::watch(watch).since(marks)
+            }
             Hold::Turns(shared) => {
                 let mut lease = shared.lend().await;
                 let marks = lease.stack().log_marks().await;

@@ -81,7 +81,7 @@ use gantry_common::registry::RegistryClient;
 
 pub use config::StepConfig;
 pub use faults::{Fault, FaultError, Faults};
-pub use shared::{Lease, SharedStack};
+pub use shared::{Lease, SharedStack, Watch};
 pub use state::StepState;
 
 use crate::stack::Stack;
@@ -143,6 +143,14 @@ pub trait StackWorld: cucumber::World + Debug {
             return place.target().registry.clone();
         }
         self.stack().map(|s| s.registry())
+    }
+
+    /// Called by [`crate::runner::Runner`] when the scenario ends, before
+    /// its logs are kept and its stack is mended or stopped: where a world
+    /// lets go of what it holds on the stack (connections, servers it
+    /// registered).
+    fn scenario_ended(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        async {}
     }
 
     /// `REDIS_URL` of the stack's Redis.

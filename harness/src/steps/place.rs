@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gantry_common::registry::RegistryClient;
 
-use super::Lease;
+use super::{Lease, Watch};
 use crate::drive::client::UserClient;
 use crate::stack::{LogMarks, Stack};
 
@@ -83,6 +83,9 @@ pub struct Place {
 enum Hold {
     /// Its turn with the run's shared stack: mended when it ends.
     Turn(Lease),
+    /// The run's shared stack, watched with the scenarios running beside
+    /// it: not to be broken.
+    Watch(Watch),
     /// A stack of its own (`@needs:fresh-stack`): stopped when it ends.
     Own(Box<Stack>),
     /// A deployed stack: not the harness's to break.
@@ -96,6 +99,17 @@ impl Place {
         Self {
             target,
             hold: Hold::Turn(lease),
+            marks: None,
+        }
+    }
+
+    /// The run's shared stack, with the scenarios running beside it: its
+    /// steps send requests; its faults need a stack of its own
+    /// ([`Place::own`]).
+    pub fn watch(watch: Watch) -> Self {
+        Self {
+            target: Target::of(watch.stack()),
+            hold: Hold::Watch(watch),
             marks: None,
         }
     }
@@ -136,6 +150,18 @@ impl Place {
         &self.target
     }
 
+    /// Reads the addresses again from the stack it holds, after a step
+    /// changed them (started another gateway).
+    pub fn refresh(&mut self) {
+        let target = match &mut self.hold {
+            Hold::Turn(lease) => Target::of(lease.stack()),
+            Hold::Watch(watch) => Target::of(watch.stack()),
+            Hold::Own(stack) => Target::of(stack),
+            Hold::Deployed => return,
+        };
+        self.target = target;
+    }
+
     /// The first gateway's URL.
     pub fn gateway_url(&self) -> String {
         self.target.gateway().to_owned()
@@ -146,7 +172,7 @@ impl Place {
         match &mut self.hold {
             Hold::Turn(lease) => Some(lease.stack()),
             Hold::Own(stack) => Some(stack),
-            Hold::Deployed => None,
+            Hold::Watch(_) | Hold::Deployed => None,
         }
     }
 
@@ -156,6 +182,7 @@ impl Place {
     pub(crate) fn logs(&mut self) -> Option<(&Stack, bool)> {
         match &mut self.hold {
             Hold::Turn(lease) => Some((lease.stack(), false)),
+            Hold::Watch(watch) => Some((watch.stack(), false)),
             Hold::Own(stack) => Some((stack, true)),
             Hold::Deployed => None,
         }
@@ -166,7 +193,7 @@ impl Place {
     pub(crate) async fn mend(&mut self) -> Result<(), crate::HarnessError> {
         match &mut self.hold {
             Hold::Turn(lease) => lease.mend().await,
-            Hold::Own(_) | Hold::Deployed => Ok(()),
+            Hold::Own(_) | Hold::Watch(_) | Hold::Deployed => Ok(()),
         }
     }
 
@@ -175,7 +202,7 @@ impl Place {
     pub(crate) async fn release(self) -> Result<(), crate::HarnessError> {
         match self.hold {
             Hold::Own(stack) => stack.stop(&mut |_| {}).await,
-            Hold::Turn(_) | Hold::Deployed => Ok(()),
+            Hold::Turn(_) | Hold::Watch(_) | Hold::Deployed => Ok(()),
         }
     }
 }

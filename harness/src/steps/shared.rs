@@ -1,8 +1,11 @@
-//! One stack for a whole run of scenarios, lent to one scenario at a time:
-//! what a team's runner needs when starting a stack costs more than its
-//! scenarios do. A scenario holds a [`Lease`] from its before-hook to its
-//! after-hook, which [`Lease::mend`]s what the scenario left broken, so a
-//! scenario that fails half-way through a fault does not fail the next.
+//! One stack for a whole run of scenarios: what a runner needs when starting
+//! a stack costs more than its scenarios do. Either lent to one scenario at
+//! a time, which may break it: the scenario holds a [`Lease`] from its
+//! before-hook to its after-hook, which [`Lease::mend`]s what it left
+//! broken, so a scenario that fails half-way through a fault does not fail
+//! the next. Or watched by several scenarios at once, which only send it
+//! requests ([`SharedStack::watch`]); one that breaks things starts a stack
+//! of its own.
 //!
 //! ```ignore
 //! #[derive(Debug, Default, cucumber::World)]
@@ -19,43 +22,66 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::error::HarnessError;
 use crate::stack::Stack;
 
-/// A running stack scenarios take turns with. Clones share it.
+/// A running stack scenarios take turns with, or watch together. Clones share it.
 #[derive(Debug, Clone)]
 pub struct SharedStack {
-    inner: Arc<Mutex<Option<Stack>>>,
+    inner: Arc<RwLock<Option<Stack>>>,
 }
 
 /// The stack, held by one scenario until it is dropped.
 #[derive(Debug)]
 pub struct Lease {
-    guard: OwnedMutexGuard<Option<Stack>>,
+    guard: OwnedRwLockWriteGuard<Option<Stack>>,
+}
+
+/// The stack, watched by one of the scenarios sharing it until it is
+/// dropped: no turn is taken, and nothing may be broken.
+#[derive(Debug)]
+pub struct Watch {
+    guard: OwnedRwLockReadGuard<Option<Stack>>,
 }
 
 impl SharedStack {
     pub fn new(stack: Stack) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Some(stack))),
+            inner: Arc::new(RwLock::new(Some(stack))),
         }
     }
 
-    /// The stack, once no other scenario holds it.
+    /// The stack, once no other scenario holds or watches it.
     pub async fn lend(&self) -> Lease {
         Lease {
-            guard: self.inner.clone().lock_owned().await,
+            guard: self.inner.clone().write_owned().await,
         }
     }
 
-    /// Stops the stack gracefully, once no scenario holds it.
+    /// The stack, shared with the other scenarios watching it (it waits
+    /// only while one holds a [`Lease`]).
+    pub async fn watch(&self) -> Watch {
+        Watch {
+            guard: self.inner.clone().read_owned().await,
+        }
+    }
+
+    /// Stops the stack gracefully, once no scenario holds or watches it.
     pub async fn stop(self) -> Result<(), HarnessError> {
-        match self.inner.lock().await.take() {
+        match self.inner.write().await.take() {
             Some(stack) => stack.stop(&mut |_| {}).await,
             None => Ok(()),
         }
+    }
+}
+
+impl Watch {
+    pub fn stack(&self) -> &Stack {
+        self.guard
+            .as_ref()
+            .expect("the shared stack is watched only before it is stopped")
     }
 }
 

@@ -109,6 +109,16 @@ const PHRASES: &[(StepType, &str)] = &[
         StepType::When,
         r#"200 POST requests are sent to /orders with JSON {"item": "tea", "n": 1} with 4 concurrent callers as "alice""#,
     ),
+    (
+        StepType::When,
+        r#"POST requests are sent to /orders with JSON {"item": "tea"} with headers "X-A: 1", "X-B: 2" at 200 per second for 10 seconds after a ramp-up of 2 seconds as "alice""#,
+    ),
+    (
+        StepType::When,
+        "requests are sent to /hello at 50 per second for 5 seconds",
+    ),
+    (StepType::Then, "the 99th percentile of latency is under 50 ms"),
+    (StepType::Then, "the 99.9th percentile of latency is at least 200 ms"),
     (StepType::Then, "no request failed"),
     (
         StepType::Then,
@@ -214,6 +224,9 @@ Feature: The library's steps against a real server
     And the JSON at "/headers/0" has 2 items
     When 20 POST requests are sent to /orders with JSON {"owner": "{cy.username}"} with 2 concurrent callers
     Then no request failed
+    When PUT requests are sent to /paced with header "X-Gateway: {gateway}" at 40 per second for 1 second after a ramp-up of 1 second
+    Then no request failed
+    And the 50th percentile of latency is under 60000 ms
 "#;
 
 const FAILING: &str = r#"
@@ -251,11 +264,15 @@ Feature: The library's checks fail when they should
 
   Scenario: A status that never comes
     Then GET /x answers 503 within 1 second
+
+  Scenario: A latency bound missed
+    When requests are sent to /x at 20 per second for 1 second
+    Then the 50th percentile of latency is under 0 ms
 "#;
 
 /// Runs `feature` with the library's steps against an echo; returns the
-/// (passed, failed) step counts.
-async fn run(feature: &str) -> (usize, usize) {
+/// (passed, failed) step counts and what the echo received.
+async fn run(feature: &str) -> (usize, usize, Vec<crate::drive::echo::Received>) {
     let echo = Echo::start("echo-1").await.expect("an echo server");
     *ECHO_URL.lock().expect("not poisoned") = format!("http://{}", echo.addr());
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -278,7 +295,7 @@ async fn run(feature: &str) -> (usize, usize) {
         .run(&path)
         .await;
     println!("{}", report.text());
-    (writer.passed_steps(), writer.failed_steps())
+    (writer.passed_steps(), writer.failed_steps(), echo.received())
 }
 
 /// A cucumber writer's output, kept in memory.
@@ -303,8 +320,19 @@ impl std::io::Write for Report {
 
 #[tokio::test]
 async fn the_steps_pass_against_a_real_server_and_fail_when_they_should() {
-    let (passed, failed) = run(PASSING).await;
-    assert_eq!((passed, failed), (39, 0), "every step of the passing feature passes");
-    let (passed, failed) = run(FAILING).await;
-    assert_eq!((passed, failed), (7, 9), "each failing scenario fails at its check");
+    let (passed, failed, received) = run(PASSING).await;
+    assert_eq!((passed, failed), (42, 0), "every step of the passing feature passes");
+    // The open loop: 20 requests ramping up over 1 s, then 40 in the next.
+    let paced: Vec<_> = received.iter().filter(|r| r.path == "/paced").collect();
+    assert_eq!(paced.len(), 60, "the open loop sent what its rate, ramp and time say");
+    let gateway = ECHO_URL.lock().expect("not poisoned").clone();
+    assert!(
+        paced
+            .iter()
+            .all(|r| r.method == "PUT" && r.header("x-gateway") == Some(gateway.as_str())),
+        "with its method and headers: {:?}",
+        paced[0]
+    );
+    let (passed, failed, _) = run(FAILING).await;
+    assert_eq!((passed, failed), (8, 10), "each failing scenario fails at its check");
 }

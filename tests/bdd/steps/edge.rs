@@ -148,7 +148,7 @@ async fn admin_readyz(w: &mut GantryWorld) {
 
 #[then("the answer is a 5xx JSON error naming no instance, address or system error")]
 async fn names_nothing_inside(w: &mut GantryWorld) {
-    let stack = w.fresh.as_ref().expect("a fresh stack");
+    let stack = w.stack();
     let mut secrets: Vec<String> = stack.user_addrs();
     secrets.extend(stack.auth_addrs());
     secrets.extend((1..=stack.user_addrs().len()).map(|i| format!("user-{i}")));

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 
 use super::eventually;
 use super::upstream::{client_address, echo, last_received, until_every_gateway};
-use crate::target::{self, Target};
+use crate::target;
 use crate::world::GantryWorld;
 
 /// How long one raw answer, or one reload, may take before the step fails:
@@ -144,7 +144,7 @@ async fn fresh_stack_behind(w: &mut GantryWorld, step: &Step) {
             .await
             .unwrap_or_else(|e| panic!("gateway-{n} did not start on the scenario's routes file: {e}"));
     }
-    w.target = Some(Target::of(w.stack()));
+    w.refresh_target();
     for service in echoed {
         let what = format!("the gateway to route {service} to its echo upstream");
         let only = [service.clone()];
@@ -413,7 +413,7 @@ async fn log_names_the_line(w: &mut GantryWorld, text: String) {
         .unwrap_or_else(|| panic!("{text:?} is not in the routes file"))
         + 1;
     let at = format!("{}:{line}:", file.path.display());
-    let stack = w.fresh.as_ref().expect("a fresh stack");
+    let stack = w.stack();
     for gateway in stack.instances(GATEWAY).expect("the stack's gateways") {
         let what = format!("{}'s log to say the routes file was refused at {at}", gateway.id());
         eventually(&what, WITHIN, || {

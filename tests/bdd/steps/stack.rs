@@ -7,12 +7,14 @@ use gantry_harness::StackBuilder;
 use gantry_harness::drive::client::{Auth, UserClient};
 
 use super::unique;
-use crate::target::{self, Target};
+use crate::target;
 use crate::world::GantryWorld;
 
+/// The run's shared stack, or the deployed one: where the runner puts every
+/// scenario before its first step, so this only says so.
 #[given("a running stack")]
 async fn a_running_stack(w: &mut GantryWorld) {
-    w.target = Some(target::shared().await);
+    assert!(!w.gateway().is_empty(), "the scenario's stack has a gateway");
 }
 
 #[given(
@@ -48,8 +50,7 @@ pub async fn start_fresh(w: &mut GantryWorld, builder: StackBuilder) {
         .start(&mut gantry_harness::stack::print_progress("bdd: fresh stack"))
         .await
         .unwrap_or_else(|e| panic!("the fresh stack did not start: {e}"));
-    w.target = Some(Target::of(&stack));
-    w.fresh = Some(stack);
+    w.own(stack);
 }
 
 /// A new user called `name` (made unique for this run), registered through
@@ -107,9 +108,8 @@ async fn logs_out(w: &mut GantryWorld, name: String) {
 
 #[when("a new gateway starts")]
 async fn a_new_gateway(w: &mut GantryWorld) {
-    let stack = w.stack();
-    stack.add_gateway().await.expect("starting another gateway");
-    w.target = Some(Target::of(stack));
+    w.stack().add_gateway().await.expect("starting another gateway");
+    w.refresh_target();
 }
 
 #[when(regex = r"^gateway (\d+) restarts$")]
