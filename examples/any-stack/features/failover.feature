@@ -12,3 +12,15 @@ Feature: Failover under SIGKILL
     When instance 2 of "greeter" starts again
     Then instance 2 of "greeter" is passing in the registry within 30 seconds
     And GET /greet/hello as "fay" is answered by instance 2 of "greeter" within 40 seconds
+
+  # notes asks the greeter through the gateway (GATEWAY_URL = "{gateway}" in
+  # stack.toml), so one service's call to another is balanced and retried
+  # too: had it called one greeter's address, this kill would fail it.
+  @needs:process
+  Scenario: A service calling another through the gateway survives a greeter's death
+    Given a new user "gus" is logged in
+    When I GET /notes/greeting as "gus"
+    Then the status is 200
+    And the JSON at "/greeting/hello" is "{gus.username}"
+    When 200 requests are sent to /notes/greeting with 4 concurrent callers as "gus" while instance 1 of "greeter" is killed
+    Then no request failed

@@ -10,6 +10,9 @@
 //!   JWKS_URL      the issuer's JSON Web Key Set (required)
 //!   JWT_AUDIENCE  the `aud` a token must carry (required)
 //!   INSTANCE_ID   sent back in `X-Served-By` (default `notes-<port>`)
+//!   GATEWAY_URL   the gateway, through which `GET /notes/greeting` asks the
+//!                 greeter (optional): balanced over its instances, and
+//!                 retried around a dead one, by the gateway
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +43,7 @@ struct App {
     http: reqwest::Client,
     instance: HeaderValue,
     notes: Mutex<Vec<(String, String)>>,
+    gateway: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -164,6 +168,30 @@ async fn add(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::
     )
 }
 
+/// The greeter's greeting for the caller, asked through the gateway with
+/// the caller's own token.
+async fn greeting(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let claims = match app.verify(&headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(gateway) = &app.gateway else {
+        return error(StatusCode::NOT_FOUND, "not_found", "GATEWAY_URL is not set");
+    };
+    let mut ask = app.http.get(format!("{gateway}/greet/hello"));
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        ask = ask.header(header::AUTHORIZATION, auth);
+    }
+    let answer = match ask.send().await {
+        Ok(a) if a.status().is_success() => a.json::<Value>().await.ok(),
+        _ => None,
+    };
+    match answer {
+        Some(greeting) => served(&app, Json(json!({"owner": claims.sub, "greeting": greeting})).into_response()),
+        None => error(StatusCode::BAD_GATEWAY, "greeter_unavailable", "the greeter did not answer through the gateway"),
+    }
+}
+
 fn served(app: &App, mut r: Response) -> Response {
     r.headers_mut().insert("x-served-by", app.instance.clone());
     r
@@ -198,10 +226,12 @@ async fn main() {
             .expect("an HTTP client"),
         instance: HeaderValue::from_str(&instance).unwrap_or(HeaderValue::from_static("notes")),
         notes: Mutex::new(Vec::new()),
+        gateway: std::env::var("GATEWAY_URL").ok().filter(|g| !g.is_empty()),
     });
     let router = Router::new()
         .route("/health", get(health))
         .route("/notes", get(list).post(add))
+        .route("/notes/greeting", get(greeting))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await

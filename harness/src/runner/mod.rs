@@ -52,7 +52,7 @@ pub use needs::Need;
 
 use crate::error::HarnessError;
 use crate::stack::file::StackFile;
-use crate::stack::{LogMarks, Progress, SavedLog, StackBuilder};
+use crate::stack::{LogMarks, SavedLog, StackBuilder};
 use crate::steps::{SharedStack, StackWorld};
 
 /// Runs the feature files there instead of the runner's own (a folder or
@@ -319,13 +319,7 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
             }
         };
         let stack = builder
-            .start(&mut |p| {
-                if let Progress::Note(note) = p {
-                    eprintln!("gantry: {note}");
-                } else {
-                    eprintln!("gantry: {p:?}");
-                }
-            })
+            .start(&mut crate::stack::print_progress("gantry: stack"))
             .await
             .map_err(RunError::Stack)?;
         Ok(Shared::new(Hold::Turns(SharedStack::new(stack))))

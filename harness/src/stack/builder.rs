@@ -224,16 +224,17 @@ impl StackBuilder {
         self
     }
 
-    /// The services in start order, then the gateways, as specs.
+    /// The services in start order, then the gateways, then the services
+    /// that name the gateway (`{gateway}`), in their order, as specs.
     pub fn specs(&self) -> Vec<(Role, ServiceSpec)> {
-        let mut specs: Vec<(Role, ServiceSpec)> = self
-            .services
-            .iter()
-            .map(|s| (Role::Service(s.name.clone()), s.clone()))
-            .collect();
+        let as_spec = |s: &ServiceSpec| (Role::Service(s.name.clone()), s.clone());
+        let (late, early): (Vec<&ServiceSpec>, Vec<&ServiceSpec>) =
+            self.services.iter().partition(|s| self.gateway.count > 0 && s.names_gateway());
+        let mut specs: Vec<(Role, ServiceSpec)> = early.into_iter().map(as_spec).collect();
         if self.gateway.count > 0 {
             specs.push((Role::Gateway, self.gateway.to_spec(&self.binary)));
         }
+        specs.extend(late.into_iter().map(as_spec));
         specs
     }
 
@@ -349,23 +350,46 @@ impl StackBuilder {
             .iter()
             .take_while(|g| matches!(g.role, Role::Redis | Role::Registry))
             .count();
+        // Services that call through the gateway start after it; a gateway
+        // is ready only once every service it routes has an instance, so
+        // until they have started it is awaited only to be alive.
+        let gateways = groups.iter().position(|g| g.role == Role::Gateway);
+        let services_after = gateways.is_some_and(|g| g + 1 < groups.len());
         for g in 0..groups.len() {
             if g == infra {
                 ctx.gantry_env = self.gantry_env(ctx, signing_seed);
+            }
+            let ready = groups[g].spec.ready.clone();
+            if Some(g) == gateways && services_after {
+                groups[g].spec.ready = Ready::http("/healthz");
             }
             for index in 1..=groups[g].spec.replicas {
                 let peers = peers(groups);
                 groups[g].start_instance(ctx, index, &peers, progress).await?;
             }
+            groups[g].spec.ready = ready.clone();
+            for instance in &mut groups[g].instances {
+                instance.probe.ready = ready.clone();
+            }
             let addr = groups[g].instances.first().map(|i| i.addr()).unwrap_or_default();
             match groups[g].role {
                 Role::Redis => ctx.redis_url = redis_url(&addr, &secrets.redis_password),
                 Role::Registry => ctx.registry_addr = addr,
-                _ => {}
+                Role::Gateway => {
+                    let scheme = if self.gateway_tls { "https" } else { "http" };
+                    ctx.gateway_url = format!("{scheme}://{addr}");
+                }
+                Role::Service(_) => {}
             }
         }
         if infra == groups.len() {
             ctx.gantry_env = self.gantry_env(ctx, signing_seed);
+        }
+        if let Some(g) = gateways.filter(|_| services_after) {
+            for instance in &mut groups[g].instances {
+                progress(Progress::Note(&format!("awaiting {}'s /readyz", instance.id())));
+                instance.wait_ready().await?;
+            }
         }
         Ok(())
     }
@@ -437,5 +461,23 @@ mod tests {
         assert_eq!(specs[0].1.ready, Ready::Passing);
         assert_eq!(specs[2].1.ready, Ready::http("/readyz"));
         assert!(StackBuilder::empty("/bin/gantry").specs().is_empty());
+    }
+
+    #[test]
+    fn services_that_name_the_gateway_start_after_it() {
+        let service = |name: &str, url: &str| ServiceSpec::command(name, "svc", ["run"]).env("UPSTREAM", url);
+        let b = StackBuilder::empty("/bin/gantry")
+            .gateways(1)
+            .service(service("orders", "{gateway}/inventory"))
+            .service(service("inventory", "{url:auth}"))
+            .service(service("audit", "{url:gateway}"));
+        let order: Vec<String> = b.specs().iter().map(|(_, s)| s.name.clone()).collect();
+        assert_eq!(order, ["inventory", "gateway", "orders", "audit"]);
+        check_references(&b.specs()).expect_err("inventory names auth, not in this stack");
+
+        let no_gateway = StackBuilder::empty("/bin/gantry")
+            .service(service("orders", "{gateway}/inventory"));
+        let err = check_references(&no_gateway.specs()).expect_err("no gateway to name");
+        assert!(err.to_string().contains("{gateway}"), "{err}");
     }
 }

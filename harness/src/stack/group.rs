@@ -39,6 +39,8 @@ pub struct Context {
     pub registry_token: String,
     /// `REDIS_URL` ("" until Redis is up, or when the stack has none).
     pub redis_url: String,
+    /// The first gateway's URL ("" until the gateways are up).
+    pub gateway_url: String,
     /// What Gantry's own components are given ([`ServiceSpec::gantry_env`]).
     pub gantry_env: Vec<(String, String)>,
     /// What every other instance is given ([`super::builder::StackBuilder::env`]).
@@ -145,6 +147,7 @@ async fn try_instance(
         registry_token: ctx.registry_token.clone(),
         redis: ctx.redis_url.clone(),
         dir: ctx.dir.display().to_string(),
+        gateway: ctx.gateway_url.clone(),
         peers: peers.clone(),
         files: BTreeMap::new(),
     };

@@ -1,15 +1,16 @@
 //! `{port}`, `{id}`, `{redis}` … in a spec's environment and arguments,
-//! filled per instance, and `{url:auth}` / `{addr:auth}` (its first
-//! instance) and `{urls:auth}` / `{addrs:auth}` (all of them), which name a
-//! service started before. Braces around anything else (JSON in a
-//! variable, say) are left alone.
+//! filled per instance, `{url:auth}` / `{addr:auth}` (its first instance)
+//! and `{urls:auth}` / `{addrs:auth}` (all of them), which name a service
+//! started before, and `{gateway}`, the first gateway's URL (a service that
+//! names it starts after the gateways). Braces around anything else (JSON
+//! in a variable, say) are left alone.
 
 use std::collections::BTreeMap;
 
 use gantry_common::name::is_service_name;
 
 /// Every placeholder a spec may use.
-pub const KNOWN: [&str; 10] = [
+pub const KNOWN: [&str; 11] = [
     "port",
     "admin_port",
     "host",
@@ -20,7 +21,14 @@ pub const KNOWN: [&str; 10] = [
     "registry_token",
     "redis",
     "dir",
+    GATEWAY,
 ];
+
+/// `{gateway}`: the first gateway's URL (`https://` when the gateways speak
+/// TLS), for a service that calls others through it, balanced and with
+/// their failures retried. Services that name it start after the gateways
+/// ([`super::builder::StackBuilder::specs`]).
+pub use super::role::GATEWAY;
 
 /// Placeholders that name another service: `{url:<service>}` and
 /// `{addr:<service>}`, `http://host:port` and `host:port` of its first
@@ -48,6 +56,8 @@ pub struct Values {
     pub registry_token: String,
     pub redis: String,
     pub dir: String,
+    /// The first gateway's URL ("" before the gateways start).
+    pub gateway: String,
     /// `host:port` of every instance of each service started before this
     /// one, in order, by service name: what `{url:…}`, `{addrs:…}` … read.
     pub peers: BTreeMap<String, Vec<String>>,
@@ -82,6 +92,7 @@ impl Values {
             "registry_token" => self.registry_token.clone(),
             "redis" => self.redis.clone(),
             "dir" => self.dir.clone(),
+            GATEWAY if !self.gateway.is_empty() => self.gateway.clone(),
             _ => return None,
         })
     }
@@ -149,6 +160,14 @@ fn word_before_brace(text: &str) -> Option<&str> {
     is_word.then_some(word)
 }
 
+/// Whether `text` names the gateway: `{gateway}`, or a reference to it
+/// (`{url:gateway}`).
+pub fn names_gateway(text: &str) -> bool {
+    names_in(text)
+        .into_iter()
+        .any(|name| name == GATEWAY || name.split_once(':').is_some_and(|(_, of)| of == GATEWAY))
+}
+
 /// The placeholder-like words in `text`, known or not.
 pub fn names_in(text: &str) -> Vec<&str> {
     let mut names = Vec::new();
@@ -182,6 +201,14 @@ mod tests {
         assert_eq!(v.fill(r#"{"a": {port}}"#), r#"{"a": 9001}"#);
         assert_eq!(v.fill("{nope} {} {"), "{nope} {} {");
         assert_eq!(names_in("{port}{x}{\"k\"} {dir}"), ["port", "x", "dir"]);
+        // Before the gateways start, `{gateway}` is left as it is.
+        assert_eq!(v.fill("{gateway}/x"), "{gateway}/x");
+        let v = Values {
+            gateway: "https://127.0.0.1:8443".into(),
+            ..v
+        };
+        assert_eq!(v.fill("{gateway}/x"), "https://127.0.0.1:8443/x");
+        assert!(names_gateway("a {gateway}") && names_gateway("{urls:gateway}") && !names_gateway("{url:gate}"));
     }
 
     #[test]

@@ -325,6 +325,12 @@ impl ServiceSpec {
 
     /// The texts placeholders are filled in: environment, arguments, the
     /// working directory.
+    /// Whether the spec names the gateway anywhere (`{gateway}`,
+    /// `{url:gateway}`): it starts after the gateways.
+    pub fn names_gateway(&self) -> bool {
+        self.texts().iter().any(|(_, text)| placeholders::names_gateway(text))
+    }
+
     pub(crate) fn texts(&self) -> Vec<(String, &str)> {
         let mut texts: Vec<(String, &str)> = self.env.iter().map(|(k, v)| (format!("env {k}"), v.as_str())).collect();
         texts.extend(
@@ -403,6 +409,12 @@ pub fn check_references(specs: &[(Role, ServiceSpec)]) -> Result<(), HarnessErro
     for (_, spec) in specs {
         for (_, text) in spec.texts() {
             for name in placeholders::names_in(text) {
+                if name == placeholders::GATEWAY && !before.contains(&placeholders::GATEWAY) {
+                    return Err(HarnessError::BadSpec {
+                        service: spec.name.clone(),
+                        problem: "{gateway} names the stack's gateway, and this stack has none (or the gateway itself names it)".into(),
+                    });
+                }
                 let Some((kind, service)) = name.split_once(':') else {
                     continue;
                 };
