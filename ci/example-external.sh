@@ -46,8 +46,15 @@ token=$(awk '/\(CONSUL_HTTP_TOKEN\)/ {print $1; exit}' "$log")
 if [ -z "$registry" ] || [ -z "$token" ]; then
   cat "$log"; echo "example-external: gantry up printed no registry address and token" >&2; exit 1
 fi
-echo "== example-external: ready (registry $registry); the example's scenarios in external mode"
-GANTRY_INFRA=external GANTRY_GATEWAY_URL="http://127.0.0.1:$port" \
-  CONSUL_HTTP_ADDR="$registry" CONSUL_HTTP_TOKEN="$token" \
+# Named as a team names its deployed stacks: a table of an environments file
+# (examples/any-stack/environments.toml's [local], on this run's port), the
+# secret token from the environment.
+cat >"$work/environments.toml" <<TOML
+[ci]
+GANTRY_GATEWAY_URL = "http://127.0.0.1:$port"
+CONSUL_HTTP_ADDR = "$registry"
+TOML
+echo "== example-external: ready (registry $registry); the example's scenarios against GANTRY_ENV=ci"
+GANTRY_ENV=ci GANTRY_ENVIRONMENTS="$work/environments.toml" CONSUL_HTTP_TOKEN="$token" \
   GANTRY_REPORTS="$PWD/target/cucumber/any-stack-external" \
   cargo test --locked -p any-stack-example --test stack

@@ -44,10 +44,8 @@ fn parse(text: &str) -> Feature {
 fn external(redis: bool) -> Mode {
     Mode::External(Deployed {
         gateway: "http://127.0.0.1:9".into(),
-        admin: None,
         redis: redis.then(|| "redis://127.0.0.1:9".into()),
-        signing_seed: None,
-        registry: None,
+        ..Deployed::default()
     })
 }
 

@@ -63,3 +63,16 @@ Feature: Identity through the gateway
       """
     Then the status is 400
     And the JSON at "/error" is "bad_json"
+
+  # {url:notes-2} is the second notes instance's own address: the request
+  # goes past the gateway, as anything else on its network could send it.
+  @needs:instances
+  Scenario: Called directly, past the gateway, notes still refuses a request without a valid token
+    Given a new user "nell" is logged in
+    When I GET {url:notes-2}/notes
+    Then the status is 401
+    When I GET {url:notes-2}/notes with header "Authorization: Bearer not-a-token"
+    Then the status is 401
+    When I GET {url:notes-2}/notes as "nell"
+    Then the status is 200
+    And the header "X-Served-By" is "notes-2"

@@ -187,8 +187,15 @@ async fn greeting(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         _ => None,
     };
     match answer {
-        Some(greeting) => served(&app, Json(json!({"owner": claims.sub, "greeting": greeting})).into_response()),
-        None => error(StatusCode::BAD_GATEWAY, "greeter_unavailable", "the greeter did not answer through the gateway"),
+        Some(greeting) => served(
+            &app,
+            Json(json!({"owner": claims.sub, "greeting": greeting})).into_response(),
+        ),
+        None => error(
+            StatusCode::BAD_GATEWAY,
+            "greeter_unavailable",
+            "the greeter did not answer through the gateway",
+        ),
     }
 }
 

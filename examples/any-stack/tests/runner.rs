@@ -18,6 +18,8 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// What the environment may say about where the stack is: none of it
 /// reaches these runs but what a case sets.
 const STACK_VARS: &[&str] = &[
+    "GANTRY_ENV",
+    "GANTRY_ENVIRONMENTS",
     "GANTRY_GATEWAY_URL",
     "GANTRY_GATEWAY_ADMIN_URL",
     "GANTRY_JWT_SIGNING_KEY",
@@ -131,4 +133,32 @@ async fn a_deployed_stack_without_its_url_is_refused_naming_the_variable() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("GANTRY_GATEWAY_URL"), "{stderr}");
+}
+
+/// `GANTRY_ENV` names a table of `environments.toml` beside the features
+/// folder; an unknown one stops the run, saying which there are.
+#[tokio::test]
+async fn a_deployed_stack_named_but_not_in_the_environments_file_is_refused_with_the_names_there() {
+    let feature = "Feature: external\n  Scenario: any\n    Then GET /healthz answers 200\n";
+    let (output, _) = run(
+        "environments",
+        feature,
+        &[("GANTRY_INFRA", "external"), ("GANTRY_ENV", "nowhere")],
+    )
+    .await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("environments.toml has no [nowhere]; it has: local"),
+        "{stderr}"
+    );
+
+    let (output, _) = run("environments", feature, &[("GANTRY_ENV", "local")]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "GANTRY_INFRA=local and GANTRY_ENV contradict: {stderr}"
+    );
+    assert!(stderr.contains("unset one of them"), "{stderr}");
 }

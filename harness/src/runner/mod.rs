@@ -26,6 +26,8 @@
 //! }
 //! ```
 //!
+//! `GANTRY_ENV=<name>` runs them against the deployed stack `[name]` of
+//! `environments.toml` beside the features folder ([`profile`]).
 //! `GANTRY_FEATURES` runs other feature files with the same stack and steps.
 //! Where things go: reports in `target/cucumber/<name>/` (`junit.xml`,
 //! `cucumber.json`; `GANTRY_REPORTS` elsewhere), a failed scenario's logs in
@@ -34,6 +36,7 @@
 pub mod evidence;
 pub mod mode;
 pub mod needs;
+pub mod profile;
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -191,10 +194,12 @@ impl<W: StackWorld + WorldInventory> Runner<W> {
 
     /// Runs the scenarios; `Err` when the run could not begin.
     pub async fn run(mut self) -> Result<Outcome, RunError> {
+        // Beside the runner's own features folder, whichever features run.
+        let environments = self.features.parent().map(|dir| dir.join(profile::DEFAULT_FILE));
         if let Some(other) = std::env::var_os(FEATURES_VAR) {
             self.features = PathBuf::from(other);
         }
-        let mode = Mode::from_env().map_err(RunError::Config)?;
+        let mode = Mode::from_env_or_file(environments.as_deref()).map_err(RunError::Config)?;
         let parsed = needs::features(&self.features);
         needs::check_tags(&parsed).map_err(RunError::Config)?;
         let not_run = mode.not_run(&parsed);

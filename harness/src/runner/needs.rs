@@ -22,16 +22,20 @@ pub enum Need {
     SigningKey,
     /// The registry the services are in, to read their health.
     Registry,
+    /// The instances' own addresses, to call one past the gateway
+    /// (`{url:greeter-2}` in a step).
+    Instances,
 }
 
 impl Need {
-    pub const ALL: [Need; 6] = [
+    pub const ALL: [Need; 7] = [
         Need::Process,
         Need::Redis,
         Need::FreshStack,
         Need::Admin,
         Need::SigningKey,
         Need::Registry,
+        Need::Instances,
     ];
 
     /// The tag that states this need, without the `@`.
@@ -43,6 +47,7 @@ impl Need {
             Need::Admin => "needs:admin",
             Need::SigningKey => "needs:signing-key",
             Need::Registry => "needs:registry",
+            Need::Instances => "needs:instances",
         }
     }
 
@@ -55,6 +60,7 @@ impl Need {
             Need::Admin => "set GANTRY_GATEWAY_ADMIN_URL",
             Need::SigningKey => "set GANTRY_JWT_SIGNING_KEY",
             Need::Registry => "set CONSUL_HTTP_ADDR (and CONSUL_HTTP_TOKEN when its ACLs are on)",
+            Need::Instances => "a deployed stack's instances are reached through its gateway only",
         }
     }
 

@@ -228,8 +228,10 @@ impl StackBuilder {
     /// that name the gateway (`{gateway}`), in their order, as specs.
     pub fn specs(&self) -> Vec<(Role, ServiceSpec)> {
         let as_spec = |s: &ServiceSpec| (Role::Service(s.name.clone()), s.clone());
-        let (late, early): (Vec<&ServiceSpec>, Vec<&ServiceSpec>) =
-            self.services.iter().partition(|s| self.gateway.count > 0 && s.names_gateway());
+        let (late, early): (Vec<&ServiceSpec>, Vec<&ServiceSpec>) = self
+            .services
+            .iter()
+            .partition(|s| self.gateway.count > 0 && s.names_gateway());
         let mut specs: Vec<(Role, ServiceSpec)> = early.into_iter().map(as_spec).collect();
         if self.gateway.count > 0 {
             specs.push((Role::Gateway, self.gateway.to_spec(&self.binary)));
@@ -475,8 +477,7 @@ mod tests {
         assert_eq!(order, ["inventory", "gateway", "orders", "audit"]);
         check_references(&b.specs()).expect_err("inventory names auth, not in this stack");
 
-        let no_gateway = StackBuilder::empty("/bin/gantry")
-            .service(service("orders", "{gateway}/inventory"));
+        let no_gateway = StackBuilder::empty("/bin/gantry").service(service("orders", "{gateway}/inventory"));
         let err = check_references(&no_gateway.specs()).expect_err("no gateway to name");
         assert!(err.to_string().contains("{gateway}"), "{err}");
     }

@@ -23,6 +23,10 @@ pub struct Target {
     pub registry: Option<RegistryClient>,
     /// The key tokens are signed with, where known.
     pub signing_seed: Option<[u8; 32]>,
+    /// `host:port` of each instance of every service (the gateways' too),
+    /// by service, in index order: a harness-run stack's (what
+    /// `{url:greeter-2}` in a step names).
+    pub instances: std::collections::BTreeMap<String, Vec<String>>,
     /// The CA of a harness-run stack whose gateways speak TLS. A deployed
     /// stack's private CA is given by `GANTRY_CA_CERT` instead, which every
     /// client trusts anyway.
@@ -38,6 +42,14 @@ impl Target {
             redis_url: Some(stack.redis_url().to_owned()),
             registry: Some(stack.registry()),
             signing_seed: Some(stack.signing_seed()),
+            instances: stack
+                .services()
+                .into_iter()
+                .map(|s| {
+                    let all = stack.instances(s).unwrap_or_default();
+                    (s.to_owned(), all.iter().map(|i| i.addr()).collect())
+                })
+                .collect(),
             ca_cert: stack.ca_cert().map(Path::to_owned),
         }
     }

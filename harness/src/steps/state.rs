@@ -53,10 +53,15 @@ impl StepState {
     /// `text` with its placeholders filled: `{gateway}` (the gateway's URL,
     /// given), `{alice.username}`, `{alice.id}` and `{alice.token}` (a user
     /// of the scenario), and `{order}` (a value kept by an earlier step).
-    /// A placeholder is a name in braces (letters, digits, `_`, `.`, `-`),
-    /// so JSON (`{"a": 1}`) and metric labels (`{service="x"}`) are left
-    /// alone, and `{{` is a literal `{` (`/orders/{{id}` is `/orders/{id}`);
-    /// an unknown one is an error that says how to make it known.
+    /// `{url:greeter}`, `{addr:greeter}` (its first instance),
+    /// `{url:greeter-2}` (its second), `{urls:greeter}`, `{addrs:greeter}`
+    /// (every instance, comma-separated) name an instance of the stack the
+    /// harness runs, to call it directly, past the gateway.
+    /// A placeholder is a name in braces (letters, digits, `_`, `.`, `-`,
+    /// and `:` after a kind), so JSON (`{"a": 1}`) and metric labels
+    /// (`{service="x"}`) are left alone, and `{{` is a literal `{`
+    /// (`/orders/{{id}` is `/orders/{id}`); an unknown one is an error that
+    /// says how to make it known.
     pub fn expand(&self, text: &str, gateway: &str) -> Result<String, String> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
@@ -69,7 +74,7 @@ impl StepState {
                 continue;
             }
             let name_len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':')))
                 .unwrap_or(after.len());
             let name = &after[..name_len];
             let starts_well = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
@@ -88,6 +93,9 @@ impl StepState {
     fn placeholder(&self, name: &str, gateway: &str) -> Result<String, String> {
         if name == "gateway" {
             return Ok(gateway.trim_end_matches('/').to_owned());
+        }
+        if let Some((kind, of)) = name.split_once(':') {
+            return self.instance_placeholder(kind, of);
         }
         if let Some(value) = self.kept.get(name) {
             return Ok(value.clone());
@@ -111,6 +119,47 @@ impl StepState {
             if known.is_empty() { "" } else { ", " },
             known.join(", ")
         ))
+    }
+
+    /// `{url:greeter}`, `{addr:greeter-2}`, `{urls:greeter}`, …: instance
+    /// addresses of the scenario's stack.
+    fn instance_placeholder(&self, kind: &str, of: &str) -> Result<String, String> {
+        let name = format!("{{{kind}:{of}}}");
+        if !["url", "addr", "urls", "addrs"].contains(&kind) {
+            return Err(format!(
+                "{name}: expected {{url:…}}, {{addr:…}}, {{urls:…}} or {{addrs:…}}"
+            ));
+        }
+        let instances = self.place.as_ref().map(|p| &p.target().instances);
+        let Some(instances) = instances.filter(|i| !i.is_empty()) else {
+            return Err(format!(
+                "{name}: no instance addresses are known here (only of a stack the harness runs, in a scenario the runner runs)"
+            ));
+        };
+        // A service's first (or every) instance, else `<service>-<n>`, its n-th.
+        let chosen: Vec<&String> = match instances.get(of) {
+            Some(all) if kind.ends_with('s') => all.iter().collect(),
+            Some(all) => all.first().into_iter().collect(),
+            None => of
+                .rsplit_once('-')
+                .and_then(|(service, n)| Some((instances.get(service)?, n.parse::<usize>().ok()?)))
+                .and_then(|(all, n)| all.get(n.checked_sub(1)?))
+                .into_iter()
+                .collect(),
+        };
+        if chosen.is_empty() {
+            let known: Vec<String> = instances.iter().map(|(s, a)| format!("{s} ×{}", a.len())).collect();
+            return Err(format!(
+                "{name}: no such service or instance; the stack has {}",
+                known.join(", ")
+            ));
+        }
+        let scheme = if kind.starts_with("url") { "http://" } else { "" };
+        Ok(chosen
+            .iter()
+            .map(|a| format!("{scheme}{a}"))
+            .collect::<Vec<_>>()
+            .join(","))
     }
 
     pub fn user(&self, name: &str) -> &UserClient {
@@ -171,5 +220,37 @@ mod tests {
         assert!(e.contains("no value for {nothing}") && e.contains("{order}"), "{e}");
         let e = fill("{alice.token}").unwrap_err();
         assert!(e.contains("has no token yet"), "{e}");
+        let e = fill("{url:greeter}").unwrap_err();
+        assert!(e.contains("no instance addresses are known here"), "{e}");
+    }
+
+    #[test]
+    fn instance_placeholders_name_the_stacks_instances() {
+        let target = super::super::place::Target {
+            instances: [(
+                "greeter".to_owned(),
+                vec!["127.0.0.1:7001".to_owned(), "127.0.0.1:7002".to_owned()],
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let state = StepState {
+            place: Some(super::super::place::Place::deployed(target)),
+            ..StepState::default()
+        };
+        let fill = |text: &str| state.expand(text, "http://gw");
+        assert_eq!(fill("{url:greeter}/health").unwrap(), "http://127.0.0.1:7001/health");
+        assert_eq!(fill("{addr:greeter-2}").unwrap(), "127.0.0.1:7002");
+        assert_eq!(
+            fill("{urls:greeter}").unwrap(),
+            "http://127.0.0.1:7001,http://127.0.0.1:7002"
+        );
+        assert_eq!(fill("{addrs:greeter}").unwrap(), "127.0.0.1:7001,127.0.0.1:7002");
+        let e = fill("{url:greeter-3}").unwrap_err();
+        assert!(
+            e.contains("no such service or instance; the stack has greeter ×2"),
+            "{e}"
+        );
+        assert!(fill("{uri:greeter}").unwrap_err().contains("expected {url:…}"));
     }
 }

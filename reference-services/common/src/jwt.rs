@@ -280,7 +280,9 @@ impl JwtConfig {
 /// The `kid` written on HS256 tokens. The secret is never published.
 pub const HS256_KID: &str = "hs256";
 
-fn decode_key32(text: &str) -> Option<[u8; 32]> {
+/// 32 bytes from base64url (padding allowed): a seed or a public key, as
+/// `GANTRY_JWT_SIGNING_KEY` and `GANTRY_JWT_VERIFY_KEYS` carry them.
+pub fn decode_key32(text: &str) -> Option<[u8; 32]> {
     let bytes = URL_SAFE_NO_PAD.decode(text.trim().trim_end_matches('=')).ok()?;
     bytes.try_into().ok()
 }
