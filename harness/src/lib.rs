@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The Gantry harness: starts a stack (infrastructure and services as real
 //! processes), breaks it on purpose, and drives it.
 
@@ -9,8 +10,10 @@ pub mod faults;
 pub use gantry_registry as registry;
 pub mod report;
 pub mod run;
+#[cfg(feature = "cucumber")]
 pub mod runner;
 pub mod stack;
+#[cfg(feature = "cucumber")]
 pub mod steps;
 
 pub use error::{HarnessError, NeverReady};

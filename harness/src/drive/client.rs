@@ -56,10 +56,13 @@ pub fn http_client(ca_cert: Option<&Path>) -> reqwest::Client {
 pub struct LoginFlow {
     /// Where registration is posted (used only by steps that register).
     pub register_path: String,
+    /// Where the name and password are posted to log in.
     pub login_path: String,
     /// A path whose 200 answer carries a new token (at `token_pointer`).
     pub refresh_path: Option<String>,
+    /// The JSON field the login and registration bodies carry the user name in.
     pub username_field: String,
+    /// The JSON field the login and registration bodies carry the password in.
     pub password_field: String,
     /// RFC 6901 pointer to the token in the login answer; `None` when the
     /// service gives only a cookie.
@@ -102,6 +105,7 @@ impl LoginFlow {
 /// How a request proves who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
+    /// Neither cookie nor token: a caller who never logged in.
     Anonymous,
     /// The session cookie (`SESSION` in Gantry) from the last login.
     Session,
@@ -150,7 +154,9 @@ fn present(
 /// One `Set-Cookie` header: the cookie's name and value, and its attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetCookie {
+    /// The cookie's name, e.g. `SESSION`.
     pub name: String,
+    /// Its value, trimmed; empty when the server clears the cookie.
     pub value: String,
     /// `(name, value)` in order; a flag such as `HttpOnly` has no value.
     pub attributes: Vec<(String, Option<String>)>,
@@ -199,7 +205,9 @@ impl SetCookie {
 /// What a request was, so a failure can say what was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
+    /// The request's method.
     pub method: reqwest::Method,
+    /// The whole URL it went to.
     pub url: String,
     /// The `X-Request-Id` the request carried, if any (the gateway's own
     /// comes back in the answer's headers).
@@ -212,14 +220,19 @@ pub struct Sent {
 /// One answer, kept whole so steps can look at any part of it.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// The HTTP status code.
     pub status: u16,
+    /// Every header of the answer.
     pub headers: HeaderMap,
+    /// The whole body as text ("" when it could not be read).
     pub body: String,
     /// The request it answers, when it was sent through [`Answer::send`].
     pub sent: Option<Sent>,
 }
 
 impl Answer {
+    /// The body parsed as JSON; `Null` when it is not JSON, so a pointer
+    /// into it finds nothing instead of failing.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
@@ -234,6 +247,8 @@ impl Answer {
         self.json()["error"].as_str().map(str::to_owned)
     }
 
+    /// The value of header `name` (the first, when repeated); `None` when
+    /// absent or not visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -344,10 +359,16 @@ pub struct UserClient {
     http: reqwest::Client,
     gateway: String,
     flow: LoginFlow,
+    /// The name it registers and logs in with.
     pub username: String,
+    /// The password it registers and logs in with.
     pub password: String,
+    /// The user id registration answered with, once registered.
     pub id: Option<String>,
+    /// The access token from the last login or refresh, sent as `Authorization: Bearer`.
     pub token: Option<String>,
+    /// The session cookie as `<name>=<value>`, sent in `Cookie`; `None`
+    /// before a login and after the server clears it.
     pub cookie: Option<String>,
     /// The last `Set-Cookie` for the session cookie this client was given
     /// (by login, refresh or logout), whole, attributes and all.
@@ -396,10 +417,12 @@ impl UserClient {
         other
     }
 
+    /// The gateway URL its paths go after (no trailing `/`).
     pub fn gateway(&self) -> &str {
         &self.gateway
     }
 
+    /// How it logs in.
     pub fn flow(&self) -> &LoginFlow {
         &self.flow
     }
@@ -445,6 +468,7 @@ impl UserClient {
         Answer::send(self.http.post(url).json(body)).await
     }
 
+    /// Logs in with its name and password; on 200 keeps the token and cookie.
     pub async fn login(&mut self) -> reqwest::Result<Answer> {
         let body = self.flow.body(&self.username, &self.password);
         self.login_with(body).await
@@ -496,6 +520,7 @@ impl UserClient {
         self.http.request(method, url)
     }
 
+    /// `GET path` on the gateway, presenting `auth`; nothing of the answer is kept.
     pub async fn get(&self, path: &str, auth: Auth) -> reqwest::Result<Answer> {
         self.get_with(path, auth, &[]).await
     }

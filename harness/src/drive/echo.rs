@@ -60,7 +60,9 @@ pub enum Mode {
 pub struct Received {
     /// The id the echo was started with (also sent as `X-Instance-Id`).
     pub instance: String,
+    /// The method as it arrived, e.g. `POST`.
     pub method: String,
+    /// The path as it arrived, without the query.
     pub path: String,
     /// The query string without the `?`, if the request had one.
     pub query: Option<String>,
@@ -71,6 +73,7 @@ pub struct Received {
     /// The body decoded as UTF-8 (invalid sequences replaced); `body_len` is
     /// its exact length in bytes.
     pub body: String,
+    /// The body's exact length in bytes.
     pub body_len: usize,
     /// The address of the peer that sent it (the proxy, behind a gateway).
     pub peer: String,
@@ -140,14 +143,17 @@ impl Echo {
         Ok(Self { addr, shared, server })
     }
 
+    /// The id it answers as (`X-Instance-Id`, [`Received::instance`]).
     pub fn id(&self) -> &str {
         &self.shared.id
     }
 
+    /// The loopback address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
+    /// How it treats what it is sent now.
     pub fn mode(&self) -> Mode {
         *self.shared.mode.borrow()
     }
@@ -310,7 +316,10 @@ pub fn attempts_allowed(elapsed: Duration, ejection: impl Fn(u32) -> Duration) -
 /// at once with [`EchoInstance::deregister`].
 #[derive(Debug)]
 pub struct EchoInstance {
+    /// The server, to switch its mode and read what it received.
     pub echo: Echo,
+    /// Its registration: heartbeats its TTL check; a test fails and passes
+    /// the check through it.
     pub registration: Registration,
 }
 
@@ -369,6 +378,7 @@ impl EchoInstance {
         Self::start_behind(stack.registry(), service, id, DEFAULT_CHECK_TTL, stack.faults()).await
     }
 
+    /// Its instance id, which is also the id the echo answers as.
     pub fn id(&self) -> &str {
         self.echo.id()
     }

@@ -40,7 +40,12 @@ pub enum Pace {
     /// `per_second` requests a second, sent when due whether or not earlier
     /// ones were answered; the rate grows linearly from 0 over `ramp_up`
     /// first. A request's latency counts from when it was due.
-    Open { per_second: f64, ramp_up: Duration },
+    Open {
+        /// The rate once the ramp-up is over, in requests a second.
+        per_second: f64,
+        /// How long the rate takes to grow from 0 to `per_second`.
+        ramp_up: Duration,
+    },
 }
 
 impl Pace {
@@ -61,18 +66,25 @@ impl Pace {
     }
 }
 
+/// What a load run sends, how fast and for how long. [`LoadSpec::get`]
+/// starts one; its bounds are capped at [`MAX_REQUESTS`] and [`MAX_DURATION`].
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
+    /// The whole URL every request goes to.
     pub url: String,
+    /// Every request's method.
     pub method: reqwest::Method,
+    /// Headers (name, value) sent with every request.
     pub headers: Vec<(String, String)>,
     /// Sent with every request, as JSON (`Content-Type: application/json`).
     pub json: Option<serde_json::Value>,
     /// Callers of a closed loop.
     pub concurrency: usize,
+    /// Whether requests wait for answers (closed loop) or go on a schedule (open loop).
     pub pace: Pace,
     /// How long requests are sent for (the last answers may come after).
     pub duration: Duration,
+    /// The run stops once it has sent this many, even before `duration`.
     pub max_requests: usize,
     /// The answer header that names the instance ([`DEFAULT_INSTANCE_HEADER`]).
     pub instance_header: String,
@@ -81,6 +93,8 @@ pub struct LoadSpec {
 }
 
 impl LoadSpec {
+    /// GETs of `url` by 8 callers in a closed loop for 5 s, at most
+    /// [`MAX_REQUESTS`] of them.
     pub fn get(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -120,11 +134,13 @@ impl LoadSpec {
         self
     }
 
+    /// Every request with header `name: value` too.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
+    /// `n` callers in a closed loop (1 to 256).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.clamp(1, 256);
         self
@@ -145,11 +161,13 @@ impl LoadSpec {
         self
     }
 
+    /// Sends for `d` (at most [`MAX_DURATION`]).
     pub fn duration(mut self, d: Duration) -> Self {
         self.duration = d.min(MAX_DURATION);
         self
     }
 
+    /// Sends at most `n` requests (at most [`MAX_REQUESTS`]).
     pub fn requests(mut self, n: usize) -> Self {
         self.max_requests = n.min(MAX_REQUESTS);
         self
@@ -159,12 +177,16 @@ impl LoadSpec {
 /// One answer (or transport failure, status 0).
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// The HTTP status; 0 when no whole answer came (see `error`).
     pub status: u16,
+    /// From sending (in an open loop, from when it was due) to the whole body read.
     pub latency: Duration,
+    /// The instance that answered, from the spec's instance header.
     pub instance: Option<String>,
     /// When the request was sent (in an open loop, when it was due), from
     /// the start of the run.
     pub sent_at: Duration,
+    /// Why no whole answer came: a connection refused or reset, a timeout.
     pub error: Option<String>,
     /// The answer's `X-Request-Id`, for finding a failure in the logs.
     pub request_id: Option<String>,
@@ -193,12 +215,16 @@ impl std::fmt::Display for Sample {
     }
 }
 
+/// Everything a load run saw: one sample per request, in the order they were sent.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
+    /// One per request, ordered by `sent_at`.
     pub samples: Vec<Sample>,
+    /// From the start of the run until its last answer came.
     pub elapsed: Duration,
     /// The callers that sent them at once (closed loop).
     pub concurrency: usize,
+    /// How the requests were paced (`None` in an empty report).
     pub pace: Option<Pace>,
     /// When the run started (samples' `sent_at` count from it).
     pub started: Option<Instant>,
@@ -213,6 +239,8 @@ impl LoadReport {
             .collect()
     }
 
+    /// How many answers each instance gave; `<none>` counts those that
+    /// named none (failures included).
     pub fn by_instance(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for s in &self.samples {
@@ -222,6 +250,7 @@ impl LoadReport {
         out
     }
 
+    /// The slowest request's latency (zero when there were none).
     pub fn max_latency(&self) -> Duration {
         self.samples.iter().map(|s| s.latency).max().unwrap_or_default()
     }
@@ -242,6 +271,8 @@ impl LoadReport {
         self.samples.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// One line for a log or a failure: count, time, pace, failures, p50,
+    /// p99, max latency and answers by instance.
     pub fn summary(&self) -> String {
         let pace = match self.pace {
             Some(Pace::Open { per_second, ramp_up }) if ramp_up.is_zero() => format!(" (open loop, {per_second}/s)"),

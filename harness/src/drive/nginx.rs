@@ -81,6 +81,7 @@ http {{
         }))
     }
 
+    /// Its URL: plain HTTP on a free loopback port.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -90,6 +91,7 @@ http {{
         self.process.pid()
     }
 
+    /// SIGTERM, then SIGKILL if it does not stop in time.
     pub async fn stop(mut self) -> Result<(), HarnessError> {
         self.process.stop().await
     }

@@ -25,6 +25,7 @@ pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A running link: its listener (and, for HTTP, the inner TCP one).
 #[derive(Debug)]
 pub struct Link {
+    /// What its connections and its controllers share: upstream, toxics, events.
     pub state: Arc<State>,
     /// Where clients connect (what is registered in place of the service).
     pub listen: SocketAddr,

@@ -32,19 +32,40 @@ pub use toxic::{Kind, Stream, Toxic};
 /// Why the fault proxy refused a request (each maps to Toxiproxy's status).
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
+    /// No link has this name: a typo, or one never added (404).
     #[error("no link named {0:?}")]
     NoLink(String),
+    /// A link of this name is running: remove it first, or use
+    /// [`FaultProxy::ensure`] (409).
     #[error("a link named {0:?} exists already")]
     LinkExists(String),
+    /// The link has no toxic of this name (404).
     #[error("link {link:?} has no toxic named {toxic:?}")]
-    NoToxic { link: String, toxic: String },
+    NoToxic {
+        /// The link's name.
+        link: String,
+        /// The toxic's name.
+        toxic: String,
+    },
+    /// The link has a toxic of this name: name the new one otherwise, or
+    /// update the one there (409).
     #[error("link {link:?} has a toxic named {toxic:?} already")]
-    ToxicExists { link: String, toxic: String },
+    ToxicExists {
+        /// The link's name.
+        link: String,
+        /// The toxic's name.
+        toxic: String,
+    },
+    /// A request that cannot work: a bad address or attribute, an HTTP
+    /// toxic on a TCP link; the message says which (400).
     #[error("{0}")]
     Invalid(String),
+    /// The link could not listen on its address, e.g. a port taken (409).
     #[error("listening on {addr}: {source}")]
     Listen {
+        /// The `ip:port` it was to listen on.
         addr: String,
+        /// Why the OS refused.
         #[source]
         source: std::io::Error,
     },
@@ -59,17 +80,24 @@ pub struct FaultProxy {
 /// One link as Toxiproxy's API shows a proxy.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LinkView {
+    /// The link's name, e.g. `user-2` or `user-2.redis`.
     pub name: String,
+    /// `ip:port` clients connect to.
     pub listen: String,
+    /// `host:port` it forwards to.
     pub upstream: String,
+    /// Whether it listens; a disabled link refuses every connection.
     pub enabled: bool,
+    /// What it speaks; TCP when absent (Toxiproxy's own clients do not send it).
     #[serde(default)]
     pub protocol: Protocol,
+    /// The toxics in force, in the order they were added.
     #[serde(default)]
     pub toxics: Vec<Toxic>,
 }
 
 impl FaultProxy {
+    /// A proxy with no links.
     pub fn new() -> Self {
         Self::default()
     }
@@ -127,6 +155,7 @@ impl FaultProxy {
         self.links.lock().await.values().map(view).collect()
     }
 
+    /// The link `name` as Toxiproxy's API shows it.
     pub async fn get(&self, name: &str) -> Result<LinkView, FaultError> {
         self.links
             .lock()
@@ -244,6 +273,8 @@ impl FaultProxy {
         .await
     }
 
+    /// Removes the toxic named `toxic` from the link; the link heals when
+    /// it was the last one.
     pub async fn remove_toxic(&self, name: &str, toxic: &str) -> Result<(), FaultError> {
         self.edit(name, |_, toxics| {
             let at = toxics
@@ -290,6 +321,8 @@ pub struct LinkHandle {
 }
 
 impl LinkHandle {
+    /// The link `name` of `proxy`, not checked here: a call on a link that
+    /// does not exist fails with [`FaultError::NoLink`].
     pub fn new(proxy: &FaultProxy, name: &str) -> Self {
         Self {
             proxy: proxy.clone(),
@@ -297,6 +330,7 @@ impl LinkHandle {
         }
     }
 
+    /// The link's name, e.g. `user-2`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -306,6 +340,7 @@ impl LinkHandle {
         self.proxy.add_toxic(&self.name, toxic).await
     }
 
+    /// Removes the toxic named `toxic` (see [`FaultProxy::remove_toxic`]).
     pub async fn remove(&self, toxic: &str) -> Result<(), FaultError> {
         self.proxy.remove_toxic(&self.name, toxic).await
     }
@@ -320,10 +355,14 @@ impl LinkHandle {
         self.proxy.set_enabled(&self.name, false).await
     }
 
+    /// Listens again after [`LinkHandle::disable`]; the hop heals unless
+    /// toxics remain.
     pub async fn enable(&self) -> Result<(), FaultError> {
         self.proxy.set_enabled(&self.name, true).await
     }
 
+    /// Where the link listens: the address the hop's client is given in
+    /// place of its upstream.
     pub async fn addr(&self) -> Result<SocketAddr, FaultError> {
         self.proxy.addr(&self.name).await
     }

@@ -29,9 +29,15 @@ pub enum Protocol {
 /// What a link shares with its connections; changes reach them at once.
 #[derive(Debug)]
 pub struct State {
+    /// The link's name, e.g. `user-2`.
     pub name: String,
+    /// What the link speaks, fixed when it starts.
     pub protocol: Protocol,
+    /// `host:port` new connections go to; it changes when an instance
+    /// restarts on another port.
     pub upstream: Mutex<String>,
+    /// The toxics in force; open connections watch it, so a change reaches
+    /// them at once.
     pub toxics: watch::Sender<Arc<Vec<Toxic>>>,
     /// What happened on the link, in order ([`crate::report::timeline`]);
     /// at most [`MAX_EVENTS`] requests are kept, every fault and heal.
@@ -135,10 +141,12 @@ impl State {
         }
     }
 
+    /// Where new connections go now.
     pub fn upstream(&self) -> String {
         self.upstream.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// The toxics in force now.
     pub fn toxics(&self) -> Arc<Vec<Toxic>> {
         self.toxics.borrow().clone()
     }

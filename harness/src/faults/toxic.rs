@@ -13,12 +13,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
+    /// From the client to the service: the request.
     Upstream,
+    /// From the service back to the client: the answer (Toxiproxy's default).
     #[default]
     Downstream,
 }
 
 impl Stream {
+    /// Its name in Toxiproxy's JSON: `upstream` or `downstream`.
     pub fn name(self) -> &'static str {
         match self {
             Stream::Upstream => "upstream",
@@ -35,18 +38,22 @@ pub enum Kind {
     /// Each chunk is held `latency` ± `jitter` ms after it arrived (so a
     /// stream is delayed, not slowed).
     Latency {
+        /// The hold, in milliseconds.
         #[serde(default)]
         latency: u64,
+        /// How far each hold may be from `latency`, either way, in milliseconds.
         #[serde(default)]
         jitter: u64,
     },
     /// At most `rate` KB/s.
     Bandwidth {
+        /// The most that passes, in KB a second (0: no limit).
         #[serde(default)]
         rate: u64,
     },
     /// The close is held `delay` ms after the source closed.
     SlowClose {
+        /// How long the close is held, in milliseconds.
         #[serde(default)]
         delay: u64,
     },
@@ -56,27 +63,33 @@ pub enum Kind {
     /// loses bytes mid-stream, and a half-open connection's peer answers the
     /// next segment with a reset.
     Timeout {
+        /// Milliseconds until the connection is closed; 0 keeps it open.
         #[serde(default)]
         timeout: u64,
     },
     /// `timeout` ms after the first data in its direction, the connection
     /// is reset (RST, unsent data discarded), as Toxiproxy's reset_peer.
     ResetPeer {
+        /// Milliseconds from the first data to the reset; 0 resets at the first data.
         #[serde(default)]
         timeout: u64,
     },
     /// The connection is closed once `bytes` have passed.
     LimitData {
+        /// How many bytes pass before the close.
         #[serde(default)]
         bytes: u64,
     },
     /// Chunks cut into pieces of `average_size` ± `size_variation` bytes,
     /// `delay` µs apart.
     Slicer {
+        /// The pieces' average size in bytes (above 0).
         #[serde(default)]
         average_size: usize,
+        /// How far a piece's size may be from the average, in bytes.
         #[serde(default)]
         size_variation: usize,
+        /// The pause between two pieces, in microseconds.
         #[serde(default)]
         delay: u64,
     },
@@ -88,13 +101,17 @@ pub enum Kind {
     /// without reaching the service — every request, or only the `first` N
     /// the toxic sees when `first` is above 0.
     HttpError {
+        /// The status the link answers with (503 unless given).
         #[serde(default = "service_unavailable")]
         status: u16,
+        /// How many requests it fails before it lets the rest through; 0
+        /// fails every one.
         #[serde(default)]
         first: u64,
     },
     /// HTTP links: the request waits `delay` ms before it is sent on.
     HttpDelay {
+        /// How long each request waits, in milliseconds.
         #[serde(default)]
         delay: u64,
     },
@@ -151,8 +168,11 @@ pub struct Toxic {
     /// Unique within its link; `<type>_<stream>` when not given.
     #[serde(default)]
     pub name: String,
+    /// What it does, with its attributes.
     #[serde(flatten)]
     pub kind: Kind,
+    /// Which direction it acts on; downstream when not given. HTTP toxics
+    /// act on the answer, so theirs is always downstream.
     #[serde(default)]
     pub stream: Stream,
     /// The chance, from 0 to 1, that it applies: per connection for TCP
@@ -191,6 +211,8 @@ impl Toxic {
         self
     }
 
+    /// `<type>_<stream>`, e.g. `latency_downstream`: the name it gets when
+    /// none is given, as in Toxiproxy.
     pub fn default_name(&self) -> String {
         format!("{}_{}", self.kind.type_name(), self.stream.name())
     }

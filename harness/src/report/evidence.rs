@@ -116,7 +116,10 @@ pub struct CaseOutput {
     /// The scenario's name, as cucumber names the test case
     /// (`Scenario: <name>: <file>:<line>:<column>`).
     pub scenario: String,
+    /// The scenario's line in its feature file, which tells apart two
+    /// scenarios of the same name.
     pub line: usize,
+    /// The scenario's column on that line.
     pub column: usize,
     /// Text for its `<system-out>`.
     pub text: String,
@@ -125,8 +128,11 @@ pub struct CaseOutput {
 /// A scenario that did not run, for a `<skipped message="…"/>` entry.
 #[derive(Debug, Clone)]
 pub struct Skipped {
+    /// The name of the feature it is in.
     pub feature: String,
+    /// The scenario's name.
     pub scenario: String,
+    /// Why it did not run, e.g. which `@needs` this environment lacks.
     pub reason: String,
 }
 

@@ -22,8 +22,11 @@ const TINY: f64 = 1e-300;
 /// Why a chi-square question has no answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StatsError {
+    /// Fewer than 2 categories (e.g. instances) to compare: there is no
+    /// spread to test.
     #[error("a chi-square test needs at least 1 degree of freedom (2 or more categories), got 0")]
     NoDegreesOfFreedom,
+    /// The significance asked for is not strictly between 0 and 1.
     #[error("a significance level must be strictly between 0 and 1, got {0}")]
     Significance(f64),
 }
@@ -87,9 +90,13 @@ pub fn chi_square_critical_p001(degrees_of_freedom: usize) -> Result<f64, StatsE
 /// The outcome of testing counts against an even split.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvenSplit {
+    /// Pearson's statistic of the counts against an even split.
     pub chi_square: f64,
+    /// The bound an even split stays under except with probability `significance`.
     pub critical: f64,
+    /// The number of categories less one.
     pub degrees_of_freedom: usize,
+    /// The chance of calling an even split uneven, e.g. 0.001.
     pub significance: f64,
 }
 

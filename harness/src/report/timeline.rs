@@ -32,27 +32,34 @@ pub const GAP: Duration = Duration::from_millis(200);
 pub struct Burst {
     /// From the fault's start.
     pub from_ms: u64,
+    /// Its last request, from the fault's start.
     pub to_ms: u64,
+    /// How many requests it holds.
     pub requests: usize,
 }
 
 /// A fault's cost, from the fault's start.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FaultTimeline {
+    /// The link that was faulted, e.g. `greeter-2`.
     pub link: String,
     /// The toxics' types, in the order added.
     pub faults: Vec<&'static str>,
+    /// When every toxic was removed; `None` when the fault never healed.
     pub healed_after_ms: Option<u64>,
     /// Requests the sick instance got from the fault to its heal.
     pub sent_to_instance: usize,
     /// Of those, answered with an error (5xx) or severed.
     pub spoiled: usize,
+    /// Those requests grouped by pauses of [`GAP`] or more, in order.
     pub bursts: Vec<Burst>,
     /// From the heal to the instance's first 2xx.
     pub back_after_heal_ms: Option<u64>,
-    /// The load's requests sent after the fault, and how many failed.
+    /// The load's requests sent from the fault to its heal.
     pub load_requests: usize,
+    /// Of those, how many failed (not 2xx, or no answer).
     pub load_failures: usize,
+    /// When the first of those failures was sent; `None` when none failed.
     pub first_client_error_ms: Option<u64>,
 }
 

@@ -4,15 +4,20 @@ use crate::error::HarnessError;
 use crate::run::containers::Container;
 use crate::run::process::Process;
 
+/// What an instance runs as: the faults a test inflicts (kill, stop, pause,
+/// start again) work the same on either.
 // A stack holds two of these; their size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Component {
+    /// A process on the host (a command).
     Process(Process),
+    /// A Docker container (an image).
     Container(Container),
 }
 
 impl Component {
+    /// Its name in the stack, e.g. `greeter-2`.
     pub fn name(&self) -> &str {
         match self {
             Component::Process(p) => p.name(),
@@ -88,6 +93,7 @@ impl Component {
         }
     }
 
+    /// The process id, for a process that is running (never a container's).
     pub fn pid(&self) -> Option<u32> {
         match self {
             Component::Process(p) => p.pid(),

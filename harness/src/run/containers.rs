@@ -85,6 +85,7 @@ fn failed(name: &str, what: &str, e: impl std::fmt::Display) -> HarnessError {
 }
 
 impl Container {
+    /// Its name in the stack, e.g. `redis-1` (not Docker's container name).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -116,10 +117,12 @@ impl Container {
         self.inner()?.start().await.map_err(|e| failed(&self.name, "start", e))
     }
 
+    /// `docker pause`: it hangs with its sockets open.
     pub async fn pause(&self) -> Result<(), HarnessError> {
         self.inner()?.pause().await.map_err(|e| failed(&self.name, "pause", e))
     }
 
+    /// `docker unpause` after [`Container::pause`].
     pub async fn resume(&self) -> Result<(), HarnessError> {
         self.inner()?
             .unpause()
@@ -347,13 +350,21 @@ pub const FILES_DIR: &str = "/etc/gantry";
 /// as `network` says.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
+    /// Its name in the stack, e.g. `redis-1`; Docker's name is made from it.
     pub name: &'a str,
+    /// The image and its tag, e.g. `redis:7.4.2` (`latest` when untagged).
     pub image: &'a str,
+    /// The port its program listens on inside the container.
     pub port: u16,
+    /// The host port it is reached on (fixed, so a restart keeps it).
     pub host_port: u16,
+    /// Whether it publishes `port` or shares the host's network.
     pub network: Network,
+    /// The command to run; the image's own when empty.
     pub cmd: &'a [String],
+    /// Environment (key, value), placeholders already filled.
     pub env: &'a [(String, String)],
+    /// Files (name, contents) copied into [`FILES_DIR`] before it starts.
     pub files: &'a [(String, String)],
 }
 

@@ -15,10 +15,16 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How to start (and restart) a process.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// Its name in the stack, e.g. `greeter-2`, for logs and errors.
     pub name: String,
+    /// The executable: a path, or a name looked up on `PATH`.
     pub program: PathBuf,
+    /// Its arguments, placeholders already filled.
     pub args: Vec<String>,
+    /// Environment (key, value) on top of the harness's own; a later entry
+    /// for a key wins.
     pub env: Vec<(String, String)>,
+    /// The file its stdout and stderr are appended to (across restarts).
     pub log: PathBuf,
 }
 
@@ -49,10 +55,12 @@ impl Process {
         })
     }
 
+    /// Its name in the stack, e.g. `greeter-2`.
     pub fn name(&self) -> &str {
         &self.spec.name
     }
 
+    /// The process id, while it runs (`None` once killed or stopped).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }
@@ -67,6 +75,7 @@ impl Process {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The file its output goes to.
     pub fn log_path(&self) -> &Path {
         &self.spec.log
     }

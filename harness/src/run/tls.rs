@@ -20,8 +20,11 @@ pub const SERVER_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 /// the server's certificate and key (`GANTRY_TLS_CERT`/`GANTRY_TLS_KEY`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestPki {
+    /// The CA's certificate: what clients are told to trust (`GANTRY_CA_CERT`).
     pub ca_cert: PathBuf,
+    /// The gateway's certificate, signed by the CA (`GANTRY_TLS_CERT`).
     pub server_cert: PathBuf,
+    /// The gateway certificate's private key (`GANTRY_TLS_KEY`).
     pub server_key: PathBuf,
 }
 

@@ -7,13 +7,22 @@
 //! `GANTRY_GATEWAY_URL`, and `CONSUL_HTTP_ADDR`, `REDIS_URL`,
 //! `GANTRY_GATEWAY_ADMIN_URL` for the scenarios that need them).
 //!
-//! ```ignore
+//! ```no_run
+//! use gantry_harness::runner::Runner;
+//! use gantry_harness::steps::{StackWorld, StepState};
+//!
 //! #[derive(Debug, Default, cucumber::World)]
-//! struct World { steps: StepState }
+//! struct World {
+//!     steps: StepState,
+//! }
 //!
 //! impl StackWorld for World {
-//!     fn gateway_url(&self) -> String { self.steps.gateway_url() }
-//!     fn step_state(&mut self) -> &mut StepState { &mut self.steps }
+//!     fn gateway_url(&self) -> String {
+//!         self.steps.gateway_url()
+//!     }
+//!     fn step_state(&mut self) -> &mut StepState {
+//!         &mut self.steps
+//!     }
 //! }
 //!
 //! #[tokio::main]
@@ -85,10 +94,16 @@ pub struct Runner<W> {
 /// the reports and the exit status).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The run is set up wrong: a bad mode or environment variable, an
+    /// unknown `@needs` tag, no stack to start, a report that cannot be
+    /// written; the message says which and what to set.
     #[error("{0}")]
     Config(String),
+    /// The stack would not start (or its `gantry` was not found); the
+    /// error says which part and why.
     #[error("the stack did not start: {0}")]
     Stack(#[source] HarnessError),
+    /// The stack file could not be read or used.
     #[error("the stack file: {0}")]
     File(#[from] crate::stack::file::StackFileError),
 }
@@ -96,7 +111,9 @@ pub enum RunError {
 /// How a run went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
+    /// Steps that passed, over every scenario run.
     pub passed_steps: usize,
+    /// Steps that failed, over every scenario run.
     pub failed_steps: usize,
     /// Scenarios not run here: their `@needs` are not met in this mode.
     pub not_run: usize,

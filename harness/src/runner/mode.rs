@@ -204,6 +204,7 @@ pub type NameFilter = Box<dyn Fn(&str) -> bool>;
 /// Which scenarios run: those whose needs the mode meets, narrowed (never
 /// widened) by a `--name` or `--tags` from the command line.
 pub struct Selection {
+    /// The mode the run is in: a scenario runs only when it meets its `@needs`.
     pub mode: Mode,
     /// `--name`: whether a scenario's name matches.
     pub name: Option<NameFilter>,
@@ -212,6 +213,7 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// Whether this scenario (of this feature, in this rule if any) runs.
     pub fn runs(&self, feature: &Feature, rule: Option<&Rule>, scenario: &Scenario) -> bool {
         self.mode.runs(feature, rule, scenario)
             && self.name.as_ref().is_none_or(|matches| matches(&scenario.name))

@@ -28,6 +28,7 @@ pub enum Need {
 }
 
 impl Need {
+    /// Every need: the `@needs:` tags a feature may use.
     pub const ALL: [Need; 7] = [
         Need::Process,
         Need::Redis,

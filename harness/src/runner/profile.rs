@@ -37,6 +37,7 @@ pub const KEYS: [&str; 7] = [
 /// One deployed stack of the file: its variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Profile {
+    /// Its table's name in the file, what `GANTRY_ENV` names.
     pub name: String,
     vars: BTreeMap<String, String>,
 }

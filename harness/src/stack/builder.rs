@@ -22,6 +22,7 @@ pub const DEFAULT_CHECK_TTL: Duration = Duration::from_secs(2);
 /// The gateways of a stack: Gantry's gateway, `count` instances.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewaySpec {
+    /// How many gateway instances start, after every service; 0 for none.
     pub count: usize,
     /// Gateway 1's public port; a free one when `None`.
     pub port: Option<u16>,
@@ -31,6 +32,7 @@ pub struct GatewaySpec {
     pub env: Vec<(String, String)>,
     /// Environment for gateway `n` (1-based) only.
     pub instance_env: Vec<(usize, String, String)>,
+    /// How long a gateway may take to answer `/readyz` 200 before the start fails.
     pub ready_timeout: Duration,
 }
 
@@ -136,6 +138,7 @@ impl StackBuilder {
         self
     }
 
+    /// Where Redis and the registry come from ([`Infra::Auto`] unless told).
     pub fn infra(mut self, infra: Infra) -> Self {
         self.infra = infra;
         self

@@ -20,17 +20,28 @@ pub enum StackFileError {
     /// Gantry file shares (`file:line:column`).
     #[error(transparent)]
     File(#[from] FileError),
+    /// [`StackFile::with_program`] named a service the file does not run
+    /// as a command: a typo, or an image or one of Gantry's own.
     #[error("{path}: there is no service {service:?} to run with {program}: expected one of {known}")]
     NoService {
+        /// The stack file.
         path: PathBuf,
+        /// The service that was named.
         service: String,
+        /// The program it was to run.
         program: PathBuf,
+        /// The services whose program can be replaced.
         known: String,
     },
+    /// An environment variable that overrides the file has a value it
+    /// cannot take, e.g. an unknown provider in [`INFRA_VAR`].
     #[error("{variable}={value:?}: {message}")]
     Env {
+        /// The variable's name.
         variable: &'static str,
+        /// The value it has.
         value: String,
+        /// Why it cannot be used and what is expected.
         message: String,
     },
 }
@@ -82,18 +93,24 @@ pub const INFRA_VAR: &str = "GANTRY_INFRA";
 pub struct StackFile {
     /// Where it was read from (for messages).
     pub path: PathBuf,
+    /// Where Redis and the registry come from (`[infra] provider`).
     pub infra: Infra,
+    /// Whether the stack runs Redis (`[infra] redis`).
     pub redis: bool,
+    /// Which registry a local stack runs (`[infra] registry`).
     pub registry: RegistryKind,
     /// Whether every hop goes through a fault proxy link.
     pub fault_links: bool,
+    /// The `[[service]]` tables, in the order they start.
     pub services: Vec<FileService>,
+    /// The `[gateway]` table.
     pub gateway: GatewaySpec,
 }
 
 /// A service of a stack file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileService {
+    /// The service as the file describes it, relative paths resolved.
     pub spec: ServiceSpec,
     /// Run as `gantry serve <component>` with the stack's `gantry` binary.
     pub gantry: bool,

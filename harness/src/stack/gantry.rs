@@ -11,6 +11,7 @@ use crate::run::process::Process;
 
 /// Gantry's services in a [`Stack`] by name.
 pub const AUTH: &str = Component::Auth.name();
+/// The user service's name in a [`Stack`] (its instances are `user-1`, …).
 pub const USER: &str = Component::User.name();
 
 /// Helpers for a stack that runs Gantry's own auth and user services.

@@ -60,7 +60,12 @@ pub enum RegistryKind {
     Dev,
     /// One already running at `addr` (`host:port`), written to with `token`
     /// (its ACL token, if it has ACLs on). The stack neither starts nor stops it.
-    External { addr: String, token: Option<String> },
+    External {
+        /// `host:port` of its HTTP API.
+        addr: String,
+        /// The ACL token the stack writes with; `None` when it has no ACLs.
+        token: Option<String>,
+    },
 }
 
 /// Which images the `containers` provider runs.
@@ -72,18 +77,24 @@ pub enum RegistryKind {
 /// | `GANTRY_REGISTRY_IMAGE` | — | Gantry's dev registry instead of Consul (`ci/images/build.sh` builds `gantry/registry`) |
 #[derive(Debug, Clone)]
 pub struct Images {
+    /// Redis's image and tag.
     pub redis: String,
+    /// The registry's image: Consul's, or Gantry's dev registry's.
     pub registry: RegistryImage,
 }
 
 /// The registry's image: Consul's, or Gantry's dev registry's.
 #[derive(Debug, Clone)]
 pub enum RegistryImage {
+    /// A Consul image, run as `agent -dev` on a network of its own.
     Consul(String),
+    /// Gantry's dev registry (`GANTRY_REGISTRY_IMAGE`), run on the host's
+    /// network so its checks reach services on the host's loopback.
     Dev(String),
 }
 
 impl RegistryImage {
+    /// The image and its tag, whichever registry it is.
     pub fn image(&self) -> &str {
         match self {
             RegistryImage::Consul(i) | RegistryImage::Dev(i) => i,
@@ -92,6 +103,8 @@ impl RegistryImage {
 }
 
 impl Images {
+    /// The images the variables in the table above name, or their defaults
+    /// (a variable set to blanks counts as unset).
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let registry = match var("GANTRY_REGISTRY_IMAGE") {
@@ -115,6 +128,7 @@ impl Images {
 pub enum Provider {
     /// Local processes: `redis-server` from PATH, the registry as `kind` says.
     Local(RegistryKind),
+    /// Containers of these images, through testcontainers.
     Containers(Images),
 }
 
@@ -128,6 +142,7 @@ pub struct Secrets {
 }
 
 impl Secrets {
+    /// A new password and token from the OS's random source.
     pub fn generate() -> Self {
         Self {
             redis_password: redis_password(),

@@ -42,6 +42,7 @@ impl Instance {
         self.index
     }
 
+    /// The part it plays in the stack, and the service it is an instance of.
     pub fn role(&self) -> &Role {
         &self.role
     }
@@ -69,6 +70,8 @@ impl Instance {
         }
     }
 
+    /// The process, mutably (to signal or restart it directly), when the
+    /// instance is one.
     pub fn process_mut(&mut self) -> Option<&mut Process> {
         match &mut self.runner {
             Component::Process(p) => Some(p),

@@ -21,6 +21,7 @@ pub struct LogMarks {
 pub struct SavedLog {
     /// The component it is of: `gateway-1`, `redis`, …
     pub name: String,
+    /// The copy: `<name>.log` in the destination directory.
     pub path: PathBuf,
 }
 

@@ -5,8 +5,11 @@ use std::time::Duration;
 /// A step of starting or stopping, for progress displays.
 #[derive(Debug, Clone, Copy)]
 pub enum Progress<'a> {
+    /// An instance (`user-1`) or the registry is being started.
     Starting(&'a str),
+    /// It is ready, and how long that took from its start.
     Ready(&'a str, Duration),
+    /// An instance is being stopped.
     Stopping(&'a str),
     /// Something worth telling, such as which provider was chosen and why.
     Note(&'a str),

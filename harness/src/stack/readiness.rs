@@ -24,9 +24,13 @@ pub const TAIL_LINES: usize = 20;
 pub struct Probe {
     /// The registry name of the service.
     pub service: String,
+    /// The condition its spec sets.
     pub ready: Ready,
+    /// How it gets into the registry; one the harness registers must pass there too.
     pub registration: Registration,
+    /// How long it may take to become ready.
     pub timeout: Duration,
+    /// A client of the stack's registry, with its ACL token.
     pub registry: RegistryClient,
 }
 
@@ -41,9 +45,13 @@ enum Logs<'a> {
 /// it serves on.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The instance id, e.g. `greeter-2`.
     pub id: String,
+    /// The host address it serves on.
     pub host: String,
+    /// The port it serves on (on the host).
     pub port: u16,
+    /// Its admin listener's port, where [`Ready::Http`] is probed, if it has one.
     pub admin_port: Option<u16>,
 }
 

@@ -4,7 +4,9 @@
 /// their instances by a 1-based index (`greeter-2` is `greeter`'s second).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// The stack's Redis (one instance, `redis-1`).
     Redis,
+    /// The stack's registry: Consul or Gantry's dev registry (`registry-1`).
     Registry,
     /// A service described by a [`super::spec::ServiceSpec`], under its name.
     Service(String),

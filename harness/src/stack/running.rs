@@ -101,6 +101,7 @@ impl Stack {
         Ok(LinkHandle::new(faults, name))
     }
 
+    /// The first gateway's public URL ("" when the stack has no gateway).
     pub fn gateway_url(&self) -> &str {
         self.gateway_urls.first().map_or("", String::as_str)
     }

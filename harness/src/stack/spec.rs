@@ -26,16 +26,25 @@ pub const DEFAULT_DEREGISTER_AFTER: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Run {
     /// Any executable or script: `program` with `args` (placeholders filled).
-    Command { program: PathBuf, args: Vec<String> },
+    Command {
+        /// The executable: a path, or a name looked up on `PATH`.
+        program: PathBuf,
+        /// Its arguments, placeholders filled per instance.
+        args: Vec<String>,
+    },
     /// A container image (through testcontainers) running `args` (its own
     /// command when empty; placeholders filled). On [`Network::Published`]
     /// `port` is the port the service listens on inside the container,
     /// published on a free loopback port of the host; on [`Network::Host`]
     /// it listens on the host's loopback itself, on `{port}`.
     Image {
+        /// The image and its tag, e.g. `redis:7.4.2` (`latest` when untagged).
         image: String,
+        /// The port the service listens on inside the container.
         port: u16,
+        /// The container's command; the image's own when empty.
         args: Vec<String>,
+        /// Whether the container publishes `port` or shares the host's network.
         network: Network,
     },
 }
@@ -43,11 +52,14 @@ pub enum Run {
 /// How a log line is recognised.
 #[derive(Debug, Clone)]
 pub enum LogMatch {
+    /// The line contains this text.
     Contains(String),
+    /// The line matches this regular expression somewhere.
     Matches(regex::Regex),
 }
 
 impl LogMatch {
+    /// Whether `text` (one line) is such a line.
     pub fn is_in(&self, text: &str) -> bool {
         match self {
             LogMatch::Contains(s) => text.contains(s.as_str()),
@@ -79,7 +91,10 @@ impl PartialEq for LogMatch {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ready {
     /// `GET path` answers 2xx (on the admin port when the spec has one).
-    Http { path: String },
+    Http {
+        /// The path to GET, e.g. `/readyz`.
+        path: String,
+    },
     /// Its port accepts a TCP connection.
     Tcp,
     /// Its output (since this start) has such a line.
@@ -87,13 +102,17 @@ pub enum Ready {
     /// The registry lists it as passing.
     Passing,
     /// Redis answers `PING` with `PONG` to a client with this password.
-    RedisPing { password: String },
+    RedisPing {
+        /// Redis's `requirepass`.
+        password: String,
+    },
     /// A Consul API (Consul, or Gantry's dev registry) names its leader:
     /// Consul answers `""` until it has elected one.
     RegistryLeader,
 }
 
 impl Ready {
+    /// `GET path` answers 2xx.
     pub fn http(path: impl Into<String>) -> Self {
         Ready::Http { path: path.into() }
     }
@@ -114,12 +133,20 @@ impl Ready {
 pub enum Check {
     /// `GET http://host:port{path}`, 2xx passing.
     Http {
+        /// The path the registry GETs, e.g. `/healthz`.
         path: String,
+        /// How often the registry runs the check.
         interval: Duration,
+        /// How long one run may take before it counts as failing.
         timeout: Duration,
     },
     /// A TCP connection to `host:port`.
-    Tcp { interval: Duration, timeout: Duration },
+    Tcp {
+        /// How often the registry runs the check.
+        interval: Duration,
+        /// How long one connection attempt may take before it counts as failing.
+        timeout: Duration,
+    },
 }
 
 impl Check {
@@ -152,9 +179,14 @@ pub enum Registration {
     /// deregisters it when the instance is removed for good. Killing or
     /// stopping it does not: the check notices, as in a real deployment.
     ByHarness {
+        /// The check the registry runs on the instance.
         check: Check,
+        /// How long it may stay critical before the registry removes it
+        /// (`DeregisterCriticalServiceAfter`).
         deregister_after: Duration,
+        /// The tags it is registered with.
         tags: Vec<String>,
+        /// The meta (key and value) it is registered with.
         meta: BTreeMap<String, String>,
     },
     /// Not in the registry at all (a gateway, a stand-in dependency).
@@ -187,14 +219,22 @@ impl Registration {
 pub struct ServiceSpec {
     /// The service's name in the registry, and the stem of its instance ids.
     pub name: String,
+    /// How each instance is run: a command or a container image.
     pub run: Run,
+    /// How many instances start with the stack.
     pub replicas: usize,
+    /// Environment (key, value) of every instance, placeholders filled; it
+    /// wins over what the stack gives every instance.
     pub env: Vec<(String, String)>,
     /// Extra environment for instance `n` (1-based) only.
     pub instance_env: Vec<(usize, String, String)>,
+    /// The working directory of a command; the harness's own when `None`.
     pub workdir: Option<PathBuf>,
+    /// How the harness knows an instance is ready for traffic.
     pub ready: Ready,
+    /// How an instance gets into the registry.
     pub registration: Registration,
+    /// How long an instance may take to become ready before its start fails.
     pub ready_timeout: Duration,
     /// Instance 1's port; the others (and instance 1 when `None`) get free ones.
     pub port: Option<u16>,
@@ -271,36 +311,44 @@ impl ServiceSpec {
         spec
     }
 
+    /// Runs `n` instances.
     pub fn replicas(mut self, n: usize) -> Self {
         self.replicas = n;
         self
     }
 
+    /// Adds an environment variable of every instance (placeholders filled).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
         self
     }
 
+    /// Adds an environment variable of instance `n` (1-based) only.
     pub fn instance_env(mut self, n: usize, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.instance_env.push((n, key.into(), value.into()));
         self
     }
 
+    /// Runs the command in `dir` (placeholders filled).
     pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workdir = Some(dir.into());
         self
     }
 
+    /// How the harness knows an instance is ready (a port that accepts
+    /// connections unless told).
     pub fn ready(mut self, ready: Ready) -> Self {
         self.ready = ready;
         self
     }
 
+    /// How an instance gets into the registry (it registers itself unless told).
     pub fn registration(mut self, registration: Registration) -> Self {
         self.registration = registration;
         self
     }
 
+    /// How long an instance may take to become ready ([`READY_TIMEOUT`] unless told).
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
         self
@@ -312,6 +360,8 @@ impl ServiceSpec {
         self
     }
 
+    /// Gives each instance a second free port for an operator listener
+    /// (`{admin_port}`), where [`Ready::Http`] is probed.
     pub fn with_admin_port(mut self) -> Self {
         self.admin_port = true;
         self
@@ -323,14 +373,14 @@ impl ServiceSpec {
         self
     }
 
-    /// The texts placeholders are filled in: environment, arguments, the
-    /// working directory.
     /// Whether the spec names the gateway anywhere (`{gateway}`,
     /// `{url:gateway}`): it starts after the gateways.
     pub fn names_gateway(&self) -> bool {
         self.texts().iter().any(|(_, text)| placeholders::names_gateway(text))
     }
 
+    /// The texts placeholders are filled in: environment, arguments, the
+    /// working directory.
     pub(crate) fn texts(&self) -> Vec<(String, &str)> {
         let mut texts: Vec<(String, &str)> = self.env.iter().map(|(k, v)| (format!("env {k}"), v.as_str())).collect();
         texts.extend(

@@ -64,8 +64,11 @@ fn status<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
 /// What a JSON check expects, from the step's words.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonCheck {
+    /// `exists`: the pointer finds a value, whatever it is (`null` included).
     Exists,
+    /// `is absent`: the pointer finds nothing.
     Absent,
+    /// `is "value"` / `is 3`: exactly this JSON value.
     Is(Value),
     /// `is a number from 1 to 900`: a JSON number within, bounds included.
     Between(f64, f64),

@@ -48,16 +48,37 @@ impl Fault {
 /// Why a fault could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
+    /// The service has fewer instances than the index a step named.
     #[error("there is no instance {n} of {service:?}: it has {count} (instances count from 1)")]
-    NoSuchInstance { service: String, n: usize, count: usize },
+    NoSuchInstance {
+        /// The service the step named.
+        service: String,
+        /// The 1-based index the step named.
+        n: usize,
+        /// How many instances the service has.
+        count: usize,
+    },
+    /// The stack has no service (or no such instance) by that name: a typo
+    /// in the step, or a service the stack does not run.
     #[error("the stack has no service {service:?} to break; it has {known}")]
-    UnknownService { service: String, known: String },
+    UnknownService {
+        /// The service the step named.
+        service: String,
+        /// What the stack has, to compare with.
+        known: String,
+    },
+    /// The harness failed to do the fault, e.g. a signal to a process
+    /// that is not running; `source` says why.
     #[error("{fault:?} of instance {n} of {service:?} failed: {source}")]
     Harness {
+        /// The fault that was asked for.
         fault: Fault,
+        /// The service it was asked of.
         service: String,
+        /// The 1-based index of the instance.
         n: usize,
         // Boxed: the harness's error is large, and this one is returned often.
+        /// The harness's error.
         #[source]
         source: Box<HarnessError>,
     },

@@ -27,33 +27,9 @@
 //! [`cucumber::step::Collection`] for the team's world: [`collection`] is the
 //! world's own macro steps plus these, [`add`] adds these to any collection.
 //!
-//! The phrases, each a regular expression (`Given`/`When` for actions,
-//! `Then` for checks; `And`/`But` take the kind before them):
+//! # The phrases
 //!
-//! | phrase | |
-//! |---|---|
-//! | `I GET /path` (any method), with clauses in any order: `as "alice"`, `by bearer`/`by session`, `with header "X-Foo: bar"`, `with headers:` (a table), `with JSON {…}`, `with JSON:`/`with body:` (a doc string) | [`http`] |
-//! | `GET /path … answers 200` (`within N seconds`: polls; a `Given` too, to wait for a precondition) | [`http`] |
-//! | `the status is 200`, `the JSON at "/pointer" is "value"` / `is 3` / `is a number from 1 to 900` / `has 2 items` / `contains {"id": 1}` (an array's element, or part of a string: `contains "milk"`) / `exists` / `is absent`, `I keep the JSON at "/id" as "order"` (for `{order}` later), `the header "X" is "v"` / `contains "v"` / `is a number from 1 to 600` / `exists` / `is absent`, `the body contains "…"`, `every answer is 200` | [`answer`] |
-//! | `a new user "alice" is logged in` / `is registered` (a username no run used before, `{alice.username}`: scenarios that run again against the same stack), `a user "alice" with password "…" is registered`, `"alice" is logged in` (`with password "…"`), `requests as "alice" carry the bearer token` / `the session cookie` | [`login`] |
-//! | `400 requests are sent to /path with 8 concurrent callers` (`as "alice"`), `200 POST requests are sent to /orders with JSON {"item": "tea"} with 4 concurrent callers` (GET, POST, PUT, PATCH, DELETE) (`while instance 2 of "greeter" is killed`/`stopped`/`paused`/`restarted`) | [`load`] |
-//! | `no request failed`, `the answers are spread evenly over 3 instances by a chi-square test`, `the answers came from 3 instances`, `no answer came from instance 2 of "greeter"` / `from "greeter-2"`, `instance 2 of "greeter" answered at most 15% of the requests` (or `at least`), `the 99th percentile of latency is at least 200 ms` | [`load`] |
-//! | `GET /path … is answered by instance 2 of "greeter"` (`within N seconds`: polls) | [`traffic`] |
-//! | `instance 2 of "greeter" is killed` / `is stopped` / `is paused` / `resumes` / `is restarted` / `starts again` | [`faults`] |
-//! | `instance 2 of "greeter" answers 503 to every request` / `to the first 3 requests` / `to 30% of requests`, `gets 200 ms of latency` (`with 50 ms of jitter`), `resets connections mid-response`, `hangs after the headers`, `is blackholed` (data waits), `goes silent` (data vanishes), `is cut`, `is limited to 64 KB/s`, `closes connections slowly, after 3000 ms`, `heals`; `the hop from instance 1 of "gateway" to "redis"` (or `"registry"`) for its hops; `the link to instance 2 of "greeter" saw at most 12 requests` (a stack with fault links) | [`links`] |
-//! | `"greeter" has 3 passing instances in the registry`, `instance 2 of "greeter" is passing` / `critical` / `not passing` / `not registered` `in the registry`, `the registry lists "greeter-2" of "greeter" as …` | [`registry`] |
-//! | `Redis has key "…"` / `no key "…"`, `Redis has a key matching "…"` / `no key matching "…"` | [`redis`] |
-//! | `the admin metric "series{label=\"x\"}" is 3` / `is at least 3` / `is at most 3` | [`metrics`] |
-//!
-//! Placeholders in any step's text, doc string or table are filled before
-//! it runs: `{gateway}` (the gateway's URL), `{alice.username}`, `{alice.id}`,
-//! `{alice.token}` (a user of the scenario), and a value kept from an answer
-//! (`{order}`). JSON (`{"a": 1}`) and metric labels (`{service="x"}`) are not
-//! placeholders; an unknown placeholder fails the step, saying how to keep it.
-//!
-//! Every check takes `within N seconds`, and then polls until it holds or the
-//! deadline passes (a check without it looks once). A failure says what was
-//! sent (method, URL, request id) and what came back (status, body excerpt).
+#![doc = include_str!("../../STEPS.md")]
 
 pub mod answer;
 mod args;

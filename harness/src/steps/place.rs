@@ -18,6 +18,7 @@ pub struct Target {
     /// Each gateway's admin listener, where known (a deployed stack's from
     /// `GANTRY_GATEWAY_ADMIN_URL`).
     pub admins: Vec<String>,
+    /// `REDIS_URL` (password included), where known.
     pub redis_url: Option<String>,
     /// A client of the registry the services are in, where known.
     pub registry: Option<RegistryClient>,
@@ -158,6 +159,7 @@ impl Place {
         self.marks.as_ref()
     }
 
+    /// The addresses and secrets of the stack it holds.
     pub fn target(&self) -> &Target {
         &self.target
     }

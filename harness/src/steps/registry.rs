@@ -22,10 +22,13 @@ pub enum Listed {
     Critical,
     /// Not in the passing set, registered or not.
     NotPassing,
+    /// Not in the registry at all (never registered, or deregistered).
     NotRegistered,
 }
 
 impl Listed {
+    /// The words a step uses for it: `passing`, `critical`, `not passing`,
+    /// `not registered`.
     pub fn from_words(words: &str) -> Option<Self> {
         Some(match words {
             "passing" => Self::Passing,

@@ -13,6 +13,7 @@ use crate::drive::client::Auth;
 /// A request a step asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
+    /// The HTTP method, as the step writes it (`GET`, `POST`, …).
     pub method: reqwest::Method,
     /// A path (sent to the gateway) or a whole `http://` URL.
     pub target: String,
@@ -20,12 +21,16 @@ pub struct Call {
     pub user: Option<String>,
     /// How the user proves who they are, when the step says.
     pub auth: Option<Auth>,
+    /// Headers (name, value) from `with header` and `with headers:`, in order.
     pub headers: Vec<(String, String)>,
+    /// What is sent as the body.
     pub body: Body,
 }
 
+/// The body of a step's request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
+    /// No body: the step has no `with JSON` or `with body:`.
     None,
     /// Sent with `Content-Type: application/json`.
     Json(Value),
@@ -36,20 +41,30 @@ pub enum Body {
 /// What is wrong with a step's request, said so the feature can be fixed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// The method the step names cannot be an HTTP method (not a token).
     #[error("{0:?} is not an HTTP method")]
     Method(String),
+    /// The text from here on is not a clause the step knows (a typo, or a
+    /// missing quote).
     #[error(
         "expected ` as \"name\"`, ` by bearer|session`, ` with header \"Name: value\"`, ` with headers:`, ` with JSON …` or ` with body:` at {0:?}"
     )]
     Clause(String),
+    /// A header, from `with header` or a table row, is not `Name: value`.
     #[error("the header {0:?} is not `Name: value`")]
     Header(String),
+    /// The body given with `with JSON` does not parse as JSON.
     #[error("the JSON body is not JSON: {source}; it starts at {text:?}")]
     Json {
+        /// The start of the text that was given.
         text: String,
+        /// Where and why it does not parse.
         #[source]
         source: serde_json::Error,
     },
+    /// A clause that refers to the step's table or doc string (`with
+    /// headers:`, `with JSON:`, `with body:`), on a step that has none: the
+    /// clause, and what is missing.
     #[error("the step says `{0}` but has no {1}")]
     Missing(&'static str, &'static str),
 }

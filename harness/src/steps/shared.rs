@@ -47,6 +47,7 @@ pub struct Watch {
 }
 
 impl SharedStack {
+    /// Shares `stack`, already started, for the run.
     pub fn new(stack: Stack) -> Self {
         Self {
             inner: Arc::new(RwLock::new(Some(stack))),
@@ -78,6 +79,7 @@ impl SharedStack {
 }
 
 impl Watch {
+    /// The stack, to read its addresses and send it requests.
     pub fn stack(&self) -> &Stack {
         self.guard
             .as_ref()
@@ -86,6 +88,7 @@ impl Watch {
 }
 
 impl Lease {
+    /// The stack, for this scenario alone: it may break it.
     pub fn stack(&mut self) -> &mut Stack {
         self.guard
             .as_mut()

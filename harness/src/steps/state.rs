@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use crate::drive::client::{Answer, Auth, UserClient, http_client};
 use crate::drive::load::LoadReport;
 
+/// What one scenario's steps have seen and made so far: answers, users,
+/// loads, kept values. A new world starts with an empty one.
 #[derive(Debug, Default)]
 pub struct StepState {
     /// The last answer: what `Then the status is …` looks at.
@@ -37,6 +39,7 @@ impl StepState {
         self.last = Some(answer);
     }
 
+    /// The last answer; panics, naming the missing step, before any request.
     pub fn last(&self) -> &Answer {
         self.last
             .as_ref()
@@ -162,12 +165,14 @@ impl StepState {
             .join(","))
     }
 
+    /// The scenario's user `name`; panics when no step registered or logged them in.
     pub fn user(&self, name: &str) -> &UserClient {
         self.users.get(name).unwrap_or_else(|| {
             panic!("no user {name:?} in this scenario: register or log them in first (Given \"{name}\" is logged in)")
         })
     }
 
+    /// [`StepState::user`], to log in or send requests as.
     pub fn user_mut(&mut self, name: &str) -> &mut UserClient {
         if !self.users.contains_key(name) {
             self.user(name);
@@ -175,6 +180,7 @@ impl StepState {
         self.users.get_mut(name).expect("checked above")
     }
 
+    /// The last load run; panics, naming the missing step, before any load.
     pub fn load(&self) -> &LoadReport {
         self.load
             .as_ref()

@@ -153,6 +153,38 @@ const PHRASES: &[(StepType, &str)] = &[
     ),
 ];
 
+/// The examples of `STEPS.md`, the phrase table a team reads: each
+/// `Given`/`When`/`Then` example in its tables must match exactly one step.
+#[test]
+fn every_example_of_the_phrase_table_matches_exactly_one_step() {
+    let steps = add(Collection::<EchoWorld>::new());
+    let table = include_str!("../../STEPS.md");
+    let mut examples = 0;
+    for row in table.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let Some(example) = cells
+            .get(1)
+            .and_then(|c| c.strip_prefix('`'))
+            .and_then(|c| c.strip_suffix('`'))
+        else {
+            continue;
+        };
+        let (ty, phrase) = match example.split_once(' ') {
+            Some(("Given", p)) => (StepType::Given, p),
+            Some(("When", p)) => (StepType::When, p),
+            Some(("Then", p)) => (StepType::Then, p),
+            _ => continue,
+        };
+        // Table cells escape `|`; the phrase has none.
+        match steps.find(&step(ty, phrase)) {
+            Ok(Some(_)) => examples += 1,
+            Ok(None) => panic!("STEPS.md: no step matches {example:?}"),
+            Err(e) => panic!("STEPS.md: {example:?} is ambiguous: {e}"),
+        }
+    }
+    assert!(examples >= 39, "STEPS.md's examples were found: {examples}");
+}
+
 #[test]
 fn every_documented_phrase_matches_exactly_one_step() {
     let steps = add(Collection::<EchoWorld>::new());
