@@ -13,10 +13,16 @@
 //! started it), so `docker ps -a --filter label=gantry.stack` shows anything a
 //! run left behind.
 //!
+//! The containers of one stack share a network of its own ([`StackNetwork`]),
+//! where each is known by its service's name (`catalog`, shared by its
+//! replicas) and its instance's (`catalog-2`), and reaches the host as
+//! `host.docker.internal`; no container uses the host's network, so the
+//! same works on Docker Desktop.
+//!
 //! Nothing is left behind when the process is interrupted either: the first
 //! container a process starts installs [`guard_signals`], which on SIGINT,
-//! SIGTERM or SIGQUIT removes every container labelled with this process's
-//! pid and then dies of the signal as it would have.
+//! SIGTERM or SIGQUIT removes every container and network labelled with this
+//! process's pid and then dies of the signal as it would have.
 
 use std::time::Duration;
 
@@ -159,14 +165,111 @@ fn publish_on_loopback_only(host_config: &mut HostConfig) {
     }
 }
 
-/// How a container is reached from the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Network {
-    /// Its own network; its port published on the host's loopback.
-    Published,
-    /// The host's network: it listens on the host's 127.0.0.1 itself, and
-    /// reaches services listening there (the registry's health checks).
-    Host,
+/// The name by which a container reaches the host it runs on.
+pub const HOST_ALIAS: &str = "host.docker.internal";
+
+/// A network of one stack's containers. Created with the stack's first
+/// container, removed when the stack stops (or the process is interrupted:
+/// it carries [`LABEL`]).
+#[derive(Debug)]
+pub struct StackNetwork {
+    name: String,
+    reach: HostReach,
+}
+
+/// How a container on a [`StackNetwork`] reaches a process on the host that
+/// listens on the host's loopback only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostReach {
+    /// Through a relay the harness runs on the host's address on this
+    /// network (`ip`), which `host.docker.internal` names in the
+    /// containers: a Docker engine on this host (Linux), where a container
+    /// cannot reach the host's loopback.
+    Relayed {
+        /// The host's address on the network (the network's gateway).
+        ip: String,
+    },
+    /// Directly, on the process's own port: an engine in a virtual machine
+    /// (Docker Desktop), whose `host-gateway` leads to the host's loopback.
+    Direct,
+}
+
+impl StackNetwork {
+    /// Creates a network for the stack called `stack` (any text; made
+    /// safe for Docker), labelled with this process's pid.
+    pub async fn create(stack: &str) -> Result<Self, HarnessError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use testcontainers::bollard::models::NetworkCreateRequest;
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        guard_signals();
+        let docker = docker().map_err(|e| failed("network", "connect to Docker", e))?;
+        let safe: String = stack
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+            .collect();
+        let name = format!(
+            "gantry-{safe}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some([(LABEL.to_owned(), std::process::id().to_string())].into()),
+            ..Default::default()
+        };
+        docker
+            .create_network(request)
+            .await
+            .map_err(|e| failed(&name, "create the stack's network", e))?;
+        let gateway = docker
+            .inspect_network(&name, None)
+            .await
+            .ok()
+            .and_then(|n| n.ipam)
+            .and_then(|ipam| ipam.config)
+            .and_then(|configs| configs.into_iter().find_map(|c| c.gateway));
+        // The gateway is an address of this host when the engine runs here:
+        // a relay can listen on it. In a virtual machine it is not.
+        let reach = match gateway {
+            Some(ip) if std::net::TcpListener::bind((ip.as_str(), 0)).is_ok() => HostReach::Relayed { ip },
+            _ => HostReach::Direct,
+        };
+        Ok(Self { name, reach })
+    }
+
+    /// The network's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How its containers reach the host's processes.
+    pub fn reach(&self) -> &HostReach {
+        &self.reach
+    }
+
+    /// Removes the network (once its containers are gone).
+    pub async fn remove(&self) {
+        if let Ok(docker) = docker()
+            && let Err(e) = docker.remove_network(&self.name).await
+        {
+            tracing::warn!(network = %self.name, error = %e, "could not remove the stack's network");
+        }
+    }
+}
+
+fn docker() -> Result<testcontainers::bollard::Docker, testcontainers::bollard::errors::Error> {
+    testcontainers::bollard::Docker::connect_with_local_defaults()
+}
+
+/// Where a container joins its stack's network: the network, the names it
+/// is known by there, and what `host.docker.internal` is in it.
+#[derive(Debug, Clone)]
+pub struct Join<'a> {
+    /// The stack's network.
+    pub network: &'a StackNetwork,
+    /// Its names on the network: its service's and its instance's.
+    pub aliases: Vec<String>,
 }
 
 /// Starts the container built by `request` on host port `port`, once. A
@@ -175,41 +278,66 @@ pub enum Network {
 async fn start_on(
     name: &str,
     port: u16,
-    network: Network,
+    join: Option<Join<'_>>,
     request: testcontainers::ContainerRequest<GenericImage>,
 ) -> Result<Container, HarnessError> {
     guard_signals();
     // Named, so a start that fails half-way can be cleaned up exactly.
     let container_name = format!("gantry-{name}-{}-{port}", std::process::id());
+    let host = join.as_ref().map(|j| match j.network.reach() {
+        HostReach::Relayed { ip } => ip.clone(),
+        HostReach::Direct => "host-gateway".to_owned(),
+    });
     let started = request
         .with_container_name(&container_name)
         .with_label(LABEL, std::process::id().to_string())
-        .with_host_config_modifier(move |host_config| match network {
-            Network::Published => publish_on_loopback_only(host_config),
-            Network::Host => on_host_network(host_config),
+        .with_host_config_modifier(move |host_config| {
+            publish_on_loopback_only(host_config);
+            if let Some(host) = &host {
+                host_config.extra_hosts = Some(vec![format!("{HOST_ALIAS}:{host}")]);
+            }
         })
         .with_startup_timeout(STARTUP_TIMEOUT)
         .start()
         .await;
-    match started {
-        Ok(inner) => Ok(Container {
-            name: name.to_owned(),
-            inner: Some(Box::new(inner)),
-        }),
+    let inner = match started {
+        Ok(inner) => inner,
         Err(e) => {
             // The container may have been created without starting: remove it.
             remove_unstarted(&container_name).await;
-            Err(failed(name, "start", e))
+            return Err(failed(name, "start", e));
+        }
+    };
+    let container = Container {
+        name: name.to_owned(),
+        inner: Some(Box::new(inner)),
+    };
+    if let Some(join) = join {
+        // Joined once started (testcontainers names no aliases at
+        // creation); it stays joined across a stop and a start.
+        if let Err(e) = connect(&container, &join).await {
+            remove_unstarted(&container_name).await;
+            return Err(e);
         }
     }
+    Ok(container)
 }
 
-/// The host's network, nothing published (there is nothing to publish:
-/// the program binds the host's loopback itself).
-fn on_host_network(host_config: &mut HostConfig) {
-    host_config.network_mode = Some("host".to_owned());
-    host_config.publish_all_ports = Some(false);
-    host_config.port_bindings = None;
+/// Connects `container` to its stack's network under its aliases.
+async fn connect(container: &Container, join: &Join<'_>) -> Result<(), HarnessError> {
+    use testcontainers::bollard::models::{EndpointSettings, NetworkConnectRequest};
+    let docker = docker().map_err(|e| failed(&container.name, "connect to Docker", e))?;
+    let request = NetworkConnectRequest {
+        container: container.inner()?.id().to_owned(),
+        endpoint_config: Some(EndpointSettings {
+            aliases: Some(join.aliases.clone()),
+            ..Default::default()
+        }),
+    };
+    docker
+        .connect_network(join.network.name(), request)
+        .await
+        .map_err(|e| failed(&container.name, "join the stack's network", e))
 }
 
 /// True when a container could not start because its host port was taken.
@@ -309,24 +437,34 @@ fn has_default_action(signal: libc::c_int) -> bool {
     }
 }
 
-/// Removes (forcibly) every container labelled with this process's pid.
+/// Removes (forcibly) every container labelled with this process's pid,
+/// then its networks.
 pub async fn remove_own_containers() {
-    use testcontainers::bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptions};
-    let Ok(docker) = testcontainers::bollard::Docker::connect_with_local_defaults() else {
+    use testcontainers::bollard::query_parameters::{
+        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptions,
+    };
+    let Ok(docker) = docker() else {
         return;
     };
     let filter = std::collections::HashMap::from([("label", vec![format!("{LABEL}={}", std::process::id())])]);
     let list = ListContainersOptionsBuilder::new().all(true).filters(&filter).build();
-    let Ok(containers) = docker.list_containers(Some(list)).await else {
-        return;
-    };
-    for id in containers.into_iter().filter_map(|c| c.id) {
-        let force = RemoveContainerOptions {
-            force: true,
-            ..Default::default()
-        };
-        if let Err(e) = docker.remove_container(&id, Some(force)).await {
-            eprintln!("gantry: could not remove container {id}: {e}");
+    if let Ok(containers) = docker.list_containers(Some(list)).await {
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            let force = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            if let Err(e) = docker.remove_container(&id, Some(force)).await {
+                eprintln!("gantry: could not remove container {id}: {e}");
+            }
+        }
+    }
+    let list = ListNetworksOptionsBuilder::new().filters(&filter).build();
+    if let Ok(networks) = docker.list_networks(Some(list)).await {
+        for name in networks.into_iter().filter_map(|n| n.name) {
+            if let Err(e) = docker.remove_network(&name).await {
+                eprintln!("gantry: could not remove network {name}: {e}");
+            }
         }
     }
 }
@@ -346,9 +484,9 @@ pub const FILES_DIR: &str = "/etc/gantry";
 
 /// A container to start: `image` running `cmd` (the image's own when
 /// empty) with `env` and `files` (name, contents) copied into [`FILES_DIR`],
-/// its program listening on `port` inside, reached on host port `host_port`
-/// as `network` says.
-#[derive(Debug, Clone, Copy)]
+/// its program listening on `port` inside, published on the host's
+/// loopback on `host_port`, on its stack's network when `join` says.
+#[derive(Debug, Clone)]
 pub struct Request<'a> {
     /// Its name in the stack, e.g. `redis-1`; Docker's name is made from it.
     pub name: &'a str,
@@ -358,8 +496,8 @@ pub struct Request<'a> {
     pub port: u16,
     /// The host port it is reached on (fixed, so a restart keeps it).
     pub host_port: u16,
-    /// Whether it publishes `port` or shares the host's network.
-    pub network: Network,
+    /// Its stack's network and its names there.
+    pub join: Option<Join<'a>>,
     /// The command to run; the image's own when empty.
     pub cmd: &'a [String],
     /// Environment (key, value), placeholders already filled.
@@ -372,14 +510,11 @@ pub struct Request<'a> {
 /// business (a spec's `Ready`), not a log wait here.
 pub async fn start(request: Request<'_>) -> Result<Container, HarnessError> {
     let (image_name, tag) = split_image(request.image);
-    let mut image = GenericImage::new(image_name, tag).with_wait_for(WaitFor::Nothing);
-    if request.network == Network::Published {
-        image = image.with_exposed_port(request.port.tcp());
-    }
+    let image = GenericImage::new(image_name, tag)
+        .with_wait_for(WaitFor::Nothing)
+        .with_exposed_port(request.port.tcp());
     let mut built: ContainerRequest<GenericImage> = image.into();
-    if request.network == Network::Published {
-        built = built.with_mapped_port(request.host_port, request.port.tcp());
-    }
+    built = built.with_mapped_port(request.host_port, request.port.tcp());
     for (k, v) in request.env {
         built = built.with_env_var(k, v);
     }
@@ -391,7 +526,7 @@ pub async fn start(request: Request<'_>) -> Result<Container, HarnessError> {
     if !request.cmd.is_empty() {
         built = built.with_cmd(request.cmd.to_vec());
     }
-    start_on(request.name, request.host_port, request.network, built).await
+    start_on(request.name, request.host_port, request.join, built).await
 }
 
 impl Container {

@@ -8,5 +8,6 @@ pub mod component;
 pub mod containers;
 pub mod ports;
 pub mod process;
+pub mod relay;
 pub mod tls;
 pub mod wait;

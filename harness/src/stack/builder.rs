@@ -12,7 +12,7 @@ use super::progress::Progress;
 use super::readiness::redis_url;
 use super::role::{GATEWAY, Role};
 use super::running::Stack;
-use super::spec::{READY_TIMEOUT, Ready, Registration, ServiceSpec, check_references};
+use super::spec::{READY_TIMEOUT, Ready, Registration, Run, ServiceSpec, check_references};
 use crate::error::HarnessError;
 use crate::run::ports::is_free;
 
@@ -283,6 +283,12 @@ impl StackBuilder {
             groups.push(Group::new(role, spec));
         }
         groups.extend(specs.into_iter().map(|(role, spec)| Group::new(role, spec)));
+        // One network for the stack's containers, when it has any.
+        if groups.iter().any(|g| matches!(g.spec.run, Run::Image { .. })) {
+            progress(Progress::Note("creating the stack's network"));
+            let network = crate::run::containers::StackNetwork::create("stack").await?;
+            ctx.network = Some(std::sync::Arc::new(network));
+        }
         let dir = tempfile::Builder::new()
             .prefix("gantry-stack-")
             .tempdir()
@@ -301,6 +307,9 @@ impl StackBuilder {
             Err(e) => {
                 for g in groups.iter_mut().rev() {
                     g.discard().await;
+                }
+                if let Some(network) = &ctx.network {
+                    network.remove().await;
                 }
                 Err(e)
             }
@@ -376,13 +385,24 @@ impl StackBuilder {
             for instance in &mut groups[g].instances {
                 instance.probe.ready = ready.clone();
             }
-            let addr = groups[g].instances.first().map(|i| i.addr()).unwrap_or_default();
+            let first = groups[g].instances.first();
+            let addr = first.map(|i| i.addr()).unwrap_or_default();
+            let inside = first.and_then(|i| i.inside.clone()).unwrap_or_default();
+            let in_container = matches!(groups[g].spec.run, Run::Image { .. });
             match groups[g].role {
-                Role::Redis => ctx.redis_url = redis_url(&addr, &secrets.redis_password),
-                Role::Registry => ctx.registry_addr = addr,
+                Role::Redis => {
+                    ctx.redis_url = redis_url(&addr, &secrets.redis_password);
+                    ctx.inside.redis_url = redis_url(&inside, &secrets.redis_password);
+                }
+                Role::Registry => {
+                    ctx.registry_addr = addr;
+                    ctx.inside.registry_addr = inside;
+                    ctx.registry_in_network = in_container;
+                }
                 Role::Gateway => {
                     let scheme = if self.gateway_tls { "https" } else { "http" };
                     ctx.gateway_url = format!("{scheme}://{addr}");
+                    ctx.inside.gateway_url = format!("{scheme}://{inside}");
                 }
                 Role::Service(_) => {}
             }

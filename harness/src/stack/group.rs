@@ -17,12 +17,13 @@ use super::placeholders::Values;
 use super::progress::Progress;
 use super::readiness::Probe;
 use super::role::Role;
-use super::spec::{Check, Network, Registration, Run, ServiceSpec};
+use super::spec::{Check, Registration, Run, ServiceSpec};
 use crate::error::HarnessError;
 use crate::faults::{FaultProxy, Protocol};
 use crate::run::component::Component;
-use crate::run::containers::{self, FILES_DIR};
+use crate::run::containers::{self, FILES_DIR, HOST_ALIAS, HostReach, StackNetwork};
 use crate::run::process::{self, Process};
+use crate::run::relay::Relay;
 
 /// The loopback address every instance serves on.
 pub const HOST: &str = "127.0.0.1";
@@ -50,6 +51,26 @@ pub struct Context {
     /// the instance, and each instance reaches Redis and the registry
     /// through its own links (`user-2.redis`, `user-2.registry`).
     pub faults: Option<FaultProxy>,
+    /// The stack's network, when it runs containers: every container joins
+    /// it, and every process is reachable from it.
+    pub network: Option<std::sync::Arc<StackNetwork>>,
+    /// What a container is given instead of the host's addresses: where it
+    /// reaches Redis, the registry and the first gateway.
+    pub inside: Inside,
+    /// Whether the registry runs in a container on the stack's network: its
+    /// health checks then reach instances at their addresses there.
+    pub registry_in_network: bool,
+}
+
+/// Where a container of the stack reaches its infrastructure ("" until up).
+#[derive(Debug, Clone, Default)]
+pub struct Inside {
+    /// `REDIS_URL` as a container uses it.
+    pub redis_url: String,
+    /// `host:port` of the registry's HTTP API, from a container.
+    pub registry_addr: String,
+    /// The first gateway's URL, from a container.
+    pub gateway_url: String,
 }
 
 impl Context {
@@ -67,14 +88,40 @@ pub struct Group {
     pub instances: Vec<Instance>,
 }
 
-/// `host:port` of every instance of each group that has one: what
-/// `{url:<service>}`, `{urls:<service>}` … name.
-pub fn peers(groups: &[Group]) -> BTreeMap<String, Vec<String>> {
-    groups
-        .iter()
-        .filter(|g| !g.instances.is_empty())
-        .map(|g| (g.spec.name.clone(), g.instances.iter().map(Instance::addr).collect()))
-        .collect()
+/// The instances of each group that has some, as a process on the host and
+/// as a container reach them: what `{url:<service>}`, `{urls:<service>}` …
+/// name for each.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    /// `host:port` of every instance, from the host.
+    pub host: BTreeMap<String, Vec<String>>,
+    /// `host:port` of every instance, from a container on the stack's network.
+    pub inside: BTreeMap<String, Vec<String>>,
+    /// What names a service as a whole from a container: its name on the
+    /// network when its instances are containers (Docker spreads lookups
+    /// over them), else its first instance.
+    pub service_inside: BTreeMap<String, String>,
+}
+
+/// The [`Peers`] of `groups`.
+pub fn peers(groups: &[Group]) -> Peers {
+    let mut peers = Peers::default();
+    for g in groups.iter().filter(|g| !g.instances.is_empty()) {
+        let name = g.spec.name.clone();
+        peers
+            .host
+            .insert(name.clone(), g.instances.iter().map(Instance::addr).collect());
+        let inside: Vec<String> = g.instances.iter().filter_map(|i| i.inside.clone()).collect();
+        let whole = match &g.spec.run {
+            Run::Image { port, .. } => Some(format!("{name}:{port}")),
+            Run::Command { .. } => inside.first().cloned(),
+        };
+        if let Some(whole) = whole {
+            peers.service_inside.insert(name.clone(), whole);
+        }
+        peers.inside.insert(name, inside);
+    }
+    peers
 }
 
 impl Group {
@@ -92,7 +139,7 @@ impl Group {
         &mut self,
         ctx: &Context,
         index: usize,
-        peers: &BTreeMap<String, Vec<String>>,
+        peers: &Peers,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Duration, HarnessError> {
         let id = format!("{}-{index}", self.spec.name);
@@ -128,7 +175,7 @@ async fn try_instance(
     role: &Role,
     index: usize,
     port: u16,
-    peers: &BTreeMap<String, Vec<String>>,
+    peers: &Peers,
 ) -> Result<(Instance, Duration), HarnessError> {
     let id = format!("{}-{index}", spec.name);
     let admin_port = if spec.admin_port {
@@ -148,7 +195,8 @@ async fn try_instance(
         redis: ctx.redis_url.clone(),
         dir: ctx.dir.display().to_string(),
         gateway: ctx.gateway_url.clone(),
-        peers: peers.clone(),
+        peers: peers.host.clone(),
+        services: BTreeMap::new(),
         files: BTreeMap::new(),
     };
     match &spec.run {
@@ -160,20 +208,22 @@ async fn try_instance(
                 .map(|(name, _)| (name.clone(), dir.join(name).display().to_string()))
                 .collect();
         }
-        Run::Image {
-            port: inside, network, ..
-        } => {
+        Run::Image { port: inside, .. } => {
             values.files = spec
                 .files
                 .iter()
                 .map(|(name, _)| (name.clone(), format!("{FILES_DIR}/{name}")))
                 .collect();
-            if *network == Network::Published {
-                // Inside its container the service listens on every interface
-                // of the container, on the port its image expects.
-                values.port = *inside;
-                values.host = "0.0.0.0".to_owned();
-            }
+            // Inside its container the service listens on every interface
+            // of the container, on the port its image expects, and reaches
+            // the rest of the stack by the names of the stack's network.
+            values.port = *inside;
+            values.host = "0.0.0.0".to_owned();
+            values.redis = ctx.inside.redis_url.clone();
+            values.registry = format!("http://{}", ctx.inside.registry_addr);
+            values.gateway = ctx.inside.gateway_url.clone();
+            values.peers = peers.inside.clone();
+            values.services = peers.service_inside.clone();
         }
     }
     let mut env = if spec.gantry_env {
@@ -213,16 +263,19 @@ async fn try_instance(
             image,
             port: inside,
             args,
-            network,
         } => {
             let cmd: Vec<String> = args.iter().map(|a| values.fill(a)).collect();
+            let join = ctx.network.as_deref().map(|network| containers::Join {
+                network,
+                aliases: vec![spec.name.clone(), id.clone()],
+            });
             Component::Container(
                 containers::start(containers::Request {
                     name: &id,
                     image,
                     port: *inside,
                     host_port: port,
-                    network: *network,
+                    join,
                     cmd: &cmd,
                     env: &env,
                     files: &spec.files,
@@ -230,6 +283,20 @@ async fn try_instance(
                 .await?,
             )
         }
+    };
+    // Where a container of the stack (and a registry in one) reaches it.
+    let (inside, relay) = match (&spec.run, ctx.network.as_deref()) {
+        (Run::Image { port: inside, .. }, Some(_)) => (Some(format!("{id}:{inside}")), None),
+        (Run::Command { .. }, Some(network)) => match network.reach() {
+            HostReach::Relayed { ip } => {
+                let relay = Relay::start(ip, (std::net::Ipv4Addr::LOCALHOST, port).into())
+                    .await
+                    .map_err(|e| HarnessError::Io(format!("relaying {id} to the stack's network on {ip}"), e))?;
+                (Some(format!("{HOST_ALIAS}:{}", relay.port())), Some(relay))
+            }
+            HostReach::Direct => (Some(format!("{HOST_ALIAS}:{port}")), None),
+        },
+        _ => (None, None),
     };
     let mut instance = Instance {
         role: role.clone(),
@@ -248,6 +315,12 @@ async fn try_instance(
             registry: ctx.registry(),
         },
         log_from,
+        checked_at: match (&inside, ctx.registry_in_network) {
+            (Some(inside), true) => Some(inside.clone()),
+            _ => None,
+        },
+        inside,
+        _relay: relay,
     };
     let ready = match instance.register().await {
         Ok(()) => instance.wait_ready().await,
@@ -286,7 +359,11 @@ async fn put_behind_links(
     if matches!(role, Role::Redis | Role::Registry) {
         return Ok(port);
     }
-    if !ctx.redis_url.is_empty()
+    // A container reaches Redis and the registry over the stack's network,
+    // not through links on the host's loopback: only its own hop is linked.
+    let on_host = matches!(spec.run, Run::Command { .. });
+    if on_host
+        && !ctx.redis_url.is_empty()
         && let Some(addr) = redis_addr(&ctx.redis_url)
     {
         let at = link(format!("{id}.redis"), addr, Protocol::Tcp).await?;
@@ -298,7 +375,7 @@ async fn put_behind_links(
             }
         }
     }
-    if !ctx.registry_addr.is_empty() {
+    if on_host && !ctx.registry_addr.is_empty() {
         let at = link(format!("{id}.registry"), &ctx.registry_addr, Protocol::Tcp).await?;
         let before = format!("http://{}", ctx.registry_addr);
         let after = format!("http://{at}");

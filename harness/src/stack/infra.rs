@@ -12,7 +12,7 @@ use gantry_common::registry::RegistryClient;
 
 use super::launch;
 use super::role::Role;
-use super::spec::{Network, READY_TIMEOUT, Ready, Registration, Run, ServiceSpec};
+use super::spec::{READY_TIMEOUT, Ready, Registration, Run, ServiceSpec};
 use crate::error::HarnessError;
 use crate::run::containers;
 use crate::run::wait;
@@ -86,10 +86,9 @@ pub struct Images {
 /// The registry's image: Consul's, or Gantry's dev registry's.
 #[derive(Debug, Clone)]
 pub enum RegistryImage {
-    /// A Consul image, run as `agent -dev` on a network of its own.
+    /// A Consul image, run as `agent -dev`.
     Consul(String),
-    /// Gantry's dev registry (`GANTRY_REGISTRY_IMAGE`), run on the host's
-    /// network so its checks reach services on the host's loopback.
+    /// Gantry's dev registry (`GANTRY_REGISTRY_IMAGE`).
     Dev(String),
 }
 
@@ -197,6 +196,9 @@ pub fn redis(provider: &Provider, password: &str) -> Result<(Role, ServiceSpec),
     Ok((Role::Redis, spec))
 }
 
+/// The port of the registry's HTTP API inside its container (Consul's).
+pub const REGISTRY_PORT: u16 = 8500;
+
 /// The registry as `provider` runs it, with ACLs on and `token` as the
 /// management token, ready when it has a leader; `None` for an external one.
 pub fn registry(
@@ -229,10 +231,8 @@ pub fn registry(
         }
         Provider::Containers(images) => match &images.registry {
             RegistryImage::Consul(image) => {
-                // Consul stays on a network of its own: on the host's it would
-                // need every one of its ports chosen, and its checks are not
-                // the harness's (the services register themselves).
-                let mut spec = ServiceSpec::image("registry", image, 8500);
+                // On the stack's network, as the dev registry is.
+                let mut spec = ServiceSpec::image("registry", image, REGISTRY_PORT);
                 if let Run::Image { args, .. } = &mut spec.run {
                     *args = [
                         "agent",
@@ -248,17 +248,12 @@ pub fn registry(
                 spec.file("consul-acl.hcl", consul_acl_hcl(token))
             }
             RegistryImage::Dev(image) => {
-                // On the host's network, listening on the host's loopback
-                // only: the HTTP and TCP checks it runs for harness-registered
-                // instances must reach services that listen on 127.0.0.1
-                // there, which a container's own loopback is not.
-                let mut spec = ServiceSpec::image("registry", image, 0)
+                // On the stack's network like every container: its checks
+                // reach a container at its name there, a process on the
+                // host through the host's relay to it.
+                ServiceSpec::image("registry", image, REGISTRY_PORT)
                     .env("GANTRY_LISTEN", "{host}:{port}")
-                    .env(gantry_registry::ACL_TOKEN_VAR, token);
-                if let Run::Image { network, .. } = &mut spec.run {
-                    *network = Network::Host;
-                }
-                spec
+                    .env(gantry_registry::ACL_TOKEN_VAR, token)
             }
         }
         .ready_timeout(CONTAINER_READY_TIMEOUT),

@@ -29,6 +29,15 @@ pub struct Instance {
     /// Where this start's output begins in the log file, so a log line
     /// from before a restart does not count as ready.
     pub(crate) log_from: u64,
+    /// `host:port` where a container of the stack reaches it (`None`: the
+    /// stack has no containers): its name on the stack's network, or the
+    /// host's relay to it.
+    pub(crate) inside: Option<String>,
+    /// The relay that lets containers reach it: held so it lives as long.
+    pub(crate) _relay: Option<crate::run::relay::Relay>,
+    /// Where a registry in a container checks its health, when not at
+    /// [`Instance::addr`].
+    pub(crate) checked_at: Option<String>,
 }
 
 impl Instance {
@@ -167,18 +176,19 @@ impl Instance {
         else {
             return Ok(());
         };
+        let checked = self.checked_at.clone().unwrap_or_else(|| self.addr());
         let check = match check {
             Check::Http {
                 path,
                 interval,
                 timeout,
             } => CheckDefinition::Http {
-                url: format!("http://{}{path}", self.addr()),
+                url: format!("http://{checked}{path}"),
                 interval: *interval,
                 timeout: *timeout,
             },
             Check::Tcp { interval, timeout } => CheckDefinition::Tcp {
-                addr: self.addr(),
+                addr: checked,
                 interval: *interval,
                 timeout: *timeout,
             },

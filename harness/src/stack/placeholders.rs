@@ -59,8 +59,13 @@ pub struct Values {
     /// The first gateway's URL ("" before the gateways start).
     pub gateway: String,
     /// `host:port` of every instance of each service started before this
-    /// one, in order, by service name: what `{url:…}`, `{addrs:…}` … read.
+    /// one, in order, by service name: what `{urls:…}`, `{addrs:…}` read,
+    /// as this instance reaches them (from the host, or from a container).
     pub peers: BTreeMap<String, Vec<String>>,
+    /// `host:port` that names a service as a whole, where it is not its
+    /// first instance: from a container, its name on the stack's network.
+    /// What `{url:…}` and `{addr:…}` read first.
+    pub services: BTreeMap<String, String>,
     /// Where the spec's private files are, by name: what `{file:…}` reads.
     pub files: BTreeMap<String, String>,
 }
@@ -73,9 +78,10 @@ impl Values {
             }
             let addrs = self.peers.get(of).filter(|a| !a.is_empty())?;
             let urls = || addrs.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>();
+            let one = self.services.get(of).unwrap_or(&addrs[0]);
             return match kind {
-                "url" => Some(format!("http://{}", addrs[0])),
-                "addr" => Some(addrs[0].clone()),
+                "url" => Some(format!("http://{one}")),
+                "addr" => Some(one.clone()),
                 "urls" => Some(urls().join(",")),
                 "addrs" => Some(addrs.join(",")),
                 _ => None,

@@ -402,6 +402,10 @@ impl Stack {
                 i.remove().await?;
             }
         }
+        // Once its containers are gone.
+        if let Some(network) = &self.ctx.network {
+            network.remove().await;
+        }
         Ok(())
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use super::placeholders;
 use super::role::Role;
 use crate::error::HarnessError;
-pub use crate::run::containers::Network;
 
 /// How long an instance may take to become ready unless its spec says otherwise.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,10 +32,10 @@ pub enum Run {
         args: Vec<String>,
     },
     /// A container image (through testcontainers) running `args` (its own
-    /// command when empty; placeholders filled). On [`Network::Published`]
-    /// `port` is the port the service listens on inside the container,
-    /// published on a free loopback port of the host; on [`Network::Host`]
-    /// it listens on the host's loopback itself, on `{port}`.
+    /// command when empty; placeholders filled). `port` is the port the
+    /// service listens on inside the container, published on a free
+    /// loopback port of the host; on the stack's network it is known by its
+    /// service's name and its instance's.
     Image {
         /// The image and its tag, e.g. `redis:7.4.2` (`latest` when untagged).
         image: String,
@@ -44,8 +43,6 @@ pub enum Run {
         port: u16,
         /// The container's command; the image's own when empty.
         args: Vec<String>,
-        /// Whether the container publishes `port` or shares the host's network.
-        network: Network,
     },
 }
 
@@ -276,7 +273,6 @@ impl ServiceSpec {
                 image: image.into(),
                 port,
                 args: Vec::new(),
-                network: Network::Published,
             },
         )
     }
