@@ -7,12 +7,17 @@
 //!
 //! Environment:
 //!   PORT          where to listen (required)
+//!   HOST          the address to bind (default 127.0.0.1; 0.0.0.0 in a container)
 //!   JWKS_URL      the issuer's JSON Web Key Set (required)
 //!   JWT_AUDIENCE  the `aud` a token must carry (required)
 //!   INSTANCE_ID   sent back in `X-Served-By` (default `notes-<port>`)
 //!   GATEWAY_URL   the gateway, through which `GET /notes/greeting` asks the
 //!                 greeter (optional): balanced over its instances, and
 //!                 retried around a dead one, by the gateway
+//!   GREETER_URL   the greeter itself (optional), which `GET /notes/greeting/direct`
+//!                 asks on a new connection each time, once more on a
+//!                 transport error: by a name that several instances answer
+//!                 to (Docker's DNS), a dead one is not asked twice
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +49,9 @@ struct App {
     instance: HeaderValue,
     notes: Mutex<Vec<(String, String)>>,
     gateway: Option<String>,
+    greeter: Option<String>,
+    /// No kept-alive connections: each call looks the greeter's name up again.
+    direct: reqwest::Client,
 }
 
 #[derive(serde::Deserialize)]
@@ -182,19 +190,50 @@ async fn greeting(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         ask = ask.header(header::AUTHORIZATION, auth);
     }
-    let answer = match ask.send().await {
+    greeted(&app, &claims, ask.send().await).await
+}
+
+/// The greeter's greeting for the caller, asked of the greeter itself: notes
+/// verified the token, so it says who the caller is as the gateway would.
+async fn greeting_direct(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let claims = match app.verify(&headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(greeter) = &app.greeter else {
+        return error(StatusCode::NOT_FOUND, "not_found", "GREETER_URL is not set");
+    };
+    let ask = || {
+        app.direct
+            .get(format!("{greeter}/hello"))
+            .header("x-user-id", &claims.sub)
+            .header("x-username", claims.username.as_deref().unwrap_or(&claims.sub))
+            .send()
+    };
+    // A GET is safe to send again: once more when the first instance the
+    // name led to did not answer at all.
+    let answer = match ask().await {
+        Err(_) => ask().await,
+        answered => answered,
+    };
+    greeted(&app, &claims, answer).await
+}
+
+/// What the greeter answered, as notes answers it: its greeting, or 502.
+async fn greeted(app: &App, claims: &Claims, answer: reqwest::Result<reqwest::Response>) -> Response {
+    let greeting = match answer {
         Ok(a) if a.status().is_success() => a.json::<Value>().await.ok(),
         _ => None,
     };
-    match answer {
+    match greeting {
         Some(greeting) => served(
-            &app,
+            app,
             Json(json!({"owner": claims.sub, "greeting": greeting})).into_response(),
         ),
         None => error(
             StatusCode::BAD_GATEWAY,
             "greeter_unavailable",
-            "the greeter did not answer through the gateway",
+            "the greeter did not answer",
         ),
     }
 }
@@ -234,19 +273,27 @@ async fn main() {
         instance: HeaderValue::from_str(&instance).unwrap_or(HeaderValue::from_static("notes")),
         notes: Mutex::new(Vec::new()),
         gateway: std::env::var("GATEWAY_URL").ok().filter(|g| !g.is_empty()),
+        greeter: std::env::var("GREETER_URL").ok().filter(|g| !g.is_empty()),
+        direct: reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client"),
     });
     let router = Router::new()
         .route("/health", get(health))
         .route("/notes", get(list).post(add))
         .route("/notes/greeting", get(greeting))
+        .route("/notes/greeting/direct", get(greeting_direct))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .unwrap_or_else(|e| {
-            eprintln!("notes: cannot listen on 127.0.0.1:{port}: {e}");
+            eprintln!("notes: cannot listen on {host}:{port}: {e}");
             std::process::exit(1)
         });
-    println!("notes listening on 127.0.0.1:{port} as {instance}");
+    println!("notes listening on {host}:{port} as {instance}");
     let stop = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

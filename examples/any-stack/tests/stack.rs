@@ -9,31 +9,12 @@
 //! else a scenario needs). Reports: `target/cucumber/any-stack/`; a failed
 //! scenario's logs: `target/gantry/<run>/<scenario>/`.
 
+mod world;
+
 use std::path::Path;
 
 use gantry_harness::runner::Runner;
-use gantry_harness::steps::{StackWorld, StepConfig, StepState};
-
-#[derive(Debug, Default, cucumber::World)]
-struct World {
-    steps: StepState,
-}
-
-impl StackWorld for World {
-    fn gateway_url(&self) -> String {
-        self.steps.gateway_url()
-    }
-    fn step_state(&mut self) -> &mut StepState {
-        &mut self.steps
-    }
-    fn step_config(&self) -> StepConfig {
-        let instance_header = "X-Served-By".into();
-        StepConfig {
-            instance_header,
-            ..StepConfig::default()
-        }
-    }
-}
+use world::World;
 
 #[tokio::main]
 async fn main() {

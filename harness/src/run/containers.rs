@@ -67,6 +67,17 @@ fn split_image(image: &str) -> (String, String) {
     }
 }
 
+/// What a container is doing, as Docker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Its process runs.
+    Running,
+    /// Frozen (`docker pause`).
+    Paused,
+    /// Killed, stopped or exited: `docker start` runs it again.
+    Stopped,
+}
+
 /// A running container with the faults a test can inflict on it.
 pub struct Container {
     name: String,
@@ -134,6 +145,23 @@ impl Container {
             .unpause()
             .await
             .map_err(|e| failed(&self.name, "unpause", e))
+    }
+
+    /// Whether it runs, is paused, or is stopped (killed, or exited), as
+    /// Docker says: what a test left it as.
+    pub async fn state(&self) -> Result<ContainerState, HarnessError> {
+        let inner = self.inner()?;
+        let inspected = docker()
+            .map_err(|e| failed(&self.name, "connect to Docker", e))?
+            .inspect_container(inner.id(), None)
+            .await
+            .map_err(|e| failed(&self.name, "inspect", e))?;
+        let state = inspected.state.unwrap_or_default();
+        Ok(match (state.running, state.paused) {
+            (_, Some(true)) => ContainerState::Paused,
+            (Some(true), _) => ContainerState::Running,
+            _ => ContainerState::Stopped,
+        })
     }
 
     /// Stops and removes the container.

@@ -88,6 +88,14 @@ impl Instance {
         }
     }
 
+    /// The container, when the instance is one.
+    pub fn container(&self) -> Option<&crate::run::containers::Container> {
+        match &self.runner {
+            Component::Container(c) => Some(c),
+            Component::Process(_) => None,
+        }
+    }
+
     /// The value of an environment variable the process was started with.
     pub fn env(&self, key: &str) -> Option<&str> {
         self.process().and_then(|p| p.env(key))

@@ -135,7 +135,7 @@ impl Faults for Stack {
 
 pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
     let pattern = re(
-        r#"^instance (?P<n>\d+) of "(?P<service>[^"]+)" (?P<fault>is killed|is stopped|is paused|is resumed|resumes|is restarted|starts again)$"#,
+        r#"^(?:instance (?P<n>\d+) of "(?P<service>[^"]+)"|the instance "(?P<id>[^"]+)") (?P<fault>is killed|is stopped|is paused|is resumed|resumes|is restarted|starts again)$"#,
     );
     steps
         .given(here!(), pattern.clone(), fault_step::<W>)
@@ -160,7 +160,15 @@ pub(super) async fn inflict<W: StackWorld>(w: &mut W, service: &str, n: usize, w
 fn fault_step<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
     Box::pin(async move {
         let args = Args::of(w, ctx);
-        inflict(w, args.get("service"), args.num("n"), args.get("fault")).await;
+        let (service, n) = match args.opt("id") {
+            // `greeter-2`, as an answer names its instance (kept from it).
+            Some(id) => id
+                .rsplit_once('-')
+                .and_then(|(service, n)| Some((service.to_owned(), n.parse().ok()?)))
+                .unwrap_or_else(|| panic!("{id:?} is not an instance id (<service>-<n>, e.g. greeter-2)")),
+            None => (args.get("service").to_owned(), args.num("n")),
+        };
+        inflict(w, &service, n, args.get("fault")).await;
     })
 }
 

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::error::HarnessError;
+use crate::run::containers::ContainerState;
 use crate::stack::Stack;
 
 /// A running stack scenarios take turns with, or watch together. Clones share it.
@@ -120,8 +121,19 @@ impl Lease {
             let indices: Vec<usize> = stack.instances(&service)?.iter().map(|i| i.index()).collect();
             for n in indices {
                 let instance = stack.instance_mut(&service, n)?;
+                if let Some(container) = instance.container() {
+                    match container.state().await? {
+                        ContainerState::Stopped => {
+                            instance.start_again().await?;
+                            instance.wait_ready().await?;
+                        }
+                        ContainerState::Paused => instance.resume().await?,
+                        ContainerState::Running => {}
+                    }
+                    continue;
+                }
                 let Some(process) = instance.process_mut() else {
-                    continue; // A container: its state is not known from here.
+                    continue;
                 };
                 if process.pid().is_none() {
                     // Killed or stopped by a step.

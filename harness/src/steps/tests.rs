@@ -132,6 +132,7 @@ const PHRASES: &[(StepType, &str)] = &[
         r#"GET /hello as "fay" is answered by instance 2 of "greeter" within 30 seconds"#,
     ),
     (StepType::When, r#"instance 2 of "greeter" is killed"#),
+    (StepType::When, r#"the instance "greeter-2" is killed"#),
     (StepType::When, r#"instance 2 of "greeter" starts again"#),
     (StepType::Then, r#""greeter" has 3 passing instances in the registry"#),
     (
