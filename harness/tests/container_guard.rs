@@ -2,7 +2,8 @@
 //! none of them behind: a real child process (this test binary, running
 //! the ignored `child_holds_a_containers_stack`) starts Redis and the
 //! registry in containers and waits; it is signalled, and afterwards
-//! `docker ps -a --filter label=gantry.stack=<its pid>` lists nothing.
+//! `docker ps -a --filter label=gantry.stack=<its pid>` lists nothing, nor
+//! does `docker network ls` (the stack's network goes too).
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt as _;
@@ -35,8 +36,19 @@ fn images() -> Images {
 
 /// Containers carrying `gantry.stack=<pid>`, running or not.
 fn containers_of(pid: u32) -> Vec<String> {
+    labelled(pid, &["ps", "-aq"])
+}
+
+/// The stack networks carrying `gantry.stack=<pid>`.
+fn networks_of(pid: u32) -> Vec<String> {
+    labelled(pid, &["network", "ls", "-q"])
+}
+
+/// What `docker <command> --filter label=gantry.stack=<pid>` lists.
+fn labelled(pid: u32, command: &[&str]) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=gantry.stack={pid}")])
+        .args(command)
+        .args(["--filter", &format!("label=gantry.stack={pid}")])
         .output()
         .expect("running docker ps");
     assert!(
@@ -72,6 +84,7 @@ fn signalled_child_leaves_nothing(signal: libc::c_int) {
     }
     let before = containers_of(pid);
     assert_eq!(before.len(), 2, "Redis and the registry run for pid {pid}: {before:?}");
+    assert_eq!(networks_of(pid).len(), 1, "on their stack's network");
 
     // SAFETY: kill(2) on the child we spawned and have not reaped.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, signal) }, 0);
@@ -89,6 +102,8 @@ fn signalled_child_leaves_nothing(signal: libc::c_int) {
     assert_eq!(status.signal(), Some(signal), "it dies of the signal: {status:?}");
     let left = containers_of(pid);
     assert!(left.is_empty(), "containers of pid {pid} left behind: {left:?}");
+    let left = networks_of(pid);
+    assert!(left.is_empty(), "networks of pid {pid} left behind: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
