@@ -43,7 +43,8 @@ fn the_readme_shows_the_example_as_it_is() {
     for (heading, file, comment) in [
         ("**2. `stack.toml`**", "stack.toml", "#"),
         ("**3. `gateway.toml`**", "gateway.toml", "#"),
-        ("**4. `tests/stack.rs`**", "tests/stack.rs", "//"),
+        ("`tests/world/mod.rs`:", "tests/world/mod.rs", "//"),
+        ("`tests/stack.rs`:", "tests/stack.rs", "//"),
     ] {
         let shown = essence(&block_after(&section, heading), comment);
         let real = essence(&read(file), comment);
