@@ -24,3 +24,5 @@ Feature: Failover under SIGKILL
     And the JSON at "/greeting/hello" is "{gus.username}"
     When 200 requests are sent to /notes/greeting with 4 concurrent callers as "gus" while instance 1 of "greeter" is killed
     Then no request failed
+    When instance 1 of "greeter" starts again
+    Then GET /greet/hello as "gus" is answered by instance 1 of "greeter" within 40 seconds

@@ -33,13 +33,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def answer(self, status, body):
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Served-By", self.server.instance_id)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        self.log_request(status)
+        head = (
+            f"HTTP/1.1 {status} {self.responses[status][0]}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n"
+            f"X-Served-By: {self.server.instance_id}\r\n"
+            "\r\n"
+        ).encode()
+        # Head and body in one write: an instance killed between two writes
+        # would leave its caller with a head and no body.
+        self.wfile.write(head if self.command == "HEAD" else head + data)
 
     def identity(self):
         user_id = self.headers.get("X-User-Id")

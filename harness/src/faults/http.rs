@@ -40,7 +40,15 @@ pub async fn serve(client: TcpStream, inner: SocketAddr, state: Arc<State>) {
     let Ok((sender, conn)) = client::handshake::<_, Incoming>(TokioIo::new(upstream)).await else {
         return;
     };
-    tokio::spawn(conn);
+    // When the service closes its side (an idle keep-alive connection it
+    // times out), the client's connection closes too, as it would without
+    // the link: left open, the client's next request would meet a dead end
+    // and a reset instead of a connection it knows to be closed.
+    let (upstream_closed, mut closed) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        let _ = upstream_closed.send(());
+    });
     let sender = Arc::new(Mutex::new(sender));
     // Kept to make the close a reset when the service's side fails.
     let socket = std::os::fd::AsRawFd::as_raw_fd(&client);
@@ -49,9 +57,16 @@ pub async fn serve(client: TcpStream, inner: SocketAddr, state: Arc<State>) {
         let state = state.clone();
         async move { answer(req, &sender, &state, socket).await }
     });
-    let _ = server::Builder::new()
-        .serve_connection(TokioIo::new(client), service)
-        .await;
+    let served = server::Builder::new().serve_connection(TokioIo::new(client), service);
+    tokio::pin!(served);
+    tokio::select! {
+        _ = served.as_mut() => {}
+        _ = &mut closed => {
+            // Closes at once when idle; a request under way is finished first.
+            served.as_mut().graceful_shutdown();
+            let _ = served.await;
+        }
+    }
 }
 
 /// Why a request got no answer from the service: the client's connection

@@ -452,6 +452,45 @@ mod tests {
         assert!(matches!(http_on_tcp, Err(FaultError::Invalid(_))), "{http_on_tcp:?}");
     }
 
+    /// A service closes a kept-alive connection it has answered (its idle
+    /// timeout): through an HTTP link the client sees that connection close
+    /// too, as it would without the link, and a later request goes out on
+    /// a new one. Left open, the link's end would reset the next request.
+    #[tokio::test]
+    async fn an_http_link_closes_the_clients_connection_when_the_service_closes_its_own() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let service_at = service.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = service.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    // Idle now: closed after a moment, as an idle timeout does.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                });
+            }
+        });
+        let proxy = FaultProxy::new();
+        let at = proxy
+            .add("idle", "127.0.0.1:0", &service_at.to_string(), Protocol::Http)
+            .await
+            .unwrap();
+        let mut c = tokio::net::TcpStream::connect(at).await.unwrap();
+        c.write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+        let mut got = vec![0u8; 1024];
+        let n = c.read(&mut got).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&got[..n]).starts_with("HTTP/1.1 200"),
+            "answered"
+        );
+        let rest = tokio::time::timeout(std::time::Duration::from_secs(5), c.read(&mut got))
+            .await
+            .expect("the client's connection closes, not hangs");
+        assert_eq!(rest.expect("a close, not a reset"), 0, "closed (EOF)");
+    }
+
     #[tokio::test]
     async fn an_http_link_whose_service_side_fails_resets_the_client_as_the_service_would() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
