@@ -150,3 +150,35 @@ async fn a_killed_image_instance_is_its_container_and_the_stack_leaves_nothing()
     assert_eq!(left_behind("container"), Vec::<String>::new(), "no container left");
     assert_eq!(left_behind("network"), Vec::<String>::new(), "no network left");
 }
+
+/// Readiness from an image's own HEALTHCHECK, on an image that has none:
+/// the start fails saying so, not after a silent wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_readiness_on_an_image_without_one_says_so() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let image = std::env::var("GANTRY_REGISTRY_IMAGE").unwrap_or_else(|_| "gantry/registry:latest".into());
+    if let Some(why) = containers::unavailable_because(&[&image]).await {
+        eprintln!("SKIPPED: no container can run here: {why}");
+        return;
+    }
+    // SAFETY: set before this test starts any thread that reads the environment.
+    unsafe { std::env::set_var("GANTRY_REGISTRY_IMAGE", &image) };
+    let served = ServiceSpec::image("served", &image, 8500)
+        .env("GANTRY_LISTEN", "{host}:{port}")
+        .ready(Ready::Healthcheck)
+        .ready_timeout(Duration::from_secs(2));
+    let e = StackBuilder::empty("gantry")
+        .infra(Infra::Containers)
+        .redis(false)
+        .service(served)
+        .start(&mut |_| {})
+        .await
+        .expect_err("never ready");
+    let e = e.to_string();
+    assert!(
+        e.contains("HEALTHCHECK") && e.contains("the image has no HEALTHCHECK"),
+        "{e}"
+    );
+    assert_eq!(left_behind("container"), Vec::<String>::new(), "no container left");
+    assert_eq!(left_behind("network"), Vec::<String>::new(), "no network left");
+}

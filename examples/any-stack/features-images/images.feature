@@ -18,6 +18,7 @@ Feature: The example's services as images, on the stack's network
     When I GET /notes/greeting/direct as "ivy"
     Then the status is 200
     And the JSON at "/greeting/hello" is "{ivy.username}"
+    And the JSON at "/greeting/greeting" is "hello from a mounted file"
     When I keep the JSON at "/greeting/instance" as "first"
     And the instance "{first}" is killed
     And 60 requests are sent to /notes/greeting/direct with 3 concurrent callers as "ivy"

@@ -8,5 +8,8 @@ RUN apt-get update -qq \
 COPY greeter.py /app/greeter.py
 ENV HOST=0.0.0.0 PORT=8080
 EXPOSE 8080
+# The image says itself when it is ready: stack.images.toml waits on this.
+HEALTHCHECK --interval=1s --timeout=2s --retries=3 \
+  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=2)"]
 USER 65534
 CMD ["python3", "/app/greeter.py"]

@@ -11,6 +11,7 @@ Environment:
   PORT         where to listen (required)
   HOST         the address to bind (default 127.0.0.1)
   INSTANCE_ID  sent back in X-Served-By so load spreading can be observed
+  GREETING_FILE  a file whose first line is the greeting (default "hello")
 """
 
 import json
@@ -59,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         elif path in ("/hello", "/hello/"):
             who = self.identity()
             if who:
-                self.answer(200, {"hello": who[1] or who[0], "user_id": who[0], "instance": self.server.instance_id})
+                self.answer(200, {"hello": who[1] or who[0], "user_id": who[0], "instance": self.server.instance_id, "greeting": self.server.greeting})
         else:
             self.answer(404, {"error": "not_found", "message": f"no route for {path}"})
 
@@ -103,6 +104,10 @@ def main():
     server = ThreadingHTTPServer((host, int(port)), Handler)
     server.daemon_threads = True
     server.instance_id = os.environ.get("INSTANCE_ID", f"greeter-{port}")
+    server.greeting = "hello"
+    if os.environ.get("GREETING_FILE"):
+        with open(os.environ["GREETING_FILE"]) as f:
+            server.greeting = f.readline().strip()
     # SIGTERM: finish and exit 0, as an orchestrator's stop expects.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"greeter listening on {host}:{port} as {server.instance_id}", flush=True)

@@ -164,6 +164,19 @@ impl Container {
         })
     }
 
+    /// What its image's `HEALTHCHECK` says now (`starting`, `healthy`,
+    /// `unhealthy`), or `None` when the image has none.
+    pub async fn health(&self) -> Result<Option<String>, HarnessError> {
+        let inner = self.inner()?;
+        let inspected = docker()
+            .map_err(|e| failed(&self.name, "connect to Docker", e))?
+            .inspect_container(inner.id(), None)
+            .await
+            .map_err(|e| failed(&self.name, "inspect", e))?;
+        let status = inspected.state.and_then(|s| s.health).and_then(|h| h.status);
+        Ok(status.map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none"))
+    }
+
     /// Stops and removes the container.
     pub async fn remove(&mut self) -> Result<(), HarnessError> {
         match self.inner.take() {
@@ -532,6 +545,8 @@ pub struct Request<'a> {
     pub env: &'a [(String, String)],
     /// Files (name, contents) copied into [`FILES_DIR`] before it starts.
     pub files: &'a [(String, String)],
+    /// Paths of the host it sees.
+    pub mounts: &'a [crate::stack::Mount],
 }
 
 /// Starts the container `request` describes. Readiness is the caller's
@@ -553,6 +568,15 @@ pub async fn start(request: Request<'_>) -> Result<Container, HarnessError> {
     }
     if !request.cmd.is_empty() {
         built = built.with_cmd(request.cmd.to_vec());
+    }
+    for m in request.mounts {
+        use testcontainers::core::{AccessMode, Mount};
+        let access = if m.read_only {
+            AccessMode::ReadOnly
+        } else {
+            AccessMode::ReadWrite
+        };
+        built = built.with_mount(Mount::bind_mount(m.host.display().to_string(), &m.inside).with_access_mode(access));
     }
     start_on(request.name, request.host_port, request.join, built).await
 }

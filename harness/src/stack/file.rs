@@ -71,11 +71,14 @@ pub const INFRA_VAR: &str = "GANTRY_INFRA";
 /// name = "greeter"
 /// command = ["python3", "greeter.py", "--port", "{port}"]
 /// # image = "greeter:1"; port = 8080     (a container; port inside it)
+/// # volumes = ["fixtures:/data:ro"]      (an image's bind mounts, relative to this file)
+/// # args = ["serve", "--port", "8080"]   (an image's command instead of its own)
 /// # gantry = "auth"                      (Gantry's own auth or user service)
 /// replicas = 2               # default 1
 /// workdir = "services"       # default: this file's directory
 /// env = { GREETING = "hello from {id}" }
-/// ready = { http = "/health" }   # or { tcp = true }, { log = "listening" },
+/// ready = { http = "/health" }   # or { tcp = true }, { healthcheck = true } (an image's
+///                                # own HEALTHCHECK), { log = "listening" },
 ///                                # { log_regex = "listening on \\d+" }, { passing = true }
 /// ready_timeout = "20s"      # default 30s
 /// register = { by = "harness", check = { http = "/health", interval = "1s", timeout = "1s" },
@@ -145,6 +148,11 @@ impl StackFile {
                     *program = resolve(program);
                 }
                 s.spec.workdir = Some(s.spec.workdir.as_deref().map_or_else(|| base.to_owned(), resolve));
+                if let Run::Image { mounts, .. } = &mut s.spec.run {
+                    for m in mounts {
+                        m.host = resolve(&m.host);
+                    }
+                }
                 s
             })
             .collect();
@@ -310,6 +318,9 @@ struct RawService {
     command: Option<Vec<String>>,
     image: Option<String>,
     port: Option<u16>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    args: Option<Vec<String>>,
     gantry: Option<Component>,
     replicas: Option<usize>,
     workdir: Option<PathBuf>,
@@ -325,6 +336,7 @@ struct RawService {
 struct RawReady {
     http: Option<String>,
     tcp: Option<bool>,
+    healthcheck: Option<bool>,
     log: Option<String>,
     log_regex: Option<String>,
     passing: Option<bool>,
@@ -398,6 +410,25 @@ impl TryFrom<RawService> for ServiceEntry {
         if r.port.is_some() && !matches!(spec.run, Run::Image { .. }) {
             spec.port = r.port;
         }
+        match &mut spec.run {
+            Run::Image { mounts, args, .. } => {
+                if let Some(given) = r.args {
+                    *args = given;
+                }
+                for v in &r.volumes {
+                    mounts.push(crate::stack::spec::Mount::parse(v).map_err(|e| within(format!("volumes: {e}")))?);
+                }
+            }
+            Run::Command { .. } if !r.volumes.is_empty() => {
+                return Err(within(
+                    "volumes are for an image: a command sees the host's files already".into(),
+                ));
+            }
+            Run::Command { .. } if r.args.is_some() => {
+                return Err(within("args are an image's command: a command's are in command".into()));
+            }
+            Run::Command { .. } => {}
+        }
         if let Some(n) = r.replicas {
             spec.replicas = n;
         }
@@ -426,6 +457,9 @@ impl RawReady {
         if self.tcp == Some(true) {
             found.push(Ready::Tcp);
         }
+        if self.healthcheck == Some(true) {
+            found.push(Ready::Healthcheck);
+        }
         if let Some(text) = self.log {
             found.push(Ready::log_contains(text));
         }
@@ -437,7 +471,7 @@ impl RawReady {
         }
         match found.len() {
             1 => Ok(found.remove(0)),
-            _ => Err("ready: expected exactly one of http, tcp, log, log_regex or passing".into()),
+            _ => Err("ready: expected exactly one of http, tcp, healthcheck, log, log_regex or passing".into()),
         }
     }
 }
@@ -517,6 +551,26 @@ command = ["../../target/debug/notes", "--port", "{port}"]
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn an_images_volumes_are_resolved_against_the_file_and_a_commands_are_refused() {
+        let text = "[[service]]\nname = \"web\"\nimage = \"web:1\"\nport = 8080\nvolumes = [\"fixtures:/data:ro\"]\nargs = [\"serve\", \"{id}\"]\nready = { healthcheck = true }\n";
+        let file = StackFile::parse(text, Path::new("/team/stack.toml")).unwrap();
+        let spec = &file.services[0].spec;
+        assert_eq!(spec.ready, Ready::Healthcheck);
+        let Run::Image { mounts, args, .. } = &spec.run else {
+            panic!("an image")
+        };
+        assert_eq!(args, &["serve", "{id}"]);
+        assert_eq!(mounts[0].host, Path::new("/team/fixtures"));
+        assert!(mounts[0].read_only);
+        let text = "[[service]]\nname = \"web\"\ncommand = [\"web\"]\nvolumes = [\"a:/b\"]\n";
+        let e = StackFile::parse(text, Path::new("s.toml")).unwrap_err().to_string();
+        assert!(e.contains("volumes are for an image"), "{e}");
+        let text = "[[service]]\nname = \"web\"\nimage = \"web:1\"\nport = 1\nvolumes = [\"a\"]\n";
+        let e = StackFile::parse(text, Path::new("s.toml")).unwrap_err().to_string();
+        assert!(e.contains("volumes: \"a\": expected"), "{e}");
     }
 
     #[test]

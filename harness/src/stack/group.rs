@@ -263,6 +263,7 @@ async fn try_instance(
             image,
             port: inside,
             args,
+            mounts,
         } => {
             let cmd: Vec<String> = args.iter().map(|a| values.fill(a)).collect();
             let join = ctx.network.as_deref().map(|network| containers::Join {
@@ -279,6 +280,7 @@ async fn try_instance(
                     cmd: &cmd,
                     env: &env,
                     files: &spec.files,
+                    mounts,
                 })
                 .await?,
             )

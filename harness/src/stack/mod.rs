@@ -34,4 +34,4 @@ pub use readiness::redis_url;
 pub(crate) use readiness::wait_passing;
 pub use role::Role;
 pub use running::Stack;
-pub use spec::{Check, LogMatch, READY_TIMEOUT, Ready, Registration, Run, ServiceSpec};
+pub use spec::{Check, LogMatch, Mount, READY_TIMEOUT, Ready, Registration, Run, ServiceSpec};

@@ -102,6 +102,7 @@ fn awaited(probe: &Probe, t: &Target) -> String {
     let ready = match &probe.ready {
         Ready::Http { path } => format!("GET {path} on port {} to answer 2xx", t.admin_port.unwrap_or(t.port)),
         Ready::Tcp => format!("port {} to accept connections", t.port),
+        Ready::Healthcheck => "its container's HEALTHCHECK to report healthy".to_owned(),
         Ready::LogLine(m) => m.to_string(),
         Ready::Passing => return format!("{} to pass in the registry", t.id),
         Ready::RedisPing { .. } => format!("redis on port {} to answer PING", t.port),
@@ -136,6 +137,16 @@ async fn observe(probe: &Probe, t: &Target, logs: Logs<'_>) -> Result<bool, Stri
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(format!("connecting to {addr}: {e}")),
                 Err(_) => return Err(format!("connecting to {addr}: no answer within {PROBE_TIMEOUT:?}")),
+            }
+        }
+        Ready::Healthcheck => {
+            let Logs::Container(c) = logs else {
+                return Err("a process has no HEALTHCHECK: only an image's container does".into());
+            };
+            match c.health().await.map_err(|e| e.to_string())? {
+                Some(status) if status == "healthy" => {}
+                Some(status) => return Err(format!("its HEALTHCHECK says {status}")),
+                None => return Err("the image has no HEALTHCHECK".into()),
             }
         }
         Ready::LogLine(m) => {

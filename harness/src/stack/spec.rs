@@ -43,7 +43,46 @@ pub enum Run {
         port: u16,
         /// The container's command; the image's own when empty.
         args: Vec<String>,
+        /// Folders or files of the host it sees (bind mounts).
+        mounts: Vec<Mount>,
     },
+}
+
+/// A path of the host a container sees (a bind mount).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The folder or file on the host (a stack file's relative path is
+    /// resolved against the file's folder).
+    pub host: PathBuf,
+    /// Where the container sees it.
+    pub inside: String,
+    /// Whether the container may only read it.
+    pub read_only: bool,
+}
+
+impl Mount {
+    /// `host:inside`, with `:ro` for read-only (`:rw`, the default, to say
+    /// so), as `docker run -v` writes it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let expected = || format!("{text:?}: expected \"host-path:/path/inside[:ro|:rw]\"");
+        let mut parts = text.split(':');
+        let (Some(host), Some(inside)) = (parts.next(), parts.next()) else {
+            return Err(expected());
+        };
+        let read_only = match parts.next() {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(_) => return Err(expected()),
+        };
+        if host.is_empty() || !inside.starts_with('/') || parts.next().is_some() {
+            return Err(expected());
+        }
+        Ok(Self {
+            host: PathBuf::from(host),
+            inside: inside.to_owned(),
+            read_only,
+        })
+    }
 }
 
 /// How a log line is recognised.
@@ -94,6 +133,9 @@ pub enum Ready {
     },
     /// Its port accepts a TCP connection.
     Tcp,
+    /// Its container's own `HEALTHCHECK` (the image's, as Docker runs it)
+    /// reports healthy: for an image that says itself when it is ready.
+    Healthcheck,
     /// Its output (since this start) has such a line.
     LogLine(LogMatch),
     /// The registry lists it as passing.
@@ -273,6 +315,7 @@ impl ServiceSpec {
                 image: image.into(),
                 port,
                 args: Vec::new(),
+                mounts: Vec::new(),
             },
         )
     }
@@ -305,6 +348,28 @@ impl ServiceSpec {
         spec.ready = Ready::Passing;
         spec.gantry_env = true;
         spec
+    }
+
+    /// Runs the image with `args` as its command instead of its own
+    /// (placeholders filled per instance); for an image only.
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        if let Run::Image { args: command, .. } = &mut self.run {
+            *command = args.into_iter().map(Into::into).collect();
+        }
+        self
+    }
+
+    /// Lets the container see `host` at `inside` (read-only when
+    /// `read_only`); for an image only.
+    pub fn mount(mut self, host: impl Into<PathBuf>, inside: impl Into<String>, read_only: bool) -> Self {
+        if let Run::Image { mounts, .. } = &mut self.run {
+            mounts.push(Mount {
+                host: host.into(),
+                inside: inside.into(),
+                read_only,
+            });
+        }
+        self
     }
 
     /// Runs `n` instances.
@@ -417,6 +482,22 @@ impl ServiceSpec {
                 "ready when passing in the registry, but it is not registered: expected another readiness or a registration"
                     .into(),
             ));
+        }
+        if self.ready == Ready::Healthcheck && !matches!(self.run, Run::Image { .. }) {
+            return Err(bad(
+                "ready when its container's HEALTHCHECK says healthy, but it is not an image: expected another readiness"
+                    .into(),
+            ));
+        }
+        // A stack file's relative paths are made absolute after this first
+        // check; the start checks again.
+        if let Run::Image { mounts, .. } = &self.run
+            && let Some(m) = mounts.iter().find(|m| m.host.is_absolute() && !m.host.exists())
+        {
+            return Err(bad(format!(
+                "mounts {}, which does not exist: expected a folder or file of the host",
+                m.host.display()
+            )));
         }
         let texts = self.texts();
         for (place, text) in texts {
@@ -562,5 +643,29 @@ mod tests {
                 .to_string()
                 .contains("not a service name")
         );
+    }
+
+    #[test]
+    fn a_mount_is_written_as_docker_run_writes_it() {
+        let m = Mount::parse("fixtures:/data:ro").unwrap();
+        assert_eq!(
+            (m.host.to_str(), m.inside.as_str(), m.read_only),
+            (Some("fixtures"), "/data", true)
+        );
+        assert!(!Mount::parse("/srv/x:/x").unwrap().read_only);
+        assert!(!Mount::parse("/srv/x:/x:rw").unwrap().read_only);
+        for bad in ["fixtures", "fixtures:data", ":/data", "a:/b:rx", "a:/b:ro:z"] {
+            let e = Mount::parse(bad).unwrap_err();
+            assert!(e.contains("expected \"host-path:/path/inside[:ro|:rw]\""), "{bad}: {e}");
+        }
+        let spec = ServiceSpec::image("web", "web:1", 8080).mount("/no/such/folder/here", "/data", true);
+        let e = spec.validate(false).unwrap_err().to_string();
+        assert!(e.contains("mounts /no/such/folder/here, which does not exist"), "{e}");
+        let e = ServiceSpec::command("web", "web", ["x"])
+            .ready(Ready::Healthcheck)
+            .validate(false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HEALTHCHECK") && e.contains("not an image"), "{e}");
     }
 }
