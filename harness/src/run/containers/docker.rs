@@ -1,42 +1,13 @@
-//! Running an image as a container, through testcontainers: what the
-//! `containers` provider runs Redis and the registry with, and what a
-//! service described with an image runs as. What runs in it (its image,
-//! command, files, readiness) is the stack's business, in its spec.
-//!
-//! Host ports are fixed at start, so a container stopped and started again
-//! (a fault a test injects) comes back where it was. They are published on
-//! 127.0.0.1 only, never on every host address (Docker's default). Inside its
-//! container each program listens on all of the container's interfaces, as it
-//! must for Docker's forwarding to reach it; what guards it is the loopback-only
-//! publication, Redis's password and the registry's ACL token. Every container
-//! carries the label `gantry.stack` (its value: the pid of the process that
-//! started it), so `docker ps -a --filter label=gantry.stack` shows anything a
-//! run left behind.
-//!
-//! The containers of one stack share a network of its own ([`StackNetwork`]),
-//! where each is known by its service's name (`catalog`, shared by its
-//! replicas) and its instance's (`catalog-2`), and reaches the host as
-//! `host.docker.internal`; no container uses the host's network, so the
-//! same works on Docker Desktop.
-//!
-//! Nothing is left behind when the process is interrupted either: the first
-//! container a process starts installs [`guard_signals`], which on SIGINT,
-//! SIGTERM or SIGQUIT removes every container and network labelled with this
-//! process's pid and then dies of the signal as it would have.
-
-use std::time::Duration;
+//! The containers of a stack run by Docker, through testcontainers (the
+//! `containers` feature). See the parent module.
 
 use testcontainers::bollard::models::HostConfig;
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
+use super::{ContainerState, FILES_DIR, HOST_ALIAS, HostReach, Join, LABEL, PUBLISH_ADDRESS, Request, STARTUP_TIMEOUT};
 use crate::error::HarnessError;
-
-/// The label every container of a stack carries.
-pub const LABEL: &str = "gantry.stack";
-/// How long a container may take to start.
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why containers of these images cannot be run here, or `None` when they
 /// can: a Docker engine answers and every image is present (this workplace
@@ -65,17 +36,6 @@ fn split_image(image: &str) -> (String, String) {
         Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
         _ => (image.to_owned(), "latest".to_owned()),
     }
-}
-
-/// What a container is doing, as Docker says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerState {
-    /// Its process runs.
-    Running,
-    /// Frozen (`docker pause`).
-    Paused,
-    /// Killed, stopped or exited: `docker start` runs it again.
-    Stopped,
 }
 
 /// A running container with the faults a test can inflict on it.
@@ -186,9 +146,6 @@ impl Container {
     }
 }
 
-/// The only host address containers are published on.
-pub const PUBLISH_ADDRESS: &str = "127.0.0.1";
-
 /// Rewrites every port binding to [`PUBLISH_ADDRESS`] and turns off
 /// publishing all exposed ports: testcontainers leaves the host address
 /// empty, which Docker reads as every address (IPv4 and IPv6).
@@ -206,9 +163,6 @@ fn publish_on_loopback_only(host_config: &mut HostConfig) {
     }
 }
 
-/// The name by which a container reaches the host it runs on.
-pub const HOST_ALIAS: &str = "host.docker.internal";
-
 /// A network of one stack's containers. Created with the stack's first
 /// container, removed when the stack stops (or the process is interrupted:
 /// it carries [`LABEL`]).
@@ -216,23 +170,6 @@ pub const HOST_ALIAS: &str = "host.docker.internal";
 pub struct StackNetwork {
     name: String,
     reach: HostReach,
-}
-
-/// How a container on a [`StackNetwork`] reaches a process on the host that
-/// listens on the host's loopback only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostReach {
-    /// Through a relay the harness runs on the host's address on this
-    /// network (`ip`), which `host.docker.internal` names in the
-    /// containers: a Docker engine on this host (Linux), where a container
-    /// cannot reach the host's loopback.
-    Relayed {
-        /// The host's address on the network (the network's gateway).
-        ip: String,
-    },
-    /// Directly, on the process's own port: an engine in a virtual machine
-    /// (Docker Desktop), whose `host-gateway` leads to the host's loopback.
-    Direct,
 }
 
 impl StackNetwork {
@@ -303,16 +240,6 @@ fn docker() -> Result<testcontainers::bollard::Docker, testcontainers::bollard::
     testcontainers::bollard::Docker::connect_with_local_defaults()
 }
 
-/// Where a container joins its stack's network: the network, the names it
-/// is known by there, and what `host.docker.internal` is in it.
-#[derive(Debug, Clone)]
-pub struct Join<'a> {
-    /// The stack's network.
-    pub network: &'a StackNetwork,
-    /// Its names on the network: its service's and its instance's.
-    pub aliases: Vec<String>,
-}
-
 /// Starts the container built by `request` on host port `port`, once. A
 /// port taken meanwhile fails with Docker's "already allocated" in the
 /// error, which the stack's start-on-a-free-port routine retries.
@@ -379,11 +306,6 @@ async fn connect(container: &Container, join: &Join<'_>) -> Result<(), HarnessEr
         .connect_network(join.network.name(), request)
         .await
         .map_err(|e| failed(&container.name, "join the stack's network", e))
-}
-
-/// True when a container could not start because its host port was taken.
-pub fn port_was_taken(detail: &str) -> bool {
-    detail.contains("already allocated") || detail.contains("address already in use")
 }
 
 /// Removes a container that was created but could not start
@@ -518,35 +440,6 @@ fn die_of(signal: libc::c_int) {
         libc::signal(signal, libc::SIG_DFL);
         libc::raise(signal);
     }
-}
-
-/// Where a spec's private files are put inside its container.
-pub const FILES_DIR: &str = "/etc/gantry";
-
-/// A container to start: `image` running `cmd` (the image's own when
-/// empty) with `env` and `files` (name, contents) copied into [`FILES_DIR`],
-/// its program listening on `port` inside, published on the host's
-/// loopback on `host_port`, on its stack's network when `join` says.
-#[derive(Debug, Clone)]
-pub struct Request<'a> {
-    /// Its name in the stack, e.g. `redis-1`; Docker's name is made from it.
-    pub name: &'a str,
-    /// The image and its tag, e.g. `redis:7.4.2` (`latest` when untagged).
-    pub image: &'a str,
-    /// The port its program listens on inside the container.
-    pub port: u16,
-    /// The host port it is reached on (fixed, so a restart keeps it).
-    pub host_port: u16,
-    /// Its stack's network and its names there.
-    pub join: Option<Join<'a>>,
-    /// The command to run; the image's own when empty.
-    pub cmd: &'a [String],
-    /// Environment (key, value), placeholders already filled.
-    pub env: &'a [(String, String)],
-    /// Files (name, contents) copied into [`FILES_DIR`] before it starts.
-    pub files: &'a [(String, String)],
-    /// Paths of the host it sees.
-    pub mounts: &'a [crate::stack::Mount],
 }
 
 /// Starts the container `request` describes. Readiness is the caller's
