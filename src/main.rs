@@ -74,6 +74,36 @@ enum Command {
     },
     /// Print a fresh Ed25519 signing key for GANTRY_JWT_SIGNING_KEY.
     Keygen,
+    /// Register a service instance in the registry (CONSUL_HTTP_ADDR, with
+    /// CONSUL_HTTP_TOKEN) with a check the registry runs, as `consul
+    /// services register` does: for services that do not register
+    /// themselves, run once per instance by whatever deploys them.
+    Register {
+        /// The service's name, e.g. `greeter`.
+        #[arg(long)]
+        service: String,
+        /// The instance's id, e.g. `greeter-1`.
+        #[arg(long)]
+        id: String,
+        /// The host the registry and the gateway reach it at.
+        #[arg(long)]
+        address: String,
+        /// Its port there.
+        #[arg(long)]
+        port: u16,
+        /// The path of its HTTP health check.
+        #[arg(long, default_value = "/health", conflicts_with = "tcp")]
+        http: String,
+        /// A TCP check (the port accepts a connection) instead of HTTP.
+        #[arg(long)]
+        tcp: bool,
+        /// How often the registry checks it.
+        #[arg(long, default_value = "1s")]
+        interval: String,
+        /// How long a critical instance stays registered.
+        #[arg(long, default_value = "30s")]
+        deregister_after: String,
+    },
     /// Exit 0 when URL answers 2xx within the timeout, else 1 with why: a
     /// health check for container images that have no curl.
     Probe {
@@ -123,6 +153,23 @@ fn main() -> Result<()> {
             Command::Serve { component } => serve(component).await,
             Command::Registry => serve(Component::Registry).await,
             Command::Probe { url, timeout } => probe(&url, &timeout).await,
+            Command::Register {
+                service,
+                id,
+                address,
+                port,
+                http,
+                tcp,
+                interval,
+                deregister_after,
+            } => {
+                let check = Check {
+                    http: (!tcp).then_some(http),
+                    interval,
+                    deregister_after,
+                };
+                register(service, id, address, port, check).await
+            }
             Command::Gateway {
                 action: GatewayAction::Reload { pid, name },
             } => gateway_reload(pid, name.as_deref()),
@@ -439,6 +486,56 @@ fn reload_gateway(pid: u32) -> Result<()> {
         process::Signalled::Gone => bail!("no process {pid} is running (has the gateway exited?); nothing to reload"),
         process::Signalled::Refused(why) => bail!(why),
     }
+}
+
+/// The check `gantry register` gives an instance, as given on its command line.
+struct Check {
+    /// The HTTP check's path, or `None` for a TCP check.
+    http: Option<String>,
+    interval: String,
+    deregister_after: String,
+}
+
+async fn register(service: String, id: String, address: String, port: u16, check: Check) -> Result<()> {
+    use gantry_common::registry::{AgentRegistration, CheckDefinition, RegistryClient, ServiceRecord};
+    let duration = |flag: &str, text: &str| {
+        gantry_common::config::parse_duration(text)
+            .with_context(|| format!("--{flag} {text:?}: expected a duration such as 500ms or 2s"))
+    };
+    let interval = duration("interval", &check.interval)?;
+    let deregister_critical_after = duration("deregister-after", &check.deregister_after)?;
+    let timeout = interval.max(std::time::Duration::from_secs(1));
+    let check = match check.http {
+        Some(path) => CheckDefinition::Http {
+            url: format!("http://{address}:{port}{path}"),
+            interval,
+            timeout,
+        },
+        None => CheckDefinition::Tcp {
+            addr: format!("{address}:{port}"),
+            interval,
+            timeout,
+        },
+    };
+    let registry = RegistryClient::from_env().context("the registry: set CONSUL_HTTP_ADDR (and CONSUL_HTTP_TOKEN)")?;
+    let registration = AgentRegistration {
+        service: ServiceRecord {
+            id: id.clone(),
+            name: service.clone(),
+            address,
+            port,
+            tags: Vec::new(),
+            meta: Default::default(),
+        },
+        check,
+        deregister_critical_after,
+    };
+    registry
+        .register_agent(&registration)
+        .await
+        .with_context(|| format!("registering {id} of {service}"))?;
+    println!("registered {id} of {service}");
+    Ok(())
 }
 
 async fn probe(url: &str, timeout: &str) -> Result<()> {
