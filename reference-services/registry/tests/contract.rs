@@ -572,3 +572,61 @@ async fn a_registration_reports_the_check_state_it_was_set_to() {
     }
     registration.deregister().await.unwrap();
 }
+
+/// `?tag=` on `/v1/health/service` and `/v1/catalog/service`, any number of
+/// times: only instances carrying every tag given (Consul's HTTP API docs,
+/// "Filtering by tag"; `agent/health_endpoint.go` reads every `tag` value).
+/// Traefik's `traefik.enable=true` and consul-template's `tag.name` rely on it.
+#[tokio::test]
+async fn a_tag_filter_keeps_the_instances_carrying_every_tag_given() {
+    for g in guarded_registries().await {
+        let name = unique("tagged");
+        for (n, tags) in [(1, vec!["v1", "blue"]), (2, vec!["v1"]), (3, vec!["v2", "blue"])] {
+            let mut reg = registration(&name, &format!("{name}-{n}"), 9100 + n, Duration::from_secs(30));
+            reg.service.tags = tags.into_iter().map(str::to_owned).collect();
+            g.client.register_agent(&reg).await.unwrap();
+        }
+        let ids = |body: &str, key: &str| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            let mut ids: Vec<String> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| match key {
+                    "health" => e["Service"]["ID"].as_str().unwrap().to_owned(),
+                    _ => e["ServiceID"].as_str().unwrap().to_owned(),
+                })
+                .collect();
+            ids.sort();
+            ids
+        };
+        for (path, key) in [("health/service", "health"), ("catalog/service", "catalog")] {
+            let get = |query: &str| {
+                let url = format!("{}/v1/{path}/{name}{query}", g.base);
+                let token = g.token.clone();
+                async move {
+                    let resp = reqwest::Client::new()
+                        .get(url)
+                        .header("X-Consul-Token", token)
+                        .send()
+                        .await
+                        .unwrap();
+                    (resp.status().as_u16(), resp.text().await.unwrap())
+                }
+            };
+            let label = format!("{}: {path}", g.label);
+            let (status, body) = get("?tag=blue").await;
+            assert_eq!(status, 200, "{label}: {body}");
+            assert_eq!(ids(&body, key), [format!("{name}-1"), format!("{name}-3")], "{label}");
+            let (_, body) = get("?tag=blue&tag=v1").await;
+            assert_eq!(ids(&body, key), [format!("{name}-1")], "{label}: every tag given");
+            let (_, body) = get("?tag=v3").await;
+            assert!(ids(&body, key).is_empty(), "{label}: no instance carries it");
+            let (_, body) = get("").await;
+            assert_eq!(ids(&body, key).len(), 3, "{label}: without a tag, all");
+        }
+        for n in 1..=3 {
+            g.client.deregister(&format!("{name}-{n}")).await.unwrap();
+        }
+    }
+}

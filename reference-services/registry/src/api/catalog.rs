@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::json::{DATACENTER, NODE_ID, NODE_NAME};
-use super::{BlockingQuery, blocking_read};
+use super::{BlockingQuery, blocking_read, has_tags, tags};
 use crate::acl::Access;
 use crate::catalog::Catalog;
 use crate::state::Registry;
@@ -33,12 +33,16 @@ pub async fn services(
     .await
 }
 
+/// `GET /v1/catalog/service/{name}`: every instance of a service, whatever
+/// its health; `?tag=` (any number of times) keeps those carrying every tag.
 pub async fn service(
     State(reg): State<Arc<Registry>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
     Query(q): Query<BlockingQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let wanted = tags(raw.as_deref());
     blocking_read(
         &reg,
         access,
@@ -47,6 +51,7 @@ pub async fn service(
         |c| {
             let entries: Vec<Value> = c
                 .instances_of(&name)
+                .filter(|s| has_tags(&s.record.tags, &wanted))
                 .map(|s| {
                     json!({
                         "ID": NODE_ID,

@@ -3,25 +3,28 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 
-use super::{BlockingQuery, blocking_read, json, refuse};
+use super::{BlockingQuery, blocking_read, has_tags, json, refuse, tags};
 use crate::acl::Access;
 use crate::catalog::{Catalog, Status};
 use crate::state::Registry;
 
 /// `GET /v1/health/service/{name}`: every instance with the node, its
 /// checks and the node's Serf check; `?passing` keeps only instances whose
-/// every check passes.
+/// every check passes, `?tag=` (any number of times) only those carrying
+/// every tag given, as Consul's `health_endpoint.go` filters them.
 pub async fn service(
     State(reg): State<Arc<Registry>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
     Query(q): Query<BlockingQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let wanted = tags(raw.as_deref());
     let passing = match q.passing() {
         Ok(p) => p,
         Err(r) => return *r,
@@ -35,6 +38,7 @@ pub async fn service(
             let entries: Vec<Value> = c
                 .instances_of(&name)
                 .filter(|s| !passing || s.passing())
+                .filter(|s| has_tags(&s.record.tags, &wanted))
                 .map(|s| {
                     let mut checks = vec![json::serf_check()];
                     checks.extend(json::checks(s));

@@ -190,6 +190,20 @@ impl BlockingQuery {
     }
 }
 
+/// The `?tag=` values of a query (Consul takes the key several times: an
+/// instance must carry every one).
+fn tags(raw: Option<&str>) -> Vec<String> {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// Whether an instance's `carried` tags include every one `wanted`.
+fn has_tags(carried: &[String], wanted: &[String]) -> bool {
+    wanted.iter().all(|t| carried.contains(t))
+}
+
 fn with_index(index: u64, body: Value) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert("X-Consul-Index", HeaderValue::from(index.max(1)));
