@@ -68,10 +68,18 @@ fn is_idempotent(method: &Method) -> bool {
 struct Retrying<'a>(&'a Upstream);
 
 impl<'a> Retrying<'a> {
-    fn start(u: &'a Upstream) -> Self {
-        let now = u.retrying.fetch_add(1, Ordering::Relaxed) + 1;
-        u.retrying_peak.fetch_max(now, Ordering::Relaxed);
-        Self(u)
+    /// Takes a place among the service's retries in flight if the budget
+    /// admits one more with `in_flight` requests in flight: checked and
+    /// taken in one step, so two requests cannot both take the last place.
+    fn take(u: &'a Upstream, in_flight: usize, policy: &crate::policy::Policy) -> Option<Self> {
+        let before = u
+            .retrying
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                policy.budget_admits(in_flight, now).then_some(now + 1)
+            })
+            .ok()?;
+        u.retrying_peak.fetch_max(before + 1, Ordering::Relaxed);
+        Some(Self(u))
     }
 }
 
@@ -114,14 +122,23 @@ impl Gateway {
                 break;
             };
             if attempts > 0 {
-                // This request's own retry, if it holds one, is not another's.
-                let others = upstream.retrying.load(Ordering::Relaxed) - usize::from(retrying.is_some());
-                if !policy.budget_admits(upstream.in_flight(&snapshot) + 1, others) {
+                let in_flight = upstream.in_flight(&snapshot) + 1;
+                let admitted = match &retrying {
+                    // Its place is held: it must still fit beside the others'.
+                    Some(_) => policy.budget_admits(in_flight, upstream.retrying.load(Ordering::Relaxed) - 1),
+                    None => match Retrying::take(upstream, in_flight, policy) {
+                        Some(place) => {
+                            retrying = Some(place);
+                            true
+                        }
+                        None => false,
+                    },
+                };
+                if !admitted {
                     upstream.retry_overflow.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
                 upstream.retries.fetch_add(1, Ordering::Relaxed);
-                retrying.get_or_insert_with(|| Retrying::start(upstream));
             }
             tried[attempts] = i;
             attempts += 1;
