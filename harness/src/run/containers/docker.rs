@@ -107,16 +107,21 @@ impl Container {
             .map_err(|e| failed(&self.name, "unpause", e))
     }
 
-    /// Whether it runs, is paused, or is stopped (killed, or exited), as
-    /// Docker says: what a test left it as.
-    pub async fn state(&self) -> Result<ContainerState, HarnessError> {
+    /// What Docker says of the container now.
+    async fn inspected(&self) -> Result<testcontainers::bollard::models::ContainerState, HarnessError> {
         let inner = self.inner()?;
         let inspected = docker()
             .map_err(|e| failed(&self.name, "connect to Docker", e))?
             .inspect_container(inner.id(), None)
             .await
             .map_err(|e| failed(&self.name, "inspect", e))?;
-        let state = inspected.state.unwrap_or_default();
+        Ok(inspected.state.unwrap_or_default())
+    }
+
+    /// Whether it runs, is paused, or is stopped (killed, or exited), as
+    /// Docker says: what a test left it as.
+    pub async fn state(&self) -> Result<ContainerState, HarnessError> {
+        let state = self.inspected().await?;
         Ok(match (state.running, state.paused) {
             (_, Some(true)) => ContainerState::Paused,
             (Some(true), _) => ContainerState::Running,
@@ -127,13 +132,7 @@ impl Container {
     /// What its image's `HEALTHCHECK` says now (`starting`, `healthy`,
     /// `unhealthy`), or `None` when the image has none.
     pub async fn health(&self) -> Result<Option<String>, HarnessError> {
-        let inner = self.inner()?;
-        let inspected = docker()
-            .map_err(|e| failed(&self.name, "connect to Docker", e))?
-            .inspect_container(inner.id(), None)
-            .await
-            .map_err(|e| failed(&self.name, "inspect", e))?;
-        let status = inspected.state.and_then(|s| s.health).and_then(|h| h.status);
+        let status = self.inspected().await?.health.and_then(|h| h.status);
         Ok(status.map(|s| s.to_string()).filter(|s| !s.is_empty() && s != "none"))
     }
 
