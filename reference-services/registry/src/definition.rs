@@ -20,6 +20,9 @@ pub enum CheckKind {
     Ttl(Duration),
     /// Run by the registry on an interval.
     Probe(Probe),
+    /// Critical while a service or the node is in maintenance; set and
+    /// cleared only through the maintenance endpoints.
+    Maintenance,
 }
 
 impl CheckKind {
@@ -27,6 +30,7 @@ impl CheckKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             CheckKind::Ttl(_) => "ttl",
+            CheckKind::Maintenance => "maintenance",
             CheckKind::Probe(p) => match p.target {
                 Target::Http(_) => "http",
                 Target::Tcp(_) => "tcp",

@@ -57,10 +57,10 @@ impl Registry {
 
     /// Applies a write; when it changed the catalog, wakes blocked queries
     /// and starts or stops check tasks to match.
-    pub fn write(
+    pub fn write<T>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut Catalog) -> Result<(), CatalogError>,
-    ) -> Result<(), CatalogError> {
+        f: impl FnOnce(&mut Catalog) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
         let (result, changed) = {
             let mut c = lock(&self.catalog);
             let before = c.index();

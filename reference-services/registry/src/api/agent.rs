@@ -11,13 +11,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{BlockingQuery, json, read_answer, refuse, written};
+use super::register::{self, fold_check};
+use super::{BlockingQuery, decode, json, read_answer, refuse, written};
 use crate::acl::{ANONYMOUS_ACCESSOR_ID, Access};
 use crate::catalog::{Catalog, Status};
 use crate::state::Registry;
 
 pub async fn deregister(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> Response {
-    written(reg.write(|c| c.deregister(&id)))
+    written(reg.write(|c| c.deregister(&id, Instant::now())))
 }
 
 #[derive(Deserialize, Default)]
@@ -84,13 +85,16 @@ pub async fn services(State(reg): State<Arc<Registry>>, Extension(access): Exten
 
 pub async fn checks(State(reg): State<Arc<Registry>>, Extension(access): Extension<Access>) -> Response {
     let map: serde_json::Map<String, Value> = reg.read(|c| {
-        c.services()
-            .flat_map(|s| {
-                s.checks
-                    .iter()
-                    .map(move |check| (check.id().to_owned(), json::check(s, check)))
-            })
-            .collect()
+        let node = c
+            .node_checks()
+            .iter()
+            .map(|check| (check.id().to_owned(), json::check(None, check)));
+        let services = c.services().flat_map(|s| {
+            s.checks
+                .iter()
+                .map(move |check| (check.id().to_owned(), json::check(Some(s), check)))
+        });
+        node.chain(services).collect()
     });
     read_answer(access, None, Value::Object(map))
 }
@@ -149,6 +153,104 @@ pub async fn service(
         resp.headers_mut().insert("X-Consul-ContentHash", v);
     }
     resp
+}
+
+/// `PUT /v1/agent/check/register`: one check, of the service `ServiceID`
+/// or, without one, of the node (Consul's `CheckDefinition`: `ID` or
+/// `CheckID`, `Name`, `ServiceID`, and a check's fields).
+pub async fn check_register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
+    let mut value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("Request decode failed: {e}")),
+    };
+    let Some(object) = value.as_object_mut() else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Request decode failed: the body is not a JSON object",
+        );
+    };
+    decode::fold_keys(object, &["ID", "ServiceID"]);
+    let id = object.remove("ID");
+    let service_id = object.remove("ServiceID");
+    let text = |v: Option<Value>| match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s).filter(|s| !s.is_empty())),
+        Some(other) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("Request decode failed: expected a string, got {other}"),
+        )),
+    };
+    let (id, service_id) = match (text(id), text(service_id)) {
+        (Ok(id), Ok(service)) => (id, service),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    fold_check(&mut value);
+    let check: register::CheckBody = match serde_json::from_value(value) {
+        Ok(c) => c,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("Request decode failed: {e}")),
+    };
+    let Some(name) = check.name.clone().filter(|n| !n.is_empty()) else {
+        return refuse(StatusCode::BAD_REQUEST, "Missing check name");
+    };
+    let id = id.or_else(|| check.check_id.clone()).unwrap_or_else(|| name.clone());
+    let spec = match register::check_spec(check, id, service_id.as_deref().unwrap_or_default()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    written(reg.write(|c| c.register_check(service_id.as_deref(), spec, Instant::now())))
+}
+
+/// `PUT /v1/agent/check/deregister/{id}`.
+pub async fn check_deregister(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> Response {
+    written(reg.write(|c| c.deregister_check(&id, Instant::now())))
+}
+
+/// `?enable=` and `?reason=` of the maintenance endpoints.
+#[derive(Deserialize, Default)]
+pub struct MaintenanceQuery {
+    enable: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+impl MaintenanceQuery {
+    /// `enable` is required and a boolean, as Consul's `strconv.ParseBool`.
+    fn enable(&self) -> Result<bool, Response> {
+        match self.enable.as_deref() {
+            None | Some("") => Err(refuse(StatusCode::BAD_REQUEST, "Missing value for enable")),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+            Some(other) => Err(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid value for enable: {other:?}"),
+            )),
+        }
+    }
+}
+
+/// `PUT /v1/agent/service/maintenance/{id}?enable=&reason=`: a critical
+/// check `_service_maintenance:<id>` takes the instance out of `?passing`
+/// until maintenance is off (as `consul maint -service`).
+pub async fn service_maintenance(
+    State(reg): State<Arc<Registry>>,
+    Path(id): Path<String>,
+    Query(q): Query<MaintenanceQuery>,
+) -> Response {
+    let enable = match q.enable() {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    written(reg.write(|c| c.service_maintenance(&id, enable, &q.reason, Instant::now())))
+}
+
+/// `PUT /v1/agent/maintenance?enable=&reason=`: the whole node (every
+/// service on it) in or out of maintenance.
+pub async fn node_maintenance(State(reg): State<Arc<Registry>>, Query(q): Query<MaintenanceQuery>) -> Response {
+    let enable = match q.enable() {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    written(reg.write(|c| c.node_maintenance(enable, &q.reason, Instant::now())))
 }
 
 #[cfg(test)]

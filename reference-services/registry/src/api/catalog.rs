@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::json::{DATACENTER, NODE_ID, NODE_NAME};
-use super::{BlockingQuery, blocking_read, has_tags, tags};
+use super::{BlockingQuery, blocking_read, has_tags, json as shape, tags};
 use crate::acl::Access;
 use crate::catalog::Catalog;
 use crate::state::Registry;
@@ -53,7 +53,7 @@ pub async fn service(
                 .instances_of(&name)
                 .filter(|s| has_tags(&s.record.tags, &wanted))
                 .map(|s| {
-                    json!({
+                    let mut v = json!({
                         "ID": NODE_ID,
                         "Node": NODE_NAME,
                         "Address": "127.0.0.1",
@@ -64,9 +64,15 @@ pub async fn service(
                         "ServicePort": s.record.port,
                         "ServiceTags": s.record.tags,
                         "ServiceMeta": s.record.meta,
+                        "ServiceWeights": shape::weights(&s.extras),
+                        "ServiceEnableTagOverride": s.extras.enable_tag_override,
                         "CreateIndex": s.create_index,
                         "ModifyIndex": s.modify_index,
-                    })
+                    });
+                    if let Some(tagged) = shape::tagged_addresses(&s.extras) {
+                        v["ServiceTaggedAddresses"] = tagged;
+                    }
+                    v
                 })
                 .collect();
             Value::Array(entries)

@@ -37,10 +37,11 @@ pub async fn service(
         |c| {
             let entries: Vec<Value> = c
                 .instances_of(&name)
-                .filter(|s| !passing || s.passing())
+                .filter(|s| !passing || c.passing(s))
                 .filter(|s| has_tags(&s.record.tags, &wanted))
                 .map(|s| {
                     let mut checks = vec![json::serf_check()];
+                    checks.extend(c.node_checks().iter().map(|check| json::check(None, check)));
                     checks.extend(json::checks(s));
                     serde_json::json!({"Node": json::node(), "Service": json::service(s), "Checks": checks})
                 })
@@ -115,12 +116,18 @@ pub async fn state(
         if filter.admits(Status::Passing) {
             checks.push(json::serf_check());
         }
+        checks.extend(
+            c.node_checks()
+                .iter()
+                .filter(|check| filter.admits(check.status))
+                .map(|check| json::check(None, check)),
+        );
         for s in c.services() {
             checks.extend(
                 s.checks
                     .iter()
                     .filter(|check| filter.admits(check.status))
-                    .map(|check| json::check(s, check)),
+                    .map(|check| json::check(Some(s), check)),
             );
         }
         Value::Array(checks)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::catalog::{Check, Service};
+use crate::catalog::{Check, Extras, Service};
 use crate::definition::{CheckKind, Target};
 
 /// The node every service of the dev registry lives on.
@@ -15,23 +15,43 @@ pub const DATACENTER: &str = "dc1";
 
 /// A service as `/v1/agent/services` and `/v1/health/service` show it.
 pub fn service(s: &Service) -> Value {
-    json!({
+    let mut v = json!({
         "ID": s.record.id,
         "Service": s.record.name,
         "Tags": s.record.tags,
         "Address": s.record.address,
         "Meta": s.record.meta,
         "Port": s.record.port,
-        "Weights": {"Passing": 1, "Warning": 1},
-        "EnableTagOverride": false,
+        "Weights": weights(&s.extras),
+        "EnableTagOverride": s.extras.enable_tag_override,
         "Datacenter": DATACENTER,
         "CreateIndex": s.create_index,
         "ModifyIndex": s.modify_index,
+    });
+    if let Some(tagged) = tagged_addresses(&s.extras) {
+        v["TaggedAddresses"] = tagged;
+    }
+    v
+}
+
+pub fn weights(e: &Extras) -> Value {
+    json!({"Passing": e.weights.passing, "Warning": e.weights.warning})
+}
+
+/// `TaggedAddresses`, left out when there are none (Go's `omitempty`).
+pub fn tagged_addresses(e: &Extras) -> Option<Value> {
+    (!e.tagged_addresses.is_empty()).then(|| {
+        e.tagged_addresses
+            .iter()
+            .map(|(name, (address, port))| (name.clone(), json!({"Address": address, "Port": port})))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     })
 }
 
-/// A check as Consul's `HealthCheck`, with its definition.
-pub fn check(s: &Service, c: &Check) -> Value {
+/// A check as Consul's `HealthCheck`, with its definition: of the service
+/// `s`, or of the node when `None`.
+pub fn check(s: Option<&Service>, c: &Check) -> Value {
     let spec = &c.spec;
     let mut definition = json!({
         "Interval": "0s",
@@ -43,6 +63,7 @@ pub fn check(s: &Service, c: &Check) -> Value {
             definition["TTL"] = go_duration(*ttl).into();
             (Duration::ZERO, Duration::ZERO)
         }
+        CheckKind::Maintenance => (Duration::ZERO, Duration::ZERO),
         CheckKind::Probe(p) => {
             match &p.target {
                 Target::Http(h) => {
@@ -75,9 +96,9 @@ pub fn check(s: &Service, c: &Check) -> Value {
         "Status": c.status,
         "Notes": spec.notes,
         "Output": c.output,
-        "ServiceID": s.record.id,
-        "ServiceName": s.record.name,
-        "ServiceTags": s.record.tags,
+        "ServiceID": s.map_or("", |s| &s.record.id),
+        "ServiceName": s.map_or("", |s| &s.record.name),
+        "ServiceTags": s.map_or(&[][..], |s| &s.record.tags),
         "Type": spec.kind.type_name(),
         "Interval": if interval.is_zero() { String::new() } else { go_duration(interval) },
         "Timeout": if timeout.is_zero() { String::new() } else { go_duration(timeout) },
@@ -90,7 +111,7 @@ pub fn check(s: &Service, c: &Check) -> Value {
 
 /// Every check of a service, in registration order.
 pub fn checks(s: &Service) -> impl Iterator<Item = Value> + '_ {
-    s.checks.iter().map(move |c| check(s, c))
+    s.checks.iter().map(move |c| check(Some(s), c))
 }
 
 pub fn node() -> Value {

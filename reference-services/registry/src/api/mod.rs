@@ -3,9 +3,13 @@
 
 mod agent;
 mod catalog;
+mod decode;
 mod health;
 mod json;
+mod kv;
+mod node;
 mod register;
+mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{any, get, put};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -41,6 +45,19 @@ pub fn router(registry: Arc<Registry>, acl: Acl, body_timeout: Duration) -> Rout
         .route("/v1/agent/service/register", put(register::register))
         .route("/v1/agent/service/deregister/{id}", put(agent::deregister))
         .route("/v1/agent/service/{id}", get(agent::service))
+        .route("/v1/agent/check/register", put(agent::check_register))
+        .route("/v1/agent/check/deregister/{id}", put(agent::check_deregister))
+        .route("/v1/agent/service/maintenance/{id}", put(agent::service_maintenance))
+        .route("/v1/agent/maintenance", put(agent::node_maintenance))
+        .route("/v1/agent/self", get(node::agent_self))
+        .route("/v1/agent/members", get(node::members))
+        .route("/v1/catalog/nodes", get(node::nodes))
+        .route("/v1/catalog/node/{node}", get(node::node))
+        .route(
+            "/v1/catalog/datacenters",
+            get(|| async { axum::Json([json::DATACENTER]) }),
+        )
+        .route("/v1/status/peers", get(|| async { axum::Json([node::SERVER_ADDR]) }))
         .route("/v1/agent/check/pass/{id}", put(agent::check_pass))
         .route("/v1/agent/check/warn/{id}", put(agent::check_warn))
         .route("/v1/agent/check/fail/{id}", put(agent::check_fail))
@@ -52,7 +69,15 @@ pub fn router(registry: Arc<Registry>, acl: Acl, body_timeout: Duration) -> Rout
         .route("/v1/health/state/{state}", get(health::state))
         .route("/v1/catalog/services", get(catalog::services))
         .route("/v1/catalog/service/{name}", get(catalog::service))
-        .route("/v1/status/leader", get(|| async { axum::Json("127.0.0.1:8300") }))
+        .route("/v1/kv/", any(kv::kv))
+        .route("/v1/kv/{*key}", any(kv::kv))
+        .route("/v1/session/create", put(session::create))
+        .route("/v1/session/destroy/{id}", put(session::destroy))
+        .route("/v1/session/renew/{id}", put(session::renew))
+        .route("/v1/session/info/{id}", get(session::info))
+        .route("/v1/session/list", get(session::list))
+        .route("/v1/session/node/{node}", get(session::node))
+        .route("/v1/status/leader", get(|| async { axum::Json(node::SERVER_ADDR) }))
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         // Inside the ACL check: a refused write is refused before its body is read.
         .layer(axum::middleware::from_fn_with_state(body_timeout, body_within))
@@ -97,14 +122,19 @@ fn refuse(status: StatusCode, text: impl Into<String>) -> Response {
 fn written(result: Result<(), CatalogError>) -> Response {
     match result {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => {
-            let status = match e {
-                CatalogError::UnknownService(_) | CatalogError::UnknownCheck(_) => StatusCode::NOT_FOUND,
-                CatalogError::OutOfRange(_) | CatalogError::NotTtl(_) => StatusCode::BAD_REQUEST,
-            };
-            refuse(status, e.to_string())
-        }
+        Err(e) => refused(&e),
     }
+}
+
+/// A refused write: 404 for what is not there, 409 for a precondition
+/// that did not hold, 400 for the rest.
+fn refused(e: &CatalogError) -> Response {
+    let status = match e {
+        CatalogError::UnknownService(_) | CatalogError::UnknownCheck(_) => StatusCode::NOT_FOUND,
+        CatalogError::Conflict(_) => StatusCode::CONFLICT,
+        CatalogError::OutOfRange(_) | CatalogError::NotTtl(_) | CatalogError::Invalid(_) => StatusCode::BAD_REQUEST,
+    };
+    refuse(status, e.to_string())
 }
 
 /// A read's answer: its result `body` (a JSON array or object) as `access`

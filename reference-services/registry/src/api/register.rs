@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{refuse, written};
-use crate::catalog::{CheckSpec, Status};
+use serde_json::Value;
+
+use super::{decode, refuse, written};
+use crate::catalog::{CheckSpec, Extras, Status, Weights};
 use crate::definition::{CheckKind, DEFAULT_CHECK_TIMEOUT, HttpTarget, Probe, Target, Thresholds};
 use crate::state::Registry;
 use gantry_common::config::parse_duration;
@@ -42,14 +44,38 @@ struct RegisterBody {
     check: Option<CheckBody>,
     #[serde(default)]
     checks: Option<Vec<CheckBody>>,
+    #[serde(default)]
+    weights: Option<WeightsBody>,
+    #[serde(default)]
+    enable_tag_override: Option<bool>,
+    #[serde(default)]
+    tagged_addresses: Option<BTreeMap<String, TaggedAddressBody>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WeightsBody {
+    #[serde(default)]
+    passing: i64,
+    #[serde(default)]
+    warning: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaggedAddressBody {
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    port: u16,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
-struct CheckBody {
+pub(super) struct CheckBody {
     #[serde(rename = "CheckID")]
-    check_id: Option<String>,
-    name: Option<String>,
+    pub(super) check_id: Option<String>,
+    pub(super) name: Option<String>,
     notes: Option<String>,
     #[serde(rename = "TTL")]
     ttl: Option<String>,
@@ -88,20 +114,88 @@ struct CheckBody {
     os_service: Option<serde_json::Value>,
 }
 
-type Refusal = Box<Response>;
+pub(super) type Refusal = Box<Response>;
 
 fn invalid(text: impl std::fmt::Display) -> Refusal {
     Box::new(refuse(StatusCode::BAD_REQUEST, format!("Invalid check: {text}")))
 }
 
-pub async fn register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
-    let body: RegisterBody = match serde_json::from_slice(&body) {
+/// Reads a JSON body as Consul's decoder would (see [`super::decode`]):
+/// `fold` renames the keys of each struct-shaped object first.
+pub(super) fn decode_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    fold: impl FnOnce(&mut Value),
+) -> Result<T, Refusal> {
+    let decode_failed =
+        |e: serde_json::Error| Box::new(refuse(StatusCode::BAD_REQUEST, format!("Request decode failed: {e}")));
+    let mut value: Value = serde_json::from_slice(body).map_err(decode_failed)?;
+    fold(&mut value);
+    serde_json::from_value(value).map_err(decode_failed)
+}
+
+/// Folds a check's keys onto [`CheckBody`]'s fields.
+pub(super) fn fold_check(check: &mut Value) {
+    decode::fold_as::<CheckBody>(check);
+}
+
+/// Folds a registration's keys, and its checks' and weights', onto fields.
+fn fold_registration(body: &mut Value) {
+    let Some(object) = decode::fold_as::<RegisterBody>(body) else {
+        return;
+    };
+    if let Some(check) = object.get_mut("Check") {
+        fold_check(check);
+    }
+    if let Some(Value::Array(checks)) = object.get_mut("Checks") {
+        checks.iter_mut().for_each(fold_check);
+    }
+    if let Some(weights) = object.get_mut("Weights") {
+        decode::fold_as::<WeightsBody>(weights);
+    }
+    if let Some(Value::Object(tagged)) = object.get_mut("TaggedAddresses") {
+        for address in tagged.values_mut() {
+            decode::fold_as::<TaggedAddressBody>(address);
+        }
+    }
+}
+
+/// `?replace-existing-checks`: checks the body leaves out are removed.
+#[derive(Deserialize, Default)]
+pub struct RegisterQuery {
+    #[serde(rename = "replace-existing-checks")]
+    replace_existing_checks: Option<String>,
+}
+
+pub async fn register(State(reg): State<Arc<Registry>>, Query(q): Query<RegisterQuery>, body: Bytes) -> Response {
+    let body: RegisterBody = match decode_body(&body, fold_registration) {
         Ok(b) => b,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("Request decode failed: {e}")),
+        Err(r) => return *r,
     };
     let Some(name) = body.name.filter(|n| !n.is_empty()) else {
         return refuse(StatusCode::BAD_REQUEST, "Missing service name");
     };
+    let meta = body.meta.unwrap_or_default();
+    if let Err(e) = validate_meta(&meta) {
+        return refuse(StatusCode::BAD_REQUEST, format!("Invalid Service Meta: {e}"));
+    }
+    let weights = match body.weights.map(weights).transpose() {
+        Ok(w) => w.unwrap_or(Extras::default().weights),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("Invalid Weights: {e}")),
+    };
+    let extras = Extras {
+        weights,
+        enable_tag_override: body.enable_tag_override.unwrap_or(false),
+        tagged_addresses: body
+            .tagged_addresses
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, a)| (k, (a.address, a.port)))
+            .collect(),
+    };
+    let replace = matches!(
+        q.replace_existing_checks.as_deref(),
+        Some("" | "1" | "true" | "True" | "TRUE" | "t" | "T")
+    );
     let id = body.id.filter(|i| !i.is_empty()).unwrap_or_else(|| name.clone());
     let mut specs = Vec::new();
     let bodies = body.check.into_iter().chain(body.checks.unwrap_or_default());
@@ -124,14 +218,63 @@ pub async fn register(State(reg): State<Arc<Registry>>, body: Bytes) -> Response
             address: body.address.unwrap_or_default(),
             port: body.port.unwrap_or(0),
             tags: body.tags.unwrap_or_default(),
-            meta: body.meta.unwrap_or_default(),
+            meta,
         };
-        c.register(record, specs, Instant::now())
+        c.register(record, extras, specs, replace, Instant::now())
     }))
 }
 
+/// Consul's limits on service metadata (`structs.ValidateMetadata`), with
+/// its words.
+fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
+    const MAX_PAIRS: usize = 64;
+    const MAX_KEY: usize = 128;
+    const MAX_VALUE: usize = 512;
+    const RESERVED: &str = "consul-";
+    if meta.len() > MAX_PAIRS {
+        return Err(format!(
+            "Node metadata cannot contain more than {MAX_PAIRS} key/value pairs"
+        ));
+    }
+    for (key, value) in meta {
+        let problem = if key.is_empty() {
+            "Key cannot be blank".to_owned()
+        } else if !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            "Key contains invalid characters".to_owned()
+        } else if key.len() > MAX_KEY {
+            format!("Key is too long (limit: {MAX_KEY} characters)")
+        } else if key.starts_with(RESERVED) {
+            format!("Key prefix '{RESERVED}' is reserved for internal use")
+        } else if value.len() > MAX_VALUE {
+            format!("Value is too long (limit: {MAX_VALUE} characters)")
+        } else {
+            continue;
+        };
+        return Err(format!("Couldn't load metadata pair ('{key}', '{value}'): {problem}"));
+    }
+    Ok(())
+}
+
+/// Consul's `ValidateWeights`: a passing weight of at least 1, both at
+/// most 65535.
+fn weights(w: WeightsBody) -> Result<Weights, &'static str> {
+    if w.passing < 1 {
+        return Err("Passing must be greater than 0");
+    }
+    if w.warning < 0 {
+        return Err("Warning must be greater or equal than 0");
+    }
+    match (u16::try_from(w.passing), u16::try_from(w.warning)) {
+        (Ok(passing), Ok(warning)) => Ok(Weights {
+            passing: passing.into(),
+            warning: warning.into(),
+        }),
+        _ => Err("DNS Weight must be between 0 and 65535"),
+    }
+}
+
 /// One check of a registration, checked as Consul's `CheckType.Validate`.
-fn check_spec(check: CheckBody, default_id: String, service: &str) -> Result<CheckSpec, Refusal> {
+pub(super) fn check_spec(check: CheckBody, default_id: String, service: &str) -> Result<CheckSpec, Refusal> {
     let unsupported = [
         ("GRPC", check.grpc.is_some()),
         ("H2PING", check.h2ping.is_some()),
