@@ -30,7 +30,8 @@ impl CheckKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             CheckKind::Ttl(_) => "ttl",
-            CheckKind::Maintenance => "maintenance",
+            // Consul's maintenance checks carry no type.
+            CheckKind::Maintenance => "",
             CheckKind::Probe(p) => match p.target {
                 Target::Http(_) => "http",
                 Target::Tcp(_) => "tcp",

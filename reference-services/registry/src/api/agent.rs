@@ -175,14 +175,11 @@ pub async fn check_register(State(reg): State<Arc<Registry>>, body: Bytes) -> Re
     let text = |v: Option<Value>| match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s).filter(|s| !s.is_empty())),
-        Some(other) => Err(refuse(
-            StatusCode::BAD_REQUEST,
-            format!("Request decode failed: expected a string, got {other}"),
-        )),
+        Some(other) => Err(format!("Request decode failed: expected a string, got {other}")),
     };
     let (id, service_id) = match (text(id), text(service_id)) {
         (Ok(id), Ok(service)) => (id, service),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(e), _) | (_, Err(e)) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     fold_check(&mut value);
     let check: register::CheckBody = match serde_json::from_value(value) {
@@ -215,16 +212,14 @@ pub struct MaintenanceQuery {
 
 impl MaintenanceQuery {
     /// `enable` is required and a boolean, as Consul's `strconv.ParseBool`.
-    fn enable(&self) -> Result<bool, Response> {
-        match self.enable.as_deref() {
-            None | Some("") => Err(refuse(StatusCode::BAD_REQUEST, "Missing value for enable")),
-            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
-            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
-            Some(other) => Err(refuse(
-                StatusCode::BAD_REQUEST,
-                format!("Invalid value for enable: {other:?}"),
-            )),
-        }
+    fn enable(&self) -> Result<bool, String> {
+        let refusal = match self.enable.as_deref() {
+            None | Some("") => "Missing value for enable".to_owned(),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => return Ok(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => return Ok(false),
+            Some(other) => format!("Invalid value for enable: {other:?}"),
+        };
+        Err(refusal)
     }
 }
 
@@ -238,7 +233,7 @@ pub async fn service_maintenance(
 ) -> Response {
     let enable = match q.enable() {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     written(reg.write(|c| c.service_maintenance(&id, enable, &q.reason, Instant::now())))
 }
@@ -248,7 +243,7 @@ pub async fn service_maintenance(
 pub async fn node_maintenance(State(reg): State<Arc<Registry>>, Query(q): Query<MaintenanceQuery>) -> Response {
     let enable = match q.enable() {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
     };
     written(reg.write(|c| c.node_maintenance(enable, &q.reason, Instant::now())))
 }

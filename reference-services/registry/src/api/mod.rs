@@ -130,7 +130,9 @@ fn written(result: Result<(), CatalogError>) -> Response {
 /// that did not hold, 400 for the rest.
 fn refused(e: &CatalogError) -> Response {
     let status = match e {
-        CatalogError::UnknownService(_) | CatalogError::UnknownCheck(_) => StatusCode::NOT_FOUND,
+        CatalogError::UnknownService(_) | CatalogError::UnknownCheck(_) | CatalogError::NotFound(_) => {
+            StatusCode::NOT_FOUND
+        }
         CatalogError::Conflict(_) => StatusCode::CONFLICT,
         CatalogError::OutOfRange(_) | CatalogError::NotTtl(_) | CatalogError::Invalid(_) => StatusCode::BAD_REQUEST,
     };

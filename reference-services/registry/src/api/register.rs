@@ -26,8 +26,14 @@ use gantry_common::registry::ServiceRecord;
 /// nanoseconds, about 292 years); longer ones are refused with 400.
 pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
 
+/// A service definition as Consul's agent decodes it: every field it
+/// knows is named (those the dev registry does not model are read and
+/// ignored), and any other key is refused, as Consul's decoder
+/// (`DisallowUnknownFields`) refuses it, so a misspelt field fails here
+/// as it would in production.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[allow(dead_code)]
 struct RegisterBody {
     #[serde(rename = "ID", default)]
     id: Option<String>,
@@ -50,6 +56,23 @@ struct RegisterBody {
     enable_tag_override: Option<bool>,
     #[serde(default)]
     tagged_addresses: Option<BTreeMap<String, TaggedAddressBody>>,
+    // Known to Consul, not modelled here (Connect, gateways, Enterprise).
+    #[serde(default)]
+    kind: Option<Value>,
+    #[serde(default)]
+    socket_path: Option<Value>,
+    #[serde(default)]
+    token: Option<Value>,
+    #[serde(default)]
+    locality: Option<Value>,
+    #[serde(default)]
+    proxy: Option<Value>,
+    #[serde(default)]
+    connect: Option<Value>,
+    #[serde(default)]
+    namespace: Option<Value>,
+    #[serde(default)]
+    partition: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -196,15 +219,23 @@ pub async fn register(State(reg): State<Arc<Registry>>, Query(q): Query<Register
         q.replace_existing_checks.as_deref(),
         Some("" | "1" | "true" | "True" | "TRUE" | "t" | "T")
     );
+    let address = body.address.unwrap_or_default();
+    if matches!(address.as_str(), "0.0.0.0" | "::" | "[::]") {
+        return refuse(StatusCode::BAD_REQUEST, "Invalid service address");
+    }
     let id = body.id.filter(|i| !i.is_empty()).unwrap_or_else(|| name.clone());
+    let port = body.port.unwrap_or(0);
+    let mut extras = extras;
+    add_default_tagged_addresses(&mut extras, &address, port);
     let mut specs = Vec::new();
-    let bodies = body.check.into_iter().chain(body.checks.unwrap_or_default());
-    for (i, check) in bodies.enumerate() {
-        // Consul numbers the default ids of a service's checks from the second on.
-        let default_id = if i == 0 {
-            format!("service:{id}")
-        } else {
+    let bodies: Vec<CheckBody> = body.check.into_iter().chain(body.checks.unwrap_or_default()).collect();
+    let numbered = bodies.len() > 1;
+    for (i, check) in bodies.into_iter().enumerate() {
+        // Consul numbers the default ids when a service has several checks.
+        let default_id = if numbered {
             format!("service:{id}:{}", i + 1)
+        } else {
+            format!("service:{id}")
         };
         match check_spec(check, default_id, &name) {
             Ok(spec) => specs.push(spec),
@@ -215,13 +246,29 @@ pub async fn register(State(reg): State<Arc<Registry>>, Query(q): Query<Register
         let record = ServiceRecord {
             id,
             name,
-            address: body.address.unwrap_or_default(),
-            port: body.port.unwrap_or(0),
+            address,
+            port,
             tags: body.tags.unwrap_or_default(),
             meta,
         };
         c.register(record, extras, specs, replace, Instant::now())
     }))
+}
+
+/// As Consul's agent: an IPv4 address adds `lan_ipv4` and `wan_ipv4`, an
+/// IPv6 one `lan_ipv6` and `wan_ipv6`, unless the registration gave them.
+fn add_default_tagged_addresses(extras: &mut Extras, address: &str, port: u16) {
+    let names = match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => ["lan_ipv4", "wan_ipv4"],
+        Ok(std::net::IpAddr::V6(_)) => ["lan_ipv6", "wan_ipv6"],
+        Err(_) => return,
+    };
+    for name in names {
+        extras
+            .tagged_addresses
+            .entry(name.to_owned())
+            .or_insert_with(|| (address.to_owned(), port));
+    }
 }
 
 /// Consul's limits on service metadata (`structs.ValidateMetadata`), with

@@ -207,6 +207,9 @@ pub enum CatalogError {
     /// A request that names something the way Consul refuses (with its words).
     #[error("{0}")]
     Invalid(String),
+    /// A request that names something not there, in Consul's words.
+    #[error("{0}")]
+    NotFound(String),
     /// The KV or session operation's precondition did not hold: answered
     /// `false`, not an error, by the KV endpoints; an error in a transaction.
     #[error("{0}")]
@@ -369,7 +372,7 @@ impl Catalog {
                 self.services
                     .get(id)
                     .map(|s| s.record.name.clone())
-                    .ok_or_else(|| CatalogError::Invalid(format!("ServiceID {id:?} does not exist")))?,
+                    .ok_or_else(|| CatalogError::NotFound(format!("ServiceID {id:?} does not exist")))?,
             ),
             None => Owner::Node,
         };

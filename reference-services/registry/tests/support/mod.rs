@@ -129,6 +129,34 @@ impl Registry {
         self.send(req, true).await
     }
 
+    /// A PUT whose body is `bytes` as they are (a KV value).
+    pub async fn put_bytes(&self, path: &str, bytes: impl Into<reqwest::Body>) -> Answer {
+        let req = reqwest::Client::new().put(format!("{}{path}", self.base)).body(bytes);
+        self.send(req, true).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(reqwest::Client::new().delete(format!("{}{path}", self.base)), true)
+            .await
+    }
+
+    /// The `X-Consul-Index` of an answer, which a read must carry.
+    pub fn index(&self, a: &Answer) -> u64 {
+        a.header("X-Consul-Index")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no X-Consul-Index on a read", self.label))
+    }
+
+    /// The agent's node name, from `/v1/agent/self`.
+    pub async fn node_name(&self) -> String {
+        let a = self.get("/v1/agent/self").await;
+        assert_eq!(a.status, 200, "{}: {}", self.label, a.text);
+        a.json()["Config"]["NodeName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no Config.NodeName in {}", self.label, a.text))
+            .to_owned()
+    }
+
     /// Registers `body` (`PUT /v1/agent/service/register`), which must succeed.
     pub async fn register(&self, body: Value) {
         let a = self.put("/v1/agent/service/register", &body).await;
