@@ -255,3 +255,88 @@ async fn oversized_values_empty_keys_and_conflicting_flags_are_refused() {
         reg.delete(&key).await;
     }
 }
+
+fn b64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// `/v1/txn` applies KV operations all or nothing (Consul's
+/// `txn_endpoint.go`): on success 200 with a result per read and write
+/// (writes without their value); when any operation fails, 409 naming
+/// each failure by position, and none of its writes is kept.
+#[tokio::test]
+async fn a_transaction_is_all_or_nothing() {
+    for reg in registries().await {
+        let p = unique("txn");
+        let (a, b) = (format!("{p}/a"), format!("{p}/b"));
+        let ok = reg
+            .put(
+                "/v1/txn",
+                &serde_json::json!([
+                    {"KV": {"Verb": "set", "Key": a, "Value": b64("1")}},
+                    {"KV": {"Verb": "set", "Key": b, "Value": b64("2"), "Flags": 7}},
+                    {"KV": {"Verb": "get", "Key": a}},
+                ]),
+            )
+            .await;
+        assert_eq!(ok.status, 200, "{}: {}", reg.label, ok.text);
+        let body = ok.json();
+        let results = body["Results"].as_array().unwrap();
+        assert_eq!(results.len(), 3, "{}: {body}", reg.label);
+        assert_eq!(
+            results[0]["KV"]["Value"],
+            Value::Null,
+            "{}: a write's result has no value",
+            reg.label
+        );
+        assert_eq!(results[1]["KV"]["Flags"], 7);
+        assert_eq!(
+            results[2]["KV"]["Value"],
+            b64("1").as_str(),
+            "{}: a read sees the write before it",
+            reg.label
+        );
+        assert_eq!(
+            results[0]["KV"]["ModifyIndex"], results[1]["KV"]["ModifyIndex"],
+            "{}: one index for the transaction",
+            reg.label
+        );
+        let at = results[0]["KV"]["ModifyIndex"].as_u64().unwrap();
+
+        let failed = reg
+            .put(
+                "/v1/txn",
+                &serde_json::json!([
+                    {"KV": {"Verb": "set", "Key": a, "Value": b64("changed")}},
+                    {"KV": {"Verb": "cas", "Key": b, "Value": b64("x"), "Index": at + 1000}},
+                    {"KV": {"Verb": "check-not-exists", "Key": a}},
+                ]),
+            )
+            .await;
+        assert_eq!(failed.status, 409, "{}: {}", reg.label, failed.text);
+        let errors = failed.json()["Errors"].as_array().cloned().unwrap();
+        let positions: Vec<u64> = errors.iter().map(|e| e["OpIndex"].as_u64().unwrap()).collect();
+        assert_eq!(positions, [1, 2], "{}: {errors:?}", reg.label);
+        assert!(
+            errors[0]["What"].as_str().unwrap().contains("stale"),
+            "{}: {errors:?}",
+            reg.label
+        );
+        assert_eq!(
+            reg.get(&format!("/v1/kv/{a}?raw")).await.text,
+            "1",
+            "{}: the failed transaction's set was not kept",
+            reg.label
+        );
+
+        let cleanup = reg
+            .put(
+                "/v1/txn",
+                &serde_json::json!([{"KV": {"Verb": "delete-tree", "Key": format!("{p}/")}}]),
+            )
+            .await;
+        assert_eq!(cleanup.status, 200, "{}: {}", reg.label, cleanup.text);
+        assert_eq!(reg.get(&format!("/v1/kv/{a}")).await.status, 404);
+    }
+}

@@ -90,7 +90,7 @@ pub async fn kv(
 
 /// An entry as Consul's `DirEntry`: an empty value is `null`, and
 /// `Session` is there only while the key is held.
-fn entry(e: &Entry) -> Value {
+pub(super) fn entry(e: &Entry) -> Value {
     let mut v = json!({
         "LockIndex": e.lock_index,
         "Key": e.key,

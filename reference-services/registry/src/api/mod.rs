@@ -10,6 +10,7 @@ mod kv;
 mod node;
 mod register;
 mod session;
+mod txn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,7 @@ pub fn router(registry: Arc<Registry>, acl: Acl, body_timeout: Duration) -> Rout
         .route("/v1/catalog/service/{name}", get(catalog::service))
         .route("/v1/kv/", any(kv::kv))
         .route("/v1/kv/{*key}", any(kv::kv))
+        .route("/v1/txn", put(txn::txn))
         .route("/v1/session/create", put(session::create))
         .route("/v1/session/destroy/{id}", put(session::destroy))
         .route("/v1/session/renew/{id}", put(session::renew))

@@ -11,6 +11,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::sessions::Sessions;
 use super::{Catalog, CatalogError};
 
 /// How many tombstones are kept before the oldest are dropped; dropping
@@ -39,7 +40,7 @@ pub struct Write {
     pub flags: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Store {
     entries: BTreeMap<String, Entry>,
     /// Deleted keys and the index that deleted them.
@@ -59,6 +60,11 @@ fn under<'a, T>(map: &'a BTreeMap<String, T>, prefix: &'a str) -> impl Iterator<
 }
 
 impl Store {
+    /// The index of the store's last change (deletes included).
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
     }
@@ -107,7 +113,7 @@ impl Store {
     }
 
     /// Whether `key` is closed to `acquire` at `now` by a lost lock's delay.
-    fn delayed(&self, key: &str, now: Instant) -> bool {
+    pub(super) fn delayed(&self, key: &str, now: Instant) -> bool {
         self.lock_delays.get(key).is_some_and(|until| now < *until)
     }
 
@@ -199,24 +205,29 @@ fn cas_holds(entry: Option<&Entry>, cas: Option<u64>) -> bool {
 
 /// Refuses a lock operation naming no session or one that is not there, in
 /// Consul's words.
-fn known_session(c: &Catalog, session: &str) -> Result<(), CatalogError> {
+fn known_session(sessions: &Sessions, session: &str) -> Result<(), CatalogError> {
     if session.is_empty() {
         return Err(CatalogError::Invalid("missing session".into()));
     }
-    if c.sessions.get(session).is_none() {
+    if sessions.get(session).is_none() {
         return Err(CatalogError::Invalid(format!("invalid session {session:?}")));
     }
     Ok(())
 }
 
-/// The KV operations, on the catalog so they share its index.
-impl Catalog {
-    /// `PUT /v1/kv/<key>[?cas=]`: whether the condition held. A key held
-    /// as a lock keeps its holder; its lock index, as in Consul, does not
-    /// survive a plain write (it reads 0 after). Writing exactly what is
-    /// there changes nothing and moves no index.
-    pub fn kv_set(&mut self, key: &str, write: Write, cas: Option<u64>) -> bool {
-        let existing = self.kv.get(key);
+/// What a lock attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Acquired {
+    Yes,
+    HeldByAnother,
+    LockDelay,
+}
+
+/// The writes, each at `index`: the store's own index moves only when
+/// something changed (see [`Catalog::on_kv`]).
+impl Store {
+    pub(super) fn set(&mut self, key: &str, write: Write, cas: Option<u64>, index: u64) -> bool {
+        let existing = self.get(key);
         if !cas_holds(existing, cas) {
             return false;
         }
@@ -224,10 +235,89 @@ impl Catalog {
         if existing.is_some_and(|e| e.value == write.value && e.flags == write.flags && e.lock_index == 0) {
             return true;
         }
-        let index = self.next_index();
-        self.kv.put(key, write, session, 0, index);
-        self.index = index;
+        self.put(key, write, session, 0, index);
         true
+    }
+
+    pub(super) fn acquire(
+        &mut self,
+        key: &str,
+        write: Write,
+        session: &str,
+        sessions: &Sessions,
+        now: Instant,
+        index: u64,
+    ) -> Result<Acquired, CatalogError> {
+        // Consul looks at the lock-delay before it looks at the session.
+        if self.delayed(key, now) {
+            return Ok(Acquired::LockDelay);
+        }
+        known_session(sessions, session)?;
+        let lock_index = match self.get(key) {
+            Some(e) if e.session.as_deref() == Some(session) => e.lock_index,
+            Some(e) if e.session.is_some() => return Ok(Acquired::HeldByAnother),
+            Some(e) => e.lock_index + 1,
+            None => 1,
+        };
+        self.put(key, write, Some(session.to_owned()), lock_index, index);
+        Ok(Acquired::Yes)
+    }
+
+    pub(super) fn release(
+        &mut self,
+        key: &str,
+        write: Write,
+        session: &str,
+        sessions: &Sessions,
+        index: u64,
+    ) -> Result<bool, CatalogError> {
+        known_session(sessions, session)?;
+        let Some(existing) = self.get(key).filter(|e| e.session.as_deref() == Some(session)) else {
+            return Ok(false);
+        };
+        let lock_index = existing.lock_index;
+        self.put(key, write, None, lock_index, index);
+        Ok(true)
+    }
+
+    pub(super) fn delete(&mut self, key: &str, cas: Option<u64>, index: u64) -> bool {
+        if let Some(cas) = cas
+            && self.get(key).is_some_and(|e| e.modify_index != cas)
+        {
+            return false;
+        }
+        self.remove(key, index);
+        true
+    }
+
+    pub(super) fn delete_tree(&mut self, prefix: &str, index: u64) {
+        let keys: Vec<String> = self.list(prefix).map(|e| e.key.clone()).collect();
+        for key in keys {
+            self.remove(&key, index);
+        }
+    }
+}
+
+/// The KV operations, on the catalog so they share its index.
+impl Catalog {
+    /// Runs a KV write at the next index; the catalog's index moves only
+    /// when the store changed.
+    pub(super) fn on_kv<T>(&mut self, op: impl FnOnce(&mut Store, &Sessions, u64) -> T) -> T {
+        let index = self.next_index();
+        let before = self.kv.index;
+        let result = op(&mut self.kv, &self.sessions, index);
+        if self.kv.index != before {
+            self.index = index;
+        }
+        result
+    }
+
+    /// `PUT /v1/kv/<key>[?cas=]`: whether the condition held. A key held
+    /// as a lock keeps its holder; its lock index, as in Consul, does not
+    /// survive a plain write (it reads 0 after). Writing exactly what is
+    /// there changes nothing and moves no index.
+    pub fn kv_set(&mut self, key: &str, write: Write, cas: Option<u64>) -> bool {
+        self.on_kv(|kv, _, index| kv.set(key, write, cas, index))
     }
 
     /// `PUT /v1/kv/<key>?acquire=<session>`: takes the lock for `session`
@@ -235,64 +325,26 @@ impl Catalog {
     /// is in its lock-delay; the holder acquiring again just writes (the
     /// lock index moves only for a new holder).
     pub fn kv_acquire(&mut self, key: &str, write: Write, session: &str, now: Instant) -> Result<bool, CatalogError> {
-        // Consul looks at the lock-delay before it looks at the session.
-        if self.kv.delayed(key, now) {
-            return Ok(false);
-        }
-        known_session(self, session)?;
-        let lock_index = match self.kv.get(key) {
-            Some(e) if e.session.as_deref() == Some(session) => e.lock_index,
-            Some(e) if e.session.is_some() => return Ok(false),
-            Some(e) => e.lock_index + 1,
-            None => 1,
-        };
-        let index = self.next_index();
-        self.kv.put(key, write, Some(session.to_owned()), lock_index, index);
-        self.index = index;
-        Ok(true)
+        self.on_kv(|kv, sessions, index| kv.acquire(key, write, session, sessions, now, index))
+            .map(|a| a == Acquired::Yes)
     }
 
     /// `PUT /v1/kv/<key>?release=<session>`: lets the lock go and writes
-    /// the value; false unless `session` holds it.
+    /// the value; false unless `session` holds it. No lock-delay follows.
     pub fn kv_release(&mut self, key: &str, write: Write, session: &str) -> Result<bool, CatalogError> {
-        known_session(self, session)?;
-        let Some(existing) = self.kv.get(key).filter(|e| e.session.as_deref() == Some(session)) else {
-            return Ok(false);
-        };
-        let lock_index = existing.lock_index;
-        let index = self.next_index();
-        self.kv.put(key, write, None, lock_index, index);
-        self.index = index;
-        Ok(true)
+        self.on_kv(|kv, sessions, index| kv.release(key, write, session, sessions, index))
     }
 
     /// `DELETE /v1/kv/<key>[?cas=]`: whether the condition held. Deleting
     /// a key that is not there succeeds, with or without `cas`, as in
     /// Consul; a lock on the key does not stop it.
     pub fn kv_delete(&mut self, key: &str, cas: Option<u64>) -> bool {
-        if let Some(cas) = cas
-            && self.kv.get(key).is_some_and(|e| e.modify_index != cas)
-        {
-            return false;
-        }
-        let index = self.next_index();
-        if self.kv.remove(key, index) {
-            self.index = index;
-        }
-        true
+        self.on_kv(|kv, _, index| kv.delete(key, cas, index))
     }
 
     /// `DELETE /v1/kv/<prefix>?recurse`: removes every key under `prefix`.
     pub fn kv_delete_tree(&mut self, prefix: &str) {
-        let keys: Vec<String> = self.kv.list(prefix).map(|e| e.key.clone()).collect();
-        if keys.is_empty() {
-            return;
-        }
-        let index = self.next_index();
-        for key in keys {
-            self.kv.remove(&key, index);
-        }
-        self.index = index;
+        self.on_kv(|kv, _, index| kv.delete_tree(prefix, index));
     }
 }
 

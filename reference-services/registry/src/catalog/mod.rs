@@ -14,6 +14,7 @@ use crate::definition::{CheckKind, Probe};
 
 pub mod kv;
 pub mod sessions;
+pub mod txn;
 
 /// A check's health, with Consul's spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
