@@ -47,12 +47,15 @@ struct KvOpBody {
     _partition: Option<String>,
 }
 
-fn bad(text: impl Into<String>) -> Response {
-    refuse(StatusCode::BAD_REQUEST, text.into())
+/// A refusal: its status and Consul's words.
+type Refusal = (StatusCode, String);
+
+fn bad(text: impl Into<String>) -> Refusal {
+    (StatusCode::BAD_REQUEST, text.into())
 }
 
 /// The operations of a body, or the answer refusing it.
-fn ops(body: &[u8]) -> Result<Vec<Op>, Response> {
+fn ops(body: &[u8]) -> Result<Vec<Op>, Refusal> {
     let mut value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("Failed to parse body: {e}")))?;
     if let Some(list) = value.as_array_mut() {
         for op in list {
@@ -76,7 +79,7 @@ fn ops(body: &[u8]) -> Result<Vec<Op>, Response> {
     bodies.into_iter().map(op).collect()
 }
 
-fn op(body: OpBody) -> Result<Op, Response> {
+fn op(body: OpBody) -> Result<Op, Refusal> {
     let Some(kv) = body.kv else {
         let kind = [
             ("Node", body.node.is_some()),
@@ -99,7 +102,7 @@ fn op(body: OpBody) -> Result<Op, Response> {
         ),
     };
     if value.len() > MAX_VALUE_BYTES {
-        return Err(refuse(
+        return Err((
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "Value for key {:?} is too large ({} > {MAX_VALUE_BYTES} bytes)",
@@ -141,7 +144,7 @@ fn result(o: &Outcome) -> Value {
 pub async fn txn(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
     let ops = match ops(&body) {
         Ok(ops) => ops,
-        Err(r) => return r,
+        Err((status, text)) => return refuse(status, text),
     };
     let done = reg.write(|c| Ok(c.kv_txn(&ops, Instant::now())));
     match done {
