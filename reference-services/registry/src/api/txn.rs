@@ -68,7 +68,7 @@ fn ops(body: &[u8]) -> Result<Vec<Op>, Refusal> {
     }
     let bodies: Vec<OpBody> = serde_json::from_value(value).map_err(|e| bad(format!("Failed to parse body: {e}")))?;
     if bodies.len() > MAX_OPS {
-        return Err(refuse(
+        return Err((
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "Transaction contains too many operations ({} > {MAX_OPS})",
