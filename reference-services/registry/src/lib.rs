@@ -32,6 +32,7 @@ mod api;
 pub mod catalog;
 pub mod config;
 pub mod definition;
+pub mod filter;
 pub mod probe;
 mod runner;
 pub mod state;

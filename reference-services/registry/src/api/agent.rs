@@ -12,9 +12,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::register::{self, fold_check};
-use super::{BlockingQuery, decode, json, read_answer, refuse, written};
+use super::{BlockingQuery, decode, filtered, json, read_answer, refuse, written};
 use crate::acl::{ANONYMOUS_ACCESSOR_ID, Access};
 use crate::catalog::{Catalog, Status};
+use crate::filter::Shape;
 use crate::state::Registry;
 
 pub async fn deregister(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> Response {
@@ -77,13 +78,31 @@ pub async fn check_update(State(reg): State<Arc<Registry>>, Path(id): Path<Strin
     set_check(&reg, &id, status, &body.output).await
 }
 
-pub async fn services(State(reg): State<Arc<Registry>>, Extension(access): Extension<Access>) -> Response {
+/// `GET /v1/agent/services`, with `?filter=` over the services.
+pub async fn services(
+    State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
+    Query(q): Query<BlockingQuery>,
+) -> Response {
+    let filter = match q.filter(Shape::service()) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let map: serde_json::Map<String, Value> =
         reg.read(|c| c.services().map(|s| (s.record.id.clone(), json::service(s))).collect());
-    read_answer(access, None, Value::Object(map))
+    read_answer(access, None, filtered(Value::Object(map), filter.as_ref()))
 }
 
-pub async fn checks(State(reg): State<Arc<Registry>>, Extension(access): Extension<Access>) -> Response {
+/// `GET /v1/agent/checks`, with `?filter=` over the checks.
+pub async fn checks(
+    State(reg): State<Arc<Registry>>,
+    Extension(access): Extension<Access>,
+    Query(q): Query<BlockingQuery>,
+) -> Response {
+    let filter = match q.filter(Shape::check()) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let map: serde_json::Map<String, Value> = reg.read(|c| {
         let node = c
             .node_checks()
@@ -96,7 +115,7 @@ pub async fn checks(State(reg): State<Arc<Registry>>, Extension(access): Extensi
         });
         node.chain(services).collect()
     });
-    read_answer(access, None, Value::Object(map))
+    read_answer(access, None, filtered(Value::Object(map), filter.as_ref()))
 }
 
 /// The service `id` as `/v1/agent/service/{id}` answers it, with its

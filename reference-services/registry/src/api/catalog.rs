@@ -11,6 +11,7 @@ use super::json::{DATACENTER, NODE_ID, NODE_NAME};
 use super::{BlockingQuery, blocking_read, has_tags, json as shape, tags};
 use crate::acl::Access;
 use crate::catalog::Catalog;
+use crate::filter::Shape;
 use crate::state::Registry;
 
 pub async fn services(
@@ -18,7 +19,7 @@ pub async fn services(
     Extension(access): Extension<Access>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    blocking_read(&reg, access, q, Catalog::index, |c| {
+    blocking_read(&reg, access, q, None, Catalog::index, |c| {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for s in c.services() {
             let tags = map.entry(s.record.name.clone()).or_default();
@@ -47,6 +48,7 @@ pub async fn service(
         &reg,
         access,
         q,
+        Some(Shape::catalog_service()),
         |c| c.index_of(&name),
         |c| {
             let entries: Vec<Value> = c

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::{BlockingQuery, blocking_read, has_tags, json, refuse, tags};
 use crate::acl::Access;
 use crate::catalog::{Catalog, Status};
+use crate::filter::Shape;
 use crate::state::Registry;
 
 /// `GET /v1/health/service/{name}`: every instance with the node, its
@@ -33,6 +34,7 @@ pub async fn service(
         &reg,
         access,
         q,
+        Some(Shape::health_entry()),
         |c| c.index_of(&name),
         |c| {
             let entries: Vec<Value> = c
@@ -64,6 +66,7 @@ pub async fn checks(
         &reg,
         access,
         q,
+        Some(Shape::check()),
         |c| c.index_of(&name),
         |c| {
             let checks: Vec<Value> = c.instances_of(&name).flat_map(json::checks).collect();
@@ -111,7 +114,7 @@ pub async fn state(
             format!("Invalid check state {state:?}: expected any, passing, warning or critical"),
         );
     };
-    blocking_read(&reg, access, q, Catalog::index, |c| {
+    blocking_read(&reg, access, q, Some(Shape::check()), Catalog::index, |c| {
         let mut checks = Vec::new();
         if filter.admits(Status::Passing) {
             checks.push(json::serf_check());

@@ -148,10 +148,12 @@ fn refused(e: &CatalogError) -> Response {
 /// A read as Consul's blocking queries make it: `?index`/`?wait` parsed,
 /// then (with an index) a wait until `index_of` moves past it or the wait
 /// ends, then `body` read at the index it is answered with.
+/// An endpoint that takes `?filter=` names the `shape` of its entries.
 async fn blocking_read(
     reg: &Registry,
     access: Access,
     q: BlockingQuery,
+    shape: Option<crate::filter::Shape>,
     index_of: impl Fn(&crate::catalog::Catalog) -> u64,
     body: impl FnOnce(&crate::catalog::Catalog) -> Value,
 ) -> Response {
@@ -159,9 +161,13 @@ async fn blocking_read(
         Ok(p) => p,
         Err(r) => return *r,
     };
+    let filter = match shape.map(|s| q.filter(s)).transpose() {
+        Ok(f) => f.flatten(),
+        Err(r) => return *r,
+    };
     reg.block_until(index, wait, &index_of).await;
     let (index, body) = reg.read(|c| (index_of(c), body(c)));
-    read_answer(access, Some(index), body)
+    read_answer(access, Some(index), filtered(body, filter.as_ref()))
 }
 
 fn read_answer(access: Access, index: Option<u64>, body: Value) -> Response {
@@ -188,6 +194,7 @@ struct BlockingQuery {
     wait: Option<String>,
     passing: Option<String>,
     hash: Option<String>,
+    filter: Option<String>,
 }
 
 impl BlockingQuery {
@@ -212,6 +219,18 @@ impl BlockingQuery {
         Ok((index, self.wait()?))
     }
 
+    /// `?filter=`, checked against the `shape` of the endpoint's entries
+    /// (400 naming what is wrong; Consul answers 500, but the fault is
+    /// the request's); `None` when absent or empty.
+    fn filter(&self, shape: crate::filter::Shape) -> Result<Option<crate::filter::Filter>, Box<Response>> {
+        match self.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            None => Ok(None),
+            Some(text) => crate::filter::Filter::new(text, shape)
+                .map(Some)
+                .map_err(|e| Box::new(refuse(StatusCode::BAD_REQUEST, e))),
+        }
+    }
+
     /// `?passing`, `?passing=true` and `?passing=1` filter; `false` and `0`
     /// do not; anything else is refused, as Consul's `strconv.ParseBool`.
     fn passing(&self) -> Result<bool, Box<Response>> {
@@ -221,6 +240,14 @@ impl BlockingQuery {
             Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
             Some(_) => Err(Box::new(refuse(StatusCode::BAD_REQUEST, "Invalid value for ?passing"))),
         }
+    }
+}
+
+/// `body` with only the entries `filter` admits (all without one).
+fn filtered(body: Value, filter: Option<&crate::filter::Filter>) -> Value {
+    match filter {
+        Some(f) => f.apply(body),
+        None => body,
     }
 }
 

@@ -14,6 +14,7 @@ use super::json::{self, DATACENTER, NODE_ID, NODE_NAME};
 use super::{BlockingQuery, blocking_read, read_answer};
 use crate::acl::Access;
 use crate::catalog::Catalog;
+use crate::filter::Shape;
 use crate::state::Registry;
 
 /// The server address Consul's status endpoints name (its RPC port).
@@ -68,7 +69,7 @@ pub async fn nodes(
     Extension(access): Extension<Access>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    blocking_read(&reg, access, q, |_| 1, |_| json!([json::node()])).await
+    blocking_read(&reg, access, q, Some(Shape::node()), |_| 1, |_| json!([json::node()])).await
 }
 
 /// `GET /v1/catalog/node/<node>`: the node and its services by id; `null`
@@ -79,7 +80,7 @@ pub async fn node(
     Path(node): Path<String>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    blocking_read(&reg, access, q, Catalog::index, move |c| {
+    blocking_read(&reg, access, q, None, Catalog::index, move |c| {
         if node != NODE_NAME {
             return Value::Null;
         }

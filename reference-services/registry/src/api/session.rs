@@ -236,7 +236,7 @@ pub async fn info(
     Path(id): Path<String>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    blocking_read(&reg, access, q, sessions_index, |c| {
+    blocking_read(&reg, access, q, None, sessions_index, |c| {
         sessions_where(c, |s| s.spec.id == id)
     })
     .await
@@ -248,7 +248,7 @@ pub async fn list(
     Extension(access): Extension<Access>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    blocking_read(&reg, access, q, sessions_index, |c| sessions_where(c, |_| true)).await
+    blocking_read(&reg, access, q, None, sessions_index, |c| sessions_where(c, |_| true)).await
 }
 
 /// `GET /v1/session/node/<node>`.
@@ -258,7 +258,7 @@ pub async fn node(
     Path(node): Path<String>,
     Query(q): Query<BlockingQuery>,
 ) -> Response {
-    blocking_read(&reg, access, q, sessions_index, |c| {
+    blocking_read(&reg, access, q, None, sessions_index, |c| {
         sessions_where(c, |s| s.spec.node == node)
     })
     .await
