@@ -1,7 +1,10 @@
 //! The registry as the gateway sees it (`/v1/health/service/<name>`):
 //! `Then "greeter" has 3 passing instances in the registry`, `Then instance 2
 //! of "greeter" is critical in the registry within 5 seconds`, `Then the
-//! registry lists "greeter-2" of "greeter" as passing`.
+//! registry lists "greeter-2" of "greeter" as passing`. And its KV store,
+//! where a team's services read their configuration and hold their locks:
+//! `Given the registry key "config/board/title" is set to "Team board"`,
+//! `Then the registry key "service/board/leader" is held by a session`.
 
 use std::time::Duration;
 
@@ -65,10 +68,96 @@ pub(super) fn add<W: StackWorld>(steps: Collection<W>) -> Collection<W> {
         r#"^the registry lists "(?P<id>[^"]+)" of "(?P<service>[^"]+)" as (?P<state>{STATES}){}$"#,
         within!()
     );
+    let key_state = format!(
+        r#"^the registry key "(?P<key>[^"]+)" (?:is "(?P<is>[^"]+)"|is not "(?P<is_not>[^"]+)"|(?P<state>is absent|is held by a session|is not held)){}$"#,
+        within!()
+    );
     steps
+        .given(here!(), re(&count), passing_count::<W>)
         .then(here!(), re(&count), passing_count::<W>)
         .then(here!(), re(&by_index), instance_state::<W>)
         .then(here!(), re(&by_id), instance_state::<W>)
+        .given(here!(), re(KEY_SET), key_set::<W>)
+        .when(here!(), re(KEY_SET), key_set::<W>)
+        .when(here!(), re(KEY_KEEP), key_keep::<W>)
+        .given(here!(), re(&key_state), key_state_check::<W>)
+        .then(here!(), re(&key_state), key_state_check::<W>)
+}
+
+/// `the registry key "k" is set to "v"` / `is deleted`.
+const KEY_SET: &str = r#"^the registry key "(?P<key>[^"]+)" (?:is set to "(?P<value>[^"]*)"|(?P<deleted>is deleted))$"#;
+/// `I keep the registry key "k" as "name"`: its value, for `{name}` later.
+const KEY_KEEP: &str = r#"^I keep the registry key "(?P<key>[^"]+)" as "(?P<name>[A-Za-z_][\w.-]*)"$"#;
+
+fn key_set<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::of(w, ctx);
+        let key = args.get("key").to_owned();
+        let registry = client(w);
+        let done = match args.opt("deleted") {
+            Some(_) => registry.kv_delete(&key).await,
+            None => {
+                registry
+                    .kv_put(&key, args.opt("value").unwrap_or_default().as_bytes())
+                    .await
+            }
+        };
+        done.unwrap_or_else(|e| panic!("the registry key {key:?}: {e}"));
+    })
+}
+
+fn key_keep<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::of(w, ctx);
+        let (key, name) = (args.get("key").to_owned(), args.get("name").to_owned());
+        let entry = client(w)
+            .kv_get(&key)
+            .await
+            .unwrap_or_else(|e| panic!("the registry key {key:?}: {e}"))
+            .unwrap_or_else(|| panic!("the registry has no key {key:?} to keep as {name:?}"));
+        w.step_state().kept.insert(name, entry.text());
+    })
+}
+
+fn key_state_check<W: StackWorld>(w: &mut W, ctx: Context) -> StepFuture<'_> {
+    Box::pin(async move {
+        let args = Args::of(w, ctx);
+        let key = args.get("key").to_owned();
+        let is = args.opt("is").map(str::to_owned);
+        let is_not = args.opt("is_not").map(str::to_owned);
+        let state = args.opt("state").map(str::to_owned);
+        let registry = client(w);
+        let what = format!("the registry key {key:?}");
+        poll::check(&what, args.within(), || {
+            let (registry, key, is, is_not, state) =
+                (registry.clone(), key.clone(), is.clone(), is_not.clone(), state.clone());
+            async move {
+                let entry = registry.kv_get(&key).await.map_err(|e| format!("the registry: {e}"))?;
+                let seen = match &entry {
+                    None => "absent".to_owned(),
+                    Some(e) => format!(
+                        "{:?} (held by {})",
+                        e.text(),
+                        e.session.as_deref().unwrap_or("no session")
+                    ),
+                };
+                let holds = match (&is, &is_not, state.as_deref(), &entry) {
+                    (Some(want), _, _, Some(e)) => e.text() == *want,
+                    (_, Some(unwanted), _, e) => e.as_ref().is_none_or(|e| e.text() != *unwanted),
+                    (_, _, Some("is absent"), e) => e.is_none(),
+                    (_, _, Some("is held by a session"), Some(e)) => e.session.is_some(),
+                    (_, _, Some("is not held"), e) => e.as_ref().is_none_or(|e| e.session.is_none()),
+                    _ => false,
+                };
+                if holds {
+                    Ok(())
+                } else {
+                    Err(format!("the registry key {key:?} is {seen}"))
+                }
+            }
+        })
+        .await;
+    })
 }
 
 fn client<W: StackWorld>(w: &mut W) -> RegistryClient {

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use crate::config::{self, ConfigError};
 
 mod check;
+mod kv;
+
 pub use check::{AgentRegistration, CheckDefinition, CheckState};
+pub use kv::KvEntry;
 
 /// Where Consul's agent listens unless `CONSUL_HTTP_ADDR` says otherwise.
 pub const DEFAULT_CONSUL_HTTP_ADDR: &str = "http://127.0.0.1:8500";
@@ -39,6 +42,8 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("registry answered {what} with {detail}")]
+    Malformed { what: String, detail: String },
 }
 
 impl RegistryError {

@@ -11,8 +11,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::json::{self, DATACENTER, NODE_ID, NODE_NAME};
-use super::{BlockingQuery, blocking_read, read_answer};
-use crate::acl::Access;
+use super::{BlockingQuery, blocking_read, read_answer, refuse};
+use axum::http::StatusCode;
+
+use crate::acl::{ANONYMOUS_ACCESSOR_ID, Access};
 use crate::catalog::Catalog;
 use crate::filter::Shape;
 use crate::state::Registry;
@@ -39,8 +41,17 @@ fn member() -> Value {
     })
 }
 
-/// `GET /v1/agent/self`: the agent's configuration and member.
+/// `GET /v1/agent/self`: the agent's configuration and member; the
+/// anonymous token may not read it (Consul requires `agent:read`).
 pub async fn agent_self(Extension(access): Extension<Access>) -> Response {
+    if !access.can_read() {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Permission denied: token with AccessorID '{ANONYMOUS_ACCESSOR_ID}' lacks permission 'agent:read' on \"{NODE_NAME}\""
+            ),
+        );
+    }
     let body = json!({
         "Config": {
             "Datacenter": DATACENTER,
