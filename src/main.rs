@@ -224,7 +224,15 @@ async fn serve(component: Component) -> Result<()> {
         }
         Component::Registry => {
             let cfg = gantry_registry::Options::from_env()?;
-            gantry_registry::run(bind(cfg.listen).await?, cfg, shutdown).await?;
+            let dns = match cfg.dns_listen {
+                Some(addr) => Some(
+                    tokio::net::UdpSocket::bind(addr)
+                        .await
+                        .with_context(|| format!("binding DNS (GANTRY_DNS_LISTEN) on {addr} (UDP)"))?,
+                ),
+                None => None,
+            };
+            gantry_registry::run_with_dns(bind(cfg.listen).await?, dns, cfg, shutdown).await?;
         }
         Component::FaultProxy => {
             // Toxiproxy's API on Toxiproxy's port unless GANTRY_LISTEN says

@@ -2,8 +2,8 @@
 Feature: A service that talks to the registry itself
   board (Python, py-consul from PyPI, unchanged) uses the registry as it
   would use Consul in production: it registers itself with a TTL check,
-  reads its title from the KV store, finds the greeter by its tag and
-  elects a leader among its instances with a session and a lock. The
+  reads its title from the KV store, finds the greeter by its tag (and by
+  an SRV query of the registry's DNS, {dns} in stack.toml) and elects a leader among its instances with a session and a lock. The
   scenarios call it directly ({url:board-N}): it is not behind the gateway.
 
   Background:
@@ -26,6 +26,11 @@ Feature: A service that talks to the registry itself
     And the JSON at "/greeters" is ["greeter-1", "greeter-2", "greeter-3"]
     When I GET {url:board}/greeters?tag=v2
     Then the JSON at "/greeters" is []
+
+  Scenario: It finds the greeter through the registry's DNS too
+    When I GET {url:board}/srv/greeter
+    Then the status is 200
+    And the JSON at "/ports" has 3 items
 
   @needs:process
   Scenario: One board leads; when it dies, the other takes the lock

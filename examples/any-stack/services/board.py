@@ -23,11 +23,14 @@ Environment:
   CONSUL_HTTP_ADDR   the registry, as every Consul client reads it
   CONSUL_HTTP_TOKEN  its ACL token
   GREETER_TAG        the tag of the greeters it calls (default v1)
+  CONSUL_DNS         the registry's DNS interface, host:port (optional)
 
 GET /board         {"title", "leader", "me", "greeting"}: the greeting comes
                    from a greeter found by tag, called with the caller's
                    X-User-Id and X-Username
 GET /greeters?tag= the passing greeter instances carrying the tag
+GET /srv/<service> the ports an SRV query of _<service>._tcp.service.consul
+                   answers, asked of the registry's DNS (CONSUL_DNS)
 GET /health        200
 """
 
@@ -35,6 +38,8 @@ import json
 import os
 import random
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -141,6 +146,35 @@ class Board:
             pass
 
 
+def srv_ports(dns, service):
+    """The ports of an SRV answer, asked over UDP as any resolver asks."""
+    host, port = dns.rsplit(":", 1)
+    name = f"_{service}._tcp.service.consul"
+    query = struct.pack(">HHHHHH", random.randrange(65536), 0x0100, 1, 0, 0, 0)
+    query += b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+    query += struct.pack(">HH", 33, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(query, (host, int(port)))
+        reply, _ = sock.recvfrom(1500)
+    answers = struct.unpack(">H", reply[6:8])[0]
+    at = 12
+    while reply[at] != 0:  # the question's name, then its type and class
+        at += reply[at] + 1
+    at += 5
+    ports = []
+    for _ in range(answers):
+        while reply[at] != 0 and reply[at] & 0xC0 != 0xC0:
+            at += reply[at] + 1
+        at += 2 if reply[at] & 0xC0 == 0xC0 else 1
+        rtype, _, _, length = struct.unpack(">HHIH", reply[at : at + 10])
+        at += 10
+        if rtype == 33:
+            ports.append(struct.unpack(">H", reply[at + 4 : at + 6])[0])
+        at += length
+    return sorted(ports)
+
+
 def log(message):
     print(f"board {os.environ.get('INSTANCE_ID', '?')}: {message}", file=sys.stderr, flush=True)
 
@@ -174,6 +208,9 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(200, {"tag": tag, "greeters": found})
         elif url.path == "/board":
             self.board()
+        elif url.path.startswith("/srv/") and os.environ.get("CONSUL_DNS"):
+            service = url.path[len("/srv/") :]
+            self.answer(200, {"service": service, "ports": srv_ports(os.environ["CONSUL_DNS"], service)})
         else:
             self.answer(404, {"error": "not_found", "message": f"no route for {url.path}"})
 

@@ -13,7 +13,7 @@ use gantry_common::registry::RegistryClient;
 
 use super::instance::Instance;
 use super::launch;
-use super::placeholders::Values;
+use super::placeholders::{self, Values};
 use super::progress::Progress;
 use super::readiness::Probe;
 use super::role::Role;
@@ -38,6 +38,9 @@ pub struct Context {
     pub registry_addr: String,
     /// The registry's management ACL token (`CONSUL_HTTP_TOKEN`).
     pub registry_token: String,
+    /// `host:port` of the registry's DNS interface over UDP ("" when it has
+    /// none reachable from the host).
+    pub registry_dns: String,
     /// `REDIS_URL` ("" until Redis is up, or when the stack has none).
     pub redis_url: String,
     /// The first gateway's URL ("" until the gateways are up).
@@ -192,6 +195,7 @@ async fn try_instance(
         name: spec.name.clone(),
         registry: format!("http://{}", ctx.registry_addr),
         registry_token: ctx.registry_token.clone(),
+        dns: ctx.registry_dns.clone(),
         redis: ctx.redis_url.clone(),
         dir: ctx.dir.display().to_string(),
         gateway: ctx.gateway_url.clone(),
@@ -221,10 +225,24 @@ async fn try_instance(
             values.host = "0.0.0.0".to_owned();
             values.redis = ctx.inside.redis_url.clone();
             values.registry = format!("http://{}", ctx.inside.registry_addr);
+            // A registry process's DNS listens on the host's loopback,
+            // which no container reaches.
+            values.dns = String::new();
             values.gateway = ctx.inside.gateway_url.clone();
             values.peers = peers.inside.clone();
             values.services = peers.service_inside.clone();
         }
+    }
+    if values.dns.is_empty()
+        && spec
+            .texts()
+            .iter()
+            .any(|(_, text)| placeholders::names_in(text).contains(&"dns"))
+    {
+        return Err(HarnessError::BadSpec {
+            service: spec.name.clone(),
+            problem: "{dns} names the registry's DNS interface, which this stack does not offer it: only a registry run as a local process (the dev registry, or consul agent -dev) answers DNS, and only to processes on this host".into(),
+        });
     }
     let mut env = if spec.gantry_env {
         ctx.gantry_env.clone()

@@ -221,11 +221,17 @@ pub fn registry(
                     let mut args = consul_dev_args([any()?, any()?, any()?]);
                     args.extend(["-config-file".to_owned(), "{file:consul-acl.hcl}".to_owned()]);
                     // ACLs on, default deny, our token as the management
-                    // token: in a file only we can read.
-                    ServiceSpec::command("registry", consul, args).file("consul-acl.hcl", consul_acl_hcl(token))
+                    // token: in a file only we can read. DNS on the second
+                    // port (`{dns}`).
+                    ServiceSpec::command("registry", consul, args)
+                        .with_admin_port()
+                        .file("consul-acl.hcl", consul_acl_hcl(token))
                 }
+                // Its DNS interface on the second port (`{dns}`).
                 None => ServiceSpec::command("registry", binary, ["serve", "registry"])
+                    .with_admin_port()
                     .env("GANTRY_LISTEN", "{host}:{port}")
+                    .env(gantry_registry::dns::DNS_LISTEN_VAR, "{host}:{admin_port}")
                     .env(gantry_registry::ACL_TOKEN_VAR, token),
             }
         }
@@ -288,6 +294,8 @@ fn consul_dev_args([serf_lan, serf_wan, server]: [u16; 3]) -> Vec<String> {
         "{host}",
         "-http-port",
         "{port}",
+        "-dns-port",
+        "{admin_port}",
     ]
     .map(String::from)
     .to_vec();
@@ -295,7 +303,6 @@ fn consul_dev_args([serf_lan, serf_wan, server]: [u16; 3]) -> Vec<String> {
         ("-serf-lan-port", i32::from(serf_lan)),
         ("-serf-wan-port", i32::from(serf_wan)),
         ("-server-port", i32::from(server)),
-        ("-dns-port", -1),
         ("-grpc-port", -1),
         ("-grpc-tls-port", -1),
     ] {
@@ -375,7 +382,7 @@ mod tests {
             "-serf-lan-port 9001",
             "-serf-wan-port 9002",
             "-server-port 9003",
-            "-dns-port -1",
+            "-dns-port {admin_port}",
         ] {
             assert!(args.contains(part), "{args}");
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use gantry_common::name::is_service_name;
 
 /// Every placeholder a spec may use.
-pub const KNOWN: [&str; 11] = [
+pub const KNOWN: [&str; 12] = [
     "port",
     "admin_port",
     "host",
@@ -19,6 +19,7 @@ pub const KNOWN: [&str; 11] = [
     "name",
     "registry",
     "registry_token",
+    "dns",
     "redis",
     "dir",
     GATEWAY,
@@ -54,6 +55,10 @@ pub struct Values {
     pub name: String,
     pub registry: String,
     pub registry_token: String,
+    /// `host:port` of the registry's DNS interface (UDP), as Consul's
+    /// `<service>.service.consul` names are resolved ("" when the registry
+    /// answers no DNS here: a container, or a deployed stack).
+    pub dns: String,
     pub redis: String,
     pub dir: String,
     /// The first gateway's URL ("" before the gateways start).
@@ -96,6 +101,7 @@ impl Values {
             "name" => self.name.clone(),
             "registry" => self.registry.clone(),
             "registry_token" => self.registry_token.clone(),
+            "dns" if !self.dns.is_empty() => self.dns.clone(),
             "redis" => self.redis.clone(),
             "dir" => self.dir.clone(),
             GATEWAY if !self.gateway.is_empty() => self.gateway.clone(),

@@ -31,6 +31,9 @@ pub struct Options {
     /// reading a request head only, so a blocking query holds its request
     /// open for its whole `wait` whatever it is.
     pub limits: Limits,
+    /// `GANTRY_DNS_LISTEN`: where Consul's DNS interface answers over UDP
+    /// (Consul's port is 8600); off when unset.
+    pub dns_listen: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -39,6 +42,7 @@ impl Default for Options {
             listen: DEFAULT_LISTEN,
             acl_token: None,
             limits: Limits::default(),
+            dns_listen: None,
         }
     }
 }
@@ -49,6 +53,14 @@ impl Options {
             listen: parse_or(LISTEN_VAR, DEFAULT_LISTEN, "host:port, e.g. 127.0.0.1:8500")?,
             acl_token: raw(ACL_TOKEN_VAR).map(|t| t.trim().to_owned()),
             limits: Limits::from_env()?,
+            dns_listen: match raw(crate::dns::DNS_LISTEN_VAR) {
+                None => None,
+                Some(_) => Some(parse_or(
+                    crate::dns::DNS_LISTEN_VAR,
+                    DEFAULT_LISTEN,
+                    "host:port for DNS over UDP, e.g. 127.0.0.1:8600",
+                )?),
+            },
         })
     }
 }

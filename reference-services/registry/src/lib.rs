@@ -17,6 +17,7 @@
 //! |---|---|---|
 //! | `GANTRY_LISTEN` | `127.0.0.1:8500` ([`DEFAULT_LISTEN`]) | where the HTTP API listens |
 //! | `GANTRY_REGISTRY_ACL_TOKEN` | — (ACLs off) | the management token, as Consul's `acl.tokens.initial_management`; with it, writes without it get 403 and reads without it see nothing |
+//! | `GANTRY_DNS_LISTEN` | — (off) | where Consul's DNS interface answers over UDP ([`dns`]; Consul's port is 8600) |
 //! | `GANTRY_HEADER_TIMEOUT`, `GANTRY_BODY_TIMEOUT`, `GANTRY_MAX_CONNECTIONS` | `10s`, `30s`, `10000` | what one connection may cost, as on every listener ([`gantry_common::serve::Limits`]) |
 //!
 //! It serves through [`gantry_common::serve`] like every other listener: a
@@ -32,6 +33,7 @@ mod api;
 pub mod catalog;
 pub mod config;
 pub mod definition;
+pub mod dns;
 pub mod filter;
 pub mod probe;
 mod runner;
@@ -46,6 +48,15 @@ use tokio::net::TcpListener;
 use acl::Acl;
 pub use config::{ACL_TOKEN_VAR, DEFAULT_LISTEN, DEFAULT_PORT, LISTEN_VAR, Options};
 use state::Registry;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Stops the reaper and every check task when [`run`] ends, however it ends
 /// (returned, or dropped by its caller).
@@ -70,6 +81,16 @@ pub async fn run(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_with_dns(listener, None, options, shutdown).await
+}
+
+/// [`run`], answering Consul's DNS queries on `dns` too when given.
+pub async fn run_with_dns(
+    listener: TcpListener,
+    dns: Option<tokio::net::UdpSocket>,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let acl = Acl::new(options.acl_token);
     if !acl.enabled() {
         tracing::warn!(
@@ -85,6 +106,8 @@ pub async fn run(
         registry: registry.clone(),
         reaper: tokio::spawn(registry.clone().reaper()).abort_handle(),
     };
+    // Dropped (and so stopped) when `run` returns.
+    let _dns = dns.map(|socket| AbortOnDrop(tokio::spawn(dns::serve(socket, registry.clone())).abort_handle()));
     let limits = options.limits;
     let app = api::router(registry.clone(), acl, limits.body_timeout);
     let shutdown = async move {

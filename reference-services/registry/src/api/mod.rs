@@ -5,7 +5,7 @@ mod agent;
 mod catalog;
 mod decode;
 mod health;
-mod json;
+pub(crate) mod json;
 mod kv;
 mod node;
 mod register;
