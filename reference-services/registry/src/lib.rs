@@ -1,5 +1,7 @@
-//! The dev registry: the subset of Consul's HTTP API the stack uses, for
-//! hermetic runs where no Consul binary or image can be had. It runs TTL
+//! The dev registry: Consul's HTTP API (services, checks, health, catalog,
+//! KV, sessions and locks, transactions, `?filter=`) and its DNS, for
+//! hermetic runs where no Consul binary or image can be had, written so a
+//! team's own Consul clients work against it unchanged. It runs TTL
 //! checks, and HTTP and TCP checks on an interval as a Consul agent does
 //! (see [`probe`] and [`status_handler`]), so a service that does not
 //! register itself can be registered for it with a check the registry runs.
@@ -11,7 +13,10 @@
 //! checks flip and services be reaped quickly; HTTP checks are `http://`
 //! only; an unknown state in `/v1/health/state/{state}` is refused with 400
 //! (Consul answers an empty list); other check kinds (gRPC, script, …)
-//! are refused with 400.
+//! are refused with 400; a malformed `?filter=`, an unknown session in a
+//! lock and a session TTL out of range are 400 where Consul answers 500
+//! (the request is at fault); transactions take KV operations only; DNS is
+//! UDP only.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
