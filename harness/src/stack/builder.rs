@@ -395,10 +395,10 @@ impl StackBuilder {
                     ctx.inside.redis_url = redis_url(&inside, &secrets.redis_password);
                 }
                 Role::Registry => {
-                    ctx.registry_dns = match in_container {
-                        false => first.and_then(|i| i.admin_addr()).unwrap_or_default(),
-                        true => String::new(),
-                    };
+                    // On the host: a process's second port, or where a
+                    // container's DNS port is published (the registry
+                    // image's; Consul's image publishes none).
+                    ctx.registry_dns = first.and_then(|i| i.admin_addr()).unwrap_or_default();
                     ctx.registry_addr = addr;
                     ctx.inside.registry_addr = inside;
                     ctx.registry_in_network = in_container;

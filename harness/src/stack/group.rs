@@ -294,6 +294,7 @@ async fn try_instance(
                     image,
                     port: *inside,
                     host_port: port,
+                    udp: spec.publish_udp.zip(admin_port),
                     join,
                     cmd: &cmd,
                     env: &env,

@@ -198,6 +198,8 @@ pub fn redis(provider: &Provider, password: &str) -> Result<(Role, ServiceSpec),
 
 /// The port of the registry's HTTP API inside its container (Consul's).
 pub const REGISTRY_PORT: u16 = 8500;
+/// The registry image's DNS port inside its container (Consul's).
+pub const REGISTRY_DNS_PORT: u16 = 8600;
 
 /// The registry as `provider` runs it, with ACLs on and `token` as the
 /// management token, ready when it has a leader; `None` for an external one.
@@ -257,8 +259,15 @@ pub fn registry(
                 // On the stack's network like every container: its checks
                 // reach a container at its name there, a process on the
                 // host through the host's relay to it.
+                // Its DNS on Consul's port, published on the host at
+                // the second port (`{dns}` for processes on the host).
                 ServiceSpec::image("registry", image, REGISTRY_PORT)
+                    .publish_udp(REGISTRY_DNS_PORT)
                     .env("GANTRY_LISTEN", "{host}:{port}")
+                    .env(
+                        gantry_registry::dns::DNS_LISTEN_VAR,
+                        format!("{{host}}:{REGISTRY_DNS_PORT}"),
+                    )
                     .env(gantry_registry::ACL_TOKEN_VAR, token)
             }
         }

@@ -280,6 +280,10 @@ pub struct ServiceSpec {
     /// A second free port per instance (`{admin_port}`), for an operator
     /// listener; [`Ready::Http`] is probed there.
     pub admin_port: bool,
+    /// For an image: a UDP port its program listens on inside the
+    /// container, published on the host at the instance's `{admin_port}`
+    /// (the registry's DNS). Needs [`ServiceSpec::with_admin_port`].
+    pub publish_udp: Option<u16>,
     /// Given the stack's Gantry settings (signing key, check TTL, Redis and
     /// registry variables): only Gantry's own components read them.
     pub gantry_env: bool,
@@ -333,6 +337,7 @@ impl ServiceSpec {
             ready_timeout: READY_TIMEOUT,
             port: None,
             admin_port: false,
+            publish_udp: None,
             gantry_env: false,
             files: Vec::new(),
         }
@@ -425,6 +430,14 @@ impl ServiceSpec {
     /// (`{admin_port}`), where [`Ready::Http`] is probed.
     pub fn with_admin_port(mut self) -> Self {
         self.admin_port = true;
+        self
+    }
+
+    /// Publishes the image's UDP port `inside` on the host at the
+    /// instance's second port (`{admin_port}`, which this turns on).
+    pub fn publish_udp(mut self, inside: u16) -> Self {
+        self.admin_port = true;
+        self.publish_udp = Some(inside);
         self
     }
 

@@ -445,11 +445,17 @@ fn die_of(signal: libc::c_int) {
 /// business (a spec's `Ready`), not a log wait here.
 pub async fn start(request: Request<'_>) -> Result<Container, HarnessError> {
     let (image_name, tag) = split_image(request.image);
-    let image = GenericImage::new(image_name, tag)
+    let mut image = GenericImage::new(image_name, tag)
         .with_wait_for(WaitFor::Nothing)
         .with_exposed_port(request.port.tcp());
+    if let Some((inside, _)) = request.udp {
+        image = image.with_exposed_port(inside.udp());
+    }
     let mut built: ContainerRequest<GenericImage> = image.into();
     built = built.with_mapped_port(request.host_port, request.port.tcp());
+    if let Some((inside, host)) = request.udp {
+        built = built.with_mapped_port(host, inside.udp());
+    }
     for (k, v) in request.env {
         built = built.with_env_var(k, v);
     }

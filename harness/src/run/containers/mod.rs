@@ -97,6 +97,8 @@ pub struct Request<'a> {
     pub port: u16,
     /// The host port it is reached on (fixed, so a restart keeps it).
     pub host_port: u16,
+    /// A UDP port inside, and the host port it is published on.
+    pub udp: Option<(u16, u16)>,
     /// Its stack's network and its names there.
     pub join: Option<Join<'a>>,
     /// The command to run; the image's own when empty.
