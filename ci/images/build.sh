@@ -47,8 +47,10 @@ else
   tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
 fi
 
-say "building the gantry binary (release)"
-(cd "$root" && cargo build --release --locked --bin gantry)
+# Without the harness (cargo feature `harness`): an image carries the
+# stack's components only, not testcontainers, Cucumber and the rest.
+say "building the gantry binary (release, without the harness)"
+(cd "$root" && cargo build --release --locked --no-default-features --bin gantry)
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 cp "$root/target/release/gantry" "$ctx/gantry"

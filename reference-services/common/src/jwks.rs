@@ -31,6 +31,13 @@ pub const KEY_RETENTION: Duration = Duration::from_secs(12 * 3600);
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// The path of the JWKS on the auth service.
 pub const JWKS_PATH: &str = "/auth/.well-known/jwks.json";
+/// How often [`KeyStore::keep_fresh`] fetches the JWKS again once it has it,
+/// so a key auth dropped stops being trusted.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// How soon it tries again while no fetch has worked (auth not up yet).
+pub const REFRESH_RETRY: Duration = Duration::from_millis(50);
+/// How often it looks again for a source when `sources` names none.
+pub const SOURCE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Fetching the JWKS failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +100,27 @@ impl KeyStore {
     pub fn with_retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
+    }
+
+    /// Keeps the keys current for as long as it runs (spawn it): fetches the
+    /// JWKS from the auth instances `sources` names every [`REFRESH_EVERY`],
+    /// retrying every [`REFRESH_RETRY`] until a fetch works, and looking for
+    /// a source again every [`SOURCE_RECHECK`] while there is none (a gateway
+    /// whose routes need no identity). The one refresher of every verifier.
+    pub async fn keep_fresh(&self, sources: impl Fn() -> Option<Vec<String>>) {
+        loop {
+            let pause = match sources() {
+                None => SOURCE_RECHECK,
+                Some(urls) => match self.refresh(&urls).await {
+                    Ok(_) => REFRESH_EVERY,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "JWKS not fetched; trying again");
+                        REFRESH_RETRY
+                    }
+                },
+            };
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Verifies an access token against the keys held now, without any I/O.

@@ -14,15 +14,15 @@ pub mod declared;
 pub mod edge;
 mod error;
 mod headers;
-mod identity;
 mod metrics;
 mod openapi;
 pub mod policy;
+// The verifier and per-worker counters are shared with every service.
+use gantry_common::{identity, shard};
 mod pool;
 mod proxy;
 pub mod reload;
 mod routes;
-mod shard;
 mod snapshot;
 mod stages;
 mod upstream;
@@ -50,9 +50,6 @@ pub use reload::{ReloadError, ReloadReport, Reloader, Reloads};
 
 /// How often Redis reachability is checked for `/readyz`.
 pub const REDIS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
-/// How often the JWKS refresher looks for a key source when the
-/// configuration names none (no route needs identity; a reload may add one).
-pub const JWKS_SOURCE_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -358,21 +355,13 @@ fn spawn_background(gateway: &Arc<Gateway>) -> Vec<JoinHandle<()>> {
     }));
     let gw = gateway.clone();
     tasks.push(tokio::spawn(async move {
-        loop {
+        // No key source while no route needs identity; a reload may add one.
+        // Until the JWKS service is discovered, readiness waits on this.
+        let sources = || {
             let routing = gw.routing.load_full();
-            let pause = if routing.jwks.is_none() {
-                // No key source configured (no route needs identity): look
-                // again in a while, in case a reload adds one.
-                JWKS_SOURCE_RECHECK
-            } else {
-                match gw.identity.keys().refresh(&routing.jwks_urls()).await {
-                    Ok(_) => Duration::from_secs(300),
-                    // Until the JWKS service is discovered: readiness waits on this.
-                    Err(_) => Duration::from_millis(50),
-                }
-            };
-            tokio::time::sleep(pause).await;
-        }
+            routing.jwks.is_some().then(|| routing.jwks_urls())
+        };
+        gw.identity.keys().keep_fresh(sources).await
     }));
     tasks
 }

@@ -1,7 +1,11 @@
-//! Who is calling, decided at the edge.
+//! Who is calling: the one verifier of the gateway and of every service that
+//! checks tokens itself (the user service; a team's Rust service).
 //!
 //! A bearer token is verified once and then cached until its `exp`, so a hot
-//! token costs a map lookup, not a signature check. A `SESSION` cookie is
+//! token costs a map lookup, not a signature check nor a Redis round trip:
+//! Redis's denylist is asked only on a miss, and auth's revocations, followed
+//! over pub/sub ([`Identity::follow_revocations`]), drop a revoked token from
+//! the cache at once (a lost feed forgets every cached identity). A `SESSION` cookie is
 //! looked up in Redis (`session:<id>` → JWT) and cached for at most a few
 //! seconds; revocations published by auth drop both caches' entries at once.
 //! Redis down: session requests fail closed (503), bearer requests go on.
@@ -11,12 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::error::ApiError;
+use crate::jwks::KeyStore;
+use crate::jwt::{Claims, now_secs};
+use crate::session::{self, Revocation};
+use crate::store::Store;
 use dashmap::DashMap;
-use gantry_common::error::ApiError;
-use gantry_common::jwks::KeyStore;
-use gantry_common::jwt::{Claims, now_secs};
-use gantry_common::session::{self, Revocation};
-use gantry_common::store::Store;
 use http::HeaderValue;
 use redis::Cmd;
 use tokio::time::Instant;
@@ -78,6 +82,8 @@ struct TokenEntry {
     exp: u64,
     jti: Arc<str>,
     caller: Caller,
+    /// Every claim, for a service that reads more than who is calling.
+    claims: Arc<Claims>,
 }
 
 #[derive(Debug)]
@@ -141,11 +147,12 @@ enum Denylist {
     Unknown,
 }
 
-/// A verified token: its `exp`, `jti` and caller, and whether it may be cached.
+/// A verified token: its `exp`, `jti`, caller and claims, and whether it may be cached.
 struct Verified {
     exp: u64,
     jti: Arc<str>,
     caller: Caller,
+    claims: Arc<Claims>,
     /// The denylist answered (not revoked) and the token is in the cache.
     cached: bool,
 }
@@ -264,6 +271,20 @@ impl Identity {
         self.verify_and_cache(token, auth_urls).await.map(|v| v.caller)
     }
 
+    /// Checks a user's access token and gives its claims: what a service
+    /// that verifies tokens itself calls on every request. A hit costs a
+    /// map lookup and a reference count.
+    pub async fn access(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<Arc<Claims>, Denied> {
+        if let Some(entry) = self.tokens.get(token)
+            && entry.exp > now_secs()
+        {
+            self.stats.local().token_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(entry.claims.clone());
+        }
+        self.stats.local().token_misses.fetch_add(1, Ordering::Relaxed);
+        self.verify_and_cache(token, auth_urls).await.map(|v| v.claims)
+    }
+
     /// The `(exp, jti, caller)` of a token verified before and not expired
     /// since. Revocations remove tokens from the cache, so a hit is still good.
     fn cached_token(&self, token: &str) -> Option<(u64, Arc<str>, Caller)> {
@@ -274,42 +295,43 @@ impl Identity {
 
     async fn verify_and_cache(&self, token: &str, auth_urls: impl FnOnce() -> Vec<String>) -> Result<Verified, Denied> {
         let claims = match self.keys.verify_cached(token) {
-            Err(gantry_common::jwt::JwtError::UnknownKid) => self.keys.verify(token, &auth_urls()).await,
+            Err(crate::jwt::JwtError::UnknownKid) => self.keys.verify(token, &auth_urls()).await,
             other => other,
         }
         .map_err(|_| Denied::Unauthorized("invalid or expired token"))?;
         let caller = Caller::of(&claims)?;
-        match self.denylist(&claims.iss, &claims.jti).await {
+        let (exp, jti): (u64, Arc<str>) = (claims.exp, claims.jti.as_str().into());
+        let claims = Arc::new(claims);
+        match self.denylist(&claims.iss, &jti).await {
             Denylist::Revoked => Err(REVOKED),
             // Let through on the signature, as Redis outages must not stop
             // bearer requests; but not cached, so the next request asks again.
             Denylist::Unknown => {
                 self.stats.local().denylist_unanswered.fetch_add(1, Ordering::Relaxed);
                 Ok(Verified {
-                    exp: claims.exp,
-                    jti: claims.jti.into(),
+                    exp,
+                    jti,
                     caller,
+                    claims,
                     cached: false,
                 })
             }
-            Denylist::NotRevoked => {
-                let jti: Arc<str> = claims.jti.into();
-                match self.cache_token(token, claims.exp, &jti, &caller) {
-                    Cached::Revoked => Err(REVOKED),
-                    cached => Ok(Verified {
-                        exp: claims.exp,
-                        jti,
-                        caller,
-                        cached: cached == Cached::Yes,
-                    }),
-                }
-            }
+            Denylist::NotRevoked => match self.cache_token(token, &jti, &caller, &claims) {
+                Cached::Revoked => Err(REVOKED),
+                cached => Ok(Verified {
+                    exp,
+                    jti,
+                    caller,
+                    claims,
+                    cached: cached == Cached::Yes,
+                }),
+            },
         }
     }
 
     /// Caches a token the denylist has cleared, unless its `jti` was
     /// revoked while Redis was asked.
-    fn cache_token(&self, token: &str, exp: u64, jti: &Arc<str>, caller: &Caller) -> Cached {
+    fn cache_token(&self, token: &str, jti: &Arc<str>, caller: &Caller, claims: &Arc<Claims>) -> Cached {
         let mut index = self.index();
         let key = match self.link(&mut index, jti, self.tokens.len(), |refs| &mut refs.tokens, token) {
             Ok(key) => key,
@@ -318,9 +340,10 @@ impl Identity {
         self.tokens.insert(
             key,
             TokenEntry {
-                exp,
+                exp: claims.exp,
                 jti: jti.clone(),
                 caller: caller.clone(),
+                claims: claims.clone(),
             },
         );
         Cached::Yes
@@ -557,7 +580,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    use gantry_common::jwt::{JwtConfig, KeyKind, Signer, now_secs};
+    use crate::jwt::{JwtConfig, KeyKind, Signer, now_secs};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -581,6 +604,21 @@ mod tests {
             "sub": "u_1", "iss": cfg.issuer, "aud": cfg.audience,
             "iat": now, "exp": now + 600, "jti": jti, "username": "ada",
         }))
+    }
+
+    /// Claims expiring at `exp`, as a cached token carries them.
+    fn claims(exp: u64) -> Arc<Claims> {
+        Arc::new(Claims {
+            sub: "u_1".into(),
+            iss: "gantry-auth".into(),
+            aud: "gantry".into(),
+            exp,
+            iat: exp - 60,
+            nbf: None,
+            jti: "j".into(),
+            username: Some("ada".into()),
+            scope: None,
+        })
     }
 
     fn caller() -> Caller {
@@ -761,7 +799,7 @@ mod tests {
         let id = identity("redis://127.0.0.1:1");
         id.apply(&revocation(Some("j1"), None));
         assert_eq!(
-            id.cache_token("t", now_secs() + 60, &Arc::from("j1"), &caller()),
+            id.cache_token("t", &Arc::from("j1"), &caller(), &claims(now_secs() + 60)),
             Cached::Revoked
         );
         assert!(id.tokens.is_empty());
@@ -773,7 +811,7 @@ mod tests {
         let exp = now_secs() + 60;
         for i in 0..MAX_CACHE_ENTRIES + 10 {
             assert_eq!(
-                id.cache_token(&format!("t{i}"), exp, &Arc::from(format!("j{i}")), &caller()),
+                id.cache_token(&format!("t{i}"), &Arc::from(format!("j{i}")), &caller(), &claims(exp)),
                 Cached::Yes
             );
         }
@@ -790,12 +828,18 @@ mod tests {
         let id = identity("redis://127.0.0.1:1");
         let (exp, jti) = (now_secs() + 60, Arc::from("j1"));
         for i in 0..MAX_ENTRIES_PER_JTI {
-            assert_eq!(id.cache_token(&format!("t{i}"), exp, &jti, &caller()), Cached::Yes);
+            assert_eq!(
+                id.cache_token(&format!("t{i}"), &jti, &caller(), &claims(exp)),
+                Cached::Yes
+            );
         }
         // One more cannot be indexed, so it is not cached (it is still served).
-        assert_eq!(id.cache_token("one-too-many", exp, &jti, &caller()), Cached::No);
+        assert_eq!(
+            id.cache_token("one-too-many", &jti, &caller(), &claims(exp)),
+            Cached::No
+        );
         // The same token again is not a new entry.
-        assert_eq!(id.cache_token("t0", exp, &jti, &caller()), Cached::Yes);
+        assert_eq!(id.cache_token("t0", &jti, &caller(), &claims(exp)), Cached::Yes);
         id.apply(&revocation(Some("j1"), None));
         assert!(id.tokens.is_empty());
     }
