@@ -28,8 +28,9 @@ pub use gantry_common::service::ServiceError as UserError;
 
 pub(crate) struct AppState {
     pub store: Store,
-    /// Profiles read recently, served when Redis is unreachable. Profiles
-    /// never change once created, so a stale copy is a correct copy.
+    /// Profiles read before, served without asking Redis again (and while
+    /// it is unreachable). Profiles never change once created, so a copy
+    /// is a correct copy.
     pub recent: std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>,
     /// Verifies tokens (and holds the keys), caching them until `exp`.
     pub identity: Arc<Identity>,

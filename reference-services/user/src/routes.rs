@@ -58,6 +58,12 @@ async fn load(state: &AppState, id: &str) -> Result<Response, ApiError> {
     if !plausible_id(id) {
         return Err(ApiError::not_found("no such user"));
     }
+    // Profiles never change once created: one read before is the answer,
+    // with no Redis round trip (and what is served while Redis is down).
+    let known = state.recent.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+    if let Some(raw) = known {
+        return profile(&raw);
+    }
     let raw: Arc<str> = match state.store.run::<Option<String>>(&Cmd::get(profile_key(id))).await {
         Ok(Some(raw)) => {
             let raw: Arc<str> = raw.into();
@@ -69,15 +75,13 @@ async fn load(state: &AppState, id: &str) -> Result<Response, ApiError> {
             raw
         }
         Ok(None) => return Err(ApiError::not_found("no such user")),
-        Err(e) => {
-            let recent = state.recent.lock().unwrap_or_else(|p| p.into_inner());
-            match recent.get(id) {
-                Some(raw) => raw.clone(),
-                None => return Err(store_down(e)),
-            }
-        }
+        Err(e) => return Err(store_down(e)),
     };
-    let profile = serde_json::from_str::<Profile>(&raw).map_err(|_| ApiError::not_found("no such user"))?;
+    profile(&raw)
+}
+
+fn profile(raw: &str) -> Result<Response, ApiError> {
+    let profile = serde_json::from_str::<Profile>(raw).map_err(|_| ApiError::not_found("no such user"))?;
     Ok(axum::Json(profile).into_response())
 }
 
