@@ -333,7 +333,12 @@ async fn write_through_toxics(
             }
             continue;
         }
+        // Biased: a change of the toxics made before a chunk was taken is
+        // always applied to it. Picked at random, a chunk that arrived while
+        // this task waited to run could pass under the toxics it replaced (a
+        // latency added just before a request let its answer through at once).
         let chunk = tokio::select! {
+            biased;
             _ = ended(&mut end_rx) => return,
             _ = toxics_rx.changed() => {
                 changed = true;
@@ -482,6 +487,49 @@ mod tests {
         let mut got = [0u8; 1];
         c.read_exact(&mut got).await.unwrap();
         assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+    }
+
+    /// The race a loaded machine hits: the toxics change, then a chunk
+    /// arrives, and only then does the writer run, finding both ready. The
+    /// change must win every time, or the chunk passes without its latency.
+    #[tokio::test]
+    async fn a_latency_added_before_a_chunk_is_taken_always_delays_it() {
+        for round in 0..20 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let to = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+            let (mut far_end, _) = listener.accept().await.unwrap();
+            let state = State::new("race", "127.0.0.1:1", Protocol::Tcp);
+            let (end, rolls) = (watch::Sender::new(End::Open), Rolls::default());
+            let (tx, mut rx) = mpsc::channel(4);
+            let writer = write_through_toxics(&to, Stream::Downstream, &state, &end, &rolls, &mut rx);
+            tokio::pin!(writer);
+            // Polled once: its plan (no toxics) is made and it waits.
+            assert!(tokio::time::timeout(Duration::ZERO, &mut writer).await.is_err());
+            state.toxics.send_modify(|v| {
+                Arc::make_mut(v).push(Toxic::new(
+                    Kind::Latency {
+                        latency: 120,
+                        jitter: 0,
+                    },
+                    Stream::Downstream,
+                ))
+            });
+            let sent = Instant::now();
+            tx.send(Some((sent, Bytes::from_static(b"x")))).await.unwrap();
+            let read = async {
+                let mut got = [0u8; 1];
+                far_end.read_exact(&mut got).await.unwrap();
+                sent.elapsed()
+            };
+            let took = tokio::select! {
+                took = read => took,
+                () = &mut writer => panic!("the writer ended"),
+            };
+            assert!(
+                took >= Duration::from_millis(120),
+                "round {round}: the chunk passed in {took:?}"
+            );
+        }
     }
 
     #[tokio::test]
