@@ -249,8 +249,13 @@ async fn start_on(
     request: testcontainers::ContainerRequest<GenericImage>,
 ) -> Result<Container, HarnessError> {
     guard_signals();
-    // Named, so a start that fails half-way can be cleaned up exactly.
-    let container_name = format!("gantry-{name}-{}-{port}", std::process::id());
+    // Named, so a start that fails half-way can be cleaned up exactly; the
+    // attempt's number keeps two attempts apart (a retry while the one
+    // before is still being removed, or two stacks handed the same free
+    // port): CI once saw Docker refuse a name already in use.
+    static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attempt = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let container_name = format!("gantry-{name}-{}-{port}-{attempt}", std::process::id());
     let host = join.as_ref().map(|j| match j.network.reach() {
         HostReach::Relayed { ip } => ip.clone(),
         HostReach::Direct => "host-gateway".to_owned(),
