@@ -330,18 +330,7 @@ fn redis_password() -> String {
 /// A fresh ACL token in the UUID form Consul gives its tokens, from
 /// the OS's random source.
 fn acl_token() -> String {
-    let mut b: [u8; 16] = jwt::generate_seed()[..16].try_into().expect("16 of 32 bytes");
-    b[6] = (b[6] & 0x0f) | 0x40; // version 4
-    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    jwt::uuid_v4()
 }
 
 /// Consul's ACL configuration for a dev agent: on, default deny, `token` as

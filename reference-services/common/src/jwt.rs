@@ -599,6 +599,23 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// A version-4 UUID from the OS's random source: the form Consul gives
+/// its ACL tokens and session ids.
+pub fn uuid_v4() -> String {
+    let mut b: [u8; 16] = generate_seed()[..16].try_into().expect("16 of 32 bytes");
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// A random identifier of `bytes` random bytes, base64url without padding.
 pub fn random_id(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -145,22 +145,6 @@ fn spec(body: CreateBody, id: String) -> Result<SessionSpec, Refusal> {
     })
 }
 
-/// A random (version 4) UUID, as Consul's session ids.
-fn uuid() -> String {
-    let mut b: [u8; 16] = fastrand::u128(..).to_be_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
 /// `PUT /v1/session/create`: `{"ID": …}`. The body may be empty.
 pub async fn create(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
     let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -171,7 +155,7 @@ pub async fn create(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
             Err(r) => return *r,
         }
     };
-    let id = uuid();
+    let id = gantry_common::jwt::uuid_v4();
     let spec = match spec(body, id.clone()) {
         Ok(s) => s,
         Err(r) => return *r,
